@@ -1,0 +1,192 @@
+// Building images with dockerode from a checkout, honouring .dockerignore the way `docker build`
+// does. A failing RUN does not reject dockerode's buildImage — its error only arrives in the
+// progress stream — so the stream is the source of truth for success.
+import type Docker from 'dockerode';
+import { existsSync, lstatSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
+import dockerignore from '@balena/dockerignore';
+import tar from 'tar-fs';
+
+// A CommonJS module whose typings declare an ES default export: under NodeNext the default
+// import is `module.exports`, and the package sets `factory.default = factory` for this case.
+const ignore = dockerignore.default;
+
+export class BuildError extends Error {
+  override name = 'BuildError';
+}
+
+export interface BuildOptions {
+  contextDir: string;
+  /** Dockerfile path relative to contextDir (default "Dockerfile"). */
+  dockerfile?: string;
+  tag: string;
+  labels: Record<string, string>;
+  buildArgs?: Record<string, string>;
+  /** Called once per output line of the build. */
+  log: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+interface ProgressEvent {
+  stream?: string;
+  status?: string;
+  id?: string;
+  progress?: string;
+  error?: string;
+  errorDetail?: { code?: number; message?: string };
+  aux?: { ID?: string };
+}
+
+/**
+ * The context-relative paths (POSIX separators) to send: everything not excluded by
+ * .dockerignore, plus the Dockerfile and .dockerignore themselves, which Docker always sends.
+ * Directories are walked even when excluded, because a later `!pattern` can re-include a file
+ * inside them (as Docker does); an excluded directory is only sent as the parent of such a file.
+ */
+export function contextFiles(contextDir: string, dockerfile: string): Set<string> {
+  const ig = ignore({ ignorecase: false });
+  const ignoreFile = join(contextDir, '.dockerignore');
+  const rules = existsSync(ignoreFile) ? readFileSync(ignoreFile, 'utf8') : '';
+  ig.add(rules);
+  // Without `!` exceptions an excluded directory can be skipped whole (think node_modules/).
+  const hasExceptions = rules.split(/\r?\n/).some((l) => l.trim().startsWith('!'));
+  const always = new Set([toPosix(normalize(dockerfile)), '.dockerignore']);
+  const keep = new Set<string>();
+
+  const addWithParents = (rel: string) => {
+    keep.add(rel);
+    for (let i = rel.lastIndexOf('/'); i > 0; i = rel.lastIndexOf('/', i - 1)) keep.add(rel.slice(0, i));
+  };
+  const walk = (relDir: string) => {
+    const abs = relDir ? join(contextDir, relDir) : contextDir;
+    for (const name of readdirSync(abs)) {
+      const rel = relDir ? `${relDir}/${name}` : name;
+      const st = lstatSync(join(contextDir, rel));
+      const excluded = !always.has(rel) && ig.ignores(rel);
+      if (st.isDirectory()) {
+        if (!excluded) addWithParents(rel);
+        if (!excluded || hasExceptions) walk(rel);
+      } else if (!excluded) {
+        addWithParents(rel);
+      }
+    }
+  };
+  walk('');
+  return keep;
+}
+
+function toPosix(p: string): string {
+  return sep === '/' ? p : p.split(sep).join('/');
+}
+
+/** Build and tag an image; rejects with BuildError carrying the build's own error message. */
+export async function buildImage(docker: Docker, opts: BuildOptions): Promise<{ imageId: string }> {
+  const { log, signal } = opts;
+  signal?.throwIfAborted();
+  const contextDir = resolve(opts.contextDir);
+  const dockerfile = opts.dockerfile ?? 'Dockerfile';
+  if (!existsSync(contextDir) || !statSync(contextDir).isDirectory()) throw new BuildError(`build context ${contextDir} does not exist`);
+  const dfAbs = resolve(contextDir, dockerfile);
+  const dfRel = relative(contextDir, dfAbs);
+  if (isAbsolute(dockerfile) || dfRel.startsWith('..') || dfRel === '') {
+    throw new BuildError(`Dockerfile path "${dockerfile}" must be inside the build context`);
+  }
+  if (!existsSync(dfAbs) || !statSync(dfAbs).isFile()) throw new BuildError(`no Dockerfile: "${toPosix(dfRel)}" not found in the build context`);
+
+  let keep: Set<string>;
+  try {
+    keep = contextFiles(contextDir, dfRel);
+  } catch (err) {
+    throw new BuildError(`could not read the build context: ${(err as Error).message}`);
+  }
+  // tar-fs asks about every path it meets; anything outside the computed set is skipped.
+  const context = tar.pack(contextDir, {
+    ignore: (abs: string) => !keep.has(toPosix(relative(contextDir, abs))),
+  });
+
+  let stream: NodeJS.ReadableStream;
+  try {
+    stream = await docker.buildImage(context as unknown as NodeJS.ReadableStream, {
+      t: opts.tag,
+      labels: opts.labels,
+      dockerfile: toPosix(dfRel),
+      buildargs: opts.buildArgs ?? {},
+      rm: true,
+      // Also remove intermediate containers of a failed step: they would carry no berth labels.
+      forcerm: true,
+      abortSignal: signal,
+    } as Docker.ImageBuildOptions);
+  } catch (err) {
+    context.destroy();
+    if (signal?.aborted) throw signal.reason;
+    throw new BuildError(`docker build failed: ${dockerMessage(err)}`);
+  }
+
+  let imageId: string | undefined;
+  let failure: string | undefined;
+  let successfullyBuilt: string | undefined;
+  let partial = '';
+  const emitLines = (text: string, flush: boolean) => {
+    partial += text;
+    const parts = partial.split('\n');
+    partial = flush ? '' : (parts.pop() ?? '');
+    for (const p of parts) {
+      const line = p.replace(/\r+$/, '');
+      if (!line.trim()) continue;
+      const built = /^Successfully built ([0-9a-f]+)$/.exec(line.trim());
+      if (built) successfullyBuilt = built[1];
+      log(line);
+    }
+  };
+
+  // Destroy with an error so followProgress settles; the engine cancels a build whose client goes away.
+  const onAbort = () => (stream as unknown as { destroy?: (e?: Error) => void }).destroy?.(new BuildError('build cancelled'));
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await new Promise<void>((resolvePromise, reject) => {
+      docker.modem.followProgress(
+        stream,
+        (err: Error | null) => (err ? reject(err) : resolvePromise()),
+        (ev: ProgressEvent) => {
+          if (ev.stream) emitLines(ev.stream, false);
+          else if (ev.status && !ev.progress) log(ev.id ? `${ev.id}: ${ev.status}` : ev.status);
+          if (ev.aux?.ID) imageId = ev.aux.ID;
+          if (ev.error || ev.errorDetail) {
+            const message = (ev.errorDetail?.message ?? ev.error ?? 'unknown error').trim();
+            failure ??= message;
+            emitLines('', true);
+            log(`ERROR: ${message}`);
+          }
+        },
+      );
+    });
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason;
+    throw new BuildError(`docker build failed: ${dockerMessage(err)}`);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+  emitLines('', true);
+  if (signal?.aborted) throw signal.reason;
+  if (failure) throw new BuildError(`build failed: ${failure}`);
+
+  if (!imageId) {
+    // Old engines report the id only as "Successfully built <short id>": trust the tag only
+    // when it points at that image, never at a stale one from an earlier build.
+    try {
+      const info = await docker.getImage(opts.tag).inspect();
+      if (successfullyBuilt && info.Id.replace(/^sha256:/, '').startsWith(successfullyBuilt)) imageId = info.Id;
+    } catch {
+      // fall through to the error below
+    }
+  }
+  if (!imageId) throw new BuildError('build ended without producing an image (the build output stream stopped early)');
+  return { imageId };
+}
+
+/** The daemon's own message out of a dockerode error ("(HTTP code 400) unexpected - …"). */
+function dockerMessage(err: unknown): string {
+  const e = err as { json?: { message?: string }; message?: string; reason?: string };
+  const msg = e?.json?.message ?? e?.message ?? String(err);
+  return msg.trim();
+}

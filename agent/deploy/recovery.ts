@@ -1,0 +1,64 @@
+// Agent start: no deploy stays "running" forever. Deploys the previous process left mid-way are
+// finished in the journal and reported; their half-started containers and build dirs are removed.
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type Docker from 'dockerode';
+import type { Logger } from '../../shared/logger.js';
+import { PROTOCOL_VERSION, type AgentMessage } from '../../shared/protocol.js';
+import { listBerthContainers, removeContainer } from '../processes.js';
+import type { AgentSettings } from '../settings.js';
+import type { AgentStore, DeployRecord } from '../store/index.js';
+import { DeployLogStream } from './log-stream.js';
+
+export interface RecoveryDeps {
+  docker: Docker;
+  store: AgentStore;
+  settings: AgentSettings;
+  logger: Logger;
+  send: (msg: AgentMessage) => void;
+}
+
+/** Returns the deploys that were queued but never started, oldest first, to be run again. */
+export async function recoverJournal(deps: RecoveryDeps): Promise<DeployRecord[]> {
+  const { store, logger } = deps;
+  // Nothing is in flight at start, so every build dir is a leftover.
+  await rm(join(deps.settings.dataDir, 'builds'), { recursive: true, force: true }).catch((err) => logger.warn({ err }, 'could not clean the builds directory'));
+
+  const result = store.recoverInterrupted();
+  for (const d of [...result.failed, ...result.completed]) {
+    const stream = new DeployLogStream(d.id, d.logSeq, deps.send, (next) => store.deploys.setLogSeq(d.id, next));
+    stream.system(
+      d.status === 'failed'
+        ? (d.reason ?? 'agent restarted during the deploy')
+        : 'agent restarted during the switch; the new release had passed its health check and stays live',
+    );
+    stream.flush();
+    deps.send({
+      type: 'deploy_progress',
+      v: PROTOCOL_VERSION,
+      deploymentId: d.id,
+      status: d.status,
+      ...(d.commit ? { commit: d.commit } : {}),
+      ...(d.reason ? { reason: d.reason } : {}),
+      ts: new Date().toISOString(),
+    });
+    logger.warn({ deploymentId: d.id, app: d.app, status: d.status, reason: d.reason }, 'recovered an interrupted deploy');
+  }
+
+  if (result.failed.length > 0) {
+    const failedIds = new Set(result.failed.map((d) => d.id));
+    try {
+      for (const c of await listBerthContainers(deps.docker)) {
+        if (!failedIds.has(c.deploymentId)) continue;
+        if (store.releases.get(c.app)?.deploymentId === c.deploymentId) continue;
+        await removeContainer(deps.docker, c.id, { graceSeconds: 0 });
+        logger.info({ container: c.name, deploymentId: c.deploymentId }, 'removed a container of an interrupted deploy');
+      }
+    } catch (err) {
+      // Not fatal: those containers are not the current release, so reconciliation removes them later.
+      logger.warn({ err }, 'could not remove containers of interrupted deploys');
+    }
+  }
+  if (result.queued.length > 0) logger.info({ deploys: result.queued.map((d) => d.id) }, 'resuming queued deploys');
+  return result.queued;
+}

@@ -1,0 +1,13 @@
+// Docker labels on everything berth creates. Cleanup and observation only ever touch objects
+// carrying `berth.managed=true`; nothing else on the host is ours.
+export const LABEL = {
+  managed: 'berth.managed',
+  app: 'berth.app',
+  process: 'berth.process',
+  deployment: 'berth.deployment',
+  commit: 'berth.commit',
+} as const;
+
+export function berthLabels(app: string, deploymentId: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { [LABEL.managed]: 'true', [LABEL.app]: app, [LABEL.deployment]: deploymentId, ...extra };
+}

@@ -1,0 +1,180 @@
+// `berth agent`: wires settings, credentials, the store, Docker, nginx, the connection, the deploy
+// queue and the reconcile loop together. Apps keep being reconciled from the stored desired state
+// whether or not the control plane is reachable.
+import Docker from 'dockerode';
+import { createLogger, type Logger } from '../shared/logger.js';
+import { PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../shared/protocol.js';
+import type { ServerSpec } from '../shared/spec.js';
+import { AgentConnection, type ConnectionState } from './connection.js';
+import { DeployQueue } from './deploy/queue.js';
+import { recoverJournal } from './deploy/recovery.js';
+import { runDeploy } from './deploy/runner.js';
+import { loadCredentials } from './join.js';
+import { Nginx, type AppSite } from './nginx.js';
+import { listBerthContainers, type BerthContainer } from './processes.js';
+import { Reconciler, type NginxPort } from './reconcile/executor.js';
+import { loadSettings, type AgentSettings } from './settings.js';
+import { AgentStore } from './store/index.js';
+
+export { joinControlPlane, loadCredentials } from './join.js';
+
+export interface RunningAgent {
+  settings: AgentSettings;
+  connection: AgentConnection;
+  store: AgentStore;
+  /** Connection state for `berth status`. */
+  connectionState(): ConnectionState;
+  /** Ask for a reconcile pass now (resolves when it, or the one running, is done). */
+  reconcile(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Nginx calls from deploys and reconcile passes run one at a time: each is a test+reload of the whole config. */
+function serialised(nginx: Nginx): NginxPort {
+  let tail: Promise<unknown> = Promise.resolve();
+  return {
+    applyApp(app: string, site: AppSite | null) {
+      const next = tail.then(() => nginx.applyApp(app, site));
+      tail = next.catch(() => undefined);
+      return next;
+    },
+    readAppFile: (app) => nginx.readAppFile(app),
+    render: (app, site) => nginx.render(app, site),
+    listApps: () => nginx.listApps(),
+  };
+}
+
+function observedState(spec: ServerSpec | null, containers: BerthContainer[]): AgentMessage {
+  return {
+    type: 'observed_state',
+    v: PROTOCOL_VERSION,
+    specRevision: spec?.revision ?? null,
+    containers: containers.slice(0, 10_000).map((c) => ({ app: c.app, process: c.process, deploymentId: c.deploymentId, state: c.state })),
+  };
+}
+
+export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {}): Promise<RunningAgent> {
+  const settings = loadSettings({ dataDir: opts.dataDir });
+  const logger = opts.logger ?? createLogger('berth-agent');
+  const creds = loadCredentials(settings.dataDir);
+  const store = AgentStore.open(settings.dataDir);
+  const cleanup: Array<() => Promise<void> | void> = [() => store.close()];
+  try {
+    const docker = new Docker({ socketPath: settings.dockerSocket });
+    const rawNginx = new Nginx({ prefix: settings.nginxPrefix, httpPort: settings.httpPort }, logger.child({ component: 'nginx' }));
+    await rawNginx.ensureRunning();
+    const nginx = serialised(rawNginx);
+
+    const connection = new AgentConnection({ url: creds.controlPlaneUrl, credential: creds.credential, outbox: store.outbox, logger: logger.child({ component: 'connection' }) });
+    const send = (msg: AgentMessage) => {
+      try {
+        connection.send(msg);
+      } catch (err) {
+        logger.warn({ err, type: msg.type }, 'could not queue a message for the control plane');
+      }
+    };
+    const desired = () => store.desired.get()?.spec ?? null;
+
+    const queue: DeployQueue = new DeployQueue({
+      concurrency: settings.buildConcurrency,
+      logger,
+      run: (order, signal) =>
+        runDeploy(
+          {
+            docker,
+            nginx,
+            store,
+            settings,
+            logger,
+            send,
+            domainsFor: (app) => desired()?.apps.find((a) => a.name === app.name)?.domains ?? app.domains,
+          },
+          order,
+          signal,
+          queue.closing,
+        ),
+      onFinished: () => void reconciler.request(),
+    });
+
+    const reconciler: Reconciler = new Reconciler({
+      docker,
+      nginx,
+      store,
+      settings,
+      logger: logger.child({ component: 'reconcile' }),
+      desired,
+      busyApps: () => queue.busyApps(),
+      onPass: (pass) => {
+        if (connection.connected && pass.containers) send(observedState(desired(), pass.containers));
+      },
+    });
+
+    for (const d of await recoverJournal({ docker, store, settings, logger, send })) queue.enqueue(d.order);
+
+    const acceptOrder = (order: DeployOrder) => {
+      if (!store.deploys.create(order)) {
+        // A replay (e.g. after a reconnect): report where it stands instead of running it twice.
+        const existing = store.deploys.get(order.deploymentId);
+        logger.info({ deploymentId: order.deploymentId, status: existing?.status }, 'ignored a deploy order already in the journal');
+        if (existing && existing.status !== 'queued') {
+          send({
+            type: 'deploy_progress',
+            v: PROTOCOL_VERSION,
+            deploymentId: existing.id,
+            status: existing.status,
+            ...(existing.commit ? { commit: existing.commit } : {}),
+            ...(existing.reason ? { reason: existing.reason } : {}),
+            ts: new Date().toISOString(),
+          });
+        }
+        return;
+      }
+      logger.info({ deploymentId: order.deploymentId, app: order.app.name }, 'deploy queued');
+      queue.enqueue(order);
+    };
+
+    connection.on('deploy', acceptOrder);
+    connection.on('desired_state', (spec) => {
+      if (spec.server !== creds.server) {
+        logger.error({ expected: creds.server, got: spec.server }, 'ignored a desired state for another server');
+        return;
+      }
+      store.desired.save(spec);
+      logger.info({ revision: spec.revision, apps: spec.apps.length }, 'desired state received');
+      void reconciler.request();
+    });
+    connection.on('connected', () => {
+      listBerthContainers(docker)
+        .then((containers) => send(observedState(desired(), containers)))
+        .catch((err) => logger.warn({ err }, 'could not observe containers for the control plane'));
+    });
+
+    connection.start();
+    reconciler.start();
+    logger.info({ dataDir: settings.dataDir, controlPlane: creds.controlPlaneUrl, server: creds.server }, 'agent started');
+
+    let closing: Promise<void> | null = null;
+    return {
+      settings,
+      connection,
+      store,
+      connectionState: () => connection.state(),
+      reconcile: () => reconciler.request(),
+      close() {
+        closing ??= (async () => {
+          logger.info('agent stopping');
+          await queue.close();
+          await reconciler.close();
+          await connection.drainOutbox();
+          await connection.close();
+          store.close();
+          logger.info('agent stopped');
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    for (const fn of cleanup) await fn();
+    throw err;
+  }
+}

@@ -1,0 +1,196 @@
+// Applying a plan, and the reconcile loop around it: observe → plan → apply → record. Each action
+// is isolated (one app's failure never blocks the others) and passes never overlap.
+import type Docker from 'dockerode';
+import type { Logger } from '../../shared/logger.js';
+import type { ServerSpec } from '../../shared/spec.js';
+import type { AppSite } from '../nginx.js';
+import { listBerthContainers, removeContainer, startWebContainer, type BerthContainer } from '../processes.js';
+import type { AgentSettings } from '../settings.js';
+import type { AgentStore } from '../store/index.js';
+import { describeAction, plan, type Action } from './planner.js';
+
+/** The part of Nginx reconciliation needs (main passes a serialised wrapper). */
+export interface NginxPort {
+  applyApp(app: string, site: AppSite | null): Promise<void>;
+  readAppFile(app: string): string | null;
+  render(app: string, site: AppSite): string;
+  listApps(): string[];
+}
+
+export interface ExecutorDeps {
+  docker: Docker;
+  nginx: NginxPort;
+  store: AgentStore;
+  settings: AgentSettings;
+  logger: Logger;
+  /** Checked before every action: a deploy may have started since the plan was made. */
+  isBusy: (app: string) => boolean;
+}
+
+export interface ExecutionResult {
+  applied: string[];
+  errors: string[];
+}
+
+export async function executeActions(deps: ExecutorDeps, actions: Action[]): Promise<ExecutionResult> {
+  const result: ExecutionResult = { applied: [], errors: [] };
+  for (const action of actions) {
+    const what = describeAction(action);
+    if (deps.isBusy(action.app)) continue;
+    try {
+      await apply(deps, action);
+      result.applied.push(what);
+      deps.logger.info({ app: action.app, action: action.type }, what);
+    } catch (err) {
+      const message = `${what}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
+      result.errors.push(message);
+      deps.logger.warn({ err, app: action.app, action: action.type }, `reconcile action failed: ${what}`);
+    }
+  }
+  return result;
+}
+
+async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
+  const { docker, nginx, store, settings } = deps;
+  switch (action.type) {
+    case 'restart-container': {
+      await docker
+        .getContainer(action.containerId)
+        .start()
+        .catch((err: { statusCode?: number }) => {
+          if (err?.statusCode !== 304) throw err; // 304: it came back up on its own meanwhile
+        });
+      // Docker may publish a restarted container on a different ephemeral port.
+      const now = (await listBerthContainers(docker, { app: action.app })).find((c) => c.id === action.containerId);
+      if (!now?.hostPort) throw new Error('the restarted container has no published port');
+      store.releases.updateContainer(action.app, action.deploymentId, action.containerId, now.hostPort);
+      await syncNginx(nginx, action.app, { domains: action.domains, upstreamPort: now.hostPort });
+      return;
+    }
+    case 'start-release-container': {
+      const r = action.release;
+      const started = await startWebContainer(docker, { app: r.app, deploymentId: r.deploymentId, image: r.image, env: {}, port: r.containerPort ?? undefined });
+      store.releases.updateContainer(r.app, r.deploymentId, started.id, started.hostPort);
+      await syncNginx(nginx, r.app, { domains: action.domains, upstreamPort: started.hostPort });
+      return;
+    }
+    case 'adopt-container':
+      store.releases.updateContainer(action.app, action.deploymentId, action.containerId, action.hostPort);
+      return;
+    case 'remove-container':
+      await removeContainer(docker, action.containerId, { graceSeconds: settings.stopGraceS });
+      return;
+    case 'write-nginx':
+      await nginx.applyApp(action.app, action.site);
+      return;
+    case 'remove-nginx':
+      await nginx.applyApp(action.app, null);
+      return;
+    case 'forget-release':
+      store.releases.forget(action.app);
+      return;
+  }
+}
+
+async function syncNginx(nginx: NginxPort, app: string, site: AppSite): Promise<void> {
+  if (nginx.readAppFile(app) !== nginx.render(app, site)) await nginx.applyApp(app, site);
+}
+
+export interface PassResult {
+  startedAt: string;
+  durationMs: number;
+  actions: string[];
+  errors: string[];
+  /** Berth containers after the pass (null when Docker could not be observed). */
+  containers: BerthContainer[] | null;
+}
+
+export interface ReconcilerDeps extends Omit<ExecutorDeps, 'isBusy'> {
+  desired: () => ServerSpec | null;
+  busyApps: () => ReadonlySet<string>;
+  onPass?: (pass: PassResult) => void;
+}
+
+export class Reconciler {
+  private current: Promise<void> | null = null;
+  private again = false;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(private readonly deps: ReconcilerDeps) {}
+
+  /** Periodic passes every BERTH_RECONCILE_INTERVAL_MS, plus one right away. */
+  start(): void {
+    this.timer = setInterval(() => this.request(), this.deps.settings.reconcileIntervalMs);
+    this.request();
+  }
+
+  /** Ask for a pass; while one runs, exactly one more follows it (requests coalesce). */
+  request(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.current) {
+      this.again = true;
+      return this.current;
+    }
+    this.current = this.loop().finally(() => {
+      this.current = null;
+      if (this.again) void this.request(); // asked for between the loop's last check and here
+    });
+    return this.current;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.current;
+  }
+
+  private async loop(): Promise<void> {
+    do {
+      this.again = false;
+      const result = await this.pass();
+      try {
+        this.deps.onPass?.(result);
+      } catch (err) {
+        this.deps.logger.warn({ err }, 'reconcile pass handler failed');
+      }
+    } while (this.again && !this.closed);
+  }
+
+  /** One pass: observe → plan → apply → record. Never throws. */
+  private async pass(): Promise<PassResult> {
+    const { docker, nginx, store, logger } = this.deps;
+    const started = Date.now();
+    const startedAt = new Date(started).toISOString();
+    let actions: string[] = [];
+    let errors: string[] = [];
+    let containers: BerthContainer[] | null = null;
+    try {
+      containers = await listBerthContainers(docker);
+      const nginxApps = nginx.listApps().map((app) => ({ app, content: nginx.readAppFile(app) }));
+      const planned = plan(this.deps.desired(), store.releases.all(), { containers, nginxApps }, (app, site) => nginx.render(app, site), {
+        busyApps: this.deps.busyApps(),
+      });
+      if (planned.length > 0) {
+        const busyNow = () => this.deps.busyApps();
+        ({ applied: actions, errors } = await executeActions({ ...this.deps, isBusy: (app) => busyNow().has(app) }, planned));
+        containers = await listBerthContainers(docker).catch(() => containers);
+      }
+    } catch (err) {
+      errors = [...errors, `cannot observe the server: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`];
+      logger.warn({ err }, 'reconcile pass could not observe the server');
+    }
+    const durationMs = Date.now() - started;
+    if (store.isOpen) {
+      try {
+        store.reconcileRuns.record({ startedAt, durationMs, actions, errors });
+      } catch (err) {
+        logger.warn({ err }, 'could not record the reconcile pass');
+      }
+    }
+    if (actions.length > 0 || errors.length > 0) logger.info({ actions: actions.length, errors: errors.length, durationMs }, 'reconcile pass');
+    else logger.debug({ durationMs }, 'reconcile pass: nothing to do');
+    return { startedAt, durationMs, actions, errors, containers };
+  }
+}

@@ -1,0 +1,93 @@
+// The agent's SQLite database: opened in WAL mode, schema migrated in code (PRAGMA user_version).
+import Database from 'better-sqlite3';
+
+export type Db = Database.Database;
+
+// Append only: a released migration is never edited, a change is a new entry.
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE desired_state (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    revision    INTEGER NOT NULL,
+    spec        TEXT NOT NULL,
+    received_at TEXT NOT NULL
+  );
+  CREATE TABLE deploys (
+    id             TEXT PRIMARY KEY,
+    app            TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    commit_sha     TEXT,
+    reason         TEXT,
+    image          TEXT,
+    container_id   TEXT,
+    host_port      INTEGER,
+    container_port INTEGER,
+    order_json     TEXT NOT NULL,
+    log_seq        INTEGER NOT NULL DEFAULT 0,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    finished_at    TEXT
+  );
+  CREATE INDEX deploys_app ON deploys (app, created_at);
+  CREATE INDEX deploys_unfinished ON deploys (status) WHERE finished_at IS NULL;
+  CREATE TABLE deploy_transitions (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    deploy_id TEXT NOT NULL REFERENCES deploys (id) ON DELETE CASCADE,
+    status    TEXT NOT NULL,
+    reason    TEXT,
+    at        TEXT NOT NULL
+  );
+  CREATE INDEX deploy_transitions_deploy ON deploy_transitions (deploy_id, id);
+  CREATE TABLE releases (
+    app            TEXT PRIMARY KEY,
+    deployment_id  TEXT NOT NULL,
+    image          TEXT NOT NULL,
+    container_id   TEXT NOT NULL,
+    host_port      INTEGER NOT NULL,
+    container_port INTEGER,
+    commit_sha     TEXT,
+    activated_at   TEXT NOT NULL
+  );
+  CREATE TABLE outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_at TEXT NOT NULL
+  );
+  CREATE INDEX outbox_kind ON outbox (kind, id);
+  CREATE TABLE reconcile_runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    actions     TEXT NOT NULL,
+    errors      TEXT NOT NULL
+  );
+  `,
+];
+
+export function openDb(file: string): Db {
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  // NORMAL in WAL mode survives a process crash (SIGKILL) intact; only an OS crash may lose the last commits.
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+function migrate(db: Db): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(`agent database schema version ${current} is newer than this berth (${MIGRATIONS.length}): upgrade berth`);
+  }
+  for (let version = current; version < MIGRATIONS.length; version++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[version]!);
+      db.pragma(`user_version = ${version + 1}`);
+    })();
+  }
+}
+
+export const now = (): string => new Date().toISOString();

@@ -1,0 +1,162 @@
+// The deploy journal: every deploy the agent accepted, its current phase and every transition
+// with its time, so a restart can tell exactly what was in flight.
+import { isTerminal, type DeployStatus } from '../../shared/deploy-status.js';
+import type { DeployOrder } from '../../shared/protocol.js';
+import { now, type Db } from './db.js';
+
+export interface DeployRecord {
+  id: string;
+  app: string;
+  status: DeployStatus;
+  commit: string | null;
+  reason: string | null;
+  image: string | null;
+  containerId: string | null;
+  hostPort: number | null;
+  containerPort: number | null;
+  order: DeployOrder;
+  /** Next log sequence number to use, so lines written after a restart never reuse a seq. */
+  logSeq: number;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+}
+
+export interface DeployTransition {
+  status: DeployStatus;
+  reason: string | null;
+  at: string;
+}
+
+/** Fields a phase may record alongside (or without) a status change. */
+export interface DeployPatch {
+  commit?: string;
+  reason?: string;
+  image?: string;
+  containerId?: string | null;
+  hostPort?: number | null;
+  containerPort?: number | null;
+}
+
+interface Row {
+  id: string;
+  app: string;
+  status: string;
+  commit_sha: string | null;
+  reason: string | null;
+  image: string | null;
+  container_id: string | null;
+  host_port: number | null;
+  container_port: number | null;
+  order_json: string;
+  log_seq: number;
+  created_at: string;
+  updated_at: string;
+  finished_at: string | null;
+}
+
+const COLUMNS: Record<keyof DeployPatch, string> = {
+  commit: 'commit_sha',
+  reason: 'reason',
+  image: 'image',
+  containerId: 'container_id',
+  hostPort: 'host_port',
+  containerPort: 'container_port',
+};
+
+function toRecord(row: Row): DeployRecord {
+  return {
+    id: row.id,
+    app: row.app,
+    status: row.status as DeployStatus,
+    commit: row.commit_sha,
+    reason: row.reason,
+    image: row.image,
+    containerId: row.container_id,
+    hostPort: row.host_port,
+    containerPort: row.container_port,
+    order: JSON.parse(row.order_json) as DeployOrder,
+    logSeq: row.log_seq,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+export class DeployJournal {
+  constructor(private readonly db: Db) {}
+
+  /** Record a new deploy as queued; false when this id is already in the journal (a replayed order). */
+  create(order: DeployOrder): boolean {
+    const at = now();
+    return this.db.transaction(() => {
+      const inserted = this.db
+        .prepare(
+          `INSERT OR IGNORE INTO deploys (id, app, status, commit_sha, order_json, created_at, updated_at)
+           VALUES (?, ?, 'queued', ?, ?, ?, ?)`,
+        )
+        .run(order.deploymentId, order.app.name, order.commit ?? null, JSON.stringify(order), at, at);
+      if (inserted.changes === 0) return false;
+      this.db.prepare(`INSERT INTO deploy_transitions (deploy_id, status, at) VALUES (?, 'queued', ?)`).run(order.deploymentId, at);
+      return true;
+    })();
+  }
+
+  get(id: string): DeployRecord | null {
+    const row = this.db.prepare(`SELECT * FROM deploys WHERE id = ?`).get(id) as Row | undefined;
+    return row ? toRecord(row) : null;
+  }
+
+  /** Move to `status` (timestamped in deploy_transitions), recording `patch` in the same transaction. */
+  transition(id: string, status: DeployStatus, patch: DeployPatch = {}): DeployRecord {
+    const at = now();
+    return this.db.transaction(() => {
+      const sets = ['status = @status', 'updated_at = @at'];
+      const params: Record<string, unknown> = { id, status, at };
+      if (isTerminal(status)) sets.push('finished_at = @at');
+      this.patchSql(patch, sets, params);
+      const res = this.db.prepare(`UPDATE deploys SET ${sets.join(', ')} WHERE id = @id`).run(params);
+      if (res.changes === 0) throw new Error(`deploy ${id} is not in the journal`);
+      this.db.prepare(`INSERT INTO deploy_transitions (deploy_id, status, reason, at) VALUES (?, ?, ?, ?)`).run(id, status, patch.reason ?? null, at);
+      return this.get(id)!;
+    })();
+  }
+
+  /** Record fields without a status change (e.g. the container id as soon as it exists). */
+  update(id: string, patch: DeployPatch): void {
+    const sets = ['updated_at = @at'];
+    const params: Record<string, unknown> = { id, at: now() };
+    this.patchSql(patch, sets, params);
+    this.db.prepare(`UPDATE deploys SET ${sets.join(', ')} WHERE id = @id`).run(params);
+  }
+
+  setLogSeq(id: string, nextSeq: number): void {
+    this.db.prepare(`UPDATE deploys SET log_seq = MAX(log_seq, ?) WHERE id = ?`).run(nextSeq, id);
+  }
+
+  transitions(id: string): DeployTransition[] {
+    return (this.db.prepare(`SELECT status, reason, at FROM deploy_transitions WHERE deploy_id = ? ORDER BY id`).all(id) as DeployTransition[]);
+  }
+
+  /** Deploys not in a terminal state, oldest first. */
+  unfinished(): DeployRecord[] {
+    return (this.db.prepare(`SELECT * FROM deploys WHERE finished_at IS NULL ORDER BY created_at, rowid`).all() as Row[]).map(toRecord);
+  }
+
+  /** Most recent deploys first, optionally of one app. */
+  recent(opts: { app?: string; limit?: number } = {}): DeployRecord[] {
+    const limit = opts.limit ?? 20;
+    const rows = opts.app
+      ? this.db.prepare(`SELECT * FROM deploys WHERE app = ? ORDER BY created_at DESC, rowid DESC LIMIT ?`).all(opts.app, limit)
+      : this.db.prepare(`SELECT * FROM deploys ORDER BY created_at DESC, rowid DESC LIMIT ?`).all(limit);
+    return (rows as Row[]).map(toRecord);
+  }
+
+  private patchSql(patch: DeployPatch, sets: string[], params: Record<string, unknown>): void {
+    for (const [key, column] of Object.entries(COLUMNS) as Array<[keyof DeployPatch, string]>) {
+      if (patch[key] === undefined) continue;
+      sets.push(`${column} = @${key}`);
+      params[key] = patch[key];
+    }
+  }
+}

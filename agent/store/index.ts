@@ -1,0 +1,88 @@
+// The agent's own state in DATA/agent.db: desired state, deploy journal, releases, outbox, reconcile runs.
+import { chmodSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { openDb, type Db } from './db.js';
+import { DeployJournal, type DeployRecord } from './deploys.js';
+import { DesiredStateStore } from './desired.js';
+import { Outbox, DEFAULT_OUTBOX_LIMIT } from './outbox.js';
+import { ReconcileRunStore } from './reconcile-runs.js';
+import { ReleaseStore } from './releases.js';
+
+export type { DeployRecord, DeployPatch, DeployTransition } from './deploys.js';
+export type { Release } from './releases.js';
+export type { StoredDesiredState } from './desired.js';
+export type { OutboxEntry } from './outbox.js';
+export type { ReconcileRun } from './reconcile-runs.js';
+export { DeployJournal, DesiredStateStore, Outbox, ReconcileRunStore, ReleaseStore };
+
+export const AGENT_DB_FILE = 'agent.db';
+
+export interface StoreOptions {
+  /** Max outbox rows (default 10 000). */
+  outboxLimit?: number;
+}
+
+export interface RecoveryResult {
+  failed: DeployRecord[];
+  completed: DeployRecord[];
+  queued: DeployRecord[];
+}
+
+export class AgentStore {
+  readonly desired: DesiredStateStore;
+  readonly deploys: DeployJournal;
+  readonly releases: ReleaseStore;
+  readonly outbox: Outbox;
+  readonly reconcileRuns: ReconcileRunStore;
+  private closed = false;
+
+  private constructor(
+    readonly db: Db,
+    opts: StoreOptions,
+  ) {
+    this.desired = new DesiredStateStore(db);
+    this.deploys = new DeployJournal(db);
+    this.releases = new ReleaseStore(db);
+    this.outbox = new Outbox(db, opts.outboxLimit ?? DEFAULT_OUTBOX_LIMIT);
+    this.reconcileRuns = new ReconcileRunStore(db);
+  }
+
+  static open(dataDir: string, opts: StoreOptions = {}): AgentStore {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const file = join(dataDir, AGENT_DB_FILE);
+    const db = openDb(file);
+    chmodSync(file, 0o600);
+    return new AgentStore(db, opts);
+  }
+
+  /**
+   * After a restart, finish every deploy the previous process had started: one that already is its
+   * app's current release got past the health gate and is completed (reconciliation routes to it);
+   * any other is failed with the phase it was in. Queued ones never started and are returned to be resumed.
+   */
+  recoverInterrupted(): RecoveryResult {
+    return this.db.transaction(() => {
+      const result: RecoveryResult = { failed: [], completed: [], queued: [] };
+      for (const d of this.deploys.unfinished()) {
+        if (d.status === 'queued') {
+          result.queued.push(d);
+        } else if (this.releases.get(d.app)?.deploymentId === d.id) {
+          result.completed.push(this.deploys.transition(d.id, 'done'));
+        } else {
+          result.failed.push(this.deploys.transition(d.id, 'failed', { reason: `agent restarted while the deploy was ${d.status}` }));
+        }
+      }
+      return result;
+    })();
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}

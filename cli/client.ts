@@ -1,0 +1,55 @@
+// A tiny typed HTTP client for the control plane API (shared/api.ts has the shapes).
+import { CliError } from './errors.js';
+import type { ClientConfig } from './config.js';
+
+export class ApiClient {
+  constructor(private readonly config: ClientConfig) {}
+
+  get url(): string {
+    return this.config.url;
+  }
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(this.config.url + path, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.config.token}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(30_000),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      throw new CliError(`cannot reach the control plane at ${this.config.url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+    }
+    const text = await res.text();
+    let data: unknown = undefined;
+    try {
+      data = text ? JSON.parse(text) : undefined;
+    } catch {
+      // fall through: non-JSON answers are reported below
+    }
+    if (!res.ok) {
+      const message = (data as { error?: string } | undefined)?.error ?? `HTTP ${res.status} ${res.statusText}`;
+      throw new CliError(res.status === 401 && !(data as { error?: string } | undefined)?.error ? 'the control plane refused the token (401): run `berth login URL TOKEN`' : message);
+    }
+    if (data === undefined && text) throw new CliError(`the control plane at ${this.config.url} answered with something that is not JSON`);
+    return data as T;
+  }
+
+  get<T>(path: string): Promise<T> {
+    return this.request<T>('GET', path);
+  }
+  post<T>(path: string, body: unknown = {}): Promise<T> {
+    return this.request<T>('POST', path, body);
+  }
+  delete<T>(path: string): Promise<T> {
+    return this.request<T>('DELETE', path);
+  }
+}
+
+/** Path segments are validated server-side too; encoding keeps hostile input from changing the route. */
+export const seg = (s: string) => encodeURIComponent(s);

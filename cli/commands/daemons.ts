@@ -1,0 +1,99 @@
+// Server-side commands: run the control plane, enrol and run the agent, log the client in.
+// Daemon modules are imported lazily so client commands start fast and need no native modules.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import type { ServerInfo } from '../../shared/api.js';
+import { ApiClient } from '../client.js';
+import { saveClientConfig } from '../config.js';
+import { CliError } from '../errors.js';
+import { output } from '../output.js';
+
+const DEFAULT_CP_DATA = '/var/lib/berth/control-plane';
+
+/** Resolve on SIGINT/SIGTERM, then run `close` once. */
+function untilSignal(close: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    let closing = false;
+    const stop = () => {
+      if (closing) return;
+      closing = true;
+      close().finally(resolve);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
+
+export function registerDaemonCommands(program: Command): void {
+  program
+    .command('control-plane')
+    .description('run the control plane (HTTP API + agent WebSocket hub) in the foreground')
+    .option('--data <dir>', 'data directory (database, admin token)', process.env.BERTH_CP_DATA ?? DEFAULT_CP_DATA)
+    .option('--listen <host:port>', 'address to listen on', process.env.BERTH_LISTEN ?? '0.0.0.0:8080')
+    .option('--public-url <url>', 'URL agents and clients use to reach this control plane (default: from --listen)', process.env.BERTH_PUBLIC_URL)
+    .action(async (opts: { data: string; listen: string; publicUrl?: string }) => {
+      const firstStart = !existsSync(join(opts.data, 'admin-token'));
+      const { startControlPlane } = await import('../../control-plane/main.js');
+      const cp = await startControlPlane({ dataDir: opts.data, listen: opts.listen, publicUrl: opts.publicUrl });
+      if (firstStart) {
+        process.stderr.write(
+          `berth control plane initialised.\nadmin token (also in ${join(opts.data, 'admin-token')}, mode 0600):\n  ${cp.adminToken}\nlog in with:\n  berth login ${cp.url} ${cp.adminToken}\n`,
+        );
+      }
+      process.stderr.write(`berth control plane listening on ${cp.url}\n`);
+      await untilSignal(() => cp.close());
+    });
+
+  const agent = program
+    .command('agent')
+    .description('run the agent in the foreground (or `berth agent join` to enrol this server first)')
+    .option('--data <dir>', 'data directory (default: $BERTH_DATA or /var/lib/berth)')
+    // `berth agent join … --data D` must give --data to join, not to the parent `agent`.
+    .enablePositionalOptions()
+    .action(async (opts: { data?: string }) => {
+      const { runAgent } = await import('../../agent/main.js');
+      const running = await runAgent({ dataDir: opts.data });
+      await untilSignal(() => running.close());
+    });
+
+  agent
+    .command('join')
+    .description('enrol this server with a control plane using a one-time join token')
+    .argument('<url>', 'control plane URL, e.g. https://berth.example.com')
+    .argument('<token>', 'join token from `berth server add`')
+    .option('--name <name>', 'server name (must match the name the token was created for)')
+    .option('--data <dir>', 'data directory (default: $BERTH_DATA or /var/lib/berth)')
+    .option('--json', 'print JSON')
+    .action(async (url: string, token: string, opts: { name?: string; data?: string; json?: boolean }) => {
+      const { joinControlPlane } = await import('../../agent/join.js');
+      const { loadSettings } = await import('../../agent/settings.js');
+      const dataDir = opts.data ?? loadSettings().dataDir;
+      const joined = await joinControlPlane({ url, token, name: opts.name, dataDir });
+      output(!!opts.json, { server: joined.server, controlPlaneUrl: joined.controlPlaneUrl, dataDir }, (j) =>
+        process.stdout.write(`joined ${j.controlPlaneUrl} as server ${j.server}; credentials stored in ${j.dataDir}.\nstart the agent with: berth agent${opts.data ? ` --data ${opts.data}` : ''}\n`),
+      );
+    });
+
+  program
+    .command('login')
+    .description('store the control plane URL and API token for client commands')
+    .argument('<url>', 'control plane URL')
+    .argument('<token>', 'admin API token')
+    .option('--json', 'print JSON')
+    .action(async (url: string, token: string, opts: { json?: boolean }) => {
+      let parsed: URL;
+      try {
+        parsed = new URL(url);
+      } catch {
+        throw new CliError(`invalid URL: ${url}`);
+      }
+      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new CliError('the control plane URL must start with http:// or https://');
+      const config = { url: url.replace(/\/+$/, ''), token };
+      const servers = await new ApiClient(config).get<ServerInfo[]>('/api/servers'); // proves URL and token work
+      const file = saveClientConfig(config);
+      output(!!opts.json, { url: config.url, configFile: file, servers: servers.length }, (r) =>
+        process.stdout.write(`logged in to ${r.url} (${r.servers} server(s)); saved to ${r.configFile}.\n`),
+      );
+    });
+}

@@ -1,0 +1,122 @@
+// Client commands for servers, apps and domains.
+import type { Command } from 'commander';
+import type { AppInfo, DomainInfo, ServerCreated, ServerInfo } from '../../shared/api.js';
+import { ApiClient, seg } from '../client.js';
+import { loadClientConfig } from '../config.js';
+import { output, printTable } from '../output.js';
+
+const client = () => new ApiClient(loadClientConfig());
+
+export function registerServerCommands(program: Command): void {
+  const server = program.command('server').description('manage servers (machines running the berth agent)');
+  server
+    .command('add')
+    .description('register a server; prints a one-time join token and the command to run on it')
+    .argument('<name>', 'server name (lower-case letters, digits, "-")')
+    .option('--json', 'print JSON')
+    .action(async (name: string, opts: { json?: boolean }) => {
+      const created = await client().post<ServerCreated>('/api/servers', { name });
+      output(!!opts.json, created, (s) => {
+        process.stdout.write(`server ${s.name} added.\njoin token (valid 24 h, one use): ${s.joinToken}\nrun on the server:\n  ${s.installCommand}\n`);
+      });
+    });
+  server
+    .command('ls')
+    .description('list servers and whether their agent is connected')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const servers = await client().get<ServerInfo[]>('/api/servers');
+      output(!!opts.json, servers, (list) =>
+        printTable(
+          list.map((s) => ({ ...s, status: s.connected ? 'connected' : s.joinedAt ? 'disconnected' : 'not joined' })),
+          ['name', 'status', 'lastSeenAt', 'agentVersion', 'hostname'],
+        ),
+      );
+    });
+}
+
+export function registerAppCommands(program: Command): void {
+  const app = program.command('app').description('manage apps');
+  app
+    .command('create')
+    .description('create an app deployed from a Git repository to a server')
+    .argument('<name>', 'app name (DNS label: lower-case letters, digits, "-")')
+    .requiredOption('--repo <url>', 'Git repository URL (https://, ssh://, git://, file:// or user@host:path)')
+    .option('--branch <branch>', 'branch to deploy', 'main')
+    .requiredOption('--server <server>', 'server to run the app on')
+    .option('--json', 'print JSON')
+    .action(async (name: string, opts: { repo: string; branch: string; server: string; json?: boolean }) => {
+      const created = await client().post<AppInfo>('/api/apps', { name, repo: opts.repo, branch: opts.branch, server: opts.server });
+      output(!!opts.json, created, (a) => process.stdout.write(`app ${a.name} created on server ${a.server} (${a.repo} @ ${a.branch}).\n`));
+    });
+  app
+    .command('ls')
+    .description('list apps')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const apps = await client().get<AppInfo[]>('/api/apps');
+      output(!!opts.json, apps, (list) => printTable(list as unknown as Array<Record<string, unknown>>, ['name', 'server', 'repo', 'branch', 'domains']));
+    });
+  app
+    .command('show')
+    .description('show one app')
+    .argument('<name>')
+    .option('--json', 'print JSON')
+    .action(async (name: string, opts: { json?: boolean }) => {
+      const a = await client().get<AppInfo>(`/api/apps/${seg(name)}`);
+      output(!!opts.json, a, (x) => {
+        const rows: Array<[string, string]> = [
+          ['name', x.name],
+          ['server', x.server],
+          ['repo', x.repo],
+          ['branch', x.branch],
+          ['domains', x.domains.join(', ') || '-'],
+          ['created', x.createdAt],
+          ...Object.entries(x.webhooks ?? {}).map(([k, v]): [string, string] => [`webhook ${k}`, v]),
+        ];
+        for (const [k, v] of rows) process.stdout.write(`${k.padEnd(10)} ${v}\n`);
+      });
+    });
+  app
+    .command('rm')
+    .description('delete an app: its containers and nginx config are removed from its server')
+    .argument('<name>')
+    .option('--json', 'print JSON')
+    .action(async (name: string, opts: { json?: boolean }) => {
+      const res = await client().delete<{ deleted: string }>(`/api/apps/${seg(name)}`);
+      output(!!opts.json, res, (r) => process.stdout.write(`app ${r.deleted} deleted.\n`));
+    });
+}
+
+export function registerDomainCommands(program: Command): void {
+  const domain = program.command('domain').description("manage an app's domains");
+  domain
+    .command('add')
+    .description('route a domain to an app')
+    .argument('<app>')
+    .argument('<domain>')
+    .option('--json', 'print JSON')
+    .action(async (appName: string, domainName: string, opts: { json?: boolean }) => {
+      const d = await client().post<DomainInfo>(`/api/apps/${seg(appName)}/domains`, { domain: domainName });
+      output(!!opts.json, d, (x) => process.stdout.write(`domain ${x.domain} added to ${x.app}.\n`));
+    });
+  domain
+    .command('rm')
+    .description('remove a domain from an app')
+    .argument('<app>')
+    .argument('<domain>')
+    .option('--json', 'print JSON')
+    .action(async (appName: string, domainName: string, opts: { json?: boolean }) => {
+      const res = await client().delete<unknown>(`/api/apps/${seg(appName)}/domains/${seg(domainName)}`);
+      output(!!opts.json, res, () => process.stdout.write(`domain ${domainName} removed from ${appName}.\n`));
+    });
+  domain
+    .command('ls')
+    .description("list an app's domains")
+    .argument('<app>')
+    .option('--json', 'print JSON')
+    .action(async (appName: string, opts: { json?: boolean }) => {
+      const list = await client().get<DomainInfo[]>(`/api/apps/${seg(appName)}/domains`);
+      output(!!opts.json, list, (l) => printTable(l as unknown as Array<Record<string, unknown>>, ['domain', 'app', 'createdAt']));
+    });
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+// The `berth` executable: one binary for the control plane, the agent and the client.
+import { Command, CommanderError } from 'commander';
+import { BERTH_VERSION } from '../shared/version.js';
+import { registerDaemonCommands } from './commands/daemons.js';
+import { registerDeployCommands } from './commands/deploy.js';
+import { registerAppCommands, registerDomainCommands, registerServerCommands } from './commands/resources.js';
+
+const program = new Command();
+program
+  .name('berth')
+  .description('Self-hosted deploys: push to Git, berth builds, releases and routes traffic through Nginx.\n\nClient commands read BERTH_URL and BERTH_TOKEN, or the file written by `berth login`.')
+  .version(BERTH_VERSION)
+  .showSuggestionAfterError()
+  .enablePositionalOptions()
+  .exitOverride();
+
+registerDaemonCommands(program);
+registerServerCommands(program);
+registerAppCommands(program);
+registerDomainCommands(program);
+registerDeployCommands(program);
+
+/** Every failure becomes one clear line on stderr and a non-zero exit code. */
+function fail(err: unknown): never {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`berth: ${message.split('\n')[0]}\n`);
+  if (process.env.BERTH_DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
+  process.exit(1);
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Commander already printed its own message (usage errors, --help, --version).
+    process.exit(err.exitCode);
+  }
+  fail(err);
+}

@@ -1,0 +1,128 @@
+// One authenticated agent connection: parses every frame, applies it to this server's records
+// only, and answers garbage with an `error` message instead of dropping the connection.
+import WebSocket from 'ws';
+import type { Logger } from '../shared/logger.js';
+import { agentMessage, parseMessage, PROTOCOL_VERSION, type AgentMessage, type CpMessage } from '../shared/protocol.js';
+import { appSpecOf, serverSpecOf } from './desired-state.js';
+import type { DeploymentRow } from './store/deployments.js';
+import type { Stores } from './store/index.js';
+
+/** A connection that keeps sending frames we cannot parse is broken or hostile: close it. */
+export const MAX_BAD_FRAMES = 50;
+
+export interface ObservedState {
+  specRevision: number | null;
+  containers: Extract<AgentMessage, { type: 'observed_state' }>['containers'];
+  receivedAt: string;
+}
+
+export interface SessionDeps {
+  stores: Stores;
+  logger: Logger;
+  onObservedState(server: string, state: ObservedState): void;
+}
+
+export class AgentSession {
+  /** Set once the agent said hello; desired state and deploy orders are only sent after that. */
+  ready = false;
+  missedPongs = 0;
+  private badFrames = 0;
+  private readonly log: Logger;
+
+  constructor(
+    readonly server: string,
+    readonly ws: WebSocket,
+    private readonly deps: SessionDeps,
+  ) {
+    this.log = deps.logger.child({ server });
+    ws.on('message', (data) => this.onFrame(data));
+    ws.on('pong', () => {
+      this.missedPongs = 0;
+    });
+  }
+
+  send(msg: CpMessage): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  sendDesiredState(): void {
+    const spec = serverSpecOf(this.deps.stores, this.server);
+    if (spec) this.send({ type: 'desired_state', v: PROTOCOL_VERSION, spec });
+  }
+
+  sendDeploy(d: DeploymentRow): void {
+    const app = this.deps.stores.apps.get(d.app);
+    if (!app || d.server !== this.server) return;
+    this.send({
+      type: 'deploy',
+      v: PROTOCOL_VERSION,
+      deploymentId: d.id,
+      app: appSpecOf(this.deps.stores, app),
+      ...(d.commit ? { commit: d.commit } : {}),
+    });
+  }
+
+  private onFrame(data: WebSocket.RawData): void {
+    const parsed = parseMessage(agentMessage, Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer));
+    if (!parsed.ok) {
+      this.badFrames++;
+      // Log the first few only: a broken agent must not be able to flood the log.
+      if (this.badFrames <= 3) this.log.warn({ error: parsed.error, badFrames: this.badFrames }, 'bad frame from agent');
+      this.sendError(parsed.error);
+      if (this.badFrames >= MAX_BAD_FRAMES) {
+        this.log.warn({ badFrames: this.badFrames }, 'too many bad frames; closing the agent connection');
+        this.ws.close(1008, 'too many invalid messages');
+      }
+      return;
+    }
+    try {
+      this.handle(parsed.msg);
+    } catch (err) {
+      // A database error must not take the hub down; the agent retries what it did not get acked.
+      this.log.error({ err, type: parsed.msg.type }, 'failed to handle agent message');
+      this.sendError(`internal error handling ${parsed.msg.type}`);
+    }
+  }
+
+  private handle(msg: AgentMessage): void {
+    const { stores } = this.deps;
+    switch (msg.type) {
+      case 'hello': {
+        stores.servers.recordHello(this.server, msg.agentVersion, msg.hostname);
+        this.log.info({ agentVersion: msg.agentVersion, hostname: msg.hostname }, 'agent said hello');
+        this.ready = true;
+        this.send({ type: 'welcome', v: PROTOCOL_VERSION, server: this.server });
+        this.sendDesiredState();
+        for (const d of stores.deployments.queuedForServer(this.server)) this.sendDeploy(d);
+        return;
+      }
+      case 'heartbeat':
+        stores.servers.touch(this.server);
+        this.send({ type: 'heartbeat', v: PROTOCOL_VERSION, ts: new Date().toISOString() });
+        return;
+      case 'deploy_progress': {
+        const result = stores.deployments.applyProgress(this.server, msg);
+        if (result === 'not_found') this.sendError(`deployment "${msg.deploymentId}" does not exist on this server`);
+        else if (result === 'already_finished') this.sendError(`deployment "${msg.deploymentId}" has already finished`);
+        else this.log.info({ deploymentId: msg.deploymentId, status: msg.status }, 'deploy progress');
+        return;
+      }
+      case 'deploy_log':
+        if (!stores.deployments.appendLogs(this.server, msg.deploymentId, msg.lines)) {
+          this.sendError(`deployment "${msg.deploymentId}" does not exist on this server`);
+        }
+        return;
+      case 'observed_state':
+        this.deps.onObservedState(this.server, {
+          specRevision: msg.specRevision,
+          containers: msg.containers,
+          receivedAt: new Date().toISOString(),
+        });
+        return;
+    }
+  }
+
+  private sendError(message: string): void {
+    this.send({ type: 'error', v: PROTOCOL_VERSION, message });
+  }
+}

@@ -1,0 +1,50 @@
+// The HTTP API as one Hono app: size limit, admin auth on /api/*, the route modules, and a single
+// error handler so every failure is `{error: "one line"}` with the right status.
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import type { ApiError } from '../../shared/api.js';
+import { ValidationError } from '../../shared/validation.js';
+import { BERTH_VERSION } from '../../shared/version.js';
+import { ControlPlaneError } from '../errors.js';
+import { registerAppRoutes } from './apps.js';
+import { adminAuth } from './auth.js';
+import type { ApiDeps } from './deps.js';
+import { registerDeploymentRoutes } from './deployments.js';
+import { registerServerRoutes } from './servers.js';
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export function createApi(deps: ApiDeps): Hono {
+  const app = new Hono();
+  const log = deps.logger.child({ component: 'api' });
+  const fail = (message: string): ApiError => ({ error: message });
+
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      // The unread rest of the body makes the connection unusable: tell the client not to reuse it.
+      onError: (c) => c.json(fail('request body is larger than 1 MB'), 413, { Connection: 'close' }),
+    }),
+  );
+  app.get('/healthz', (c) => c.json({ ok: true, version: BERTH_VERSION }));
+  app.use('/api/*', adminAuth(deps.adminToken));
+
+  registerServerRoutes(app, deps);
+  registerAppRoutes(app, deps);
+  registerDeploymentRoutes(app, deps);
+
+  app.notFound((c) => c.json(fail(`no such route: ${c.req.method} ${c.req.path}`), 404));
+  app.onError((err, c) => {
+    if (err instanceof ControlPlaneError) {
+      if (err.status === 401) c.header('WWW-Authenticate', 'Bearer');
+      return c.json(fail(err.message), err.status);
+    }
+    if (err instanceof ValidationError) return c.json(fail(err.message), 400);
+    if (err instanceof HTTPException && err.status < 500) return c.json(fail(err.message || 'bad request'), err.status);
+    log.error({ err, method: c.req.method, path: c.req.path }, 'request failed');
+    return c.json(fail('internal error'), 500);
+  });
+  return app;
+}

@@ -1,0 +1,64 @@
+// Apps and domains. Each change is pushed at once as new desired state to the app's server.
+import type { Hono } from 'hono';
+import { addDomainBody, createAppBody, type AppInfo, type DomainInfo } from '../../shared/api.js';
+import { appName, domainName } from '../../shared/validation.js';
+import { domainInfo } from '../store/apps.js';
+import type { ApiDeps } from './deps.js';
+import { readJson, validParam } from './http.js';
+
+export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
+  const { stores, hub } = deps;
+  const log = deps.logger.child({ component: 'api' });
+  const appParam = (v: string | undefined) => validParam(appName, v, 'app name');
+
+  app.post('/api/apps', async (c) => {
+    const req = await readJson(c, createAppBody, { name: 'app name', repo: 'repo URL', branch: 'branch', server: 'server name' });
+    const row = stores.apps.create(req);
+    log.info({ app: row.name, server: row.server }, 'app created');
+    hub.pushDesiredState(row.server);
+    const body: AppInfo = stores.apps.info(row);
+    return c.json(body, 201);
+  });
+
+  app.get('/api/apps', (c) => {
+    const body: AppInfo[] = stores.apps.list().map((a) => stores.apps.info(a));
+    return c.json(body);
+  });
+
+  app.get('/api/apps/:name', (c) => {
+    const body: AppInfo = stores.apps.info(stores.apps.require(appParam(c.req.param('name'))));
+    return c.json(body);
+  });
+
+  app.delete('/api/apps/:name', (c) => {
+    const row = stores.apps.delete(appParam(c.req.param('name')));
+    log.info({ app: row.name }, 'app deleted');
+    hub.pushDesiredState(row.server);
+    return c.json({ deleted: row.name });
+  });
+
+  app.post('/api/apps/:name/domains', async (c) => {
+    const name = appParam(c.req.param('name'));
+    const { domain } = await readJson(c, addDomainBody, { domain: 'domain' });
+    const added = stores.apps.addDomain(name, domain);
+    log.info({ app: name, domain }, 'domain added');
+    hub.pushDesiredState(added.app.server);
+    const body: DomainInfo = domainInfo(added.domain);
+    return c.json(body, 201);
+  });
+
+  app.get('/api/apps/:name/domains', (c) => {
+    const name = stores.apps.require(appParam(c.req.param('name'))).name;
+    const body: DomainInfo[] = stores.apps.domains(name).map(domainInfo);
+    return c.json(body);
+  });
+
+  app.delete('/api/apps/:name/domains/:domain', (c) => {
+    const name = appParam(c.req.param('name'));
+    const domain = validParam(domainName, c.req.param('domain'), 'domain');
+    const row = stores.apps.removeDomain(name, domain);
+    log.info({ app: name, domain }, 'domain removed');
+    hub.pushDesiredState(row.server);
+    return c.json({ deleted: domain });
+  });
+}

@@ -1,0 +1,13 @@
+import type { Logger } from '../../shared/logger.js';
+import type { AgentHub } from '../hub.js';
+import type { Stores } from '../store/index.js';
+
+/** What the route modules need from the running control plane. */
+export interface ApiDeps {
+  stores: Stores;
+  hub: AgentHub;
+  logger: Logger;
+  adminToken: string;
+  /** The control plane's public URL; a function because the port is known only after listen. */
+  url(): string;
+}

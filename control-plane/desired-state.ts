@@ -1,0 +1,22 @@
+// What each agent is told to run: built from the database on demand, so it is never stale, and
+// only ever from the apps of the agent's own server.
+import type { AppSpec, ServerSpec } from '../shared/spec.js';
+import type { AppRow } from './store/apps.js';
+import type { Stores } from './store/index.js';
+
+export function appSpecOf(stores: Stores, app: AppRow): AppSpec {
+  return { name: app.name, repo: app.repo, branch: app.branch, domains: stores.apps.domains(app.name).map((d) => d.domain) };
+}
+
+export function serverSpecOf(stores: Stores, server: string): ServerSpec | undefined {
+  // One read transaction: the revision and the apps come from the same snapshot.
+  return stores.db.transaction(() => {
+    const row = stores.servers.get(server);
+    if (!row) return undefined;
+    return {
+      server: row.name,
+      revision: row.spec_revision,
+      apps: stores.apps.listByServer(server).map((a) => appSpecOf(stores, a)),
+    };
+  })();
+}

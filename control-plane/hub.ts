@@ -1,0 +1,137 @@
+// The WebSocket hub: authenticates agents at the HTTP upgrade (before any WebSocket exists), keeps
+// one live connection per server, pings them, and pushes desired state and deploy orders.
+import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import WebSocket, { WebSocketServer } from 'ws';
+import { sha256 } from '../shared/ids.js';
+import type { Logger } from '../shared/logger.js';
+import { AGENT_WS_PATH } from '../shared/protocol.js';
+import { AgentSession, type ObservedState } from './agent-session.js';
+import { bearerToken } from './bearer.js';
+import type { DeploymentRow } from './store/deployments.js';
+import type { Stores } from './store/index.js';
+
+export const MAX_FRAME_BYTES = 1024 * 1024;
+export const PING_INTERVAL_MS = 15_000;
+/** A connection is dead after this many pings in a row went unanswered. */
+const MAX_MISSED_PONGS = 2;
+/** Close code for a connection replaced by a newer one from the same server. */
+export const CLOSE_REPLACED = 4000;
+
+export interface HubOptions {
+  stores: Stores;
+  logger: Logger;
+  pingIntervalMs?: number;
+}
+
+export class AgentHub {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  /** The current connection of each server. */
+  private readonly current = new Map<string, AgentSession>();
+  /** Every open session, including replaced ones still closing: all of them get pinged. */
+  private readonly live = new Set<AgentSession>();
+  private readonly observed = new Map<string, ObservedState>();
+  private readonly pinger: NodeJS.Timeout;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: HubOptions) {
+    this.log = opts.logger.child({ component: 'hub' });
+    this.pinger = setInterval(() => this.pingAll(), opts.pingIntervalMs ?? PING_INTERVAL_MS);
+    this.pinger.unref();
+  }
+
+  /** The http server's `upgrade` listener. */
+  handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on('error', () => {}); // a client vanishing mid-handshake is not our error
+    let path: string;
+    try {
+      path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    } catch {
+      return reject(socket, 400, 'invalid request URL');
+    }
+    if (path !== AGENT_WS_PATH) return reject(socket, 404, 'not found');
+    const credential = bearerToken(req.headers.authorization);
+    if (!credential) return reject(socket, 401, 'missing agent credential (Authorization: Bearer <credential>)');
+    const server = this.opts.stores.servers.findByCredential(sha256(credential));
+    if (!server) return reject(socket, 401, 'agent credential is invalid');
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(server.name, ws));
+  };
+
+  isConnected(server: string): boolean {
+    return this.current.has(server);
+  }
+
+  /** Push the server's current desired state to its agent, if it is connected. */
+  pushDesiredState(server: string): void {
+    const session = this.current.get(server);
+    if (session?.ready) session.sendDesiredState();
+  }
+
+  /** Send a deploy order now if the agent is connected; otherwise it goes out on its next hello. */
+  sendDeploy(d: DeploymentRow): boolean {
+    const session = this.current.get(d.server);
+    if (!session) return false;
+    if (session.ready) session.sendDeploy(d);
+    return true;
+  }
+
+  observedState(server: string): ObservedState | undefined {
+    return this.observed.get(server);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.pinger);
+    for (const s of this.live) s.ws.terminate();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+
+  private attach(server: string, ws: WebSocket): void {
+    const previous = this.current.get(server);
+    if (previous) {
+      this.log.info({ server }, 'agent reconnected; closing its previous connection');
+      previous.ws.close(CLOSE_REPLACED, 'replaced by a newer connection');
+    }
+    const session = new AgentSession(server, ws, {
+      stores: this.opts.stores,
+      logger: this.opts.logger,
+      onObservedState: (s, state) => this.observed.set(s, state),
+    });
+    this.current.set(server, session);
+    this.live.add(session);
+    this.log.info({ server }, 'agent connected');
+    ws.on('error', (err) => this.log.warn({ server, err: err.message }, 'agent connection error'));
+    ws.on('close', (code) => {
+      this.live.delete(session);
+      if (this.current.get(server) === session) {
+        this.current.delete(server);
+        this.log.info({ server, code }, 'agent disconnected');
+      }
+    });
+  }
+
+  private pingAll(): void {
+    for (const s of this.live) {
+      if (s.missedPongs >= MAX_MISSED_PONGS) {
+        this.log.warn({ server: s.server }, 'agent missed pings; dropping its connection');
+        s.ws.terminate();
+        continue;
+      }
+      s.missedPongs++;
+      s.ws.ping();
+    }
+  }
+}
+
+/** Answer a refused upgrade with a plain HTTP response carrying the usual `{error}` body. */
+function reject(socket: Duplex, status: number, error: string): void {
+  if (socket.destroyed) return;
+  const body = JSON.stringify({ error });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
+      'Content-Type: application/json\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Connection: close\r\n\r\n' +
+      body,
+  );
+}

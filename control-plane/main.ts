@@ -1,0 +1,83 @@
+// Starting and stopping the control plane: data dir, admin token, database, HTTP API and the
+// agents' WebSocket hub, all on one port.
+import { mkdirSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { createAdaptorServer } from '@hono/node-server';
+import { createLogger, type Logger } from '../shared/logger.js';
+import { loadOrCreateAdminToken } from './admin-token.js';
+import { createApi } from './api/app.js';
+import { ConfigError } from './errors.js';
+import { AgentHub } from './hub.js';
+import { openStores } from './store/index.js';
+
+export interface ControlPlaneOptions {
+  dataDir: string;
+  /** "HOST:PORT"; PORT may be 0 for any free port. IPv6 hosts in brackets: "[::1]:8080". */
+  listen: string;
+  /** The URL agents and clients use to reach us (e.g. behind a proxy); default http://HOST:PORT. */
+  publicUrl?: string;
+  logger?: Logger;
+}
+
+export interface RunningControlPlane {
+  url: string;
+  adminToken: string;
+  close(): Promise<void>;
+}
+
+export const DB_FILE = 'control-plane.db';
+
+export async function startControlPlane(opts: ControlPlaneOptions): Promise<RunningControlPlane> {
+  const logger = opts.logger ?? createLogger('control-plane');
+  const { host, port } = parseListen(opts.listen);
+  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const { token: adminToken } = loadOrCreateAdminToken(opts.dataDir, logger);
+  const stores = openStores(join(opts.dataDir, DB_FILE));
+  const hub = new AgentHub({ stores, logger });
+
+  let url = opts.publicUrl?.replace(/\/+$/, '') ?? '';
+  const api = createApi({ stores, hub, logger, adminToken, url: () => url });
+  // No `createServer` option is passed, so this is a plain node:http server.
+  const server = createAdaptorServer({ fetch: api.fetch, hostname: host }) as Server;
+  server.on('upgrade', hub.handleUpgrade);
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await hub.close();
+    stores.db.close();
+    throw err;
+  }
+  const actualPort = (server.address() as AddressInfo).port;
+  if (!url) url = `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
+  logger.info({ url, listen: `${host}:${actualPort}`, dataDir: opts.dataDir }, 'control plane listening');
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      await hub.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      stores.db.close();
+      logger.info('control plane stopped');
+    })());
+
+  return { url, adminToken, close };
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(listen.trim());
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw new ConfigError(`invalid listen address "${listen}": expected HOST:PORT, e.g. 127.0.0.1:8080`);
+  return { host: (m[1] ?? m[2])!, port };
+}

@@ -1,0 +1,97 @@
+// The control plane's SQLite database: opened in WAL mode with foreign keys on, and migrated in
+// code. Migrations are an append-only list; `user_version` records how many have run.
+import Database from 'better-sqlite3';
+
+export type Db = Database.Database;
+
+/** Append only: never edit a migration that has shipped, add a new one. */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE servers (
+    name                  TEXT PRIMARY KEY,
+    created_at            TEXT NOT NULL,
+    join_token_hash       TEXT UNIQUE,
+    join_token_expires_at TEXT,
+    joined_at             TEXT,
+    credential_hash       TEXT UNIQUE,
+    last_seen_at          TEXT,
+    agent_version         TEXT,
+    hostname              TEXT,
+    spec_revision         INTEGER NOT NULL DEFAULT 0
+  ) STRICT;
+
+  CREATE TABLE apps (
+    name       TEXT PRIMARY KEY,
+    repo       TEXT NOT NULL,
+    branch     TEXT NOT NULL,
+    server     TEXT NOT NULL REFERENCES servers(name),
+    created_at TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX apps_by_server ON apps(server);
+
+  CREATE TABLE domains (
+    domain     TEXT PRIMARY KEY,
+    app        TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    created_at TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX domains_by_app ON domains(app);
+
+  CREATE TABLE deployments (
+    id          TEXT PRIMARY KEY,
+    app         TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    server      TEXT NOT NULL REFERENCES servers(name),
+    status      TEXT NOT NULL,
+    "commit"    TEXT,
+    reason      TEXT,
+    "trigger"   TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    finished_at TEXT
+  ) STRICT;
+  CREATE INDEX deployments_by_app ON deployments(app);
+  CREATE INDEX deployments_by_server_status ON deployments(server, status);
+
+  CREATE TABLE deployment_logs (
+    deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+    seq           INTEGER NOT NULL,
+    ts            TEXT NOT NULL,
+    stream        TEXT NOT NULL,
+    text          TEXT NOT NULL,
+    PRIMARY KEY (deployment_id, seq)
+  ) STRICT, WITHOUT ROWID;
+  `,
+];
+
+export class MigrationError extends Error {
+  override name = 'MigrationError';
+}
+
+export function openDatabase(file: string): Db {
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    migrate(db);
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+function migrate(db: Db): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    // A newer berth wrote this database; running old code on it could corrupt it.
+    throw new MigrationError(`database schema version ${current} is newer than this berth supports (${MIGRATIONS.length})`);
+  }
+  for (let i = current; i < MIGRATIONS.length; i++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[i]!);
+      db.pragma(`user_version = ${i + 1}`);
+    })();
+  }
+}
+
+export const now = (): string => new Date().toISOString();

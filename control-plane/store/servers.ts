@@ -1,0 +1,92 @@
+// Servers and their enrolment secrets. Join tokens and agent credentials are stored only as
+// sha256 hashes: a copy of the database never lets anyone enrol or impersonate an agent.
+import type { ServerInfo } from '../../shared/api.js';
+import { ConflictError, NotFoundError } from '../errors.js';
+import { now, type Db } from './db.js';
+
+export interface ServerRow {
+  name: string;
+  created_at: string;
+  join_token_hash: string | null;
+  join_token_expires_at: string | null;
+  joined_at: string | null;
+  credential_hash: string | null;
+  last_seen_at: string | null;
+  agent_version: string | null;
+  hostname: string | null;
+  spec_revision: number;
+}
+
+export class ServerStore {
+  constructor(private readonly db: Db) {}
+
+  create(name: string, joinTokenHash: string, joinTokenExpiresAt: string): ServerRow {
+    if (this.get(name)) throw new ConflictError(`server "${name}" already exists`);
+    this.db
+      .prepare('INSERT INTO servers (name, created_at, join_token_hash, join_token_expires_at) VALUES (?, ?, ?, ?)')
+      .run(name, now(), joinTokenHash, joinTokenExpiresAt);
+    return this.require(name);
+  }
+
+  get(name: string): ServerRow | undefined {
+    return this.db.prepare('SELECT * FROM servers WHERE name = ?').get(name) as ServerRow | undefined;
+  }
+
+  require(name: string): ServerRow {
+    const row = this.get(name);
+    if (!row) throw new NotFoundError(`server "${name}" does not exist`);
+    return row;
+  }
+
+  list(): ServerRow[] {
+    return this.db.prepare('SELECT * FROM servers ORDER BY name').all() as ServerRow[];
+  }
+
+  /** A server whose join token hashes to `hash` and has not expired. */
+  findByJoinToken(hash: string, at = new Date()): ServerRow | undefined {
+    const row = this.db.prepare('SELECT * FROM servers WHERE join_token_hash = ?').get(hash) as ServerRow | undefined;
+    if (!row?.join_token_expires_at || Date.parse(row.join_token_expires_at) <= at.getTime()) return undefined;
+    return row;
+  }
+
+  findByCredential(hash: string): ServerRow | undefined {
+    return this.db.prepare('SELECT * FROM servers WHERE credential_hash = ?').get(hash) as ServerRow | undefined;
+  }
+
+  /** Consume the join token and store the new credential's hash, in one statement. */
+  completeJoin(name: string, credentialHash: string, hostname: string | null): void {
+    this.db
+      .prepare(
+        `UPDATE servers SET join_token_hash = NULL, join_token_expires_at = NULL, joined_at = ?,
+           credential_hash = ?, hostname = COALESCE(?, hostname) WHERE name = ?`,
+      )
+      .run(now(), credentialHash, hostname, name);
+  }
+
+  recordHello(name: string, agentVersion: string, hostname: string): void {
+    this.db
+      .prepare('UPDATE servers SET agent_version = ?, hostname = ?, last_seen_at = ? WHERE name = ?')
+      .run(agentVersion, hostname, now(), name);
+  }
+
+  touch(name: string): void {
+    this.db.prepare('UPDATE servers SET last_seen_at = ? WHERE name = ?').run(now(), name);
+  }
+
+  /** Called inside the transaction that changes the server's apps or domains. */
+  bumpRevision(name: string): void {
+    this.db.prepare('UPDATE servers SET spec_revision = spec_revision + 1 WHERE name = ?').run(name);
+  }
+}
+
+export function serverInfo(row: ServerRow, connected: boolean): ServerInfo {
+  return {
+    name: row.name,
+    connected,
+    joinedAt: row.joined_at,
+    lastSeenAt: row.last_seen_at,
+    agentVersion: row.agent_version,
+    hostname: row.hostname,
+    createdAt: row.created_at,
+  };
+}

@@ -1,0 +1,89 @@
+// The wire protocol between agent and control plane over one WebSocket. Every message is JSON with
+// a `type` and the protocol version `v`; both sides validate everything they receive with these
+// schemas and answer garbage with an `error` message instead of crashing.
+import { z } from 'zod';
+import { appSpec, serverSpec } from './spec.js';
+import { deployStatus } from './deploy-status.js';
+import { commitSha } from './validation.js';
+
+export const PROTOCOL_VERSION = 1;
+const v = z.literal(PROTOCOL_VERSION);
+
+export const deploymentId = z.string().regex(/^[a-z0-9]{8,40}$/, 'deployment id must be 8-40 lower-case alphanumerics');
+
+export const logLine = z.object({
+  /** Sequence number within the deployment, assigned by the agent, so replays are idempotent. */
+  seq: z.number().int().nonnegative(),
+  ts: z.string(),
+  stream: z.enum(['system', 'build', 'release', 'app']),
+  text: z.string().max(16_384),
+});
+export type LogLine = z.infer<typeof logLine>;
+
+export const observedContainer = z.object({
+  app: z.string(),
+  process: z.string(),
+  deploymentId: z.string(),
+  state: z.string(),
+});
+
+// ---- agent → control plane -------------------------------------------------------------------
+export const agentHello = z.object({ type: z.literal('hello'), v, agentVersion: z.string().max(64), hostname: z.string().max(255) });
+export const agentHeartbeat = z.object({ type: z.literal('heartbeat'), v, ts: z.string() });
+export const deployProgress = z.object({
+  type: z.literal('deploy_progress'),
+  v,
+  deploymentId,
+  status: deployStatus,
+  commit: commitSha.optional(),
+  reason: z.string().max(4096).optional(),
+  ts: z.string(),
+});
+export const deployLog = z.object({ type: z.literal('deploy_log'), v, deploymentId, lines: z.array(logLine).max(1000) });
+export const observedState = z.object({
+  type: z.literal('observed_state'),
+  v,
+  specRevision: z.number().int().nonnegative().nullable(),
+  containers: z.array(observedContainer).max(10_000),
+});
+
+export const agentMessage = z.discriminatedUnion('type', [agentHello, agentHeartbeat, deployProgress, deployLog, observedState]);
+export type AgentMessage = z.infer<typeof agentMessage>;
+
+// ---- control plane → agent -------------------------------------------------------------------
+export const cpWelcome = z.object({ type: z.literal('welcome'), v, server: z.string() });
+export const cpDesiredState = z.object({ type: z.literal('desired_state'), v, spec: serverSpec });
+export const cpDeployOrder = z.object({
+  type: z.literal('deploy'),
+  v,
+  deploymentId,
+  app: appSpec,
+  /** Deploy this commit; absent = the head of the app's branch at fetch time. */
+  commit: commitSha.optional(),
+});
+export const cpHeartbeat = z.object({ type: z.literal('heartbeat'), v, ts: z.string() });
+export const cpError = z.object({ type: z.literal('error'), v, message: z.string() });
+
+export const cpMessage = z.discriminatedUnion('type', [cpWelcome, cpDesiredState, cpDeployOrder, cpHeartbeat, cpError]);
+export type CpMessage = z.infer<typeof cpMessage>;
+export type DeployOrder = z.infer<typeof cpDeployOrder>;
+
+/** Parse one raw WebSocket frame; returns a typed message or a one-line error. */
+export function parseMessage<T>(schema: z.ZodType<T>, raw: unknown): { ok: true; msg: T } | { ok: false; error: string } {
+  let data: unknown;
+  try {
+    data = JSON.parse(String(raw));
+  } catch {
+    return { ok: false, error: 'message is not valid JSON' };
+  }
+  const result = schema.safeParse(data);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const where = issue?.path.length ? ` at ${issue.path.join('.')}` : '';
+    return { ok: false, error: `invalid message${where}: ${issue?.message ?? 'unknown'}` };
+  }
+  return { ok: true, msg: result.data };
+}
+
+export const AGENT_WS_PATH = '/api/agent/ws';
+export const HEARTBEAT_INTERVAL_MS = 10_000;

@@ -1,0 +1,517 @@
+// The control plane against real parts: SQLite files in a temp dir, HTTP on 127.0.0.1, and a real
+// `ws` client playing the agent.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import WebSocket from 'ws';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AgentHub } from '../control-plane/hub.js';
+import { startControlPlane, type RunningControlPlane } from '../control-plane/main.js';
+import { openStores } from '../control-plane/store/index.js';
+import { sha256 } from '../shared/ids.js';
+import { AGENT_WS_PATH } from '../shared/protocol.js';
+
+const logger = pino({ level: process.env.BERTH_TEST_LOG ?? 'silent' });
+const tmpDirs: string[] = [];
+function tmp(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-cp-test-'));
+  tmpDirs.push(dir);
+  return dir;
+}
+after(() => {
+  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
+});
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+interface Res {
+  status: number;
+  body: any;
+}
+
+function client(cp: RunningControlPlane) {
+  return async function api(method: string, path: string, body?: unknown, token: string | null = cp.adminToken): Promise<Res> {
+    const headers: Record<string, string> = {};
+    if (token !== null) headers.authorization = `Bearer ${token}`;
+    let payload: string | undefined;
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = typeof body === 'string' ? body : JSON.stringify(body);
+    }
+    const res = await fetch(cp.url + path, { method, headers, body: payload });
+    const text = await res.text();
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      assert.fail(`${method} ${path} answered ${res.status} with non-JSON: ${text.slice(0, 200)}`);
+    }
+    return { status: res.status, body: parsed };
+  };
+}
+
+/** A WebSocket client speaking the agent side of the protocol, with a queue of received messages. */
+class FakeAgent {
+  private readonly inbox: any[] = [];
+  private wake: (() => void) | undefined;
+  closed: Promise<{ code: number; reason: string }>;
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data) => {
+      this.inbox.push(JSON.parse(String(data)));
+      this.wake?.();
+    });
+    this.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: String(reason) })));
+  }
+
+  /** Resolves once open; rejects with the HTTP status and body when the upgrade is refused. */
+  static connect(cp: RunningControlPlane, credential: string | null): Promise<FakeAgent> {
+    const headers: Record<string, string> = credential === null ? {} : { authorization: `Bearer ${credential}` };
+    const ws = new WebSocket(cp.url.replace(/^http/, 'ws') + AGENT_WS_PATH, { headers });
+    const agent = new FakeAgent(ws);
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(agent));
+      ws.once('unexpected-response', (_req, res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c));
+        res.on('end', () => reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { status: res.statusCode, body: text })));
+      });
+      ws.once('error', reject);
+    });
+  }
+
+  send(msg: unknown): void {
+    this.ws.send(typeof msg === 'string' ? msg : JSON.stringify(msg));
+  }
+
+  hello(): void {
+    this.send({ type: 'hello', v: 1, agentVersion: '0.1.0-test', hostname: 'test-host' });
+  }
+
+  /** The next received message of `type` (others stay queued), or a timeout failure. */
+  async next(type: string, timeoutMs = 3000): Promise<any> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.inbox.findIndex((m) => m.type === type);
+      if (i >= 0) return this.inbox.splice(i, 1)[0];
+      const left = deadline - Date.now();
+      if (left <= 0) assert.fail(`no "${type}" message within ${timeoutMs} ms; got ${JSON.stringify(this.inbox.map((m) => m.type))}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** Assert nothing of `type` arrives within `ms`. */
+  async none(type: string, ms = 300): Promise<void> {
+    await new Promise((r) => setTimeout(r, ms));
+    assert.equal(this.inbox.filter((m) => m.type === type).length, 0, `unexpected "${type}" message`);
+  }
+
+  /** Round-trip a heartbeat: proves every earlier frame was processed and the connection is served. */
+  async sync(): Promise<void> {
+    this.send({ type: 'heartbeat', v: 1, ts: new Date().toISOString() });
+    await this.next('heartbeat');
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.fail(`timed out waiting for: ${what}`);
+}
+
+// ---- tests -----------------------------------------------------------------------------------
+
+describe('control plane: data dir and admin token', () => {
+  it('creates the admin token 0600 in a 0700 dir and reuses it on restart', async () => {
+    const dataDir = join(tmp(), 'data');
+    const first = await startControlPlane({ dataDir, listen: '127.0.0.1:0', logger });
+    try {
+      assert.match(first.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+      assert.equal(statSync(dataDir).mode & 0o777, 0o700);
+      assert.equal(statSync(join(dataDir, 'admin-token')).mode & 0o777, 0o600);
+      assert.ok(existsSync(join(dataDir, 'control-plane.db')));
+      assert.ok(first.adminToken.length >= 32);
+      const r = await client(first)('POST', '/api/servers', { name: 'keep' });
+      assert.equal(r.status, 201);
+    } finally {
+      await first.close();
+    }
+    const second = await startControlPlane({ dataDir, listen: '127.0.0.1:0', publicUrl: 'https://cp.example.com/', logger });
+    try {
+      assert.equal(second.adminToken, first.adminToken);
+      assert.equal(second.url, 'https://cp.example.com');
+    } finally {
+      await second.close();
+    }
+    // And the data survived: a third start on the same dir lists the server created in the first.
+    const third = await startControlPlane({ dataDir, listen: '127.0.0.1:0', logger });
+    try {
+      const r = await client(third)('GET', '/api/servers');
+      assert.deepEqual(r.body.map((s: any) => s.name), ['keep']);
+    } finally {
+      await third.close();
+    }
+  });
+
+  it('refuses a bad listen address with a clear error', async () => {
+    await assert.rejects(startControlPlane({ dataDir: tmp(), listen: 'nonsense', logger }), /invalid listen address "nonsense"/);
+  });
+});
+
+describe('control plane: API and agent hub', () => {
+  let cp: RunningControlPlane;
+  let api: ReturnType<typeof client>;
+  const agents: FakeAgent[] = [];
+  const connect = async (credential: string | null) => {
+    const a = await FakeAgent.connect(cp, credential);
+    agents.push(a);
+    return a;
+  };
+  /** Create a server and enrol it; returns its agent credential. */
+  const enrol = async (name: string): Promise<string> => {
+    const created = await api('POST', '/api/servers', { name });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const joined = await api('POST', '/api/agent/join', { token: created.body.joinToken, name, hostname: `${name}.local` }, null);
+    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    return joined.body.credential;
+  };
+
+  let alphaCredential: string;
+  let alpha: FakeAgent;
+
+  before(async () => {
+    cp = await startControlPlane({ dataDir: join(tmp(), 'data'), listen: '127.0.0.1:0', logger });
+    api = client(cp);
+  });
+  after(async () => {
+    for (const a of agents) a.ws.terminate();
+    await cp.close();
+  });
+
+  it('requires the admin token on /api and answers errors as JSON', async () => {
+    assert.equal((await api('GET', '/healthz', undefined, null)).status, 200);
+    const missing = await api('GET', '/api/servers', undefined, null);
+    assert.equal(missing.status, 401);
+    assert.match(missing.body.error, /missing admin token/);
+    const wrong = await api('GET', '/api/apps', undefined, 'not-the-token');
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.body.error, 'admin token is invalid');
+    const unknown = await api('GET', '/api/nope');
+    assert.equal(unknown.status, 404);
+    assert.ok(unknown.body.error);
+    const badJson = await api('POST', '/api/servers', '{"name": ');
+    assert.equal(badJson.status, 400);
+    assert.equal(badJson.body.error, 'request body is not valid JSON');
+    const notObject = await api('POST', '/api/servers', '[1]');
+    assert.equal(notObject.status, 400);
+    const huge = await api('POST', '/api/servers', JSON.stringify({ name: 'x'.repeat(1_100_000) }));
+    assert.equal(huge.status, 413);
+    const missingField = await api('POST', '/api/servers', {});
+    assert.equal(missingField.status, 400);
+    assert.equal(missingField.body.error, 'missing server name');
+  });
+
+  it('adds a server and enrols its agent with a one-time join token', async () => {
+    const created = await api('POST', '/api/servers', { name: 'alpha' });
+    assert.equal(created.status, 201);
+    assert.equal(created.body.name, 'alpha');
+    assert.equal(created.body.installCommand, `berth agent join ${cp.url} ${created.body.joinToken} --name alpha`);
+    assert.equal((await api('POST', '/api/servers', { name: 'alpha' })).status, 409);
+    const badName = await api('POST', '/api/servers', { name: 'Alpha_1' });
+    assert.equal(badName.status, 400);
+    assert.match(badName.body.error, /^invalid server name: /);
+
+    const wrongToken = await api('POST', '/api/agent/join', { token: 'guess' }, null);
+    assert.equal(wrongToken.status, 401);
+    assert.equal(wrongToken.body.error, 'join token is invalid, expired or already used');
+    // A name that does not match the token's server is refused without consuming the token.
+    const wrongName = await api('POST', '/api/agent/join', { token: created.body.joinToken, name: 'beta' }, null);
+    assert.equal(wrongName.status, 400);
+    assert.match(wrongName.body.error, /"alpha"/);
+
+    const joined = await api('POST', '/api/agent/join', { token: created.body.joinToken, name: 'alpha', hostname: 'alpha.local' }, null);
+    assert.equal(joined.status, 200);
+    assert.equal(joined.body.server, 'alpha');
+    assert.equal(joined.body.controlPlaneUrl, cp.url);
+    assert.ok(joined.body.credential.length >= 32);
+    alphaCredential = joined.body.credential;
+
+    const reused = await api('POST', '/api/agent/join', { token: created.body.joinToken }, null);
+    assert.equal(reused.status, 401);
+
+    const servers = await api('GET', '/api/servers');
+    const info = servers.body.find((s: any) => s.name === 'alpha');
+    assert.equal(info.connected, false);
+    assert.equal(info.hostname, 'alpha.local');
+    assert.ok(info.joinedAt);
+    assert.equal(JSON.stringify(servers.body).includes(alphaCredential), false);
+  });
+
+  it('accepts the credential on the WebSocket and refuses others before upgrading', async () => {
+    for (const bad of [null, 'wrong-credential']) {
+      await assert.rejects(connect(bad), (err: any) => {
+        assert.equal(err.status, 401);
+        assert.ok(JSON.parse(err.body).error);
+        return true;
+      });
+    }
+    alpha = await connect(alphaCredential);
+    await eventually(async () => (await api('GET', '/api/servers')).body.find((s: any) => s.name === 'alpha').connected, 'alpha connected');
+  });
+
+  it('validates apps: bad name, hostile repo URLs, unknown server; nothing is created', async () => {
+    const base = { name: 'web', repo: 'https://example.com/web.git', server: 'alpha' };
+    const cases: Array<[Record<string, unknown>, number, RegExp]> = [
+      [{ ...base, name: 'Bad_Name' }, 400, /^invalid app name: /],
+      [{ ...base, name: '-web' }, 400, /^invalid app name: /],
+      [{ ...base, repo: '--upload-pack=touch /tmp/x' }, 400, /^invalid repo URL: /],
+      [{ ...base, repo: 'ext::sh -c touch% /tmp/x' }, 400, /^invalid repo URL: /],
+      [{ ...base, repo: 'ext::sh' }, 400, /^invalid repo URL: .*transport/],
+      [{ ...base, branch: '--orphan' }, 400, /^invalid branch: /],
+      [{ ...base, server: 'nope' }, 404, /^server "nope" does not exist$/],
+      [{ name: 'web', server: 'alpha' }, 400, /^missing repo URL$/],
+    ];
+    for (const [body, status, error] of cases) {
+      const r = await api('POST', '/api/apps', body);
+      assert.equal(r.status, status, JSON.stringify(body));
+      assert.match(r.body.error, error);
+    }
+    assert.deepEqual((await api('GET', '/api/apps')).body, []);
+    assert.equal((await api('GET', '/api/apps/BAD')).status, 400);
+    assert.equal((await api('GET', '/api/apps/web')).status, 404);
+  });
+
+  it('sends desired state on hello and again on every app or domain change', async () => {
+    alpha.hello();
+    assert.deepEqual(await alpha.next('welcome'), { type: 'welcome', v: 1, server: 'alpha' });
+    const initial = await alpha.next('desired_state');
+    assert.deepEqual(initial.spec.apps, []);
+    assert.equal(initial.spec.server, 'alpha');
+
+    const created = await api('POST', '/api/apps', { name: 'web', repo: 'https://example.com/web.git', server: 'alpha' });
+    assert.equal(created.status, 201);
+    assert.deepEqual(
+      { ...created.body, createdAt: undefined },
+      { name: 'web', repo: 'https://example.com/web.git', branch: 'main', server: 'alpha', domains: [], webhooks: {}, createdAt: undefined },
+    );
+    const dup = await api('POST', '/api/apps', { name: 'web', repo: 'https://example.com/other.git', server: 'alpha' });
+    assert.equal(dup.status, 409);
+    assert.equal(dup.body.error, 'app "web" already exists');
+    const afterCreate = await alpha.next('desired_state');
+    assert.ok(afterCreate.spec.revision > initial.spec.revision);
+    assert.deepEqual(afterCreate.spec.apps, [{ name: 'web', repo: 'https://example.com/web.git', branch: 'main', domains: [] }]);
+
+    const added = await api('POST', '/api/apps/web/domains', { domain: 'Web.Example.com' });
+    assert.equal(added.status, 201);
+    assert.equal(added.body.domain, 'web.example.com');
+    const afterDomain = await alpha.next('desired_state');
+    assert.ok(afterDomain.spec.revision > afterCreate.spec.revision);
+    assert.deepEqual(afterDomain.spec.apps[0].domains, ['web.example.com']);
+
+    // A domain is unique across the whole control plane.
+    assert.equal((await api('POST', '/api/apps', { name: 'blog', repo: 'git@example.com:blog.git', server: 'alpha' })).status, 201);
+    await alpha.next('desired_state');
+    const taken = await api('POST', '/api/apps/blog/domains', { domain: 'web.example.com' });
+    assert.equal(taken.status, 409);
+    assert.equal(taken.body.error, 'domain "web.example.com" already belongs to app "web"');
+    const badDomain = await api('POST', '/api/apps/blog/domains', { domain: 'no spaces.com' });
+    assert.equal(badDomain.status, 400);
+    assert.match(badDomain.body.error, /^invalid domain: /);
+    assert.equal((await api('POST', '/api/apps/ghost/domains', { domain: 'ghost.example.com' })).status, 404);
+
+    assert.deepEqual((await api('GET', '/api/apps/web/domains')).body.map((d: any) => d.domain), ['web.example.com']);
+    assert.deepEqual((await api('GET', '/api/apps/web')).body.domains, ['web.example.com']);
+    assert.equal((await api('DELETE', '/api/apps/blog/domains/web.example.com')).status, 404);
+    const removed = await api('DELETE', '/api/apps/web/domains/web.example.com');
+    assert.equal(removed.status, 200);
+    const afterRemove = await alpha.next('desired_state');
+    assert.deepEqual(afterRemove.spec.apps.find((a: any) => a.name === 'web').domains, []);
+
+    const deleted = await api('DELETE', '/api/apps/blog');
+    assert.deepEqual(deleted.body, { deleted: 'blog' });
+    const afterDelete = await alpha.next('desired_state');
+    assert.deepEqual(afterDelete.spec.apps.map((a: any) => a.name), ['web']);
+    assert.equal((await api('GET', '/api/apps/blog')).status, 404);
+    assert.equal((await api('DELETE', '/api/apps/blog')).status, 404);
+  });
+
+  it('sends a deploy order at once and records progress and logs from the agent', async () => {
+    await api('POST', '/api/apps/web/domains', { domain: 'web.example.com' });
+    await alpha.next('desired_state');
+    const badCommit = await api('POST', '/api/apps/web/deploy', { commit: '--HEAD' });
+    assert.equal(badCommit.status, 400);
+    assert.match(badCommit.body.error, /^invalid commit: /);
+
+    const created = await api('POST', '/api/apps/web/deploy', { commit: 'abc1234' });
+    assert.equal(created.status, 201);
+    assert.equal(created.body.status, 'queued');
+    assert.equal(created.body.trigger, 'manual');
+    assert.equal(created.body.agentConnected, true);
+    const id = created.body.id;
+    const order = await alpha.next('deploy');
+    assert.equal(order.deploymentId, id);
+    assert.equal(order.commit, 'abc1234');
+    assert.deepEqual(order.app, { name: 'web', repo: 'https://example.com/web.git', branch: 'main', domains: ['web.example.com'] });
+
+    alpha.send({ type: 'deploy_progress', v: 1, deploymentId: id, status: 'building', commit: 'abc1234def', ts: new Date().toISOString() });
+    const lines = [0, 1, 2].map((seq) => ({ seq, ts: new Date().toISOString(), stream: 'build', text: `step ${seq}` }));
+    alpha.send({ type: 'deploy_log', v: 1, deploymentId: id, lines });
+    alpha.send({ type: 'deploy_log', v: 1, deploymentId: id, lines: lines.slice(1) }); // a replay: idempotent
+    await alpha.sync();
+    const building = await api('GET', `/api/deployments/${id}`);
+    assert.equal(building.body.status, 'building');
+    assert.equal(building.body.commit, 'abc1234def');
+    assert.equal(building.body.finishedAt, null);
+    const logs = await api('GET', `/api/deployments/${id}/logs`);
+    assert.deepEqual(logs.body.lines.map((l: any) => l.text), ['step 0', 'step 1', 'step 2']);
+    assert.deepEqual((await api('GET', `/api/deployments/${id}/logs?after=1`)).body.lines.map((l: any) => l.seq), [2]);
+    assert.equal((await api('GET', `/api/deployments/${id}/logs?after=-3`)).status, 400);
+
+    alpha.send({ type: 'deploy_progress', v: 1, deploymentId: id, status: 'failed', reason: 'build failed: RUN false', ts: new Date().toISOString() });
+    await alpha.sync();
+    const failed = await api('GET', `/api/deployments/${id}`);
+    assert.equal(failed.body.status, 'failed');
+    assert.equal(failed.body.reason, 'build failed: RUN false');
+    assert.ok(failed.body.finishedAt);
+    // A late report never reopens a finished deployment.
+    alpha.send({ type: 'deploy_progress', v: 1, deploymentId: id, status: 'building', ts: new Date().toISOString() });
+    assert.match((await alpha.next('error')).message, /already finished/);
+    assert.equal((await api('GET', `/api/deployments/${id}`)).body.status, 'failed');
+
+    const second = await api('POST', '/api/apps/web/deploy');
+    assert.equal(second.status, 201);
+    assert.equal((await alpha.next('deploy')).commit, undefined);
+    const list = await api('GET', '/api/apps/web/deployments');
+    assert.deepEqual(list.body.map((d: any) => d.id), [second.body.id, id]);
+    assert.equal((await api('GET', '/api/deployments/doesnotexist1')).status, 404);
+    assert.equal((await api('GET', '/api/deployments/NOT-AN-ID')).status, 400);
+  });
+
+  it('delivers a deploy created while the agent is offline on its next hello', async () => {
+    const betaCredential = await enrol('beta');
+    assert.equal((await api('POST', '/api/apps', { name: 'api', repo: 'file:///srv/git/api.git', branch: 'prod', server: 'beta' })).status, 201);
+    const created = await api('POST', '/api/apps/api/deploy', {});
+    assert.equal(created.body.agentConnected, false);
+    assert.equal(created.body.status, 'queued');
+
+    const beta = await connect(betaCredential);
+    beta.hello();
+    await beta.next('welcome');
+    const state = await beta.next('desired_state');
+    // An agent only ever sees its own server's apps.
+    assert.deepEqual(state.spec.apps.map((a: any) => a.name), ['api']);
+    const order = await beta.next('deploy');
+    assert.equal(order.deploymentId, created.body.id);
+    assert.equal(order.app.branch, 'prod');
+    const servers = await api('GET', '/api/servers');
+    const info = servers.body.find((s: any) => s.name === 'beta');
+    assert.equal(info.agentVersion, '0.1.0-test');
+    assert.ok(info.lastSeenAt);
+    beta.close();
+    await eventually(async () => !(await api('GET', '/api/servers')).body.find((s: any) => s.name === 'beta').connected, 'beta disconnected');
+  });
+
+  it('does not let an agent touch another server\'s deployments', async () => {
+    const betaDeploy = (await api('GET', '/api/apps/api/deployments')).body[0];
+    alpha.send({ type: 'deploy_progress', v: 1, deploymentId: betaDeploy.id, status: 'done', ts: new Date().toISOString() });
+    assert.match((await alpha.next('error')).message, /does not exist on this server/);
+    alpha.send({ type: 'deploy_log', v: 1, deploymentId: betaDeploy.id, lines: [{ seq: 0, ts: 'now', stream: 'build', text: 'forged' }] });
+    assert.match((await alpha.next('error')).message, /does not exist on this server/);
+    const after = await api('GET', `/api/deployments/${betaDeploy.id}`);
+    assert.equal(after.body.status, 'queued');
+    assert.deepEqual((await api('GET', `/api/deployments/${betaDeploy.id}/logs`)).body.lines, []);
+  });
+
+  it('answers malformed frames with an error and keeps serving', async () => {
+    const frames: Array<[string, RegExp]> = [
+      ['this is not json', /not valid JSON/],
+      [JSON.stringify({ type: 'launch_missiles', v: 1 }), /invalid message/],
+      [JSON.stringify({ type: 'heartbeat', v: 2, ts: 'x' }), /invalid message at v/],
+      [JSON.stringify({ type: 'deploy_progress', v: 1, deploymentId: '../../etc', status: 'done', ts: 'x' }), /deploymentId/],
+      [JSON.stringify({ type: 'deploy_log', v: 1, deploymentId: 'abcdefgh1', lines: [{ seq: 0, ts: 'x', stream: 'build', text: 'x'.repeat(900_000) }] }), /invalid message/],
+      ['null', /invalid message/],
+    ];
+    for (const [frame, error] of frames) {
+      alpha.send(frame);
+      assert.match((await alpha.next('error')).message, error, frame.slice(0, 60));
+    }
+    await alpha.sync();
+    assert.equal((await api('GET', '/api/apps/web')).status, 200);
+
+    // A frame over 1 MB is refused by the WebSocket layer itself (close code 1009), and the hub
+    // still serves the agent's next connection.
+    const big = await connect(alphaCredential);
+    big.send('x'.repeat(1024 * 1024 + 10));
+    assert.equal((await big.closed).code, 1009);
+    const again = await connect(alphaCredential);
+    again.hello();
+    await again.next('desired_state');
+    alpha = again;
+  });
+
+  it('closes a connection after too many bad frames, and replaces an older connection of the same server', async () => {
+    const noisy = await connect(alphaCredential);
+    // The newer connection replaced `alpha`.
+    assert.equal((await alpha.closed).code, 4000);
+    for (let i = 0; i < 50; i++) noisy.send('garbage');
+    assert.equal((await noisy.closed).code, 1008);
+
+    alpha = await connect(alphaCredential);
+    alpha.hello();
+    await alpha.next('welcome');
+    await alpha.sync();
+  });
+
+  it('deleting an app deletes its deployments and tells the agent', async () => {
+    const before = (await api('GET', '/api/apps/web/deployments')).body;
+    assert.ok(before.length > 0);
+    await alpha.next('desired_state');
+    // Drain the queued deploy re-sent on hello, so the next desired_state is the delete's.
+    await alpha.next('deploy');
+    assert.equal((await api('DELETE', '/api/apps/web')).status, 200);
+    assert.deepEqual((await alpha.next('desired_state')).spec.apps, []);
+    assert.equal((await api('GET', `/api/deployments/${before[0].id}`)).status, 404);
+  });
+});
+
+describe('control plane: agent liveness', () => {
+  it('drops a connection that stops answering pings and marks the server disconnected', async () => {
+    const stores = openStores(join(tmp(), 'cp.db'));
+    const hub = new AgentHub({ stores, logger, pingIntervalMs: 40 });
+    const http = createServer((_req, res) => res.end());
+    http.on('upgrade', hub.handleUpgrade);
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    try {
+      stores.servers.create('mute', sha256('join'), new Date(Date.now() + 60_000).toISOString());
+      stores.servers.completeJoin('mute', sha256('cred'), null);
+      const url = `ws://127.0.0.1:${(http.address() as AddressInfo).port}${AGENT_WS_PATH}`;
+      const ws = new WebSocket(url, { headers: { authorization: 'Bearer cred' }, autoPong: false });
+      await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+      await eventually(async () => hub.isConnected('mute'), 'mute connected');
+      const code = await new Promise<number>((resolve) => ws.once('close', resolve));
+      assert.equal(code, 1006); // terminated, no close handshake
+      await eventually(async () => !hub.isConnected('mute'), 'mute disconnected');
+    } finally {
+      await hub.close();
+      await new Promise((resolve) => http.close(resolve));
+      stores.db.close();
+    }
+  });
+});
