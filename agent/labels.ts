@@ -6,6 +6,8 @@ export const LABEL = {
   process: 'berth.process',
   deployment: 'berth.deployment',
   commit: 'berth.commit',
+  /** The server (agent) that owns the object: agents sharing one Docker engine never touch each other's. */
+  server: 'berth.server',
 } as const;
 
 export function berthLabels(app: string, deploymentId: string, extra: Record<string, string> = {}): Record<string, string> {

@@ -57,6 +57,7 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
   const settings = loadSettings({ dataDir: opts.dataDir });
   const logger = opts.logger ?? createLogger('berth-agent');
   const creds = loadCredentials(settings.dataDir);
+  settings.server = creds.server;
   const store = AgentStore.open(settings.dataDir);
   const cleanup: Array<() => Promise<void> | void> = [() => store.close()];
   try {
@@ -144,7 +145,7 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
       void reconciler.request();
     });
     connection.on('connected', () => {
-      listBerthContainers(docker)
+      listBerthContainers(docker, { server: settings.server })
         .then((containers) => send(observedState(desired(), containers)))
         .catch((err) => logger.warn({ err }, 'could not observe containers for the control plane'));
     });

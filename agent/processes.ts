@@ -19,6 +19,8 @@ export interface StartWebOptions {
   env: Record<string, string>;
   /** Port the app listens on inside the container; default: the image's first EXPOSEd TCP port, else 8000. */
   port?: number;
+  /** Owning server name, written as the berth.server label. */
+  server?: string;
 }
 
 export interface StartedContainer {
@@ -110,7 +112,7 @@ export async function startWebContainer(docker: Docker, opts: StartWebOptions): 
       name,
       Image: opts.image,
       Env: env,
-      Labels: berthLabels(opts.app, opts.deploymentId, { [LABEL.process]: 'web' }),
+      Labels: berthLabels(opts.app, opts.deploymentId, { [LABEL.process]: 'web', ...(opts.server ? { [LABEL.server]: opts.server } : {}) }),
       ExposedPorts: { [portKey]: {} },
       HostConfig: {
         PortBindings: { [portKey]: [{ HostIp: '127.0.0.1', HostPort: String(hostPort) }] },
@@ -331,16 +333,22 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /** Every container carrying berth.managed=true (optionally only one app's). Never returns foreign containers. */
-export async function listBerthContainers(docker: Docker, filter: { app?: string } = {}): Promise<BerthContainer[]> {
+export async function listBerthContainers(docker: Docker, filter: { app?: string; server?: string } = {}): Promise<BerthContainer[]> {
   const labels = [`${LABEL.managed}=true`];
   if (filter.app !== undefined) labels.push(`${LABEL.app}=${filter.app}`);
+  if (filter.server) labels.push(`${LABEL.server}=${filter.server}`);
   let list: Docker.ContainerInfo[];
   try {
     list = await docker.listContainers({ all: true, filters: { label: labels } });
   } catch (err) {
     throw new ProcessError(`could not list containers: ${messageOf(err)}`);
   }
-  const ours = list.filter((c) => c.Labels?.[LABEL.managed] === 'true' && (filter.app === undefined || c.Labels?.[LABEL.app] === filter.app));
+  const ours = list.filter(
+    (c) =>
+      c.Labels?.[LABEL.managed] === 'true' &&
+      (filter.app === undefined || c.Labels?.[LABEL.app] === filter.app) &&
+      (!filter.server || c.Labels?.[LABEL.server] === filter.server),
+  );
   return Promise.all(
     ours.map(async (c) => ({
       id: c.Id,

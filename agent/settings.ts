@@ -21,6 +21,8 @@ export interface AgentSettings {
   stopGraceS: number;
   reconcileIntervalMs: number;
   buildConcurrency: number;
+  /** This agent's server name (from its credentials; '' before joining): scopes the Docker objects it owns. */
+  server: string;
 }
 
 const int = (min: number, max: number) =>
@@ -67,6 +69,7 @@ export function loadSettings(opts: { dataDir?: string } = {}, env: NodeJS.Proces
     out.dataDir = opts.dataDir;
   }
   const settings = out as unknown as AgentSettings;
+  settings.server = '';
   settings.dataDir = resolve(settings.dataDir);
   if (settings.nginxPrefix !== undefined) settings.nginxPrefix = resolve(settings.nginxPrefix);
   return settings;

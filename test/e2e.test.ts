@@ -65,7 +65,7 @@ describe('walking skeleton: Git repo → image → container → nginx', () => {
       ['app', 'create', APP, '--repo', repo.url, '--server', stack.serverName],
       stack.env,
     );
-    assert.deepEqual({ name: app.name, repo: app.repo, branch: app.branch, server: app.server }, { name: APP, repo: repo.url, branch: 'main', server: 'local' });
+    assert.deepEqual({ name: app.name, repo: app.repo, branch: app.branch, server: app.server }, { name: APP, repo: repo.url, branch: 'main', server: stack.serverName });
     const domain = await berthJson<{ domain: string; app: string }>(['domain', 'add', APP, DOMAIN.toUpperCase()], stack.env);
     assert.equal(domain.domain, DOMAIN, 'domains are stored lower-cased');
     const domains = await berthJson<Array<{ domain: string }>>(['domain', 'ls', APP], stack.env);
@@ -100,7 +100,10 @@ describe('walking skeleton: Git repo → image → container → nginx', () => {
     assert.equal((await httpGet(stack.httpPort, DOMAIN)).body, 'hello v2\n');
     // The old container is drained and removed shortly after the switch.
     await eventually(
-      async () => execFileSync('docker', ['ps', '-aq', '--filter', `label=berth.app=${APP}`], { encoding: 'utf8' }).split('\n').filter(Boolean).length,
+      async () =>
+        execFileSync('docker', ['ps', '-aq', '--filter', `label=berth.app=${APP}`, '--filter', `label=berth.server=${stack.serverName}`], { encoding: 'utf8' })
+          .split('\n')
+          .filter(Boolean).length,
       (n) => n === 1,
       20_000,
     );
@@ -196,15 +199,28 @@ describe('walking skeleton: Git repo → image → container → nginx', () => {
     });
   });
 
-  it('app rm removes its containers and its nginx config', async () => {
-    await berthJson(['app', 'rm', APP], stack.env);
-    await eventually(() => httpGet(stack.httpPort, DOMAIN), (r) => r.status === 404, 30_000);
-    await eventually(
-      async () => execFileSync('docker', ['ps', '-aq', '--filter', `label=berth.app=${APP}`], { encoding: 'utf8' }).trim(),
-      (out) => out === '',
-      30_000,
-    );
-    assert.equal(existsSync(join(stack.nginxPrefix, 'sites', `${APP}.conf`)), false);
-    rmSync(join(stack.root, 'repo'), { recursive: true, force: true });
+  it('app rm removes its containers and its nginx config, and touches nothing it does not own', async () => {
+    // A foreign container, and a berth-labelled one owned by another server on the same engine.
+    const run = (labels: string[]) =>
+      execFileSync('docker', ['run', '-d', ...labels.flatMap((l) => ['--label', l]), 'berth-test/busybox:latest', 'sleep', '300'], { encoding: 'utf8' }).trim();
+    const foreign = run(['test=foreign']);
+    const otherServer = run(['berth.managed=true', `berth.app=${APP}`, 'berth.deployment=other0001', 'berth.process=web', 'berth.server=another']);
+    try {
+      await berthJson(['app', 'rm', APP], stack.env);
+      await eventually(() => httpGet(stack.httpPort, DOMAIN), (r) => r.status === 404, 30_000);
+      await eventually(
+        async () => execFileSync('docker', ['ps', '-aq', '--filter', `label=berth.app=${APP}`, '--filter', `label=berth.server=${stack.serverName}`], { encoding: 'utf8' }).trim(),
+        (out) => out === '',
+        30_000,
+      );
+      assert.equal(existsSync(join(stack.nginxPrefix, 'sites', `berth-${APP}.conf`)), false);
+      assert.match(readFileSync(join(stack.nginxPrefix, 'sites', 'berth_base.conf'), 'utf8'), /berth-generation/, 'the base config stays');
+      const state = (id: string) => execFileSync('docker', ['inspect', '-f', '{{.State.Status}}', id], { encoding: 'utf8' }).trim();
+      assert.equal(state(foreign), 'running', 'a container without berth labels is never touched');
+      assert.equal(state(otherServer), 'running', "another server's berth container is never touched");
+    } finally {
+      execFileSync('docker', ['rm', '-f', foreign, otherServer], { stdio: 'ignore' });
+      rmSync(join(stack.root, 'repo'), { recursive: true, force: true });
+    }
   });
 });

@@ -48,7 +48,7 @@ export async function recoverJournal(deps: RecoveryDeps): Promise<DeployRecord[]
   if (result.failed.length > 0) {
     const failedIds = new Set(result.failed.map((d) => d.id));
     try {
-      for (const c of await listBerthContainers(deps.docker)) {
+      for (const c of await listBerthContainers(deps.docker, { server: deps.settings.server })) {
         if (!failedIds.has(c.deploymentId)) continue;
         if (store.releases.get(c.app)?.deploymentId === c.deploymentId) continue;
         await removeContainer(deps.docker, c.id, { graceSeconds: 0 });

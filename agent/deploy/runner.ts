@@ -119,7 +119,7 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
       await buildImage(docker, {
         contextDir: buildDir,
         tag,
-        labels: berthLabels(app, id, { [LABEL.commit]: commit }),
+        labels: berthLabels(app, id, { [LABEL.commit]: commit, [LABEL.server]: deps.settings.server }),
         log: (l) => stream.build(l),
         signal,
       });
@@ -128,7 +128,7 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
     }
 
     transition('starting', { image: tag });
-    started = await startWebContainer(docker, { app, deploymentId: id, image: tag, env: {} });
+    started = await startWebContainer(docker, { app, deploymentId: id, image: tag, env: {}, server: deps.settings.server });
     store.deploys.update(id, { containerId: started.id, hostPort: started.hostPort, containerPort: started.containerPort });
     stream.system(`started container ${started.name} (port ${started.containerPort}, published on 127.0.0.1:${started.hostPort})`);
 
@@ -186,7 +186,7 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
 
 /** Let in-flight requests finish on the old release, then stop and remove every other container of the app. */
 async function drainPrevious(deps: RunnerDeps, app: string, liveDeployment: string, closing: AbortSignal, note: (msg: string) => void): Promise<void> {
-  const old = (await listBerthContainers(deps.docker, { app })).filter((c) => c.deploymentId !== liveDeployment);
+  const old = (await listBerthContainers(deps.docker, { app, server: deps.settings.server })).filter((c) => c.deploymentId !== liveDeployment);
   if (old.length === 0) return;
   await sleep(deps.settings.drainMs, closing);
   // On shutdown the old containers are left: the next start's reconcile pass removes them.

@@ -61,7 +61,7 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
           if (err?.statusCode !== 304) throw err; // 304: it came back up on its own meanwhile
         });
       // Docker may publish a restarted container on a different ephemeral port.
-      const now = (await listBerthContainers(docker, { app: action.app })).find((c) => c.id === action.containerId);
+      const now = (await listBerthContainers(docker, { app: action.app, server: settings.server })).find((c) => c.id === action.containerId);
       if (!now?.hostPort) throw new Error('the restarted container has no published port');
       store.releases.updateContainer(action.app, action.deploymentId, action.containerId, now.hostPort);
       await syncNginx(nginx, action.app, { domains: action.domains, upstreamPort: now.hostPort });
@@ -69,7 +69,7 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
     }
     case 'start-release-container': {
       const r = action.release;
-      const started = await startWebContainer(docker, { app: r.app, deploymentId: r.deploymentId, image: r.image, env: {}, port: r.containerPort ?? undefined });
+      const started = await startWebContainer(docker, { app: r.app, deploymentId: r.deploymentId, image: r.image, env: {}, port: r.containerPort ?? undefined, server: settings.server });
       store.releases.updateContainer(r.app, r.deploymentId, started.id, started.hostPort);
       await syncNginx(nginx, r.app, { domains: action.domains, upstreamPort: started.hostPort });
       return;
@@ -167,7 +167,7 @@ export class Reconciler {
     let errors: string[] = [];
     let containers: BerthContainer[] | null = null;
     try {
-      containers = await listBerthContainers(docker);
+      containers = await listBerthContainers(docker, { server: this.deps.settings.server });
       const nginxApps = nginx.listApps().map((app) => ({ app, content: nginx.readAppFile(app) }));
       const planned = plan(this.deps.desired(), store.releases.all(), { containers, nginxApps }, (app, site) => nginx.render(app, site), {
         busyApps: this.deps.busyApps(),
@@ -175,7 +175,7 @@ export class Reconciler {
       if (planned.length > 0) {
         const busyNow = () => this.deps.busyApps();
         ({ applied: actions, errors } = await executeActions({ ...this.deps, isBusy: (app) => busyNow().has(app) }, planned));
-        containers = await listBerthContainers(docker).catch(() => containers);
+        containers = await listBerthContainers(docker, { server: this.deps.settings.server }).catch(() => containers);
       }
     } catch (err) {
       errors = [...errors, `cannot observe the server: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`];

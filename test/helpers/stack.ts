@@ -39,7 +39,8 @@ export class Stack {
   httpPort = 0;
   cp?: Daemon;
   agent?: Daemon;
-  readonly serverName = 'local';
+  /** Unique per stack: agents of parallel test runs share one Docker engine and only touch their own server's objects. */
+  readonly serverName = `local-${Math.random().toString(36).slice(2, 8)}`;
   readonly apps = new Set<string>();
 
   private constructor(root: string) {
@@ -139,7 +140,7 @@ export class Stack {
       }
     }
     for (const app of this.apps) {
-      const ids = execFileSync('docker', ['ps', '-aq', '--filter', 'label=berth.managed=true', '--filter', `label=berth.app=${app}`], { encoding: 'utf8' })
+      const ids = execFileSync('docker', ['ps', '-aq', '--filter', 'label=berth.managed=true', '--filter', `label=berth.app=${app}`, '--filter', `label=berth.server=${this.serverName}`], { encoding: 'utf8' })
         .split('\n')
         .filter(Boolean);
       if (ids.length) execFileSync('docker', ['rm', '-f', ...ids], { stdio: 'ignore' });
