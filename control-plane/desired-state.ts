@@ -5,7 +5,7 @@ import type { AppRow } from './store/apps.js';
 import type { Stores } from './store/index.js';
 
 export function appSpecOf(stores: Stores, app: AppRow): AppSpec {
-  return { name: app.name, repo: app.repo, branch: app.branch, domains: stores.apps.domains(app.name).map((d) => d.domain) };
+  return { name: app.name, repo: app.repo, branch: app.branch, domains: stores.apps.domains(app.name).map((d) => d.domain), env: {} };
 }
 
 export function serverSpecOf(stores: Stores, server: string): ServerSpec | undefined {

@@ -19,7 +19,7 @@ function order(id: string, app = 'web', commit?: string): DeployOrder {
     type: 'deploy',
     v: PROTOCOL_VERSION,
     deploymentId: id,
-    app: { name: app, repo: 'https://example.com/web.git', branch: 'main', domains: ['web.example.com'] },
+    app: { name: app, repo: 'https://example.com/web.git', branch: 'main', domains: ['web.example.com'], env: {} },
     ...(commit ? { commit } : {}),
   };
 }

@@ -10,7 +10,7 @@ import type { ServerSpec } from '../shared/spec.js';
 const render = (app: string, site: AppSite) => `server ${app} [${site.domains.join(' ')}] -> 127.0.0.1:${site.upstreamPort}\n`;
 
 function spec(apps: Array<{ name: string; domains?: string[] }>): ServerSpec {
-  return { server: 'local', revision: 3, apps: apps.map((a) => ({ name: a.name, repo: 'https://example.com/x.git', branch: 'main', domains: a.domains ?? [] })) };
+  return { server: 'local', revision: 3, apps: apps.map((a) => ({ name: a.name, repo: 'https://example.com/x.git', branch: 'main', domains: a.domains ?? [], env: {} })) };
 }
 
 function release(app: string, deploymentId: string, hostPort: number, containerId = `c-${deploymentId}`): Release {
