@@ -11,6 +11,9 @@ import tar from 'tar-fs';
 // import is `module.exports`, and the package sets `factory.default = factory` for this case.
 const ignore = dockerignore.default;
 
+/** Name under which a Dockerfile given as text travels in the build context. */
+export const INLINE_DOCKERFILE = '.berth.Dockerfile';
+
 export class BuildError extends Error {
   override name = 'BuildError';
 }
@@ -19,6 +22,8 @@ export interface BuildOptions {
   contextDir: string;
   /** Dockerfile path relative to contextDir (default "Dockerfile"). */
   dockerfile?: string;
+  /** Dockerfile text to build with instead of a file in the context (generated, or one from outside the context). */
+  dockerfileContent?: string;
   tag: string;
   labels: Record<string, string>;
   buildArgs?: Record<string, string>;
@@ -84,25 +89,38 @@ export async function buildImage(docker: Docker, opts: BuildOptions): Promise<{ 
   const { log, signal } = opts;
   signal?.throwIfAborted();
   const contextDir = resolve(opts.contextDir);
-  const dockerfile = opts.dockerfile ?? 'Dockerfile';
+  const inline = opts.dockerfileContent;
+  const dockerfile = inline !== undefined ? INLINE_DOCKERFILE : (opts.dockerfile ?? 'Dockerfile');
   if (!existsSync(contextDir) || !statSync(contextDir).isDirectory()) throw new BuildError(`build context ${contextDir} does not exist`);
   const dfAbs = resolve(contextDir, dockerfile);
   const dfRel = relative(contextDir, dfAbs);
   if (isAbsolute(dockerfile) || dfRel.startsWith('..') || dfRel === '') {
     throw new BuildError(`Dockerfile path "${dockerfile}" must be inside the build context`);
   }
-  if (!existsSync(dfAbs) || !statSync(dfAbs).isFile()) throw new BuildError(`no Dockerfile: "${toPosix(dfRel)}" not found in the build context`);
+  if (inline === undefined && (!existsSync(dfAbs) || !statSync(dfAbs).isFile())) {
+    throw new BuildError(`no Dockerfile: "${toPosix(dfRel)}" not found in the build context`);
+  }
 
   let keep: Set<string>;
   try {
     keep = contextFiles(contextDir, dfRel);
+    if (inline !== undefined) keep.delete(INLINE_DOCKERFILE); // a same-named file in the repo is replaced
   } catch (err) {
     throw new BuildError(`could not read the build context: ${(err as Error).message}`);
   }
   // tar-fs asks about every path it meets; anything outside the computed set is skipped.
   const context = tar.pack(contextDir, {
     ignore: (abs: string) => !keep.has(toPosix(relative(contextDir, abs))),
-  });
+    ...(inline !== undefined
+      ? {
+          finalize: false,
+          finish: (pack: { entry: (h: object, body: string) => void; finalize: () => void }) => {
+            pack.entry({ name: INLINE_DOCKERFILE, mode: 0o644, mtime: new Date(0) }, inline);
+            pack.finalize();
+          },
+        }
+      : {}),
+  } as tar.PackOptions);
 
   let stream: NodeJS.ReadableStream;
   try {

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import WebSocket from 'ws';
 import type { Logger } from '../shared/logger.js';
-import { AGENT_WS_PATH, cpMessage, HEARTBEAT_INTERVAL_MS, parseMessage, PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../shared/protocol.js';
+import { AGENT_WS_PATH, cpMessage, HEARTBEAT_INTERVAL_MS, parseMessage, PROTOCOL_VERSION, type AgentMessage, type CancelOrder, type DeployOrder } from '../shared/protocol.js';
 import type { ServerSpec } from '../shared/spec.js';
 import { BERTH_VERSION } from '../shared/version.js';
 import type { Outbox } from './store/outbox.js';
@@ -41,6 +41,7 @@ interface ConnectionEvents {
   disconnected: [reason: string];
   desired_state: [spec: ServerSpec];
   deploy: [order: DeployOrder];
+  cancel: [cancel: CancelOrder];
 }
 
 // Worth keeping across a disconnect; everything else (heartbeats, observed state) is re-sent fresh.
@@ -224,6 +225,9 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
         return;
       case 'deploy':
         this.safeEmit('deploy', msg);
+        return;
+      case 'cancel':
+        this.safeEmit('cancel', msg);
         return;
       case 'heartbeat':
         return;

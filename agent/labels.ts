@@ -6,6 +6,8 @@ export const LABEL = {
   process: 'berth.process',
   deployment: 'berth.deployment',
   commit: 'berth.commit',
+  /** 1-based number of a container within its process's scale. */
+  replica: 'berth.replica',
   /** The server (agent) that owns the object: agents sharing one Docker engine never touch each other's. */
   server: 'berth.server',
 } as const;

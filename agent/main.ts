@@ -6,6 +6,9 @@ import { createLogger, type Logger } from '../shared/logger.js';
 import { PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../shared/protocol.js';
 import type { ServerSpec } from '../shared/spec.js';
 import { AgentConnection, type ConnectionState } from './connection.js';
+import { isTerminal } from '../shared/deploy-status.js';
+import { DeployCancelled } from './deploy/cancel.js';
+import { DeployLogStream } from './deploy/log-stream.js';
 import { DeployQueue } from './deploy/queue.js';
 import { recoverJournal } from './deploy/recovery.js';
 import { runDeploy } from './deploy/runner.js';
@@ -112,6 +115,16 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
 
     for (const d of await recoverJournal({ docker, store, settings, logger, send })) queue.enqueue(d.order);
 
+    const finishUnstarted = (id: string, status: 'cancelled' | 'superseded', reason: string) => {
+      const record = store.deploys.get(id);
+      if (!record || isTerminal(record.status)) return;
+      const stream = new DeployLogStream(id, record.logSeq, send, (next) => store.deploys.setLogSeq(id, next));
+      stream.system(reason);
+      stream.flush();
+      store.deploys.transition(id, status, { reason });
+      send({ type: 'deploy_progress', v: PROTOCOL_VERSION, deploymentId: id, status, ...(record.commit ? { commit: record.commit } : {}), reason, ts: new Date().toISOString() });
+    };
+
     const acceptOrder = (order: DeployOrder) => {
       if (!store.deploys.create(order)) {
         // A replay (e.g. after a reconnect): report where it stands instead of running it twice.
@@ -135,6 +148,17 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
     };
 
     connection.on('deploy', acceptOrder);
+    connection.on('cancel', (cancel) => {
+      const record = store.deploys.get(cancel.deploymentId);
+      // Unknown or already finished: nothing to stop (the control plane re-sends cancels on every hello).
+      if (!record || isTerminal(record.status)) return;
+      const reason = new DeployCancelled(cancel.status, cancel.reason);
+      const where = queue.cancel(cancel.deploymentId, reason);
+      logger.info({ deploymentId: cancel.deploymentId, status: cancel.status, where }, 'deploy cancelled by the control plane');
+      // A running deploy journals its own end when its abort lands; a waiting (or not yet
+      // scheduled) one never runs, so it is finished here.
+      if (where !== 'running') finishUnstarted(record.id, cancel.status, reason.message);
+    });
     connection.on('desired_state', (spec) => {
       if (spec.server !== creds.server) {
         logger.error({ expected: creds.server, got: spec.server }, 'ignored a desired state for another server');

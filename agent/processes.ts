@@ -1,6 +1,7 @@
 // Running app containers: create/start with berth labels, health-gate them, list, stop and remove.
 // Only containers labelled berth.managed=true are ever listed or removed.
 import type Docker from 'dockerode';
+import { request as httpRequest } from 'node:http';
 import { connect, createServer } from 'node:net';
 import { berthLabels, LABEL } from './labels.js';
 import { appName, envKey } from '../shared/validation.js';
@@ -21,14 +22,24 @@ export interface StartWebOptions {
   port?: number;
   /** Owning server name, written as the berth.server label. */
   server?: string;
+  /** Shell command (run with /bin/sh -c); absent/null = the image's own CMD. */
+  command?: string | null;
+  /** 1-based replica number (scale > 1 runs several containers of a process). */
+  replica?: number;
 }
 
+export interface StartProcessOptions extends StartWebOptions {
+  /** Process name from the config; only "web" is published and gets PORT. */
+  process: string;
+}
 export interface StartedContainer {
   id: string;
   name: string;
-  /** Port published on 127.0.0.1 that nginx proxies to. */
+  /** Port published on 127.0.0.1 that nginx proxies to (0 for processes other than web). */
   hostPort: number;
   containerPort: number;
+  process: string;
+  replica: number;
 }
 
 export interface BerthContainer {
@@ -40,6 +51,8 @@ export interface BerthContainer {
   /** Docker state: created | running | exited | restarting | … */
   state: string;
   hostPort: number | null;
+  /** berth.replica (1 when absent: containers from before scale existed). */
+  replica?: number;
 }
 
 const DEFAULT_PORT = 8000;
@@ -56,6 +69,13 @@ const messageOf = (err: unknown) => ((err as DockerApiError)?.json?.message ?? (
 export function webContainerName(app: string, deploymentId: string): string {
   return `berth-${app}-web-${deploymentId}`;
 }
+
+/** berth-APP-PROCESS-DEPLOYMENT[-N]: the first web container keeps the short name it always had. */
+export function processContainerName(app: string, process: string, deploymentId: string, replica = 1): string {
+  return process === 'web' && replica === 1 ? webContainerName(app, deploymentId) : `berth-${app}-${process}-${deploymentId}-${replica}`;
+}
+
+const PROCESS_NAME_RE = /^[a-z][a-z0-9_-]{0,29}$/;
 
 /** The image's first EXPOSEd TCP port (lowest number), or null. */
 function exposedPort(exposed: Record<string, unknown> | undefined): number | null {
@@ -85,12 +105,25 @@ function pickHostPort(): Promise<number> {
 }
 
 /** Create and start the `web` container of a release: PORT set, published on 127.0.0.1, restart unless-stopped. */
-export async function startWebContainer(docker: Docker, opts: StartWebOptions): Promise<StartedContainer> {
+export function startWebContainer(docker: Docker, opts: StartWebOptions): Promise<StartedContainer> {
+  return startProcessContainer(docker, { ...opts, process: 'web' });
+}
+
+/**
+ * Create and start one container of a process. `web` gets PORT and a port published on 127.0.0.1;
+ * other processes get neither. All restart unless stopped, so they come back after a crash or a
+ * Docker restart.
+ */
+export async function startProcessContainer(docker: Docker, opts: StartProcessOptions): Promise<StartedContainer> {
   if (!appName.safeParse(opts.app).success) throw new ProcessError(`invalid app name "${opts.app}"`);
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(opts.deploymentId)) throw new ProcessError(`invalid deployment id "${opts.deploymentId}"`);
+  if (!PROCESS_NAME_RE.test(opts.process)) throw new ProcessError(`invalid process name "${opts.process}"`);
+  const replica = opts.replica ?? 1;
+  if (!Number.isInteger(replica) || replica < 1 || replica > 1000) throw new ProcessError(`invalid replica ${replica}`);
   for (const key of Object.keys(opts.env)) {
     if (!envKey.safeParse(key).success) throw new ProcessError(`invalid env key "${key}"`);
   }
+  const isWeb = opts.process === 'web';
 
   let imageInfo: Docker.ImageInspectInfo;
   try {
@@ -102,8 +135,32 @@ export async function startWebContainer(docker: Docker, opts: StartWebOptions): 
   const containerPort = opts.port ?? exposedPort(imageInfo.Config?.ExposedPorts) ?? DEFAULT_PORT;
   if (!Number.isInteger(containerPort) || containerPort < 1 || containerPort > 65535) throw new ProcessError(`invalid port ${containerPort}`);
   const portKey = `${containerPort}/tcp`;
-  const name = webContainerName(opts.app, opts.deploymentId);
-  const env = Object.entries({ ...opts.env, PORT: String(containerPort) }).map(([k, v]) => `${k}=${v}`);
+  const name = processContainerName(opts.app, opts.process, opts.deploymentId, replica);
+  const env = Object.entries(isWeb ? { ...opts.env, PORT: String(containerPort) } : opts.env).map(([k, v]) => `${k}=${v}`);
+  const labels = berthLabels(opts.app, opts.deploymentId, {
+    [LABEL.process]: opts.process,
+    [LABEL.replica]: String(replica),
+    ...(opts.server ? { [LABEL.server]: opts.server } : {}),
+  });
+  const hostConfig: Docker.HostConfig = {
+    RestartPolicy: { Name: 'unless-stopped', MaximumRetryCount: 0 },
+    // tini as PID 1 forwards SIGTERM, so `sh -c` style commands stop gracefully.
+    Init: true,
+    // Unbounded json logs are how hosts fill their disks.
+    LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
+  };
+  const command = opts.command ? { Cmd: ['/bin/sh', '-c', opts.command] } : {};
+
+  if (!isWeb) {
+    const container = await createReplacing(docker, name, opts, { name, Image: opts.image, Env: env, Labels: labels, HostConfig: hostConfig, ...command });
+    try {
+      await container.start();
+    } catch (err) {
+      await container.remove({ force: true }).catch(() => {});
+      throw new ProcessError(`could not start ${name}: ${messageOf(err)}`);
+    }
+    return { id: container.id, name, hostPort: 0, containerPort, process: opts.process, replica };
+  }
 
   // A port picked here can be taken before Docker binds it; retry with another one.
   for (let attempt = 1; ; attempt++) {
@@ -112,16 +169,10 @@ export async function startWebContainer(docker: Docker, opts: StartWebOptions): 
       name,
       Image: opts.image,
       Env: env,
-      Labels: berthLabels(opts.app, opts.deploymentId, { [LABEL.process]: 'web', ...(opts.server ? { [LABEL.server]: opts.server } : {}) }),
+      Labels: labels,
       ExposedPorts: { [portKey]: {} },
-      HostConfig: {
-        PortBindings: { [portKey]: [{ HostIp: '127.0.0.1', HostPort: String(hostPort) }] },
-        RestartPolicy: { Name: 'unless-stopped', MaximumRetryCount: 0 },
-        // tini as PID 1 forwards SIGTERM, so `sh -c` style commands stop gracefully.
-        Init: true,
-        // Unbounded json logs are how hosts fill their disks.
-        LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
-      },
+      ...command,
+      HostConfig: { ...hostConfig, PortBindings: { [portKey]: [{ HostIp: '127.0.0.1', HostPort: String(hostPort) }] } },
     });
     try {
       await container.start();
@@ -131,7 +182,7 @@ export async function startWebContainer(docker: Docker, opts: StartWebOptions): 
       if (attempt < 4 && /port is already allocated|address already in use/i.test(msg)) continue;
       throw new ProcessError(`could not start ${name}: ${msg}`);
     }
-    return { id: container.id, name, hostPort, containerPort };
+    return { id: container.id, name, hostPort, containerPort, process: 'web', replica };
   }
 }
 
@@ -257,13 +308,23 @@ async function lastExitCode(docker: Docker, containerId: string, created: string
  */
 export async function waitHealthy(
   docker: Docker,
-  opts: { containerId: string; hostPort: number; timeoutMs: number; stableMs: number; log: (line: string) => void; signal?: AbortSignal },
+  opts: {
+    containerId: string;
+    hostPort: number;
+    timeoutMs: number;
+    stableMs: number;
+    log: (line: string) => void;
+    signal?: AbortSignal;
+    /** An HTTP path that must answer 2xx/3xx (the config's healthcheck.path); absent = TCP only. */
+    httpPath?: string;
+  },
 ): Promise<void> {
   const { containerId, hostPort, signal } = opts;
   const container = docker.getContainer(containerId);
   const deadline = Date.now() + opts.timeoutMs;
   let acceptingSince: number | null = null;
   let announced = false;
+  let lastHttp = '';
 
   const fail = async (reason: string): Promise<never> => {
     const tail = await containerLogTail(docker, containerId);
@@ -294,8 +355,22 @@ export async function waitHealthy(
     if (state.Status === 'running') {
       if (acceptingSince === null) {
         if (await acceptsConnections(info, hostPort)) {
+          if (opts.httpPath !== undefined) {
+            lastHttp = await httpProbe(hostPort, opts.httpPath);
+            if (!/^[23]\d\d$/.test(lastHttp)) {
+              if (!announced) {
+                announced = true;
+                opts.log(`waiting for GET ${opts.httpPath} to answer 2xx/3xx on port ${hostPort} (now: ${lastHttp})`);
+              }
+              if (Date.now() > deadline) await fail(`GET ${opts.httpPath} did not answer 2xx/3xx within ${Math.round(opts.timeoutMs / 1000)} s (last: ${lastHttp})`);
+              await sleep(250, signal);
+              continue;
+            }
+          }
           acceptingSince = Date.now();
-          opts.log(`web process accepts connections on port ${hostPort}; checking it stays up for ${Math.round(opts.stableMs / 1000)} s`);
+          opts.log(
+            `web process ${opts.httpPath !== undefined ? `answers GET ${opts.httpPath} (${lastHttp})` : 'accepts connections'} on port ${hostPort}; checking it stays up for ${Math.round(opts.stableMs / 1000)} s`,
+          );
         } else if (!announced) {
           announced = true;
           opts.log(`waiting for the web process to accept connections on port ${hostPort}`);
@@ -315,6 +390,54 @@ export async function waitHealthy(
       );
     }
     await sleep(200, signal);
+  }
+}
+
+/** GET http://127.0.0.1:port/path → the status code as text, or what went wrong. */
+function httpProbe(port: number, path: string): Promise<string> {
+  return new Promise((resolve) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, method: 'GET', agent: false, timeout: 5000, headers: { 'user-agent': 'berth-healthcheck' } }, (res) => {
+      res.resume();
+      resolve(String(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', (err) => resolve(err.message));
+    req.end();
+  });
+}
+
+/**
+ * A process without a port (a worker) passes when it has been running for stableMs without
+ * exiting or being restarted; throws HealthCheckError with its last log lines otherwise.
+ */
+export async function waitStable(
+  docker: Docker,
+  opts: { containerId: string; name: string; stableMs: number; timeoutMs: number; signal?: AbortSignal },
+): Promise<void> {
+  const container = docker.getContainer(opts.containerId);
+  const deadline = Date.now() + Math.max(opts.timeoutMs, opts.stableMs + 1000);
+  let runningSince: number | null = null;
+  for (;;) {
+    opts.signal?.throwIfAborted();
+    let info: Docker.ContainerInspectInfo;
+    try {
+      info = await container.inspect();
+    } catch (err) {
+      throw new HealthCheckError(`${opts.name} ${statusOf(err) === 404 ? 'disappeared' : `could not be inspected: ${messageOf(err)}`}`);
+    }
+    const st = info.State;
+    if (st.Status === 'exited' || st.Status === 'dead' || st.Restarting || (info.RestartCount ?? 0) > 0) {
+      const tail = await containerLogTail(docker, opts.containerId);
+      const logs = tail.length ? `\nlast ${tail.length} log lines:\n${tail.join('\n')}` : '\n(the container wrote no output)';
+      const code = st.Status === 'exited' ? ` with code ${st.ExitCode}` : '';
+      throw new HealthCheckError(`${opts.name} exited${code}${st.OOMKilled ? ' (killed: out of memory)' : ''}${logs}`);
+    }
+    if (st.Status === 'running') {
+      runningSince ??= Date.now();
+      if (Date.now() - runningSince >= opts.stableMs) return;
+    }
+    if (Date.now() > deadline) throw new HealthCheckError(`${opts.name} did not start running within ${Math.round(opts.timeoutMs / 1000)} s`);
+    await sleep(200, opts.signal);
   }
 }
 
@@ -357,6 +480,7 @@ export async function listBerthContainers(docker: Docker, filter: { app?: string
       process: c.Labels[LABEL.process] ?? '',
       deploymentId: c.Labels[LABEL.deployment] ?? '',
       state: c.State,
+      replica: Number(c.Labels[LABEL.replica]) || 1,
       hostPort: c.Ports?.find((p) => p.IP === '127.0.0.1' && p.PublicPort)?.PublicPort ?? (await configuredHostPort(docker, c.Id)),
     })),
   );

@@ -23,6 +23,16 @@ export interface AgentSettings {
   buildConcurrency: number;
   /** This agent's server name (from its credentials; '' before joining): scopes the Docker objects it owns. */
   server: string;
+  /** Base images of the generated Dockerfiles; "{version}" is replaced by the version the app asks for. */
+  baseImagePython: string;
+  baseImageNode: string;
+  baseImageRuby: string;
+  /** Where static sites are published (one directory per release); must be world-traversable for nginx. */
+  staticDir: string;
+  /** Ceiling for a release command (and a build command), in ms. */
+  releaseTimeoutMs: number;
+  /** Static-site releases kept on disk (the live one included) for rollback. */
+  keepReleases: number;
 }
 
 const int = (min: number, max: number) =>
@@ -34,6 +44,17 @@ const int = (min: number, max: number) =>
     .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 
 const path = z.string().trim().min(1, 'must not be empty');
+// Written into a generated Dockerfile's FROM line: a plain image reference, nothing else.
+const image = z
+  .string()
+  .trim()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._\/:@{}-]{0,254}$/, 'must be an image reference like python:3.12-slim (letters, digits, "._/:@-", "{version}")');
+// Written into nginx config as a `root`: plain path characters only.
+const webPath = z
+  .string()
+  .trim()
+  .regex(/^\/[A-Za-z0-9._\/-]*$/, 'must be an absolute path of letters, digits and "._/-"')
+  .refine((p) => p !== '/' && !p.split('/').includes('..'), 'must not be "/" or contain ".."');
 
 // env var → [settings key, schema, default]
 const VARS = {
@@ -48,6 +69,13 @@ const VARS = {
   BERTH_STOP_GRACE_S: ['stopGraceS', int(0, 3_600), '10'],
   BERTH_RECONCILE_INTERVAL_MS: ['reconcileIntervalMs', int(1_000, 86_400_000), '30000'],
   BERTH_BUILD_CONCURRENCY: ['buildConcurrency', int(1, 64), '1'],
+  BERTH_BASE_IMAGE_PYTHON: ['baseImagePython', image, 'python:3.12-slim'],
+  BERTH_BASE_IMAGE_NODE: ['baseImageNode', image, 'node:20-slim'],
+  BERTH_BASE_IMAGE_RUBY: ['baseImageRuby', image, 'ruby:3.3-slim'],
+  // Outside BERTH_DATA on purpose: the data dir is private (0700), nginx workers must read these.
+  BERTH_STATIC_DIR: ['staticDir', webPath, '/var/lib/berth-static'],
+  BERTH_RELEASE_TIMEOUT_S: ['releaseTimeoutMs', int(1, 86_400).transform((s) => s * 1000), '1800'],
+  BERTH_KEEP_RELEASES: ['keepReleases', int(1, 100), '5'],
 } as const;
 
 /** Read settings from `env`; `dataDir` (from `--data`) wins over BERTH_DATA. Throws SettingsError naming the variable. */

@@ -40,11 +40,42 @@ export class ApiClient {
     return data as T;
   }
 
+  /** Open a long-lived GET (Server-Sent Events); errors are read from the JSON body like every other call. */
+  async openStream(path: string, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    let res: Response;
+    try {
+      res = await fetch(this.config.url + path, {
+        headers: { authorization: `Bearer ${this.config.token}`, accept: 'text/event-stream' },
+        signal,
+      });
+    } catch (err) {
+      if (signal.aborted) throw err;
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      throw new StreamUnavailable(`cannot reach the control plane at ${this.config.url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+    }
+    if (!res.ok || !res.body) {
+      const text = await res.text().catch(() => '');
+      let message = `HTTP ${res.status} ${res.statusText}`;
+      try {
+        message = (JSON.parse(text) as { error?: string }).error ?? message;
+      } catch {
+        // keep the status line
+      }
+      // A proxy or a restarting control plane answers 5xx: worth retrying; 4xx are final.
+      if (res.status >= 500) throw new StreamUnavailable(message);
+      throw new CliError(message);
+    }
+    return res.body;
+  }
+
   get<T>(path: string): Promise<T> {
     return this.request<T>('GET', path);
   }
   post<T>(path: string, body: unknown = {}): Promise<T> {
     return this.request<T>('POST', path, body);
+  }
+  patch<T>(path: string, body: unknown): Promise<T> {
+    return this.request<T>('PATCH', path, body);
   }
   delete<T>(path: string): Promise<T> {
     return this.request<T>('DELETE', path);
@@ -53,3 +84,8 @@ export class ApiClient {
 
 /** Path segments are validated server-side too; encoding keeps hostile input from changing the route. */
 export const seg = (s: string) => encodeURIComponent(s);
+
+/** The stream could not be opened or broke off; the caller may retry. */
+export class StreamUnavailable extends Error {
+  override name = 'StreamUnavailable';
+}

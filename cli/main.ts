@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { BERTH_VERSION } from '../shared/version.js';
 import { registerDaemonCommands } from './commands/daemons.js';
 import { registerDeployCommands } from './commands/deploy.js';
+import { registerEnvCommands } from './commands/env.js';
 import { registerAppCommands, registerDomainCommands, registerServerCommands } from './commands/resources.js';
 
 const program = new Command();
@@ -19,6 +20,7 @@ registerDaemonCommands(program);
 registerServerCommands(program);
 registerAppCommands(program);
 registerDomainCommands(program);
+registerEnvCommands(program);
 registerDeployCommands(program);
 
 /** Every failure becomes one clear line on stderr and a non-zero exit code. */

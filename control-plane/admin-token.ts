@@ -1,7 +1,7 @@
 // The admin API token: created once on first start, then read from DATA/admin-token (0600).
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { newSecret } from '../shared/ids.js';
+import { newCliSafeSecret } from './tokens.js';
 import type { Logger } from '../shared/logger.js';
 import { ConfigError } from './errors.js';
 
@@ -11,7 +11,7 @@ export function loadOrCreateAdminToken(dataDir: string, logger: Logger): { token
   const file = join(dataDir, ADMIN_TOKEN_FILE);
   try {
     // `wx`: never overwrite a token another process just wrote.
-    const token = newSecret();
+    const token = newCliSafeSecret();
     writeFileSync(file, token + '\n', { mode: 0o600, flag: 'wx' });
     logger.info({ file }, 'created admin token');
     return { token, created: true };

@@ -4,8 +4,12 @@ import WebSocket from 'ws';
 import type { Logger } from '../shared/logger.js';
 import { agentMessage, parseMessage, PROTOCOL_VERSION, type AgentMessage, type CpMessage } from '../shared/protocol.js';
 import { appSpecOf, serverSpecOf } from './desired-state.js';
-import type { DeploymentRow } from './store/deployments.js';
+import type { DeploymentEvents } from './events.js';
+import { deploymentInfo, type DeploymentRow } from './store/deployments.js';
 import type { Stores } from './store/index.js';
+
+/** Superseded/cancelled deployments are re-announced to a reconnecting agent for this long. */
+export const CANCEL_REPLAY_MS = 24 * 60 * 60 * 1000;
 
 /** A connection that keeps sending frames we cannot parse is broken or hostile: close it. */
 export const MAX_BAD_FRAMES = 50;
@@ -19,6 +23,7 @@ export interface ObservedState {
 export interface SessionDeps {
   stores: Stores;
   logger: Logger;
+  events?: DeploymentEvents;
   onObservedState(server: string, state: ObservedState): void;
 }
 
@@ -62,6 +67,12 @@ export class AgentSession {
     });
   }
 
+  /** Tell the agent to drop a deployment the control plane no longer wants. */
+  sendCancel(d: DeploymentRow): void {
+    if (d.server !== this.server || (d.status !== 'superseded' && d.status !== 'cancelled')) return;
+    this.send({ type: 'cancel', v: PROTOCOL_VERSION, deploymentId: d.id, status: d.status, ...(d.reason ? { reason: d.reason } : {}) });
+  }
+
   private onFrame(data: WebSocket.RawData): void {
     const parsed = parseMessage(agentMessage, Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer));
     if (!parsed.ok) {
@@ -93,6 +104,9 @@ export class AgentSession {
         this.ready = true;
         this.send({ type: 'welcome', v: PROTOCOL_VERSION, server: this.server });
         this.sendDesiredState();
+        // Withdrawn while the agent was away: it may hold them in its own journal from before.
+        const since = new Date(Date.now() - CANCEL_REPLAY_MS).toISOString();
+        for (const d of stores.deployments.recentlyWithdrawn(this.server, since).reverse()) this.sendCancel(d);
         for (const d of stores.deployments.queuedForServer(this.server)) this.sendDeploy(d);
         return;
       }
@@ -104,14 +118,19 @@ export class AgentSession {
         const result = stores.deployments.applyProgress(this.server, msg);
         if (result === 'not_found') this.sendError(`deployment "${msg.deploymentId}" does not exist on this server`);
         else if (result === 'already_finished') this.sendError(`deployment "${msg.deploymentId}" has already finished`);
-        else this.log.info({ deploymentId: msg.deploymentId, status: msg.status }, 'deploy progress');
-        return;
-      }
-      case 'deploy_log':
-        if (!stores.deployments.appendLogs(this.server, msg.deploymentId, msg.lines)) {
-          this.sendError(`deployment "${msg.deploymentId}" does not exist on this server`);
+        else if (result === 'updated') {
+          this.log.info({ deploymentId: msg.deploymentId, status: msg.status }, 'deploy progress');
+          const row = stores.deployments.get(msg.deploymentId);
+          if (row) this.deps.events?.deployment(deploymentInfo(row));
         }
         return;
+      }
+      case 'deploy_log': {
+        const added = stores.deployments.appendLogs(this.server, msg.deploymentId, msg.lines);
+        if (!added) this.sendError(`deployment "${msg.deploymentId}" does not exist on this server`);
+        else if (added.length > 0) this.deps.events?.logs(msg.deploymentId, added);
+        return;
+      }
       case 'observed_state':
         this.deps.onObservedState(this.server, {
           specRevision: msg.specRevision,

@@ -5,7 +5,14 @@ import type { AppRow } from './store/apps.js';
 import type { Stores } from './store/index.js';
 
 export function appSpecOf(stores: Stores, app: AppRow): AppSpec {
-  return { name: app.name, repo: app.repo, branch: app.branch, domains: stores.apps.domains(app.name).map((d) => d.domain), env: {} };
+  return {
+    name: app.name,
+    repo: app.repo,
+    branch: app.branch,
+    domains: stores.apps.domains(app.name).map((d) => d.domain),
+    // Decrypted only here, on the way to the app's own agent (over its authenticated connection).
+    env: stores.env.record(app.name),
+  };
 }
 
 export function serverSpecOf(stores: Stores, server: string): ServerSpec | undefined {

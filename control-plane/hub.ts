@@ -9,6 +9,7 @@ import type { Logger } from '../shared/logger.js';
 import { AGENT_WS_PATH } from '../shared/protocol.js';
 import { AgentSession, type ObservedState } from './agent-session.js';
 import { bearerToken } from './bearer.js';
+import type { DeploymentEvents } from './events.js';
 import type { DeploymentRow } from './store/deployments.js';
 import type { Stores } from './store/index.js';
 
@@ -22,6 +23,8 @@ export const CLOSE_REPLACED = 4000;
 export interface HubOptions {
   stores: Stores;
   logger: Logger;
+  /** Phase changes and log lines from agents are published here for live followers. */
+  events?: DeploymentEvents;
   pingIntervalMs?: number;
 }
 
@@ -76,6 +79,12 @@ export class AgentHub {
     return true;
   }
 
+  /** Tell the agent to drop a superseded/cancelled deployment now; it is told again on its next hello. */
+  sendCancel(d: DeploymentRow): void {
+    const session = this.current.get(d.server);
+    if (session?.ready) session.sendCancel(d);
+  }
+
   observedState(server: string): ObservedState | undefined {
     return this.observed.get(server);
   }
@@ -95,6 +104,7 @@ export class AgentHub {
     const session = new AgentSession(server, ws, {
       stores: this.opts.stores,
       logger: this.opts.logger,
+      ...(this.opts.events ? { events: this.opts.events } : {}),
       onObservedState: (s, state) => this.observed.set(s, state),
     });
     this.current.set(server, session);

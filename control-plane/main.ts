@@ -9,7 +9,9 @@ import { createLogger, type Logger } from '../shared/logger.js';
 import { loadOrCreateAdminToken } from './admin-token.js';
 import { createApi } from './api/app.js';
 import { ConfigError } from './errors.js';
+import { DeploymentEvents } from './events.js';
 import { AgentHub } from './hub.js';
+import { loadOrCreateSecretKey, SecretBox } from './secret-box.js';
 import { openStores } from './store/index.js';
 
 export interface ControlPlaneOptions {
@@ -34,11 +36,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   const { host, port } = parseListen(opts.listen);
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   const { token: adminToken } = loadOrCreateAdminToken(opts.dataDir, logger);
-  const stores = openStores(join(opts.dataDir, DB_FILE));
-  const hub = new AgentHub({ stores, logger });
+  const secretBox = new SecretBox(loadOrCreateSecretKey(opts.dataDir, logger));
+  const stores = openStores(join(opts.dataDir, DB_FILE), { secretBox });
+  const events = new DeploymentEvents(logger);
+  const hub = new AgentHub({ stores, logger, events });
 
   let url = opts.publicUrl?.replace(/\/+$/, '') ?? '';
-  const api = createApi({ stores, hub, logger, adminToken, url: () => url });
+  const api = createApi({ stores, hub, events, logger, adminToken, url: () => url });
   // No `createServer` option is passed, so this is a plain node:http server.
   const server = createAdaptorServer({ fetch: api.fetch, hostname: host }) as Server;
   server.on('upgrade', hub.handleUpgrade);

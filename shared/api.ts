@@ -1,7 +1,7 @@
 // The control plane's HTTP API: request bodies (validated with zod on the server) and response
 // shapes (what the CLI prints with --json). Field names are public: only ever add, never rename.
 import { z } from 'zod';
-import { appName, branchName, commitSha, domainName, gitUrl, serverName } from './validation.js';
+import { appName, branchName, commitSha, domainName, envKey, gitUrl, serverName } from './validation.js';
 import type { DeployStatus } from './deploy-status.js';
 
 export const createServerBody = z.object({ name: serverName });
@@ -36,3 +36,69 @@ export interface DeploymentInfo {
 export interface DeploymentLogs { deployment: DeploymentInfo; lines: Array<{ seq: number; ts: string; stream: string; text: string }> }
 /** Every error response body. */
 export interface ApiError { error: string }
+
+// ---- env vars (issue 3) ----------------------------------------------------------------------
+/** An env value: what Docker and execve accept (no NUL), at most 64 KiB. */
+export const envValue = z
+  .string()
+  .max(65_536, 'env value is longer than 64 KiB')
+  .refine((v) => !v.includes('\0'), 'env value must not contain a NUL byte');
+/** PATCH /api/apps/:name/env — set and/or unset keys in one change. */
+export const envPatchBody = z
+  .object({
+    set: z.record(envKey, envValue).optional(),
+    unset: z.array(envKey).max(1000, 'at most 1000 keys at once').optional(),
+  })
+  .strict()
+  .refine((b) => Object.keys(b.set ?? {}).length + (b.unset?.length ?? 0) > 0, 'nothing to set or unset');
+/** What listings show instead of an env value. */
+export const MASKED_VALUE = '********';
+/** GET /api/apps/:name/env[?reveal=1] (values are MASKED_VALUE unless revealed) */
+export interface EnvVar { key: string; value: string; updatedAt: string }
+/** PATCH /api/apps/:name/env */
+export interface EnvChange { app: string; set: string[]; unset: string[]; notSet: string[]; takesEffect: 'next_deploy' }
+
+// ---- webhooks (issue 6) ----------------------------------------------------------------------
+/** POST /api/apps/:name/webhooks/rotate */
+export const rotateWebhookBody = z.object({ which: z.enum(['push', 'deploy', 'both']).default('both') }).strict();
+/** The per-app webhook secrets: the push secret is what a Git host signs with, the deploy token is a CI bearer token. */
+export interface WebhookSecrets { push: string; deploy: string }
+/** GET /api/apps/:name: an app with its webhook secrets (listings never carry secrets). */
+export interface AppDetails extends AppInfo { webhookSecrets: WebhookSecrets }
+/** POST /hooks/:app/deploy body (all optional): deploy `commit`; `branch` given and not the app's → acknowledged, nothing deployed. */
+export const deployWebhookBody = z
+  .object({
+    commit: z.string().transform((s) => s.trim().toLowerCase()).pipe(commitSha).optional(),
+    branch: branchName.optional(),
+  })
+  .strict();
+/** Every webhook answer (push and deploy webhooks, 2xx and the wait=1 outcomes). */
+export interface WebhookResult {
+  /** A deployment was created for this request (false: acknowledged, see `message`). */
+  deployed: boolean;
+  message: string;
+  /** Which Git host the push webhook recognised (github, gitlab, gitea, bitbucket); absent for the deploy webhook. */
+  host?: string;
+  /** The deployment this request created — or, for a redelivered event, the one it created the first time. */
+  deployment?: DeploymentInfo;
+  /** true when this delivery id was seen before: nothing new was deployed. */
+  duplicate?: boolean;
+  /** false: the app's server is offline; the deploy is queued and runs when its agent reconnects. */
+  agentConnected?: boolean;
+  /** Poll this for the deployment (deploy webhook: with the same token; push webhook: the admin API). */
+  statusUrl?: string;
+  /** Server-Sent Events stream of the deployment's log and phase changes (same auth as statusUrl). */
+  eventsUrl?: string;
+}
+
+// ---- deployments: phases and live events (issue 6) ------------------------------------------
+/** One phase change of a deployment as the control plane recorded it. */
+export interface DeploymentPhase { status: DeployStatus; at: string; reason: string | null }
+/** GET /api/deployments/:id: a deployment with its phase timeline. */
+export interface DeploymentDetails extends DeploymentInfo { phases: DeploymentPhase[] }
+/**
+ * GET /api/deployments/:id/events?after=SEQ — Server-Sent Events. `deployment` (data: DeploymentInfo) first and on
+ * every phase change, `log` (data: one log line, SSE id = its seq) for each line after SEQ then live, and `end`
+ * (data: the final DeploymentInfo) once the deployment has finished; the server then closes the stream.
+ */
+export const DEPLOYMENT_EVENT = { deployment: 'deployment', log: 'log', end: 'end' } as const;

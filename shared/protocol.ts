@@ -63,10 +63,24 @@ export const cpDeployOrder = z.object({
 });
 export const cpHeartbeat = z.object({ type: z.literal('heartbeat'), v, ts: z.string() });
 export const cpError = z.object({ type: z.literal('error'), v, message: z.string() });
+/**
+ * Stop a deployment: the control plane no longer wants it (a newer trigger superseded it while it was
+ * still queued, or a user cancelled it). Sent when it happens and again on the agent's next hello;
+ * an id the agent does not know, or one that has already finished, is ignored.
+ */
+export const cpCancel = z.object({
+  type: z.literal('cancel'),
+  v,
+  deploymentId,
+  /** What the control plane recorded: `superseded` or `cancelled`. */
+  status: z.enum(['superseded', 'cancelled']),
+  reason: z.string().max(4096).optional(),
+});
 
-export const cpMessage = z.discriminatedUnion('type', [cpWelcome, cpDesiredState, cpDeployOrder, cpHeartbeat, cpError]);
+export const cpMessage = z.discriminatedUnion('type', [cpWelcome, cpDesiredState, cpDeployOrder, cpHeartbeat, cpError, cpCancel]);
 export type CpMessage = z.infer<typeof cpMessage>;
 export type DeployOrder = z.infer<typeof cpDeployOrder>;
+export type CancelOrder = z.infer<typeof cpCancel>;
 
 /** Parse one raw WebSocket frame; returns a typed message or a one-line error. */
 export function parseMessage<T>(schema: z.ZodType<T>, raw: unknown): { ok: true; msg: T } | { ok: false; error: string } {

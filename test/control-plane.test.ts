@@ -170,6 +170,21 @@ describe('control plane: data dir and admin token', () => {
     }
   });
 
+  it('makes join tokens that paste safely as command-line arguments (never a leading "-")', async () => {
+    const cp = await startControlPlane({ dataDir: join(tmp(), 'data'), listen: '127.0.0.1:0', logger });
+    try {
+      const api = client(cp);
+      assert.match(cp.adminToken, /^[A-Za-z0-9]/);
+      // With plain base64url one token in 32 starts with "-" or "_": `berth agent join URL -abc…` then fails.
+      for (let i = 0; i < 300; i++) {
+        const r = await api('POST', '/api/servers', { name: `s${i}` });
+        assert.match(r.body.joinToken, /^[A-Za-z0-9][A-Za-z0-9_-]{42}$/);
+      }
+    } finally {
+      await cp.close();
+    }
+  });
+
   it('refuses a bad listen address with a clear error', async () => {
     await assert.rejects(startControlPlane({ dataDir: tmp(), listen: 'nonsense', logger }), /invalid listen address "nonsense"/);
   });
@@ -308,15 +323,29 @@ describe('control plane: API and agent hub', () => {
     const created = await api('POST', '/api/apps', { name: 'web', repo: 'https://example.com/web.git', server: 'alpha' });
     assert.equal(created.status, 201);
     assert.deepEqual(
-      { ...created.body, createdAt: undefined },
-      { name: 'web', repo: 'https://example.com/web.git', branch: 'main', server: 'alpha', domains: [], webhooks: {}, createdAt: undefined },
+      { ...created.body, createdAt: undefined, webhookSecrets: undefined },
+      {
+        name: 'web',
+        repo: 'https://example.com/web.git',
+        branch: 'main',
+        server: 'alpha',
+        domains: [],
+        webhooks: { push: `${cp.url}/hooks/web/push`, deploy: `${cp.url}/hooks/web/deploy` },
+        createdAt: undefined,
+        webhookSecrets: undefined,
+      },
     );
+    // The creator gets the webhook secrets; listings never carry them.
+    assert.match(created.body.webhookSecrets.push, /^[A-Za-z0-9_-]{43}$/);
+    assert.match(created.body.webhookSecrets.deploy, /^[A-Za-z0-9_-]{43}$/);
+    assert.notEqual(created.body.webhookSecrets.push, created.body.webhookSecrets.deploy);
+    assert.equal((await api('GET', '/api/apps')).body[0].webhookSecrets, undefined);
     const dup = await api('POST', '/api/apps', { name: 'web', repo: 'https://example.com/other.git', server: 'alpha' });
     assert.equal(dup.status, 409);
     assert.equal(dup.body.error, 'app "web" already exists');
     const afterCreate = await alpha.next('desired_state');
     assert.ok(afterCreate.spec.revision > initial.spec.revision);
-    assert.deepEqual(afterCreate.spec.apps, [{ name: 'web', repo: 'https://example.com/web.git', branch: 'main', domains: [] }]);
+    assert.deepEqual(afterCreate.spec.apps, [{ name: 'web', repo: 'https://example.com/web.git', branch: 'main', domains: [], env: {} }]);
 
     const added = await api('POST', '/api/apps/web/domains', { domain: 'Web.Example.com' });
     assert.equal(added.status, 201);
@@ -368,7 +397,7 @@ describe('control plane: API and agent hub', () => {
     const order = await alpha.next('deploy');
     assert.equal(order.deploymentId, id);
     assert.equal(order.commit, 'abc1234');
-    assert.deepEqual(order.app, { name: 'web', repo: 'https://example.com/web.git', branch: 'main', domains: ['web.example.com'] });
+    assert.deepEqual(order.app, { name: 'web', repo: 'https://example.com/web.git', branch: 'main', domains: ['web.example.com'], env: {} });
 
     alpha.send({ type: 'deploy_progress', v: 1, deploymentId: id, status: 'building', commit: 'abc1234def', ts: new Date().toISOString() });
     const lines = [0, 1, 2].map((seq) => ({ seq, ts: new Date().toISOString(), stream: 'build', text: `step ${seq}` }));
@@ -513,5 +542,187 @@ describe('control plane: agent liveness', () => {
       await new Promise((resolve) => http.close(resolve));
       stores.db.close();
     }
+  });
+});
+
+// ---- deploy triggers: superseding, phases, live events ---------------------------------------
+
+interface SseEvent {
+  event: string;
+  data: any;
+  id?: string;
+}
+
+/** Open a deployment's SSE stream; `events` fills as they arrive, `ended` settles when the server closes it. */
+function openEvents(url: string, token: string) {
+  const events: SseEvent[] = [];
+  const abort = new AbortController();
+  const ended = (async () => {
+    const res = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: abort.signal });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
+    let buf = '';
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buf += decoder.decode(chunk, { stream: true });
+      let i: number;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const ev: Partial<SseEvent> = {};
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event: ')) ev.event = line.slice(7);
+          else if (line.startsWith('data: ')) ev.data = JSON.parse(line.slice(6));
+          else if (line.startsWith('id: ')) ev.id = line.slice(4);
+        }
+        if (ev.event) events.push(ev as SseEvent);
+      }
+    }
+  })();
+  return { events, ended, close: () => abort.abort() };
+}
+
+describe('control plane: deploy triggers and live deployment events', () => {
+  let cp: RunningControlPlane;
+  let api: ReturnType<typeof client>;
+  let credential: string;
+  const agents: FakeAgent[] = [];
+  const connect = async () => {
+    const a = await FakeAgent.connect(cp, credential);
+    agents.push(a);
+    a.hello();
+    await a.next('welcome');
+    await a.next('desired_state');
+    return a;
+  };
+  const progress = (a: FakeAgent, deploymentId: string, status: string, extra: Record<string, unknown> = {}) =>
+    a.send({ type: 'deploy_progress', v: 1, deploymentId, status, ts: new Date().toISOString(), ...extra });
+  const logLines = (a: FakeAgent, deploymentId: string, seqs: number[]) =>
+    a.send({ type: 'deploy_log', v: 1, deploymentId, lines: seqs.map((seq) => ({ seq, ts: new Date().toISOString(), stream: 'build', text: `line ${seq}` })) });
+
+  before(async () => {
+    cp = await startControlPlane({ dataDir: join(tmp(), 'data'), listen: '127.0.0.1:0', logger });
+    api = client(cp);
+    const created = await api('POST', '/api/servers', { name: 'gamma' });
+    credential = (await api('POST', '/api/agent/join', { token: created.body.joinToken }, null)).body.credential;
+    assert.equal((await api('POST', '/api/apps', { name: 'shop', repo: 'https://example.com/shop.git', server: 'gamma' })).status, 201);
+  });
+  after(async () => {
+    for (const a of agents) a.ws.terminate();
+    await cp.close();
+  });
+
+  it('a newer deploy supersedes queued ones; the reconnecting agent gets only the newest, and a cancel for the others', async () => {
+    const first = (await api('POST', '/api/apps/shop/deploy', {})).body;
+    const second = (await api('POST', '/api/apps/shop/deploy', { commit: 'abcdef1' })).body;
+    assert.equal(first.agentConnected, false);
+    const list = (await api('GET', '/api/apps/shop/deployments')).body;
+    assert.deepEqual(list.map((d: any) => [d.id, d.status]), [[second.id, 'queued'], [first.id, 'superseded']]);
+    assert.equal(list[1].reason, `superseded by deployment ${second.id}`);
+    assert.ok(list[1].finishedAt, 'a superseded deployment is finished');
+
+    const agent = await connect();
+    const cancel = await agent.next('cancel');
+    assert.deepEqual(cancel, { type: 'cancel', v: 1, deploymentId: first.id, status: 'superseded', reason: `superseded by deployment ${second.id}` });
+    const order = await agent.next('deploy');
+    assert.equal(order.deploymentId, second.id);
+    await agent.none('deploy');
+    // A late report for the superseded one changes nothing.
+    progress(agent, first.id, 'fetching');
+    assert.match((await agent.next('error')).message, /already finished/);
+    assert.equal((await api('GET', `/api/deployments/${first.id}`)).body.status, 'superseded');
+    // The agent confirming the cancel is not an error.
+    progress(agent, first.id, 'superseded', { reason: 'superseded' });
+    await agent.sync();
+    await agent.none('error', 50);
+
+    // Once the agent picked a deploy up (fetching), a newer trigger queues behind it instead.
+    progress(agent, second.id, 'fetching');
+    await agent.sync();
+    const third = (await api('POST', '/api/apps/shop/deploy', {})).body;
+    assert.equal(third.agentConnected, true);
+    assert.equal((await agent.next('deploy')).deploymentId, third.id);
+    assert.equal((await api('GET', `/api/deployments/${second.id}`)).body.status, 'fetching');
+    // …and a fourth supersedes the third while it still waits: the connected agent is told at once.
+    const fourth = (await api('POST', '/api/apps/shop/deploy', {})).body;
+    const cancelThird = await agent.next('cancel');
+    assert.equal(cancelThird.deploymentId, third.id);
+    assert.equal((await agent.next('deploy')).deploymentId, fourth.id);
+    for (const [id, status] of [[second.id, 'failed'], [fourth.id, 'failed']] as const) progress(agent, id, status, { reason: 'test' });
+    await agent.sync();
+  });
+
+  it('records every phase change with its time', async () => {
+    const agent = agents.at(-1)!;
+    const d = (await api('POST', '/api/apps/shop/deploy', {})).body;
+    await agent.next('deploy');
+    for (const status of ['fetching', 'building', 'building', 'starting', 'health_checking', 'switching', 'done']) progress(agent, d.id, status);
+    await agent.sync();
+    const details = (await api('GET', `/api/deployments/${d.id}`)).body;
+    assert.equal(details.status, 'done');
+    assert.deepEqual(
+      details.phases.map((p: any) => p.status),
+      ['queued', 'fetching', 'building', 'starting', 'health_checking', 'switching', 'done'],
+      'a repeated report of the same phase is not a new phase',
+    );
+    for (const p of details.phases) assert.ok(!Number.isNaN(Date.parse(p.at)));
+  });
+
+  it('streams a deployment as Server-Sent Events: stored log, then live lines and phases, then the end', async () => {
+    const agent = agents.at(-1)!;
+    const d = (await api('POST', '/api/apps/shop/deploy', {})).body;
+    await agent.next('deploy');
+    progress(agent, d.id, 'fetching');
+    logLines(agent, d.id, [0, 1, 2]);
+    await agent.sync();
+
+    const url = `${cp.url}/api/deployments/${d.id}/events`;
+    const bad = await fetch(url, { headers: { authorization: 'Bearer wrong' } });
+    assert.equal(bad.status, 401, 'the stream needs the admin token');
+    assert.equal((await fetch(`${cp.url}/api/deployments/NOPE!/events`, { headers: { authorization: `Bearer ${cp.adminToken}` } })).status, 400);
+
+    const stream = openEvents(url, cp.adminToken);
+    const resumed = openEvents(`${url}?after=1`, cp.adminToken);
+    await eventually(async () => stream.events.length >= 4 && resumed.events.length >= 2, 'stored log streamed');
+    progress(agent, d.id, 'building');
+    logLines(agent, d.id, [3, 4]);
+    logLines(agent, d.id, [3, 4]); // a replay is not shown twice
+    progress(agent, d.id, 'failed', { reason: 'build failed: RUN false' });
+    await Promise.all([stream.ended, resumed.ended]); // the server ends the stream once the deployment has finished
+
+    const summary = (events: SseEvent[]) => events.map((e) => (e.event === 'log' ? `log ${e.data.seq}` : `${e.event} ${e.data.status}`));
+    assert.deepEqual(summary(stream.events), [
+      'deployment fetching',
+      'log 0',
+      'log 1',
+      'log 2',
+      'deployment building',
+      'log 3',
+      'log 4',
+      'deployment failed',
+      'end failed',
+    ]);
+    assert.deepEqual(summary(resumed.events), ['deployment fetching', 'log 2', 'deployment building', 'log 3', 'log 4', 'deployment failed', 'end failed']);
+    assert.equal(stream.events.find((e) => e.event === 'log')?.id, '0', 'SSE ids are log seqs, so a client can resume');
+    assert.equal(stream.events.at(-1)!.data.reason, 'build failed: RUN false');
+
+    // A finished deployment's stream replays everything and ends at once.
+    const replay = openEvents(url, cp.adminToken);
+    await replay.ended;
+    assert.deepEqual(summary(replay.events), ['deployment failed', 'log 0', 'log 1', 'log 2', 'log 3', 'log 4', 'end failed']);
+  });
+
+  it('deleting an app ends the streams of its unfinished deployments', async () => {
+    assert.equal((await api('POST', '/api/apps', { name: 'doomed', repo: 'https://example.com/d.git', server: 'gamma' })).status, 201);
+    const agent = agents.at(-1)!;
+    await agent.next('desired_state');
+    const d = (await api('POST', '/api/apps/doomed/deploy', {})).body;
+    await agent.next('deploy');
+    const stream = openEvents(`${cp.url}/api/deployments/${d.id}/events`, cp.adminToken);
+    await eventually(async () => stream.events.length >= 1, 'stream open');
+    assert.equal((await api('DELETE', '/api/apps/doomed')).status, 200);
+    await stream.ended;
+    assert.deepEqual(stream.events.at(-1), { event: 'end', data: { ...stream.events.at(-1)!.data, status: 'cancelled', reason: 'the app was deleted' } });
+    assert.equal((await agent.next('cancel')).deploymentId, d.id);
   });
 });

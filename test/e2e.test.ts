@@ -7,6 +7,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import WebSocket from 'ws';
+import { busyboxDockerfile, type DeploymentJson } from './helpers/fixtures.js';
 import { berth, berthJson } from './helpers/cli.js';
 import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
 import { TestRepo } from './helpers/git-repo.js';
@@ -17,21 +18,8 @@ import { makeTmpDir } from './helpers/tmp.js';
 const APP = 'e2e-web';
 const DOMAIN = 'web.e2e.test';
 
-const dockerfile = (extra = '') => `FROM berth-test/busybox:latest
-COPY . /www
-${extra}
-CMD ["sh", "-c", "exec httpd -f -p $PORT -h /www"]
-`;
-
-interface Deployment {
-  id: string;
-  app: string;
-  status: string;
-  commit: string | null;
-  reason: string | null;
-  createdAt: string;
-  finishedAt: string | null;
-}
+const dockerfile = busyboxDockerfile;
+type Deployment = DeploymentJson;
 
 describe('walking skeleton: Git repo → image → container → nginx', () => {
   let stack: Stack;

@@ -7,7 +7,8 @@ import type { AppSite } from '../agent/nginx.js';
 import type { Release } from '../agent/store/releases.js';
 import type { ServerSpec } from '../shared/spec.js';
 
-const render = (app: string, site: AppSite) => `server ${app} [${site.domains.join(' ')}] -> 127.0.0.1:${site.upstreamPort}\n`;
+const render = (app: string, site: AppSite) =>
+  `server ${app} [${site.domains.join(' ')}] -> ${site.staticRoot ?? (site.upstreamPorts ?? [site.upstreamPort]).map((p) => `127.0.0.1:${p}`).join(',')}\n`;
 
 function spec(apps: Array<{ name: string; domains?: string[] }>): ServerSpec {
   return { server: 'local', revision: 3, apps: apps.map((a) => ({ name: a.name, repo: 'https://example.com/x.git', branch: 'main', domains: a.domains ?? [], env: {} })) };
@@ -178,4 +179,77 @@ test('an app whose last domain was removed: its server block is removed once, th
   assert.deepEqual(types(plan(noDomains, releases, observed, render)), ['remove-nginx:web']);
   // After the removal there is no file, and none is wanted: no action on every later pass.
   assert.deepEqual(plan(noDomains, releases, { ...observed, nginxApps: [] }, render), []);
+});
+
+// ---- processes with scale, static sites (issue 3) ------------------------------------------------
+
+function multi(processes: Array<{ name: string; scale: number }>): Release {
+  return { ...release('web', 'dep00001', 41000), processes: processes.map((p) => ({ ...p, command: `run ${p.name}` })), env: { A: 'b' } };
+}
+
+test('every process of the release runs at its scale: missing replicas are started', () => {
+  const r = multi([{ name: 'web', scale: 1 }, { name: 'worker', scale: 2 }]);
+  const { desired, observed } = converged();
+  observed.containers.push(container('web', 'dep00001', { id: 'w1', process: 'worker', replica: 1, hostPort: null }));
+  const actions = plan(desired, [r], observed, render);
+  assert.deepEqual(types(actions), ['start-release-container:web']);
+  const a = actions[0]!;
+  assert.ok(a.type === 'start-release-container');
+  assert.deepEqual([a.process, a.replica], ['worker', 2]);
+  assert.equal(a.release.env?.A, 'b', 'the re-created container gets the release env');
+});
+
+test('a scaled-down or removed process: its extra containers are removed', () => {
+  const r = multi([{ name: 'web', scale: 1 }, { name: 'worker', scale: 1 }]);
+  const { desired, observed } = converged();
+  observed.containers.push(
+    container('web', 'dep00001', { id: 'w1', process: 'worker', replica: 1, hostPort: null }),
+    container('web', 'dep00001', { id: 'w2', process: 'worker', replica: 2, hostPort: null }),
+    container('web', 'dep00001', { id: 'clock', process: 'clock', replica: 1, hostPort: null }),
+  );
+  assert.deepEqual(types(plan(desired, [r], observed, render)), ['remove-container:web:clock', 'remove-container:web:w2']);
+});
+
+test('an exited worker is restarted without touching nginx', () => {
+  const r = multi([{ name: 'web', scale: 1 }, { name: 'worker', scale: 1 }]);
+  const { desired, observed } = converged();
+  observed.containers.push(container('web', 'dep00001', { id: 'w1', process: 'worker', replica: 1, state: 'exited', hostPort: null }));
+  const actions = plan(desired, [r], observed, render);
+  assert.deepEqual(types(actions), ['restart-container:web:w1']);
+  assert.ok(actions[0]!.type === 'restart-container' && actions[0]!.process === 'worker');
+});
+
+test('a scaled web process routes to every replica; a missing one is started before nginx changes', () => {
+  const r = multi([{ name: 'web', scale: 2 }]);
+  const { desired } = converged();
+  const both: Observed = {
+    containers: [container('web', 'dep00001', { hostPort: 41000 }), container('web', 'dep00001', { id: 'web2', replica: 2, hostPort: 41001 })],
+    nginxApps: [{ app: 'web', content: render('web', { domains: ['web.example.com'], upstreamPort: 41000 }) }],
+  };
+  const actions = plan(desired, [r], both, render);
+  assert.deepEqual(types(actions), ['write-nginx:web']);
+  assert.ok(actions[0]!.type === 'write-nginx');
+  assert.deepEqual(actions[0]!.site, { domains: ['web.example.com'], upstreamPort: 41000, upstreamPorts: [41000, 41001] });
+  const one: Observed = { ...both, containers: [both.containers[0]!] };
+  assert.deepEqual(types(plan(desired, [r], one, render)), ['start-release-container:web'], 'the start action resyncs nginx itself');
+});
+
+test('a release without a web process has no server block', () => {
+  const r = { ...multi([{ name: 'worker', scale: 1 }]), containerId: '', hostPort: 0 };
+  const { desired, observed } = converged();
+  observed.containers = [container('web', 'dep00001', { id: 'w1', process: 'worker', hostPort: null })];
+  assert.deepEqual(types(plan(desired, [r], observed, render)), ['remove-nginx:web']);
+});
+
+test('a static site: served from its release directory, no containers', () => {
+  const r: Release = { ...release('web', 'dep00002', 0, ''), processes: [], staticRoot: '/srv/static/web/dep00002' };
+  const { desired, observed } = converged();
+  // The old release's web container goes; the server block points at the directory.
+  const actions = plan(desired, [r], observed, render);
+  assert.deepEqual(types(actions), ['remove-container:web:c-dep00001', 'write-nginx:web']);
+  const w = actions[1]!;
+  assert.ok(w.type === 'write-nginx');
+  assert.deepEqual(w.site, { domains: ['web.example.com'], staticRoot: '/srv/static/web/dep00002' });
+  const settled: Observed = { containers: [], nginxApps: [{ app: 'web', content: render('web', w.site) }] };
+  assert.deepEqual(plan(desired, [r], settled, render), []);
 });

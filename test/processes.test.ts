@@ -182,6 +182,7 @@ describe('processes: web containers', () => {
       deploymentId: 'd8',
       state: 'running',
       hostPort: mine.hostPort,
+      replica: 1,
     });
     assert.ok(all.every((c) => c.app !== '' && c.deploymentId !== ''));
     assert.deepEqual(await listBerthContainers(docker, { app: `${APP}x` }), []);

@@ -16,6 +16,7 @@ export class DeployLogStream {
   private pending: LogLine[] = [];
   private timer: NodeJS.Timeout | null = null;
   private nextSeq: number;
+  private mask: (text: string) => string = (t) => t;
 
   constructor(
     private readonly deploymentId: string,
@@ -29,6 +30,11 @@ export class DeployLogStream {
     this.nextSeq = startSeq;
   }
 
+  /** Hide these secrets (the app's env values) in every line added from now on. */
+  setMask(mask: (text: string) => string): void {
+    this.mask = mask;
+  }
+
   /** berth's own narration of the deploy. */
   system(text: string): void {
     this.add('system', text);
@@ -39,10 +45,15 @@ export class DeployLogStream {
     this.add('build', text);
   }
 
+  /** Output of the release command. */
+  release(text: string): void {
+    this.add('release', text);
+  }
+
   add(stream: LogLine['stream'], text: string): void {
     // Build output arrives with \r progress updates and embedded newlines: one entry per real line.
     for (const raw of text.split('\n')) {
-      const line = redactUrls(raw.replace(/\r+$/, '').replace(/^.*\r/, ''));
+      const line = this.mask(redactUrls(raw.replace(/\r+$/, '').replace(/^.*\r/, '')));
       if (line.trim() === '') continue;
       this.pending.push({ seq: this.nextSeq++, ts: new Date().toISOString(), stream, text: line.length > MAX_TEXT ? line.slice(0, MAX_TEXT) : line });
     }

@@ -41,6 +41,26 @@ export class DeployQueue {
     this.pump();
   }
 
+  /**
+   * Stop a deploy the control plane no longer wants: a waiting one is dropped (it never runs), a
+   * running one is aborted with `reason` (the runner journals it). Returns where it was, or null.
+   */
+  cancel(deploymentId: string, reason: Error): 'waiting' | 'running' | null {
+    const i = this.waiting.findIndex((o) => o.deploymentId === deploymentId);
+    if (i >= 0) {
+      this.waiting.splice(i, 1);
+      this.checkIdle();
+      return 'waiting';
+    }
+    for (const r of this.running.values()) {
+      if (r.order.deploymentId === deploymentId) {
+        r.abort.abort(reason);
+        return 'running';
+      }
+    }
+    return null;
+  }
+
   /** Apps a deploy is running or draining for. */
   busyApps(): Set<string> {
     return new Set([...this.running.keys(), ...this.draining.keys()]);

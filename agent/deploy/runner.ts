@@ -1,6 +1,7 @@
-// One deploy, start to finish: fetch → build → start → health check → switch nginx → done, every
-// transition journaled and reported. Any failure removes the new container and leaves the live
-// release and nginx exactly as they were.
+// One deploy, start to finish: fetch + config → build → release command → start every process →
+// health check → switch nginx → done, every transition journaled and reported. Any failure removes
+// the new containers and leaves the live release and nginx exactly as they were. Env values are
+// masked in everything this writes to the deploy log.
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
@@ -8,15 +9,21 @@ import type { DeployStatus } from '../../shared/deploy-status.js';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../../shared/protocol.js';
 import type { AppSpec } from '../../shared/spec.js';
-import { buildImage } from '../build.js';
+import { ConfigError, loadAppConfig, type AppConfig } from '../config/index.js';
 import { checkoutTo, fetchSource } from '../git.js';
 import { berthLabels, LABEL } from '../labels.js';
 import type { AppSite } from '../nginx.js';
-import { listBerthContainers, removeContainer, startWebContainer, waitHealthy, type StartedContainer } from '../processes.js';
+import { listBerthContainers, removeContainer, type StartedContainer } from '../processes.js';
+import { runRelease } from '../release.js';
 import type { AgentSettings } from '../settings.js';
+import { pruneStaticReleases, staticReleaseDir } from '../static.js';
 import type { AgentStore, DeployPatch } from '../store/index.js';
+import { runBuildPhase } from './build-phase.js';
+import { DeployCancelled } from './cancel.js';
 import { DeployLogStream, redactUrls } from './log-stream.js';
+import { makeMasker } from './mask.js';
 import type { RunOutcome } from './queue.js';
+import { checkHealth, releaseProcesses, startProcesses } from './start-phase.js';
 
 /** The part of Nginx a deploy needs (main passes a serialised wrapper). */
 export interface NginxApplier {
@@ -38,6 +45,7 @@ const FAILURE_PREFIX: Partial<Record<DeployStatus, string>> = {
   queued: 'deploy failed',
   fetching: 'fetch failed',
   building: 'build failed',
+  releasing: 'release failed',
   starting: 'start failed',
   health_checking: 'health check failed',
   switching: 'switch failed',
@@ -74,6 +82,9 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
   const log = logger.child({ deploymentId: id, app });
   const record = store.deploys.get(id);
   if (!record) throw new Error(`deploy ${id} is not in the journal`);
+  // Orders journaled before env existed carry none.
+  const env: Record<string, string> = order.app.env ?? {};
+  const mask = makeMasker(env);
 
   const stream = new DeployLogStream(
     id,
@@ -82,6 +93,7 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
     (next) => store.deploys.setLogSeq(id, next),
     (err) => log.warn({ err }, 'could not send deploy log lines'),
   );
+  stream.setMask(mask);
   let phase: DeployStatus = record.status;
   let commit: string | undefined = record.commit ?? order.commit;
   const transition = (status: DeployStatus, patch: DeployPatch = {}) => {
@@ -102,7 +114,8 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
 
   const cacheDir = join(settings.dataDir, 'git', app);
   const buildDir = join(settings.dataDir, 'builds', id);
-  let started: StartedContainer | null = null;
+  const started: StartedContainer[] = [];
+  let staticRoot: string | null = null;
   try {
     transition('fetching');
     stream.system(`fetching ${order.app.repo} (branch ${order.app.branch}${order.commit ? `, commit ${order.commit}` : ''})`);
@@ -110,78 +123,196 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
     commit = fetched.commit;
     stream.system(`deploying commit ${commit}`);
 
-    transition('building', { commit });
+    let config: AppConfig;
+    let image: string | null;
+    let port: number | undefined;
     const tag = imageTag(app, id);
     try {
       await checkoutTo({ cacheDir, commit, dest: buildDir });
+      // The config is read before anything is built: a bad key fails the deploy here, named.
+      config = loadAppConfig(buildDir);
+      describeConfig(config, (l) => stream.system(l));
       signal.throwIfAborted();
-      stream.system(`building image ${tag}`);
-      await buildImage(docker, {
-        contextDir: buildDir,
+
+      transition('building', { commit });
+      ({ image, staticRoot, port } = await runBuildPhase(docker, {
+        app,
+        deploymentId: id,
+        commit,
+        checkout: buildDir,
+        config,
+        env,
         tag,
-        labels: berthLabels(app, id, { [LABEL.commit]: commit, [LABEL.server]: deps.settings.server }),
+        settings,
         log: (l) => stream.build(l),
+        system: (l) => stream.system(l),
         signal,
-      });
+      }));
     } finally {
       await rm(buildDir, { recursive: true, force: true }).catch((err) => log.warn({ err }, 'could not remove the build directory'));
     }
+    signal.throwIfAborted();
 
-    transition('starting', { image: tag });
-    started = await startWebContainer(docker, { app, deploymentId: id, image: tag, env: {}, server: deps.settings.server });
-    store.deploys.update(id, { containerId: started.id, hostPort: started.hostPort, containerPort: started.containerPort });
-    stream.system(`started container ${started.name} (port ${started.containerPort}, published on 127.0.0.1:${started.hostPort})`);
+    const labels = berthLabels(app, id, { [LABEL.commit]: commit, ...(settings.server ? { [LABEL.server]: settings.server } : {}) });
+    if (config.release && image) {
+      transition('releasing', { image });
+      stream.system(`running the release command: ${config.release}`);
+      await runRelease(docker, {
+        app,
+        deploymentId: id,
+        image,
+        command: config.release,
+        env,
+        labels: { ...labels, [LABEL.process]: 'release' },
+        log: (l) => stream.release(l),
+        timeoutMs: settings.releaseTimeoutMs,
+        signal,
+      });
+      stream.system('release command finished');
+    }
+
+    const processes = staticRoot ? [] : releaseProcesses(config);
+    transition('starting', image ? { image } : {});
+    if (image && processes.some((p) => p.scale > 0)) {
+      await startProcesses(docker, {
+        app,
+        deploymentId: id,
+        image,
+        env,
+        port,
+        processes,
+        server: settings.server,
+        onStarted: (c) => {
+          started.push(c);
+          if (c.process === 'web' && c.replica === 1) store.deploys.update(id, { containerId: c.id, hostPort: c.hostPort, containerPort: c.containerPort });
+        },
+        log: (l) => stream.system(l),
+      });
+    } else if (!staticRoot) {
+      stream.system('no processes to start');
+    }
 
     transition('health_checking');
-    await waitHealthy(docker, {
-      containerId: started.id,
-      hostPort: started.hostPort,
-      timeoutMs: settings.healthTimeoutMs,
-      stableMs: settings.healthStableMs,
-      log: (l) => stream.system(l),
-      signal,
-    });
-    stream.system('health check passed');
+    if (started.length > 0) {
+      await checkHealth(docker, started, {
+        healthcheck: config.healthcheck,
+        timeoutMs: settings.healthTimeoutMs,
+        stableMs: settings.healthStableMs,
+        log: (l) => stream.system(l),
+        signal,
+      });
+      stream.system('health check passed');
+    }
     signal.throwIfAborted();
 
     transition('switching');
     const domains = deps.domainsFor(order.app);
+    const webs = started.filter((c) => c.process === 'web').sort((a, b) => a.replica - b.replica);
+    const first = webs[0];
+    let site: AppSite | null = null;
+    if (staticRoot) site = { domains, staticRoot };
+    else if (first) site = webs.length === 1 ? { domains, upstreamPort: first.hostPort } : { domains, upstreamPort: first.hostPort, upstreamPorts: webs.map((w) => w.hostPort) };
     // Recorded before nginx moves: if the agent dies mid-switch, recovery sees a healthy current
     // release and reconciliation finishes routing to it rather than to a container being removed.
     const previous = store.releases.activate({
       app,
       deploymentId: id,
-      image: tag,
-      containerId: started.id,
-      hostPort: started.hostPort,
-      containerPort: started.containerPort,
+      image: image ?? '',
+      containerId: first?.id ?? '',
+      hostPort: first?.hostPort ?? 0,
+      containerPort: first?.containerPort ?? null,
       commit,
+      processes,
+      staticRoot,
+      env,
     });
     try {
-      await deps.nginx.applyApp(app, { domains, upstreamPort: started.hostPort });
+      await deps.nginx.applyApp(app, site && domains.length > 0 ? site : null);
     } catch (err) {
       store.releases.restore(app, previous);
       throw err;
     }
-    stream.system(domains.length > 0 ? `now serving ${domains.join(', ')} from commit ${commit.slice(0, 12)}` : `release ${id} is live (the app has no domains yet)`);
+    store.releases.recordSnapshot({
+      deploymentId: id,
+      app,
+      image: image ?? '',
+      commit,
+      config: { ...config, notes: undefined },
+      processes,
+      staticRoot,
+      containerPort: first?.containerPort ?? null,
+      env,
+    });
+    stream.system(
+      domains.length > 0 && site
+        ? `now serving ${domains.join(', ')} from commit ${commit.slice(0, 12)}`
+        : `release ${id} is live${site ? ' (the app has no domains yet)' : ' (no web process: nothing is routed)'}`,
+    );
     transition('done');
+    if (staticRoot) {
+      try {
+        pruneStaticReleases(settings.staticDir, app, settings.keepReleases, new Set([staticRoot]));
+      } catch (err) {
+        log.warn({ err }, 'could not prune old static releases');
+      }
+    }
     return { drain: drainPrevious(deps, app, id, closing, (msg) => log.info(msg)) };
   } catch (err) {
-    const aborted = signal.aborted;
-    const reason = aborted ? `agent stopped while the deploy was ${phase}` : `${FAILURE_PREFIX[phase] ?? 'deploy failed'}: ${oneLine(err)}`;
-    if (!aborted) log.warn({ err }, 'deploy failed');
-    if (started) {
-      await removeContainer(docker, started.id, { graceSeconds: 0 }).catch((e) => log.warn({ err: e }, 'could not remove the new container'));
-      store.deploys.update(id, { containerId: null });
+    const cancelled = signal.aborted && signal.reason instanceof DeployCancelled ? signal.reason : null;
+    const aborted = signal.aborted && !cancelled;
+    const reason = cancelled
+      ? mask(`${cancelled.message} (while ${phase})`)
+      : aborted
+        ? `agent stopped while the deploy was ${phase}`
+        : err instanceof ConfigError
+          ? mask(`invalid app config: ${oneLine(err)}`)
+          : mask(`${FAILURE_PREFIX[phase] ?? 'deploy failed'}: ${oneLine(err)}`);
+    // Not the error itself: its message can carry container output, and so env values.
+    if (!aborted && !cancelled) log.warn({ reason, error: err instanceof Error ? err.name : typeof err }, 'deploy failed');
+    for (const c of started) {
+      await removeContainer(docker, c.id, { graceSeconds: 0 }).catch((e) => log.warn({ err: e }, 'could not remove a new container'));
+    }
+    if (started.length > 0) store.deploys.update(id, { containerId: null });
+    if (staticRoot && store.releases.get(app)?.staticRoot !== staticRoot) {
+      await rm(staticRoot, { recursive: true, force: true }).catch(() => {});
+    } else if (!staticRoot) {
+      // A failure while publishing may leave a half-made release directory.
+      await rm(staticReleaseDirSafe(settings.staticDir, app, id), { recursive: true, force: true }).catch(() => {});
     }
     try {
+      // The detail after the first line (a crashed process's last output) goes to the log, masked like everything else.
+      const detail = err instanceof Error && !aborted && !cancelled ? err.message.split('\n').slice(1).join('\n').trim() : '';
+      if (detail) stream.system(detail);
       stream.system(reason);
-      transition('failed', { reason });
+      transition(cancelled ? cancelled.status : 'failed', { reason });
     } catch (e) {
       log.error({ err: e, reason }, 'could not journal the failed deploy');
     }
     return {};
   }
+}
+
+function staticReleaseDirSafe(staticDir: string, app: string, id: string): string {
+  try {
+    return staticReleaseDir(staticDir, app, id);
+  } catch {
+    return join(staticDir, app, '.invalid');
+  }
+}
+
+/** One summary of what the config says, plus whatever the loader inferred. */
+function describeConfig(config: AppConfig, log: (line: string) => void): void {
+  const img = config.build.image;
+  const image = img.kind === 'dockerfile' ? `dockerfile ${config.build.dockerfile}` : img.kind === 'none' ? 'none (plain static files)' : `${img.kind}${img.version ? `-${img.version}` : ''}`;
+  const procs = Object.entries(config.processes)
+    .map(([n, p]) => `${n}${p.scale !== 1 ? `×${p.scale}` : ''}`)
+    .join(', ');
+  log(
+    `config from ${config.source}: build image ${image}${config.build.static ? `, static site ${config.build.static}` : ''}${procs ? `, processes ${procs}` : ''}${config.release ? ', release command' : ''}`,
+  );
+  for (const note of config.notes) log(note);
+  if (Object.keys(config.cron).length > 0) log(`cron jobs in the config are not run yet by this berth version: ${Object.keys(config.cron).join(', ')}`);
+  if (Object.keys(config.volumes).length > 0) log(`volumes in the config are not mounted yet by this berth version: ${Object.keys(config.volumes).join(', ')}`);
 }
 
 /** Let in-flight requests finish on the old release, then stop and remove every other container of the app. */

@@ -4,7 +4,7 @@ import type Docker from 'dockerode';
 import type { Logger } from '../../shared/logger.js';
 import type { ServerSpec } from '../../shared/spec.js';
 import type { AppSite } from '../nginx.js';
-import { listBerthContainers, removeContainer, startWebContainer, type BerthContainer } from '../processes.js';
+import { listBerthContainers, removeContainer, startProcessContainer, type BerthContainer } from '../processes.js';
 import type { AgentSettings } from '../settings.js';
 import type { AgentStore } from '../store/index.js';
 import { describeAction, plan, type Action } from './planner.js';
@@ -60,18 +60,32 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
         .catch((err: { statusCode?: number }) => {
           if (err?.statusCode !== 304) throw err; // 304: it came back up on its own meanwhile
         });
-      // Docker may publish a restarted container on a different ephemeral port.
-      const now = (await listBerthContainers(docker, { app: action.app, server: settings.server })).find((c) => c.id === action.containerId);
+      if (action.process !== 'web') return;
+      const containers = await listBerthContainers(docker, { app: action.app, server: settings.server });
+      const now = containers.find((c) => c.id === action.containerId);
       if (!now?.hostPort) throw new Error('the restarted container has no published port');
-      store.releases.updateContainer(action.app, action.deploymentId, action.containerId, now.hostPort);
-      await syncNginx(nginx, action.app, { domains: action.domains, upstreamPort: now.hostPort });
+      if ((now.replica ?? 1) === 1) store.releases.updateContainer(action.app, action.deploymentId, action.containerId, now.hostPort);
+      await syncNginx(nginx, action.app, webSite(action.domains, containers, action.deploymentId));
       return;
     }
     case 'start-release-container': {
       const r = action.release;
-      const started = await startWebContainer(docker, { app: r.app, deploymentId: r.deploymentId, image: r.image, env: {}, port: r.containerPort ?? undefined, server: settings.server });
-      store.releases.updateContainer(r.app, r.deploymentId, started.id, started.hostPort);
-      await syncNginx(nginx, r.app, { domains: action.domains, upstreamPort: started.hostPort });
+      const command = r.processes?.find((p) => p.name === action.process)?.command ?? null;
+      const started = await startProcessContainer(docker, {
+        app: r.app,
+        deploymentId: r.deploymentId,
+        image: r.image,
+        env: r.env ?? {},
+        process: action.process,
+        replica: action.replica,
+        command,
+        port: r.containerPort ?? undefined,
+        server: settings.server,
+      });
+      if (action.process !== 'web') return;
+      if (action.replica === 1) store.releases.updateContainer(r.app, r.deploymentId, started.id, started.hostPort);
+      const containers = await listBerthContainers(docker, { app: r.app, server: settings.server });
+      await syncNginx(nginx, r.app, webSite(action.domains, containers, r.deploymentId));
       return;
     }
     case 'adopt-container':
@@ -92,7 +106,18 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
   }
 }
 
-async function syncNginx(nginx: NginxPort, app: string, site: AppSite): Promise<void> {
+/** Route to every web container of the release that has a port (replica order); null = nothing to route. */
+export function webSite(domains: string[], containers: BerthContainer[], deploymentId: string): AppSite | null {
+  const ports = containers
+    .filter((c) => c.deploymentId === deploymentId && c.process === 'web' && c.hostPort && c.state !== 'dead' && c.state !== 'exited')
+    .sort((a, b) => (a.replica ?? 1) - (b.replica ?? 1))
+    .map((c) => c.hostPort!);
+  if (domains.length === 0 || ports.length === 0) return null;
+  return ports.length === 1 ? { domains, upstreamPort: ports[0]! } : { domains, upstreamPort: ports[0]!, upstreamPorts: ports };
+}
+
+async function syncNginx(nginx: NginxPort, app: string, site: AppSite | null): Promise<void> {
+  if (site === null) return; // no domains: the planner removes any server block on its next pass
   if (nginx.readAppFile(app) !== nginx.render(app, site)) await nginx.applyApp(app, site);
 }
 

@@ -15,10 +15,10 @@ export interface Observed {
 export type RenderSite = (app: string, site: AppSite) => string;
 
 export type Action =
-  /** The current release's web container exists but is not running: start it (then resync nginx, its port may change). */
-  | { type: 'restart-container'; app: string; containerId: string; deploymentId: string; domains: string[]; reason: string }
-  /** The current release's web container is gone: create a new one from the release image (then resync nginx). */
-  | { type: 'start-release-container'; app: string; release: Release; domains: string[]; reason: string }
+  /** A container of the current release exists but is not running: start it (a web one: then resync nginx, its port may change). */
+  | { type: 'restart-container'; app: string; containerId: string; deploymentId: string; process: string; domains: string[]; reason: string }
+  /** A container of the current release is gone: create a new one from the release image (a web one: then resync nginx). */
+  | { type: 'start-release-container'; app: string; release: Release; process: string; replica: number; domains: string[]; reason: string }
   /** A running web container of the current release is not the one recorded (e.g. re-created before a crash): record it. */
   | { type: 'adopt-container'; app: string; deploymentId: string; containerId: string; hostPort: number; reason: string }
   | { type: 'remove-container'; app: string; containerId: string; deploymentId: string; reason: string }
@@ -84,38 +84,88 @@ function planRelease(app: string, domains: string[], release: Release, container
       actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: `not part of the current release (${release.deploymentId})` });
     }
   }
-  const webs = containers.filter((c) => c.deploymentId === release.deploymentId && c.process === 'web');
-  const primary =
-    webs.find((c) => c.id === release.containerId && c.state !== 'dead') ?? webs.find((c) => c.state === 'running') ?? webs.find((c) => c.state !== 'dead');
-  for (const c of webs) {
-    if (c === primary) continue;
-    actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: c.state === 'dead' ? 'container is dead' : 'duplicate web container of the current release' });
+  const current = containers.filter((c) => c.deploymentId === release.deploymentId);
+
+  // A static site is served from disk: nothing of it runs.
+  if (release.staticRoot) {
+    for (const c of current) actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: 'a static site runs no containers' });
+    actions.push(...planNginx(app, domains, nginxContent, render, { domains, staticRoot: release.staticRoot }));
+    return actions;
   }
 
-  if (!primary) {
-    actions.push({ type: 'start-release-container', app, release, domains, reason: 'the web container of the current release is missing' });
-    return actions;
+  // Releases recorded before processes existed know only their web container: others are left alone.
+  const legacy = release.processes === undefined;
+  const processes = release.processes ?? [{ name: 'web', command: null, scale: 1 }];
+  const wanted = new Map(processes.map((p) => [p.name, p]));
+  if (!legacy) {
+    for (const c of current) {
+      const p = wanted.get(c.process);
+      if (!p || p.scale === 0) {
+        actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: `process ${c.process} is not in the release's config` });
+      }
+    }
   }
-  if (STARTABLE.has(primary.state)) {
-    actions.push({ type: 'restart-container', app, containerId: primary.id, deploymentId: release.deploymentId, domains, reason: `web container is ${primary.state}` });
-    return actions;
-  }
-  if (!SELF_HEALING.has(primary.state)) return actions; // an unknown state: observe again next pass
 
-  let upstreamPort = release.hostPort;
-  if (primary.state === 'running' && primary.hostPort !== null && (primary.id !== release.containerId || primary.hostPort !== release.hostPort)) {
-    actions.push({ type: 'adopt-container', app, deploymentId: release.deploymentId, containerId: primary.id, hostPort: primary.hostPort, reason: 'the running web container differs from the recorded one' });
-    upstreamPort = primary.hostPort;
+  let webPending = false;
+  const webPorts: number[] = [];
+  for (const p of processes) {
+    const mine = current.filter((c) => c.process === p.name);
+    for (const c of mine) {
+      if ((c.replica ?? 1) > p.scale && p.scale > 0) {
+        actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: `${p.name} is scaled to ${p.scale}` });
+      }
+    }
+    for (let replica = 1; replica <= p.scale; replica++) {
+      const candidates = mine.filter((c) => (c.replica ?? 1) === replica);
+      const recorded = p.name === 'web' && replica === 1 ? release.containerId : null;
+      const primary =
+        candidates.find((c) => c.id === recorded && c.state !== 'dead') ?? candidates.find((c) => c.state === 'running') ?? candidates.find((c) => c.state !== 'dead');
+      for (const c of candidates) {
+        if (c === primary) continue;
+        const why = c.state === 'dead' ? 'container is dead' : `duplicate ${p.name} container of the current release`;
+        actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: why });
+      }
+      const label = p.scale > 1 ? `${p.name} container ${replica}` : `${p.name} container`;
+      if (!primary) {
+        actions.push({ type: 'start-release-container', app, release, process: p.name, replica, domains, reason: `the ${label} of the current release is missing` });
+        if (p.name === 'web') webPending = true;
+        continue;
+      }
+      if (STARTABLE.has(primary.state)) {
+        actions.push({ type: 'restart-container', app, containerId: primary.id, deploymentId: release.deploymentId, process: p.name, domains, reason: `${label} is ${primary.state}` });
+        if (p.name === 'web') webPending = true;
+        continue;
+      }
+      if (p.name !== 'web') continue;
+      if (!SELF_HEALING.has(primary.state)) {
+        webPending = true; // an unknown state: observe again next pass
+        continue;
+      }
+      let port = replica === 1 ? release.hostPort : (primary.hostPort ?? 0);
+      if (replica === 1 && primary.state === 'running' && primary.hostPort !== null && (primary.id !== release.containerId || primary.hostPort !== release.hostPort)) {
+        actions.push({ type: 'adopt-container', app, deploymentId: release.deploymentId, containerId: primary.id, hostPort: primary.hostPort, reason: 'the running web container differs from the recorded one' });
+        port = primary.hostPort;
+      }
+      if (port > 0) webPorts.push(port);
+    }
   }
-  // No domains: nothing to route, so the right server block is none at all.
-  if (domains.length === 0) {
-    if (nginxContent !== null) actions.push({ type: 'remove-nginx', app, reason: 'the app has no domains' });
-    return actions;
-  }
-  const site: AppSite = { domains, upstreamPort };
-  if (nginxContent === null) actions.push({ type: 'write-nginx', app, site, reason: 'server block is missing' });
-  else if (nginxContent !== render(app, site)) actions.push({ type: 'write-nginx', app, site, reason: 'server block differs from the desired one' });
+
+  // The start/restart actions resync nginx themselves once the new ports are known.
+  if (webPending) return actions;
+  const site: AppSite | null =
+    webPorts.length === 0 ? null : webPorts.length === 1 ? { domains, upstreamPort: webPorts[0]! } : { domains, upstreamPort: webPorts[0]!, upstreamPorts: webPorts };
+  actions.push(...planNginx(app, domains, nginxContent, render, site));
   return actions;
+}
+
+/** The server block that should exist (none without domains or without anything to serve). */
+function planNginx(app: string, domains: string[], nginxContent: string | null, render: RenderSite, site: AppSite | null): Action[] {
+  if (domains.length === 0 || site === null) {
+    return nginxContent !== null ? [{ type: 'remove-nginx', app, reason: domains.length === 0 ? 'the app has no domains' : 'the release has no web process' }] : [];
+  }
+  if (nginxContent === null) return [{ type: 'write-nginx', app, site, reason: 'server block is missing' }];
+  if (nginxContent !== render(app, site)) return [{ type: 'write-nginx', app, site, reason: 'server block differs from the desired one' }];
+  return [];
 }
 
 /** One line per action, for logs and the reconcile_runs record. */
@@ -124,13 +174,13 @@ export function describeAction(a: Action): string {
     case 'restart-container':
       return `restart container ${a.containerId.slice(0, 12)} of ${a.app} (${a.reason})`;
     case 'start-release-container':
-      return `start a web container for ${a.app} release ${a.release.deploymentId} (${a.reason})`;
+      return `start a ${a.process} container${a.replica > 1 ? ` (#${a.replica})` : ''} for ${a.app} release ${a.release.deploymentId} (${a.reason})`;
     case 'adopt-container':
       return `record container ${a.containerId.slice(0, 12)} as ${a.app}'s web container (${a.reason})`;
     case 'remove-container':
       return `remove container ${a.containerId.slice(0, 12)} of ${a.app} deployment ${a.deploymentId} (${a.reason})`;
     case 'write-nginx':
-      return `write nginx config of ${a.app} → 127.0.0.1:${a.site.upstreamPort} (${a.reason})`;
+      return `write nginx config of ${a.app} → ${a.site.staticRoot ?? (a.site.upstreamPorts ?? [a.site.upstreamPort]).map((p) => `127.0.0.1:${p}`).join(', ')} (${a.reason})`;
     case 'remove-nginx':
       return `remove nginx config of ${a.app} (${a.reason})`;
     case 'forget-release':

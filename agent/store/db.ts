@@ -64,6 +64,23 @@ const MIGRATIONS: string[] = [
     errors      TEXT NOT NULL
   );
   `,
+  // Issue 3: processes with scale, static sites, and a snapshot of every good release (image +
+  // config + env) so a rollback needs no rebuild.
+  `
+  ALTER TABLE releases ADD COLUMN spec_json TEXT;
+  ALTER TABLE releases ADD COLUMN env_json TEXT;
+  CREATE TABLE release_history (
+    deployment_id TEXT PRIMARY KEY,
+    app           TEXT NOT NULL,
+    image         TEXT NOT NULL,
+    commit_sha    TEXT,
+    config_json   TEXT NOT NULL,
+    spec_json     TEXT NOT NULL,
+    env_json      TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+  );
+  CREATE INDEX release_history_app ON release_history (app, created_at);
+  `,
 ];
 
 export function openDb(file: string): Db {

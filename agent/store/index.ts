@@ -9,7 +9,7 @@ import { ReconcileRunStore } from './reconcile-runs.js';
 import { ReleaseStore } from './releases.js';
 
 export type { DeployRecord, DeployPatch, DeployTransition } from './deploys.js';
-export type { Release } from './releases.js';
+export type { Release, ReleaseProcess, ReleaseSnapshot } from './releases.js';
 export type { StoredDesiredState } from './desired.js';
 export type { OutboxEntry } from './outbox.js';
 export type { ReconcileRun } from './reconcile-runs.js';

@@ -1,15 +1,46 @@
-// The live release per app: what nginx should route to and what the reconciler keeps running.
+// The live release per app: what nginx should route to and what the reconciler keeps running —
+// plus a history of good releases (image + config + env) to roll back to without a rebuild.
 import { now, type Db } from './db.js';
+
+/** One process of a release as the reconciler runs it. */
+export interface ReleaseProcess {
+  name: string;
+  /** Shell command; null = the image's CMD. */
+  command: string | null;
+  scale: number;
+}
 
 export interface Release {
   app: string;
   deploymentId: string;
   image: string;
+  /** The first web container ('' when the release has none: a static site or workers only). */
   containerId: string;
   hostPort: number;
   containerPort: number | null;
   commit: string | null;
   activatedAt: string;
+  /** Processes to keep running; absent on releases recorded before processes existed (= web only, scale 1). */
+  processes?: ReleaseProcess[];
+  /** A static site's release directory, served by nginx from disk (no containers). */
+  staticRoot?: string | null;
+  /** The env the release was deployed with: a container the reconciler re-creates gets the same. */
+  env?: Record<string, string>;
+}
+
+/** A good release kept for rollback. */
+export interface ReleaseSnapshot {
+  deploymentId: string;
+  app: string;
+  image: string;
+  commit: string | null;
+  /** The app config the release was deployed with (AppConfig as JSON). */
+  config: unknown;
+  processes: ReleaseProcess[];
+  staticRoot: string | null;
+  containerPort: number | null;
+  env: Record<string, string>;
+  createdAt: string;
 }
 
 interface Row {
@@ -21,18 +52,44 @@ interface Row {
   container_port: number | null;
   commit_sha: string | null;
   activated_at: string;
+  spec_json: string | null;
+  env_json: string | null;
 }
 
-const toRelease = (r: Row): Release => ({
-  app: r.app,
-  deploymentId: r.deployment_id,
-  image: r.image,
-  containerId: r.container_id,
-  hostPort: r.host_port,
-  containerPort: r.container_port,
-  commit: r.commit_sha,
-  activatedAt: r.activated_at,
-});
+interface SpecJson {
+  processes?: ReleaseProcess[];
+  staticRoot?: string | null;
+  containerPort?: number | null;
+}
+
+const KEEP_HISTORY = 20;
+
+function parseJson<T>(text: string | null): T | undefined {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+const toRelease = (r: Row): Release => {
+  const spec = parseJson<SpecJson>(r.spec_json);
+  const env = parseJson<Record<string, string>>(r.env_json);
+  return {
+    app: r.app,
+    deploymentId: r.deployment_id,
+    image: r.image,
+    containerId: r.container_id,
+    hostPort: r.host_port,
+    containerPort: r.container_port,
+    commit: r.commit_sha,
+    activatedAt: r.activated_at,
+    ...(spec?.processes ? { processes: spec.processes } : {}),
+    ...(spec?.staticRoot !== undefined ? { staticRoot: spec.staticRoot } : {}),
+    ...(env ? { env } : {}),
+  };
+};
 
 export class ReleaseStore {
   constructor(private readonly db: Db) {}
@@ -50,15 +107,29 @@ export class ReleaseStore {
   activate(release: Omit<Release, 'activatedAt'> & { activatedAt?: string }): Release | null {
     return this.db.transaction(() => {
       const previous = this.get(release.app);
+      const spec: SpecJson | null =
+        release.processes || release.staticRoot !== undefined ? { processes: release.processes, staticRoot: release.staticRoot ?? null } : null;
       this.db
         .prepare(
-          `INSERT INTO releases (app, deployment_id, image, container_id, host_port, container_port, commit_sha, activated_at)
-           VALUES (@app, @deploymentId, @image, @containerId, @hostPort, @containerPort, @commit, @activatedAt)
+          `INSERT INTO releases (app, deployment_id, image, container_id, host_port, container_port, commit_sha, activated_at, spec_json, env_json)
+           VALUES (@app, @deploymentId, @image, @containerId, @hostPort, @containerPort, @commit, @activatedAt, @spec, @env)
            ON CONFLICT (app) DO UPDATE SET deployment_id = excluded.deployment_id, image = excluded.image,
              container_id = excluded.container_id, host_port = excluded.host_port,
-             container_port = excluded.container_port, commit_sha = excluded.commit_sha, activated_at = excluded.activated_at`,
+             container_port = excluded.container_port, commit_sha = excluded.commit_sha, activated_at = excluded.activated_at,
+             spec_json = excluded.spec_json, env_json = excluded.env_json`,
         )
-        .run({ ...release, activatedAt: release.activatedAt ?? now() });
+        .run({
+          app: release.app,
+          deploymentId: release.deploymentId,
+          image: release.image,
+          containerId: release.containerId,
+          hostPort: release.hostPort,
+          containerPort: release.containerPort,
+          commit: release.commit,
+          activatedAt: release.activatedAt ?? now(),
+          spec: spec ? JSON.stringify(spec) : null,
+          env: release.env ? JSON.stringify(release.env) : null,
+        });
       return previous;
     })();
   }
@@ -78,5 +149,54 @@ export class ReleaseStore {
 
   forget(app: string): void {
     this.db.prepare(`DELETE FROM releases WHERE app = ?`).run(app);
+  }
+
+  /** Record a good release for rollback; only the newest KEEP_HISTORY per app are kept. */
+  recordSnapshot(s: Omit<ReleaseSnapshot, 'createdAt'>): void {
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT OR REPLACE INTO release_history (deployment_id, app, image, commit_sha, config_json, spec_json, env_json, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          s.deploymentId,
+          s.app,
+          s.image,
+          s.commit,
+          JSON.stringify(s.config),
+          JSON.stringify({ processes: s.processes, staticRoot: s.staticRoot, containerPort: s.containerPort } satisfies SpecJson),
+          JSON.stringify(s.env),
+          now(),
+        );
+      this.db
+        .prepare(
+          `DELETE FROM release_history WHERE app = ? AND deployment_id NOT IN
+             (SELECT deployment_id FROM release_history WHERE app = ? ORDER BY created_at DESC, rowid DESC LIMIT ?)`,
+        )
+        .run(s.app, s.app, KEEP_HISTORY);
+    })();
+  }
+
+  /** Good releases of an app, newest first. */
+  history(app: string, limit = KEEP_HISTORY): ReleaseSnapshot[] {
+    const rows = this.db
+      .prepare(`SELECT * FROM release_history WHERE app = ? ORDER BY created_at DESC, rowid DESC LIMIT ?`)
+      .all(app, limit) as Array<{ deployment_id: string; app: string; image: string; commit_sha: string | null; config_json: string; spec_json: string; env_json: string; created_at: string }>;
+    return rows.map((r) => {
+      const spec = parseJson<SpecJson>(r.spec_json) ?? {};
+      return {
+        deploymentId: r.deployment_id,
+        app: r.app,
+        image: r.image,
+        commit: r.commit_sha,
+        config: parseJson<unknown>(r.config_json) ?? null,
+        processes: spec.processes ?? [],
+        staticRoot: spec.staticRoot ?? null,
+        containerPort: spec.containerPort ?? null,
+        env: parseJson<Record<string, string>>(r.env_json) ?? {},
+        createdAt: r.created_at,
+      };
+    });
   }
 }

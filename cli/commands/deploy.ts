@@ -1,38 +1,86 @@
-// `berth deploy` (optionally waiting and streaming the log live) and `berth deployments`.
+// `berth deploy` (optionally waiting and streaming the log live), `berth deployments APP` and
+// `berth deployments logs ID [-f]`. Live output comes from the control plane's Server-Sent Events
+// stream of the deployment; a broken stream is resumed after the last line seen.
 import type { Command } from 'commander';
-import type { DeploymentInfo, DeploymentLogs } from '../../shared/api.js';
+import { DEPLOYMENT_EVENT, type DeploymentDetails, type DeploymentInfo, type DeploymentLogs } from '../../shared/api.js';
 import { isTerminal } from '../../shared/deploy-status.js';
-import { ApiClient, seg } from '../client.js';
+import { ApiClient, seg, StreamUnavailable } from '../client.js';
 import { loadClientConfig } from '../config.js';
 import { CliError } from '../errors.js';
 import { output, printTable } from '../output.js';
+import { readSse } from '../sse.js';
 
-const POLL_MS = 250;
+type LogLine = DeploymentLogs['lines'][number];
 
-/** Follow a deployment until it ends: print new log lines and phase changes as they arrive. */
-export async function followDeployment(
-  client: ApiClient,
-  id: string,
-  opts: { quiet: boolean; timeoutMs: number },
-): Promise<DeploymentInfo> {
-  let after = 0;
+export interface FollowOptions {
+  /** Print nothing while following (--json prints one document at the end). */
+  quiet: boolean;
+  timeoutMs: number;
+  /** Log lines with seq ≤ this were already shown. */
+  after?: number;
+  /** Collect the lines (for --json). */
+  collect?: LogLine[];
+}
+
+const describe = (d: DeploymentInfo) => `${d.status}${d.reason && isTerminal(d.status) ? ` (${d.reason})` : ''}`;
+
+/**
+ * Follow a deployment until it ends: log lines on stdout as they arrive, phase changes as `==> phase`
+ * on stderr. Returns the finished deployment.
+ */
+export async function followDeployment(client: ApiClient, id: string, opts: FollowOptions): Promise<DeploymentInfo> {
+  let after = opts.after ?? -1;
   let lastStatus = '';
   const deadline = Date.now() + opts.timeoutMs;
-  for (;;) {
-    const { deployment, lines } = await client.get<DeploymentLogs>(`/api/deployments/${seg(id)}/logs?after=${after}`);
-    for (const line of lines) {
-      after = Math.max(after, line.seq);
-      if (!opts.quiet) process.stdout.write(`${line.text}\n`);
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), opts.timeoutMs);
+  let retryMs = 250;
+  try {
+    for (;;) {
+      try {
+        const body = await client.openStream(`/api/deployments/${seg(id)}/events?after=${after}`, abort.signal);
+        retryMs = 250;
+        for await (const msg of readSse(body)) {
+          if (msg.event === DEPLOYMENT_EVENT.log) {
+            const line = JSON.parse(msg.data) as LogLine;
+            if (line.seq <= after) continue;
+            after = line.seq;
+            opts.collect?.push(line);
+            if (!opts.quiet) process.stdout.write(`${line.text}\n`);
+          } else if (msg.event === DEPLOYMENT_EVENT.deployment || msg.event === DEPLOYMENT_EVENT.end) {
+            const d = JSON.parse(msg.data) as DeploymentInfo;
+            if (d.status !== lastStatus) {
+              lastStatus = d.status;
+              if (!opts.quiet) process.stderr.write(`==> ${describe(d)}\n`);
+            }
+            if (msg.event === DEPLOYMENT_EVENT.end) return d;
+          }
+        }
+        // The stream ended without `end` (the control plane restarted): resume after the last line.
+      } catch (err) {
+        if (abort.signal.aborted) break;
+        if (!(err instanceof StreamUnavailable) && !(err instanceof TypeError)) throw err;
+        if (!opts.quiet) process.stderr.write(`berth: lost the log stream (${err.message}); reconnecting…\n`);
+      }
+      if (Date.now() + retryMs > deadline) break;
+      await new Promise((r) => setTimeout(r, retryMs));
+      retryMs = Math.min(retryMs * 2, 5_000);
     }
-    if (deployment.status !== lastStatus) {
-      lastStatus = deployment.status;
-      if (!opts.quiet) process.stderr.write(`==> ${deployment.status}\n`);
-    }
-    // Keep reading while the last lines may still be arriving after the terminal status.
-    if (isTerminal(deployment.status) && lines.length === 0) return deployment;
-    if (Date.now() > deadline) throw new CliError(`gave up waiting for deployment ${id} after ${Math.round(opts.timeoutMs / 1000)} s (it is ${deployment.status})`);
-    if (lines.length === 0) await new Promise((r) => setTimeout(r, POLL_MS));
+  } finally {
+    clearTimeout(timer);
   }
+  throw new CliError(`gave up waiting for deployment ${id} after ${Math.round(opts.timeoutMs / 1000)} s (it is ${lastStatus || 'unknown'})`);
+}
+
+function timeoutOption(raw: string): number {
+  const ms = Number(raw) * 1000;
+  if (!Number.isFinite(ms) || ms <= 0) throw new CliError('--timeout must be a positive number of seconds');
+  return ms;
+}
+
+/** A deployment that did not end `done` is a failure for commands that wait for it. */
+function failUnlessDone(d: DeploymentInfo): void {
+  if (d.status !== 'done') throw new CliError(`deployment ${d.id} ${d.status}${d.reason ? `: ${d.reason}` : ''}`);
 }
 
 export function registerDeployCommands(program: Command): void {
@@ -45,12 +93,14 @@ export function registerDeployCommands(program: Command): void {
     .option('--timeout <seconds>', 'with --wait: give up after this many seconds', '1800')
     .option('--json', 'print JSON (the deployment; with --wait, once it has ended)')
     .action(async (app: string, opts: { commit?: string; wait?: boolean; timeout: string; json?: boolean }) => {
+      const timeoutMs = timeoutOption(opts.timeout);
       const client = new ApiClient(loadClientConfig());
       const created = await client.post<DeploymentInfo & { agentConnected?: boolean }>(`/api/apps/${seg(app)}/deploy`, opts.commit ? { commit: opts.commit } : {});
       if (!opts.wait) {
         output(!!opts.json, created, (d) => {
           process.stdout.write(`deployment ${d.id} of ${d.app} queued.\n`);
           if (d.agentConnected === false) process.stdout.write("the app's server is offline: the deploy runs when its agent reconnects.\n");
+          process.stdout.write(`follow it with: berth deployments logs ${d.id} -f\n`);
         });
         return;
       }
@@ -58,21 +108,20 @@ export function registerDeployCommands(program: Command): void {
         process.stderr.write(`deployment ${created.id} of ${created.app}\n`);
         if (created.agentConnected === false) process.stderr.write("the app's server is offline: waiting for its agent to reconnect…\n");
       }
-      const timeoutMs = Number(opts.timeout) * 1000;
-      if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new CliError('--timeout must be a positive number of seconds');
       const final = await followDeployment(client, created.id, { quiet: !!opts.json, timeoutMs });
       output(!!opts.json, final, (d) => {
         if (d.status === 'done') process.stderr.write(`deployment ${d.id} is live (commit ${d.commit?.slice(0, 12) ?? '?'}).\n`);
       });
-      if (final.status !== 'done') throw new CliError(`deployment ${final.id} ${final.status}${final.reason ? `: ${final.reason}` : ''}`);
+      failUnlessDone(final);
     });
 
-  program
+  const deployments = program
     .command('deployments')
-    .description("list an app's deployments, newest first")
-    .argument('<app>')
+    .description("list an app's deployments, newest first (or: berth deployments logs ID [-f])")
+    .argument('[app]')
     .option('--json', 'print JSON')
-    .action(async (app: string, opts: { json?: boolean }) => {
+    .action(async (app: string | undefined, opts: { json?: boolean }) => {
+      if (!app) throw new CliError('missing app: berth deployments APP, or berth deployments logs ID [-f]');
       const client = new ApiClient(loadClientConfig());
       const list = await client.get<DeploymentInfo[]>(`/api/apps/${seg(app)}/deployments`);
       output(!!opts.json, list, (l) =>
@@ -81,5 +130,36 @@ export function registerDeployCommands(program: Command): void {
           ['id', 'status', 'commit', 'trigger', 'createdAt', 'finishedAt', 'reason'],
         ),
       );
+    });
+
+  deployments
+    .command('logs')
+    .description("a deployment's full log; with -f, follow it live until it ends (exit non-zero unless it went live)")
+    .argument('<id>', 'deployment id (from berth deployments APP)')
+    .option('-f, --follow', 'stream new lines and phase changes until the deployment ends')
+    .option('--timeout <seconds>', 'with -f: give up after this many seconds', '1800')
+    .option('--json', 'print JSON: {deployment, lines} (with -f, once the deployment has ended)')
+    .action(async (id: string, opts: { follow?: boolean; timeout: string; json?: boolean }) => {
+      const timeoutMs = timeoutOption(opts.timeout);
+      const client = new ApiClient(loadClientConfig());
+      if (opts.follow) {
+        const lines: LogLine[] = [];
+        const final = await followDeployment(client, id, { quiet: !!opts.json, timeoutMs, collect: lines });
+        if (opts.json) output(true, { deployment: final, lines }, () => {});
+        failUnlessDone(final);
+        return;
+      }
+      const details = await client.get<DeploymentDetails>(`/api/deployments/${seg(id)}`);
+      const lines: LogLine[] = [];
+      for (let after = -1; ; ) {
+        const page = await client.get<DeploymentLogs>(`/api/deployments/${seg(id)}/logs?after=${after}`);
+        lines.push(...page.lines);
+        if (page.lines.length === 0) break;
+        after = page.lines[page.lines.length - 1]!.seq;
+      }
+      output(!!opts.json, { deployment: details, lines }, (r) => {
+        for (const l of r.lines) process.stdout.write(`${l.text}\n`);
+        process.stderr.write(`==> ${describe(r.deployment)}\n`);
+      });
     });
 }

@@ -1,8 +1,9 @@
 // Client commands for servers, apps and domains.
 import type { Command } from 'commander';
-import type { AppInfo, DomainInfo, ServerCreated, ServerInfo } from '../../shared/api.js';
+import type { AppDetails, AppInfo, DomainInfo, ServerCreated, ServerInfo } from '../../shared/api.js';
 import { ApiClient, seg } from '../client.js';
 import { loadClientConfig } from '../config.js';
+import { CliError } from '../errors.js';
 import { output, printTable } from '../output.js';
 
 const client = () => new ApiClient(loadClientConfig());
@@ -46,8 +47,11 @@ export function registerAppCommands(program: Command): void {
     .requiredOption('--server <server>', 'server to run the app on')
     .option('--json', 'print JSON')
     .action(async (name: string, opts: { repo: string; branch: string; server: string; json?: boolean }) => {
-      const created = await client().post<AppInfo>('/api/apps', { name, repo: opts.repo, branch: opts.branch, server: opts.server });
-      output(!!opts.json, created, (a) => process.stdout.write(`app ${a.name} created on server ${a.server} (${a.repo} @ ${a.branch}).\n`));
+      const created = await client().post<AppDetails>('/api/apps', { name, repo: opts.repo, branch: opts.branch, server: opts.server });
+      output(!!opts.json, created, (a) => {
+        process.stdout.write(`app ${a.name} created on server ${a.server} (${a.repo} @ ${a.branch}).\n`);
+        if (a.webhooks.push) process.stdout.write(`push webhook: ${a.webhooks.push} (its secret: berth app show ${a.name})\n`);
+      });
     });
   app
     .command('ls')
@@ -63,18 +67,24 @@ export function registerAppCommands(program: Command): void {
     .argument('<name>')
     .option('--json', 'print JSON')
     .action(async (name: string, opts: { json?: boolean }) => {
-      const a = await client().get<AppInfo>(`/api/apps/${seg(name)}`);
+      const a = await client().get<AppDetails>(`/api/apps/${seg(name)}`);
+      output(!!opts.json, a, printAppDetails);
+    });
+  const webhook = app.command('webhook').description("an app's webhooks (push from a Git host, deploy from CI)");
+  webhook
+    .command('rotate')
+    .description('replace the push secret and the deploy token with new ones (the old ones stop working at once)')
+    .argument('<app>')
+    .option('--push', 'rotate only the push secret')
+    .option('--deploy', 'rotate only the deploy token')
+    .option('--json', 'print JSON (the app with its new secrets)')
+    .action(async (name: string, opts: { push?: boolean; deploy?: boolean; json?: boolean }) => {
+      if (opts.push && opts.deploy) throw new CliError('give --push or --deploy, not both (neither rotates both)');
+      const which = opts.push ? 'push' : opts.deploy ? 'deploy' : 'both';
+      const a = await client().post<AppDetails>(`/api/apps/${seg(name)}/webhooks/rotate`, { which });
       output(!!opts.json, a, (x) => {
-        const rows: Array<[string, string]> = [
-          ['name', x.name],
-          ['server', x.server],
-          ['repo', x.repo],
-          ['branch', x.branch],
-          ['domains', x.domains.join(', ') || '-'],
-          ['created', x.createdAt],
-          ...Object.entries(x.webhooks ?? {}).map(([k, v]): [string, string] => [`webhook ${k}`, v]),
-        ];
-        for (const [k, v] of rows) process.stdout.write(`${k.padEnd(10)} ${v}\n`);
+        process.stdout.write(`rotated the ${which === 'both' ? 'push secret and deploy token' : which === 'push' ? 'push secret' : 'deploy token'} of ${x.name}: update your Git host / CI.\n`);
+        printAppDetails(x);
       });
     });
   app
@@ -119,4 +129,20 @@ export function registerDomainCommands(program: Command): void {
       const list = await client().get<DomainInfo[]>(`/api/apps/${seg(appName)}/domains`);
       output(!!opts.json, list, (l) => printTable(l as unknown as Array<Record<string, unknown>>, ['domain', 'app', 'createdAt']));
     });
+}
+
+function printAppDetails(x: AppDetails): void {
+  const rows: Array<[string, string]> = [
+    ['name', x.name],
+    ['server', x.server],
+    ['repo', x.repo],
+    ['branch', x.branch],
+    ['domains', x.domains.join(', ') || '-'],
+    ['created', x.createdAt],
+  ];
+  if (x.webhooks.push) rows.push(['push webhook', x.webhooks.push]);
+  if (x.webhookSecrets?.push) rows.push(['push secret', x.webhookSecrets.push]);
+  if (x.webhooks.deploy) rows.push(['deploy webhook', x.webhooks.deploy]);
+  if (x.webhookSecrets?.deploy) rows.push(['deploy token', x.webhookSecrets.deploy]);
+  for (const [k, v] of rows) process.stdout.write(`${k.padEnd(15)} ${v}\n`);
 }

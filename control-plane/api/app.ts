@@ -11,6 +11,8 @@ import { registerAppRoutes } from './apps.js';
 import { adminAuth } from './auth.js';
 import type { ApiDeps } from './deps.js';
 import { registerDeploymentRoutes } from './deployments.js';
+import { registerEnvRoutes } from './env.js';
+import { HOOKS_PREFIX, registerWebhookRoutes } from '../webhooks/routes.js';
 import { registerServerRoutes } from './servers.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -20,20 +22,21 @@ export function createApi(deps: ApiDeps): Hono {
   const log = deps.logger.child({ component: 'api' });
   const fail = (message: string): ApiError => ({ error: message });
 
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      // The unread rest of the body makes the connection unusable: tell the client not to reuse it.
-      onError: (c) => c.json(fail('request body is larger than 1 MB'), 413, { Connection: 'close' }),
-    }),
-  );
+  const apiBodyLimit = bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    // The unread rest of the body makes the connection unusable: tell the client not to reuse it.
+    onError: (c) => c.json(fail('request body is larger than 1 MB'), 413, { Connection: 'close' }),
+  });
+  // Webhooks read their raw body themselves (signatures are over the exact bytes) with their own limit.
+  app.use('*', (c, next) => (c.req.path.startsWith(HOOKS_PREFIX) ? next() : apiBodyLimit(c, next)));
   app.get('/healthz', (c) => c.json({ ok: true, version: BERTH_VERSION }));
   app.use('/api/*', adminAuth(deps.adminToken));
 
   registerServerRoutes(app, deps);
   registerAppRoutes(app, deps);
   registerDeploymentRoutes(app, deps);
+  registerEnvRoutes(app, deps);
+  registerWebhookRoutes(app, deps);
 
   app.notFound((c) => c.json(fail(`no such route: ${c.req.method} ${c.req.path}`), 404));
   app.onError((err, c) => {

@@ -1,8 +1,10 @@
 // Apps and domains. Each change is pushed at once as new desired state to the app's server.
 import type { Hono } from 'hono';
-import { addDomainBody, createAppBody, type AppInfo, type DomainInfo } from '../../shared/api.js';
+import { addDomainBody, createAppBody, rotateWebhookBody, type AppDetails, type AppInfo, type DomainInfo, type WebhookSecrets } from '../../shared/api.js';
 import { appName, domainName } from '../../shared/validation.js';
-import { domainInfo } from '../store/apps.js';
+import { domainInfo, type AppRow } from '../store/apps.js';
+import { deploymentInfo } from '../store/deployments.js';
+import { webhookUrls } from '../webhooks/routes.js';
 import type { ApiDeps } from './deps.js';
 import { readJson, validParam } from './http.js';
 
@@ -10,28 +12,46 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
   const { stores, hub } = deps;
   const log = deps.logger.child({ component: 'api' });
   const appParam = (v: string | undefined) => validParam(appName, v, 'app name');
+  const info = (row: AppRow): AppInfo => ({ ...stores.apps.info(row), webhooks: webhookUrls(deps.url(), row.name) });
+  const details = (row: AppRow): AppDetails => ({ ...info(row), webhookSecrets: stores.webhooks.secrets(row.name) });
 
   app.post('/api/apps', async (c) => {
     const req = await readJson(c, createAppBody, { name: 'app name', repo: 'repo URL', branch: 'branch', server: 'server name' });
     const row = stores.apps.create(req);
     log.info({ app: row.name, server: row.server }, 'app created');
     hub.pushDesiredState(row.server);
-    const body: AppInfo = stores.apps.info(row);
+    const body: AppDetails = details(row);
     return c.json(body, 201);
   });
 
   app.get('/api/apps', (c) => {
-    const body: AppInfo[] = stores.apps.list().map((a) => stores.apps.info(a));
+    const body: AppInfo[] = stores.apps.list().map(info);
     return c.json(body);
   });
 
   app.get('/api/apps/:name', (c) => {
-    const body: AppInfo = stores.apps.info(stores.apps.require(appParam(c.req.param('name'))));
+    const body: AppDetails = details(stores.apps.require(appParam(c.req.param('name'))));
+    return c.json(body);
+  });
+
+  app.post('/api/apps/:name/webhooks/rotate', async (c) => {
+    const row = stores.apps.require(appParam(c.req.param('name')));
+    const { which } = await readJson(c, rotateWebhookBody, { which: 'which' }, { optional: true });
+    const secrets: WebhookSecrets = stores.webhooks.rotate(row.name, which);
+    log.info({ app: row.name, which }, 'webhook secrets rotated');
+    const body: AppDetails = { ...info(row), webhookSecrets: secrets };
     return c.json(body);
   });
 
   app.delete('/api/apps/:name', (c) => {
-    const row = stores.apps.delete(appParam(c.req.param('name')));
+    const name = appParam(c.req.param('name'));
+    stores.apps.require(name);
+    // Followers of its unfinished deployments (deploy --wait, ?wait=1) get an answer before the rows go.
+    for (const d of stores.deployments.cancelUnfinished(name, 'the app was deleted')) {
+      hub.sendCancel(d);
+      deps.events.deployment(deploymentInfo(d));
+    }
+    const row = stores.apps.delete(name);
     log.info({ app: row.name }, 'app deleted');
     hub.pushDesiredState(row.server);
     return c.json({ deleted: row.name });

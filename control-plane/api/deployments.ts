@@ -1,29 +1,30 @@
 // Deploys and their history. A deploy is recorded as `queued` and handed to the hub, which sends
-// it now if the agent is connected or on the agent's next hello.
+// it now if the agent is connected or on the agent's next hello. A deployment's log and phase
+// changes can be followed live as Server-Sent Events.
 import type { Hono } from 'hono';
 import { z } from 'zod';
-import { deployBody, type DeploymentInfo, type DeploymentLogs } from '../../shared/api.js';
+import { deployBody, type DeploymentDetails, type DeploymentInfo, type DeploymentLogs } from '../../shared/api.js';
 import { deploymentId } from '../../shared/protocol.js';
 import { appName } from '../../shared/validation.js';
+import { triggerDeploy } from '../deploys.js';
 import { deploymentInfo } from '../store/deployments.js';
 import type { ApiDeps } from './deps.js';
 import { readJson, validParam } from './http.js';
+import { deploymentEventStream } from './sse.js';
 
-const afterSeq = z
+export const afterSeq = z
   .string()
-  .regex(/^\d{1,15}$/, 'after must be a non-negative integer')
-  .transform(Number);
+  .regex(/^-?\d{1,15}$/, 'after must be an integer')
+  .transform(Number)
+  .pipe(z.number().min(-1, 'after must be -1 or more'));
 
 export function registerDeploymentRoutes(app: Hono, deps: ApiDeps): void {
-  const { stores, hub } = deps;
-  const log = deps.logger.child({ component: 'api' });
+  const { stores } = deps;
 
   app.post('/api/apps/:name/deploy', async (c) => {
     const target = stores.apps.require(validParam(appName, c.req.param('name'), 'app name'));
     const { commit } = await readJson(c, deployBody, { commit: 'commit' }, { optional: true });
-    const row = stores.deployments.create({ app: target.name, server: target.server, commit: commit ?? null, trigger: 'manual' });
-    const agentConnected = hub.sendDeploy(row);
-    log.info({ app: row.app, deploymentId: row.id, agentConnected }, 'deployment queued');
+    const { row, agentConnected } = triggerDeploy(deps, target, { commit: commit ?? null, trigger: 'manual' });
     const body: DeploymentInfo & { agentConnected: boolean } = { ...deploymentInfo(row), agentConnected };
     return c.json(body, 201);
   });
@@ -35,7 +36,8 @@ export function registerDeploymentRoutes(app: Hono, deps: ApiDeps): void {
   });
 
   app.get('/api/deployments/:id', (c) => {
-    const body: DeploymentInfo = deploymentInfo(stores.deployments.require(validParam(deploymentId, c.req.param('id'), 'deployment id')));
+    const row = stores.deployments.require(validParam(deploymentId, c.req.param('id'), 'deployment id'));
+    const body: DeploymentDetails = { ...deploymentInfo(row), phases: stores.deployments.phases(row.id) };
     return c.json(body);
   });
 
@@ -45,5 +47,12 @@ export function registerDeploymentRoutes(app: Hono, deps: ApiDeps): void {
     const after = rawAfter === undefined ? -1 : validParam(afterSeq, rawAfter, 'after');
     const body: DeploymentLogs = stores.deployments.logs(id, after);
     return c.json(body);
+  });
+
+  app.get('/api/deployments/:id/events', (c) => {
+    const row = stores.deployments.require(validParam(deploymentId, c.req.param('id'), 'deployment id'));
+    const rawAfter = c.req.query('after') ?? c.req.header('last-event-id');
+    const after = rawAfter === undefined ? -1 : validParam(afterSeq, rawAfter, 'after');
+    return deploymentEventStream(c, deps, row.id, after);
   });
 }

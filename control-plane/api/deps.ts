@@ -1,4 +1,5 @@
 import type { Logger } from '../../shared/logger.js';
+import type { DeploymentEvents } from '../events.js';
 import type { AgentHub } from '../hub.js';
 import type { Stores } from '../store/index.js';
 
@@ -6,6 +7,7 @@ import type { Stores } from '../store/index.js';
 export interface ApiDeps {
   stores: Stores;
   hub: AgentHub;
+  events: DeploymentEvents;
   logger: Logger;
   adminToken: string;
   /** The control plane's public URL; a function because the port is known only after listen. */

@@ -7,7 +7,12 @@ import { BadRequestError } from '../errors.js';
 /** Field name → how errors call it, e.g. `name` → `app name`. */
 export type FieldLabels = Record<string, string>;
 
-export async function readJson<T>(c: Context, schema: z.ZodType<T>, labels: FieldLabels, opts: { optional?: boolean } = {}): Promise<T> {
+export async function readJson<T>(
+  c: Context,
+  schema: z.ZodType<T>,
+  labels: FieldLabels,
+  opts: { optional?: boolean; precheck?: (body: Record<string, unknown>) => void } = {},
+): Promise<T> {
   const text = await c.req.text();
   let data: unknown;
   if (text.trim() === '' && opts.optional) {
@@ -22,6 +27,7 @@ export async function readJson<T>(c: Context, schema: z.ZodType<T>, labels: Fiel
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     throw new BadRequestError('request body must be a JSON object');
   }
+  opts.precheck?.(data as Record<string, unknown>);
   const result = schema.safeParse(data);
   if (result.success) return result.data;
   const issue = result.error.issues[0];

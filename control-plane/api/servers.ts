@@ -2,6 +2,7 @@
 import type { Hono } from 'hono';
 import { createServerBody, joinBody, type JoinResult, type ServerCreated, type ServerInfo } from '../../shared/api.js';
 import { newSecret, sha256 } from '../../shared/ids.js';
+import { newCliSafeSecret } from '../tokens.js';
 import { BadRequestError, UnauthorizedError } from '../errors.js';
 import { serverInfo } from '../store/servers.js';
 import type { ApiDeps } from './deps.js';
@@ -15,7 +16,7 @@ export function registerServerRoutes(app: Hono, deps: ApiDeps): void {
 
   app.post('/api/servers', async (c) => {
     const { name } = await readJson(c, createServerBody, { name: 'server name' });
-    const joinToken = newSecret();
+    const joinToken = newCliSafeSecret();
     stores.servers.create(name, sha256(joinToken), new Date(Date.now() + JOIN_TOKEN_TTL_MS).toISOString());
     log.info({ server: name }, 'server created');
     const body: ServerCreated = { name, joinToken, installCommand: `berth agent join ${deps.url()} ${joinToken} --name ${name}` };

@@ -60,6 +60,49 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (deployment_id, seq)
   ) STRICT, WITHOUT ROWID;
   `,
+  // 2: env vars and webhook secrets (sealed with DATA/secret.key), webhook deliveries seen, and
+  // every deployment's phase timeline.
+  `
+  CREATE TABLE cp_meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+  ) STRICT;
+
+  CREATE TABLE app_env (
+    app        TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    key        TEXT NOT NULL,
+    value      BLOB NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (app, key)
+  ) STRICT, WITHOUT ROWID;
+
+  CREATE TABLE app_webhooks (
+    app          TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE,
+    push_secret  BLOB NOT NULL,
+    deploy_token BLOB NOT NULL,
+    created_at   TEXT NOT NULL,
+    rotated_at   TEXT
+  ) STRICT;
+
+  CREATE TABLE webhook_deliveries (
+    app           TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    delivery      TEXT NOT NULL,
+    host          TEXT NOT NULL,
+    deployment_id TEXT,
+    received_at   TEXT NOT NULL,
+    PRIMARY KEY (app, delivery)
+  ) STRICT, WITHOUT ROWID;
+  CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries(received_at);
+
+  CREATE TABLE deployment_phases (
+    id            INTEGER PRIMARY KEY,
+    deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+    status        TEXT NOT NULL,
+    reason        TEXT,
+    at            TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX deployment_phases_by_deployment ON deployment_phases(deployment_id);
+  `,
 ];
 
 export class MigrationError extends Error {

@@ -1,6 +1,6 @@
 // Deployments and their log lines. Agents report progress and logs for deployments by id; every
 // write here is scoped to the reporting agent's server, so one agent can never touch another's.
-import type { DeploymentInfo, DeploymentLogs } from '../../shared/api.js';
+import type { DeploymentInfo, DeploymentLogs, DeploymentPhase } from '../../shared/api.js';
 import { isTerminal, type DeployStatus } from '../../shared/deploy-status.js';
 import { newId } from '../../shared/ids.js';
 import type { LogLine } from '../../shared/protocol.js';
@@ -22,7 +22,7 @@ export interface DeploymentRow {
 
 export const MAX_LOG_LINES_PER_PAGE = 5000;
 
-export type ProgressResult = 'updated' | 'not_found' | 'already_finished';
+export type ProgressResult = 'updated' | 'unchanged' | 'not_found' | 'already_finished';
 
 export class DeploymentStore {
   constructor(private readonly db: Db) {}
@@ -30,13 +30,70 @@ export class DeploymentStore {
   create(d: { app: string; server: string; commit: string | null; trigger: string }): DeploymentRow {
     const id = newId();
     const at = now();
-    this.db
-      .prepare(
-        `INSERT INTO deployments (id, app, server, status, "commit", reason, "trigger", created_at, updated_at)
-         VALUES (?, ?, ?, 'queued', ?, NULL, ?, ?, ?)`,
-      )
-      .run(id, d.app, d.server, d.commit, d.trigger, at, at);
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO deployments (id, app, server, status, "commit", reason, "trigger", created_at, updated_at)
+           VALUES (?, ?, ?, 'queued', ?, NULL, ?, ?, ?)`,
+        )
+        .run(id, d.app, d.server, d.commit, d.trigger, at, at);
+      this.recordPhase(id, 'queued', null, at);
+    })();
     return this.get(id)!;
+  }
+
+  /**
+   * A newer trigger for the app wins: every deployment of it still `queued` (not yet picked up by the
+   * agent) except `newerId` becomes `superseded`. Returns the rows it changed.
+   */
+  supersedeQueued(app: string, newerId: string): DeploymentRow[] {
+    return this.finishWhere(
+      `app = ? AND status = 'queued' AND id != ?`,
+      [app, newerId],
+      'superseded',
+      `superseded by deployment ${newerId}`,
+    );
+  }
+
+  /** Mark every unfinished deployment of the app cancelled (the app is being deleted). */
+  cancelUnfinished(app: string, reason: string): DeploymentRow[] {
+    return this.finishWhere(
+      `app = ? AND status NOT IN ('done', 'failed', 'cancelled', 'superseded')`,
+      [app],
+      'cancelled',
+      reason,
+    );
+  }
+
+  /** Deployments of this server that ended as superseded/cancelled recently: re-announced to a reconnecting agent. */
+  recentlyWithdrawn(server: string, since: string, limit = 200): DeploymentRow[] {
+    return this.db
+      .prepare(
+        `SELECT * FROM deployments WHERE server = ? AND status IN ('superseded', 'cancelled') AND finished_at >= ?
+         ORDER BY rowid DESC LIMIT ?`,
+      )
+      .all(server, since, limit) as DeploymentRow[];
+  }
+
+  phases(id: string): DeploymentPhase[] {
+    return this.db
+      .prepare('SELECT status, at, reason FROM deployment_phases WHERE deployment_id = ? ORDER BY id')
+      .all(id) as DeploymentPhase[];
+  }
+
+  private finishWhere(where: string, params: unknown[], status: 'superseded' | 'cancelled', reason: string): DeploymentRow[] {
+    return this.db.transaction(() => {
+      const at = now();
+      const rows = this.db
+        .prepare(`UPDATE deployments SET status = ?, reason = ?, updated_at = ?, finished_at = ? WHERE ${where} RETURNING *`)
+        .all(status, reason, at, at, ...params) as DeploymentRow[];
+      for (const r of rows) this.recordPhase(r.id, status, reason, at);
+      return rows;
+    })();
+  }
+
+  private recordPhase(id: string, status: DeployStatus, reason: string | null, at: string): void {
+    this.db.prepare('INSERT INTO deployment_phases (deployment_id, status, reason, at) VALUES (?, ?, ?, ?)').run(id, status, reason, at);
   }
 
   get(id: string): DeploymentRow | undefined {
@@ -68,28 +125,37 @@ export class DeploymentStore {
   ): ProgressResult {
     const row = this.get(p.deploymentId);
     if (!row || row.server !== server) return 'not_found';
-    if (isTerminal(row.status)) return 'already_finished';
+    // The agent confirming what the control plane decided (e.g. `superseded` after a cancel) is no error.
+    if (isTerminal(row.status)) return p.status === row.status ? 'unchanged' : 'already_finished';
     const at = now();
-    this.db
-      .prepare(
-        `UPDATE deployments SET status = ?, "commit" = COALESCE(?, "commit"), reason = COALESCE(?, reason),
-           updated_at = ?, finished_at = ? WHERE id = ?`,
-      )
-      .run(p.status, p.commit ?? null, p.reason ?? null, at, isTerminal(p.status) ? at : null, p.deploymentId);
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `UPDATE deployments SET status = ?, "commit" = COALESCE(?, "commit"), reason = COALESCE(?, reason),
+             updated_at = ?, finished_at = ? WHERE id = ?`,
+        )
+        .run(p.status, p.commit ?? null, p.reason ?? null, at, isTerminal(p.status) ? at : null, p.deploymentId);
+      // A repeated report of the same phase (e.g. replayed after a reconnect) is not a new phase.
+      if (p.status !== row.status) this.recordPhase(p.deploymentId, p.status, p.reason ?? null, at);
+    })();
     return 'updated';
   }
 
-  /** Store log lines idempotently (agents may replay); false when the deployment is not this server's. */
-  appendLogs(server: string, deploymentId: string, lines: readonly LogLine[]): boolean {
+  /**
+   * Store log lines idempotently (agents may replay). Returns the lines that were new (replays are
+   * left out, so live followers see each line once), or false when the deployment is not this server's.
+   */
+  appendLogs(server: string, deploymentId: string, lines: readonly LogLine[]): LogLine[] | false {
     const row = this.get(deploymentId);
     if (!row || row.server !== server) return false;
     const insert = this.db.prepare(
       'INSERT OR IGNORE INTO deployment_logs (deployment_id, seq, ts, stream, text) VALUES (?, ?, ?, ?, ?)',
     );
+    const added: LogLine[] = [];
     this.db.transaction(() => {
-      for (const l of lines) insert.run(deploymentId, l.seq, l.ts, l.stream, l.text);
+      for (const l of lines) if (insert.run(deploymentId, l.seq, l.ts, l.stream, l.text).changes > 0) added.push(l);
     })();
-    return true;
+    return added;
   }
 
   logs(id: string, after: number): DeploymentLogs {

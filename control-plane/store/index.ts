@@ -1,18 +1,63 @@
 // One handle on the database and the stores built on it.
+import { randomBytes } from 'node:crypto';
+import { ConfigError } from '../errors.js';
+import { SecretBox, SecretBoxError, SECRET_KEY_FILE } from '../secret-box.js';
 import { openDatabase, type Db } from './db.js';
 import { AppStore } from './apps.js';
 import { DeploymentStore } from './deployments.js';
+import { EnvStore } from './env.js';
 import { ServerStore } from './servers.js';
+import { WebhookStore } from './webhooks.js';
 
 export interface Stores {
   db: Db;
   servers: ServerStore;
   apps: AppStore;
   deployments: DeploymentStore;
+  env: EnvStore;
+  webhooks: WebhookStore;
 }
 
-export function openStores(file: string): Stores {
+export interface StoreOptions {
+  /** Seals secrets at rest. Without one a throwaway key is used: only for tests that never reopen the file. */
+  secretBox?: SecretBox;
+}
+
+const KEY_CHECK = 'secret_key_check';
+const KEY_CHECK_PLAINTEXT = 'berth secret key check';
+
+export function openStores(file: string, opts: StoreOptions = {}): Stores {
   const db = openDatabase(file);
-  const servers = new ServerStore(db);
-  return { db, servers, apps: new AppStore(db, servers), deployments: new DeploymentStore(db) };
+  try {
+    const box = opts.secretBox ?? new SecretBox(randomBytes(32));
+    checkKey(db, box);
+    const servers = new ServerStore(db);
+    const apps = new AppStore(db, servers);
+    return {
+      db,
+      servers,
+      apps,
+      deployments: new DeploymentStore(db),
+      env: new EnvStore(db, apps, servers, box),
+      webhooks: new WebhookStore(db, box),
+    };
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** Refuse to start with a key that does not match the database, instead of failing on the first secret read. */
+function checkKey(db: Db, box: SecretBox): void {
+  const row = db.prepare('SELECT value FROM cp_meta WHERE key = ?').get(KEY_CHECK) as { value: Buffer } | undefined;
+  if (!row) {
+    db.prepare('INSERT INTO cp_meta (key, value) VALUES (?, ?)').run(KEY_CHECK, box.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK));
+    return;
+  }
+  try {
+    if (box.open(row.value, KEY_CHECK) === KEY_CHECK_PLAINTEXT) return;
+  } catch (err) {
+    if (!(err instanceof SecretBoxError)) throw err;
+  }
+  throw new ConfigError(`${SECRET_KEY_FILE} does not match this database (was it replaced or lost?); restore the original key file`);
 }

@@ -42,13 +42,16 @@ export class Stack {
   /** Unique per stack: agents of parallel test runs share one Docker engine and only touch their own server's objects. */
   readonly serverName = `local-${Math.random().toString(36).slice(2, 8)}`;
   readonly apps = new Set<string>();
+  /** Extra agent settings (e.g. BERTH_BASE_IMAGE_*, BERTH_STATIC_DIR), added to agentEnv. */
+  readonly extraAgentEnv: Record<string, string>;
 
-  private constructor(root: string) {
+  private constructor(root: string, extraAgentEnv: Record<string, string> = {}) {
     this.root = root;
+    this.extraAgentEnv = extraAgentEnv;
   }
 
-  static async create(name: string): Promise<Stack> {
-    const stack = new Stack(makeTmpDir(`berth-${name}-`));
+  static async create(name: string, opts: { agentEnv?: Record<string, string> } = {}): Promise<Stack> {
+    const stack = new Stack(makeTmpDir(`berth-${name}-`), opts.agentEnv);
     stack.httpPort = await freePort();
     return stack;
   }
@@ -78,6 +81,7 @@ export class Stack {
       BERTH_HEALTH_TIMEOUT_MS: '20000',
       BERTH_DRAIN_MS: '200',
       BERTH_STOP_GRACE_S: '1',
+      ...this.extraAgentEnv,
     };
   }
 
@@ -144,10 +148,21 @@ export class Stack {
         .split('\n')
         .filter(Boolean);
       if (ids.length) execFileSync('docker', ['rm', '-f', ...ids], { stdio: 'ignore' });
-      const images = execFileSync('docker', ['images', '-q', '--filter', 'label=berth.managed=true', '--filter', `label=berth.app=${app}`], { encoding: 'utf8' })
-        .split('\n')
-        .filter(Boolean);
-      if (images.length) execFileSync('docker', ['rmi', '-f', ...new Set(images)], { stdio: 'ignore' });
+      // Images can be parents of each other (a build command's image sits on its build's image):
+      // remove one at a time, children first by retrying, and never fail the test over cleanup.
+      for (let round = 0; round < 3; round++) {
+        const images = execFileSync('docker', ['images', '-aq', '--filter', 'label=berth.managed=true', '--filter', `label=berth.app=${app}`, '--filter', `label=berth.server=${this.serverName}`], { encoding: 'utf8' })
+          .split('\n')
+          .filter(Boolean);
+        if (images.length === 0) break;
+        for (const image of new Set(images)) {
+          try {
+            execFileSync('docker', ['rmi', '-f', image], { stdio: 'ignore' });
+          } catch {
+            // a parent of an image still present: retried next round
+          }
+        }
+      }
     }
   }
 }

@@ -1,0 +1,87 @@
+// build.command: run inside the freshly built image with the app's env, and the result committed
+// as the deploy's image. Not a `RUN` step: the classic builder would record build-arg values in
+// the image history. Here the env reaches the command through a read-only bind-mounted file that
+// never becomes part of the image, and the command itself is an argument, never spliced into a script.
+import type Docker from 'dockerode';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { envKey } from '../shared/validation.js';
+import { OneOffError, runOneOff } from './one-off.js';
+
+export class BuildCommandError extends Error {
+  override name = 'BuildCommandError';
+}
+
+const ENV_TARGET = '/run/berth-build.env';
+// $0 is a label, $1 the user's command: `set -a` exports every variable the env file assigns.
+const WRAPPER = `set -a && . ${ENV_TARGET} && set +a && exec /bin/sh -c "$1"`;
+
+/** `KEY='value'` lines a POSIX shell can source: single quotes keep every value literal. */
+export function shellEnvFile(env: Record<string, string>): string {
+  return Object.entries(env)
+    .map(([k, v]) => {
+      if (!envKey.safeParse(k).success) throw new BuildCommandError(`invalid env key "${k}"`);
+      return `${k}='${v.split("'").join(`'\\''`)}'\n`;
+    })
+    .join('');
+}
+
+const NO_COMMAND = ['/bin/sh', '-c', 'echo "this image has no command of its own: set processes in berth.yml" >&2; exit 1'];
+
+export interface BuildCommandOptions {
+  /** The image to run in (the dependency + code build). */
+  image: string;
+  /** Repository and tag of the committed result. */
+  repo: string;
+  tag: string;
+  command: string;
+  env: Record<string, string>;
+  /** A private scratch directory for the env file (removed afterwards). */
+  workDir: string;
+  containerName: string;
+  labels: Record<string, string>;
+  log: (line: string) => void;
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+export async function runBuildCommand(docker: Docker, opts: BuildCommandOptions): Promise<{ imageId: string }> {
+  const base = await docker.getImage(opts.image).inspect();
+  const hasEntrypoint = Array.isArray(base.Config?.Entrypoint) && base.Config.Entrypoint.length > 0;
+  mkdirSync(opts.workDir, { recursive: true, mode: 0o700 });
+  chmodSync(opts.workDir, 0o700);
+  const envFile = join(opts.workDir, 'build.env');
+  // World-readable file in a private directory: the app user in the container can read it, no one on the host can reach it.
+  writeFileSync(envFile, shellEnvFile(opts.env), { mode: 0o444 });
+  try {
+    const { exitCode, container } = await runOneOff(docker, {
+      name: opts.containerName,
+      image: opts.image,
+      // Past the image's entrypoint (if any): the command runs exactly as given.
+      ...(hasEntrypoint ? { entrypoint: ['/bin/sh'], cmd: ['-c', WRAPPER, 'berth-build', opts.command] } : { cmd: ['/bin/sh', '-c', WRAPPER, 'berth-build', opts.command] }),
+      labels: opts.labels,
+      mounts: [{ source: envFile, target: ENV_TARGET }],
+      log: opts.log,
+      timeoutMs: opts.timeoutMs,
+      signal: opts.signal,
+      keep: true,
+    }).catch((err: unknown) => {
+      if (err instanceof OneOffError) throw new BuildCommandError(`build command ${err.message}`);
+      throw err;
+    });
+    try {
+      if (exitCode !== 0) throw new BuildCommandError(`build command exited with code ${exitCode}`);
+      // The committed config is the container's: put the image's own entrypoint and command back.
+      // (An empty list would not clear them: commit fills empty fields from the container.)
+      const cmd = base.Config?.Cmd?.length ? base.Config.Cmd : NO_COMMAND;
+      const changes = [...(hasEntrypoint ? [`ENTRYPOINT ${JSON.stringify(base.Config!.Entrypoint)}`] : []), `CMD ${JSON.stringify(cmd)}`];
+      const committed = (await container.commit({ repo: opts.repo, tag: opts.tag, changes, pause: true })) as { Id?: string };
+      if (!committed.Id) throw new BuildCommandError('committing the build command result produced no image');
+      return { imageId: committed.Id };
+    } finally {
+      await container.remove({ force: true }).catch(() => {});
+    }
+  } finally {
+    rmSync(opts.workDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,323 @@
+// CertManager: the one object the agent uses for certificates.
+//
+//   const certs = new CertManager({ dataDir, webroot, acme: acmeConfigFromEnv(), log, onRenewed });
+//   certs.start();                         // renewal: daily + now + after backoffs
+//   const c = await certs.ensure(app, domains);   // {certPath, keyPath, notAfter, domains} | null
+//   certs.status();                        // for `berth status` and the API
+//   await certs.stop();
+//
+// All issuance (ensure() and the scheduler) runs through one queue: one ACME order at a time.
+import { join } from 'node:path';
+import type { Logger } from '../../shared/logger.js';
+import { AcmeIssuer, LETSENCRYPT_PRODUCTION, validateDomains, type AcmeConfig, type IssuedPair } from './acme.js';
+import { oneLine } from './files.js';
+import {
+  RenewalScheduler,
+  nextAttemptFor,
+  sameDomains,
+  planRenewals,
+  renewalDueAt,
+  resolvePolicy,
+  type AttemptReport,
+  type RenewalInput,
+  type RenewalPolicy,
+  type RenewalRunSummary,
+  type RenewalTask,
+} from './renewal.js';
+import { CertStore, type CertInfo } from './store.js';
+
+export { AcmeError, checkDirectory, LETSENCRYPT_PRODUCTION } from './acme.js';
+export type { AcmeConfig } from './acme.js';
+export { CertStore, CertStoreError } from './store.js';
+export type { CertInfo, RenewalRecord } from './store.js';
+export { planRenewals, DEFAULT_POLICY } from './renewal.js';
+export type { RenewalPolicy, RenewalTask, RenewalReason, RenewalRunSummary } from './renewal.js';
+
+/** What nginx needs for an app's HTTPS server block. */
+export interface CertResult {
+  /** Stable path of the full chain (leaf + intermediates): `ssl_certificate`. */
+  certPath: string;
+  /** Stable path of the private key: `ssl_certificate_key`. */
+  keyPath: string;
+  notAfter: Date;
+  /**
+   * Domains the certificate covers. After a failed re-issue for an added domain this is the old
+   * set: serve HTTPS (and redirect HTTP → HTTPS) only for these.
+   */
+  domains: string[];
+}
+
+export type CertState = 'valid' | 'renewal-due' | 'expired' | 'missing';
+
+/** One app's certificate state: `berth status --json` / API shape (camelCase, ISO dates; fields only ever added). */
+export interface CertStatus {
+  app: string;
+  /** Domains the app wants. */
+  domains: string[];
+  /** Domains the installed certificate covers ([] when none). */
+  certDomains: string[];
+  state: CertState;
+  issuer: string | null;
+  notBefore: string | null;
+  notAfter: string | null;
+  /** Whole days left (negative once expired); null without a certificate. */
+  daysLeft: number | null;
+  lastAttemptAt: string | null;
+  lastResult: 'ok' | 'failed' | null;
+  lastError: string | null;
+  lastSuccessAt: string | null;
+  /** Consecutive failures. */
+  failures: number;
+  /** When berth will try next (backoff after failures, else the renewal date); null when nothing is planned. */
+  nextAttemptAt: string | null;
+}
+
+export interface CertManagerOptions {
+  /** BERTH_DATA: certificates, account and records live in DATA/certs. */
+  dataDir: string;
+  /** Directory nginx serves for /.well-known/acme-challenge/ (files go to WEBROOT/.well-known/acme-challenge/). */
+  webroot: string;
+  acme: AcmeConfig;
+  policy?: Partial<RenewalPolicy>;
+  /** node-cron expression of the daily renewal run (default: a random minute between 00:00 and 05:59). */
+  cron?: string;
+  log?: Logger;
+  /**
+   * Called after the scheduler installed a renewed certificate (not for ensure(), whose caller gets
+   * the result): reload nginx here. The certificate paths are unchanged, so a reload is enough.
+   */
+  onRenewed?: (app: string, cert: CertResult) => void | Promise<void>;
+  /** Clock (tests). */
+  now?: () => Date;
+  /** Issuer override (tests). */
+  issue?: (domains: string[]) => Promise<IssuedPair>;
+}
+
+/** Acme settings from the environment (BERTH_ACME_*). `skipChallengeVerification` from BERTH_ACME_SKIP_PRECHECK=1. */
+export function acmeConfigFromEnv(env: NodeJS.ProcessEnv = process.env, httpPort?: number): AcmeConfig {
+  const val = (k: string) => (env[k] === undefined || env[k] === '' ? undefined : env[k]);
+  return {
+    directoryUrl: val('BERTH_ACME_DIRECTORY') ?? LETSENCRYPT_PRODUCTION,
+    ...(val('BERTH_ACME_CA') ? { caFile: val('BERTH_ACME_CA')! } : {}),
+    ...(val('BERTH_ACME_EMAIL') ? { email: val('BERTH_ACME_EMAIL')! } : {}),
+    skipChallengeVerification: val('BERTH_ACME_SKIP_PRECHECK') === '1' || val('BERTH_ACME_SKIP_PRECHECK') === 'true',
+    ...(httpPort ? { challengeHttpPort: httpPort } : {}),
+  };
+}
+
+export class CertManager {
+  readonly store: CertStore;
+  readonly issuer: AcmeIssuer;
+  private readonly opts: CertManagerOptions;
+  private readonly policy: RenewalPolicy;
+  private readonly now: () => Date;
+  private readonly scheduler: RenewalScheduler;
+  private readonly issueFn: (domains: string[]) => Promise<IssuedPair>;
+  /** One ACME order at a time, across ensure() and the scheduler. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(opts: CertManagerOptions) {
+    this.opts = opts;
+    this.policy = resolvePolicy(opts.policy);
+    this.now = opts.now ?? (() => new Date());
+    const certsDir = join(opts.dataDir, 'certs');
+    this.store = new CertStore(certsDir);
+    this.issuer = new AcmeIssuer(opts.acme, { certsDir, webroot: opts.webroot, ...(opts.log ? { log: opts.log } : {}) });
+    this.issueFn = opts.issue ?? ((domains) => this.issuer.issue(domains));
+    this.scheduler = new RenewalScheduler({
+      load: () => this.renewalInput(),
+      renew: (task) => this.serialized(() => this.renewScheduled(task)),
+      record: (report, next) => this.record(report, next),
+      policy: this.policy,
+      ...(opts.cron ? { cron: opts.cron } : {}),
+      ...(opts.log ? { log: opts.log } : {}),
+      now: this.now,
+    });
+  }
+
+  /** Paths nginx should use for `app` (stable across renewals; they exist once a certificate is installed). */
+  paths(app: string): { certPath: string; keyPath: string } {
+    return this.store.paths(app);
+  }
+
+  /**
+   * Make sure `app` has a certificate for `domains`: returns the current one when it is fine,
+   * otherwise issues one now (unless backing off after failures). On failure it returns the old
+   * certificate while it is still unexpired (it is never removed), else null; the error is in
+   * status(). `domains` = [] means the app needs no certificate: null.
+   */
+  async ensure(app: string, domains: string[]): Promise<CertResult | null> {
+    const wanted = domains.length ? validateDomains(domains) : [];
+    this.store.setDesired(app, wanted);
+    if (wanted.length === 0) return null;
+    // Fast path without queueing behind another app's order: nothing to do for this one.
+    if (!this.isDue(app)) return this.usable(app);
+    return this.serialized(async () => {
+      // Planned inside the queue: a renewal that just finished is seen.
+      const plan = planRenewals({ ...this.renewalInput([app]), now: this.now(), policy: this.policy });
+      const task = plan.due[0];
+      if (task) {
+        const at = this.now();
+        try {
+          const info = await this.issueAndInstall(task);
+          this.record({ app, reason: task.reason, domains: task.domains, at, finishedAt: this.now(), ok: true, notAfter: info.notAfter }, renewalDueAt(info.notAfter, this.policy));
+        } catch (err) {
+          const report: AttemptReport = { app, reason: task.reason, domains: task.domains, at, finishedAt: this.now(), ok: false, error: oneLine(err) };
+          this.record(report, this.scheduler.nextAttemptAfter(report));
+          this.opts.log?.warn({ app, domains: task.domains, err: report.error }, 'certificate not issued');
+        }
+      }
+      return this.usable(app);
+    });
+  }
+
+  /** The installed certificate of `app` if it is unexpired, whatever domains it covers. */
+  current(app: string): CertResult | null {
+    return this.usable(app);
+  }
+
+  /** Certificate state of every app that wants domains or has a certificate, sorted by app. */
+  status(): CertStatus[] {
+    const now = this.now();
+    const input = this.renewalInput();
+    const plan = planRenewals({ ...input, now, policy: this.policy });
+    const apps = new Set([...Object.keys(input.desired), ...this.store.apps()]);
+    const out: CertStatus[] = [];
+    for (const app of [...apps].sort()) {
+      const rec = this.store.record(app);
+      const cert = this.store.get(app);
+      const wanted = rec?.domains ?? [];
+      if (!cert && wanted.length === 0) continue;
+      let state: CertState;
+      if (!cert) state = 'missing';
+      else if (cert.notAfter.getTime() <= now.getTime()) state = 'expired';
+      else if (plan.due.some((t) => t.app === app) || plan.deferred.some((t) => t.app === app)) state = 'renewal-due';
+      else state = 'valid';
+      const next = wanted.length ? nextAttemptFor(plan, app, now) : null;
+      out.push({
+        app,
+        domains: wanted,
+        certDomains: cert?.domains ?? [],
+        state,
+        issuer: cert?.issuer ?? null,
+        notBefore: cert ? cert.notBefore.toISOString() : null,
+        notAfter: cert ? cert.notAfter.toISOString() : null,
+        daysLeft: cert ? Math.floor((cert.notAfter.getTime() - now.getTime()) / 86_400_000) : null,
+        lastAttemptAt: rec?.lastAttemptAt ?? null,
+        lastResult: rec?.lastResult ?? null,
+        lastError: rec?.lastError ?? null,
+        lastSuccessAt: rec?.lastSuccessAt ?? null,
+        failures: rec?.failures ?? 0,
+        nextAttemptAt: next ? next.toISOString() : null,
+      });
+    }
+    return out;
+  }
+
+  /** Start the renewal schedule: a run now, daily, and after each backoff. */
+  start(): void {
+    this.scheduler.start();
+  }
+
+  /** Stop the schedule; waits for an order in progress. */
+  async stop(): Promise<void> {
+    await this.scheduler.stop();
+    await this.queue.catch(() => undefined);
+  }
+
+  /** Run the renewal pass now (what the daily job does); resolves with what was attempted. */
+  renewNow(): Promise<RenewalRunSummary> {
+    return this.scheduler.runOnce();
+  }
+
+  /** Next daily run (null when not started). */
+  nextScheduledRun(): Date | null {
+    return this.scheduler.nextScheduledRun();
+  }
+
+  /**
+   * Select the previous certificate generation again (the nginx transaction that loaded a renewed
+   * certificate failed). Returns it, or null when there is no previous one.
+   */
+  async rollback(app: string): Promise<CertResult | null> {
+    return this.serialized(async () => {
+      this.store.rollback(app);
+      return this.usable(app);
+    });
+  }
+
+  /** The app is gone: forget its domains and delete its certificate. */
+  async remove(app: string): Promise<void> {
+    await this.serialized(async () => this.store.remove(app));
+  }
+
+  // ---- internals ----
+
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private renewalInput(only?: string[]): Omit<RenewalInput, 'now' | 'policy'> {
+    const records = this.store.records();
+    const desired: Record<string, string[]> = {};
+    const certs: RenewalInput['certs'] = {};
+    const attempts: NonNullable<RenewalInput['attempts']> = {};
+    for (const [app, rec] of Object.entries(records)) {
+      if (only && !only.includes(app)) continue;
+      desired[app] = rec.domains;
+      certs[app] = this.store.get(app);
+      attempts[app] = rec;
+    }
+    return { desired, certs, attempts };
+  }
+
+  private async issueAndInstall(task: RenewalTask): Promise<CertInfo> {
+    const pair = await this.issueFn(task.domains);
+    // Validated before anything is replaced: key matches, chain in order, covers the domains, unexpired.
+    return this.store.install(task.app, pair, { domains: task.domains, now: this.now() });
+  }
+
+  /** Whether `app` needs an order right now (due and not backing off). */
+  private isDue(app: string): boolean {
+    const plan = planRenewals({ ...this.renewalInput([app]), now: this.now(), policy: this.policy });
+    return plan.due.length > 0;
+  }
+
+  private async renewScheduled(task: RenewalTask): Promise<{ notAfter?: Date; skipped?: boolean }> {
+    // Re-check inside the queue: ensure() may have handled this app (or its domains changed) since
+    // the plan was made. Skipped attempts are not recorded; a changed domain set is planned afresh.
+    const rec = this.store.record(task.app);
+    if (!rec || !sameDomains(rec.domains, task.domains) || !this.isDue(task.app)) return { skipped: true };
+    const info = await this.issueAndInstall(task);
+    const result: CertResult = { certPath: info.certPath, keyPath: info.keyPath, notAfter: info.notAfter, domains: info.domains };
+    if (this.opts.onRenewed) {
+      try {
+        await this.opts.onRenewed(task.app, result);
+      } catch (err) {
+        // The certificate is installed; nginx picking it up is the caller's transaction to retry.
+        this.opts.log?.error({ app: task.app, err: oneLine(err) }, 'onRenewed failed after installing a renewed certificate');
+      }
+    }
+    return { notAfter: info.notAfter };
+  }
+
+  private record(report: AttemptReport, next: Date | null): void {
+    this.store.recordAttempt(report.app, {
+      at: report.at,
+      finishedAt: report.finishedAt,
+      domains: report.domains,
+      reason: report.reason,
+      ok: report.ok,
+      ...(report.error ? { error: report.error } : {}),
+      nextAttemptAt: next,
+    });
+  }
+
+  private usable(app: string): CertResult | null {
+    const cert = this.store.get(app);
+    if (!cert || cert.notAfter.getTime() <= this.now().getTime()) return null;
+    return { certPath: cert.certPath, keyPath: cert.keyPath, notAfter: cert.notAfter, domains: cert.domains };
+  }
+}

@@ -1,0 +1,66 @@
+// berth.yml: the native config file. Every key is optional; unknown keys are errors, so a typo
+// fails the deploy with the key named instead of being silently ignored.
+import { z } from 'zod';
+import { buildImage, command, containerPath, cronSchedule, healthPath, imagePath, parseConfig, port, processName, repoPath, scale } from './fields.js';
+import type { BuildImage, ProcessConfig } from './types.js';
+
+// `web: cmd` is short for `web: { command: cmd }`; normalising first keeps errors about the inner key.
+const processEntry = z.preprocess(
+  (v) => (typeof v === 'string' ? { command: v } : v),
+  z.strictObject({ command, scale: scale.default(1) }, { error: 'expected a command, or a mapping with "command" and optional "scale"' }),
+);
+
+export const berthYmlSchema = z.strictObject(
+  {
+    build: z
+      .strictObject({
+        image: buildImage.optional(),
+        command: command.optional(),
+        dockerfile: repoPath.optional(),
+        context: repoPath.optional(),
+        static: imagePath.optional(),
+        port: port.optional(),
+      })
+      .optional(),
+    release: command.optional(),
+    processes: z.record(processName, processEntry).optional(),
+    healthcheck: z
+      .strictObject({
+        path: healthPath.default('/'),
+        timeout: z.number({ error: 'expected seconds (a number)' }).int('expected whole seconds').min(1, 'expected 1 to 3600 seconds').max(3600, 'expected 1 to 3600 seconds').default(30),
+      })
+      .optional(),
+    cron: z.record(processName, z.strictObject({ schedule: cronSchedule, command })).optional(),
+    volumes: z.record(processName, z.strictObject({ target: containerPath })).optional(),
+  },
+  { error: 'expected a mapping of keys (build, release, processes, healthcheck, cron, volumes)' },
+);
+
+export interface PartialConfig {
+  image?: BuildImage;
+  command?: string;
+  dockerfile?: string;
+  context?: string;
+  static?: string;
+  port?: number;
+  release?: string;
+  processes?: Record<string, ProcessConfig>;
+  healthcheck?: { path: string; timeoutS: number };
+  cron?: Record<string, { schedule: string; command: string }>;
+  volumes?: Record<string, { target: string }>;
+}
+
+export function parseBerthYml(data: unknown, file = 'berth.yml'): PartialConfig {
+  const c = parseConfig(berthYmlSchema, data ?? {}, file);
+  const processes = c.processes
+    ? Object.fromEntries(Object.entries(c.processes).map(([name, p]) => [name, { command: p.command, scale: p.scale }]))
+    : undefined;
+  return {
+    ...c.build,
+    ...(c.release !== undefined ? { release: c.release } : {}),
+    ...(processes ? { processes } : {}),
+    ...(c.healthcheck ? { healthcheck: { path: c.healthcheck.path, timeoutS: c.healthcheck.timeout } } : {}),
+    ...(c.cron ? { cron: c.cron } : {}),
+    ...(c.volumes ? { volumes: c.volumes } : {}),
+  };
+}

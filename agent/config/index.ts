@@ -1,0 +1,156 @@
+// Loading an app's configuration from its checkout: berth.yml, else appliku.yml, else Procfile,
+// else detection. A berth.yml without processes still takes them (and the release) from a
+// Procfile, so a Heroku-style repo only needs berth.yml for what the Procfile cannot say.
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { parseAppliku } from './appliku.js';
+import { parseBerthYml, type PartialConfig } from './berth-yml.js';
+import { detectImage, nodeStartScript } from './detect.js';
+import { parseProcfile } from './procfile.js';
+import { ConfigError, type AppConfig, type ConfigSource } from './types.js';
+
+export { ConfigError } from './types.js';
+export type { AppConfig, BuildImage, ConfigSource, LanguageKind, ProcessConfig } from './types.js';
+
+const MAX_CONFIG_BYTES = 256 * 1024;
+
+function readSmall(dir: string, file: string): string | null {
+  const path = join(dir, file);
+  if (!existsSync(path)) return null;
+  const st = statSync(path);
+  if (!st.isFile()) throw new ConfigError(`${file}: is not a regular file`);
+  if (st.size > MAX_CONFIG_BYTES) throw new ConfigError(`${file}: is larger than ${MAX_CONFIG_BYTES / 1024} KiB`);
+  return readFileSync(path, 'utf8');
+}
+
+function readYaml(text: string, file: string): unknown {
+  try {
+    // maxAliasCount guards against "billion laughs" alias bombs.
+    return parseYaml(text, { maxAliasCount: 100, uniqueKeys: true });
+  } catch (err) {
+    if (err instanceof YAMLParseError) {
+      const pos = err.linePos?.[0];
+      const firstLine = err.message.split('\n')[0] ?? err.message;
+      throw new ConfigError(`${file}: invalid YAML${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}: ${firstLine.replace(/ at line \d+, column \d+:?$/, '')}`);
+    }
+    throw new ConfigError(`${file}: invalid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+/** Read and validate the app's config in `dir` (a checkout). Throws ConfigError naming the file and key. */
+export function loadAppConfig(dir: string): AppConfig {
+  const notes: string[] = [];
+  let source: ConfigSource;
+  let partial: PartialConfig;
+
+  const berthYml = readSmall(dir, 'berth.yml') ?? null;
+  const berthYaml = berthYml === null ? readSmall(dir, 'berth.yaml') : null;
+  const applikuYml = berthYml === null && berthYaml === null ? (readSmall(dir, 'appliku.yml') ?? readSmall(dir, 'appliku.yaml')) : null;
+  const procfileText = readSmall(dir, 'Procfile');
+
+  if (berthYml !== null || berthYaml !== null) {
+    const file = berthYml !== null ? 'berth.yml' : 'berth.yaml';
+    source = 'berth.yml';
+    partial = parseBerthYml(readYaml((berthYml ?? berthYaml)!, file), file);
+    if (!partial.processes && procfileText !== null && partial.static === undefined) {
+      const proc = parseProcfile(procfileText);
+      partial.processes = proc.processes;
+      if (proc.release !== null) {
+        if (partial.release !== undefined) notes.push('Procfile: the "release" line is ignored: berth.yml sets release');
+        else partial.release = proc.release;
+      }
+      notes.push(`processes from Procfile (${Object.keys(proc.processes).join(', ') || 'none'}): berth.yml has no "processes"`);
+    }
+  } else if (applikuYml !== null) {
+    source = 'appliku.yml';
+    const parsed = parseAppliku(readYaml(applikuYml, 'appliku.yml'));
+    notes.push(...parsed.notes);
+    partial = parsed;
+  } else if (procfileText !== null) {
+    source = 'Procfile';
+    const proc = parseProcfile(procfileText);
+    partial = { processes: proc.processes, ...(proc.release !== null ? { release: proc.release } : {}) };
+  } else {
+    source = 'detected';
+    partial = {};
+  }
+
+  const context = partial.context ?? '.';
+  const contextDir = insideRepo(dir, context, source, 'build.context');
+  if (!existsSync(contextDir) || !statSync(contextDir).isDirectory()) throw new ConfigError(`${source}: key "build.context": directory "${context}" does not exist in the repository`);
+  // A Dockerfile path given without a context is relative to the repo root, as is the context itself.
+  const dockerfile = partial.dockerfile ?? (context === '.' ? 'Dockerfile' : `${context}/Dockerfile`);
+
+  let image = partial.image;
+  if (!image) {
+    const found = detectImage(dir, dockerfile) ?? (context !== '.' ? detectImage(contextDir) : null);
+    if (found) {
+      image = found.image;
+      notes.push(`build image: ${image.kind} (${found.because})`);
+    } else if (partial.static === undefined) {
+      throw new ConfigError(
+        `${source === 'detected' ? 'repository' : source}: cannot tell how to build this app: set build.image (python-X.Y, node-NN, ruby-X.Y or dockerfile) in berth.yml, or add a Dockerfile, requirements.txt, package.json or Gemfile`,
+      );
+    }
+  }
+  if (image?.kind === 'dockerfile') {
+    const df = insideRepo(dir, dockerfile, source, 'build.dockerfile');
+    if (!existsSync(df) || !statSync(df).isFile()) throw new ConfigError(`${source}: key "build.dockerfile": "${dockerfile}" not found in the repository`);
+  } else if (partial.dockerfile !== undefined) {
+    notes.push(`build.dockerfile is ignored: the build image is ${image ? image.kind : 'none (plain static files)'}`);
+  }
+
+  const processes = partial.processes ?? {};
+  if (partial.static !== undefined) {
+    if (Object.keys(processes).length > 0) {
+      throw new ConfigError(`${source}: key "processes": a static site (build.static) is served by nginx from disk and runs no processes; remove one of them`);
+    }
+    if (!image && partial.command) throw new ConfigError(`${source}: key "build.command": needs a build image (build.image) to run in`);
+    if (!image && partial.release) throw new ConfigError(`${source}: key "release": needs a build image (build.image) to run in`);
+  } else if (!processes.web && Object.keys(processes).length === 0) {
+    // No processes named anywhere: the conventional web process, when there is one.
+    if (image?.kind === 'dockerfile') processes.web = { command: null, scale: 1 };
+    else if (image?.kind === 'node' && nodeStartScript(contextDir)) {
+      processes.web = { command: 'npm start', scale: 1 };
+      notes.push('web process: npm start (package.json has a start script)');
+    } else {
+      throw new ConfigError(
+        `${source === 'detected' ? 'repository' : source}: no web process: add processes.web to berth.yml, or a Procfile with a "web:" line`,
+      );
+    }
+  }
+
+  return {
+    source,
+    build: {
+      image: image ?? { kind: 'none' },
+      command: partial.command ?? null,
+      dockerfile,
+      context,
+      static: partial.static ?? null,
+      port: partial.port ?? null,
+    },
+    release: partial.release ?? null,
+    processes,
+    healthcheck: partial.healthcheck ?? null,
+    cron: partial.cron ?? {},
+    volumes: partial.volumes ?? {},
+    notes,
+  };
+}
+
+/** `rel` resolved inside the checkout, symlinks included: a config can never point the build outside it. */
+function insideRepo(dir: string, rel: string, file: string, key: string): string {
+  const root = realpathSync(dir);
+  const abs = resolve(root, rel);
+  let real = abs;
+  try {
+    real = realpathSync(abs);
+  } catch {
+    return abs; // does not exist: the caller reports that
+  }
+  const r = relative(root, real);
+  if (r.startsWith('..') || resolve(root, r) !== real) throw new ConfigError(`${file}: key "${key}": "${rel}" points outside the repository`);
+  return real;
+}

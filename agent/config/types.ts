@@ -1,0 +1,48 @@
+// The app configuration every source (berth.yml, appliku.yml, Procfile, detection) is normalised
+// into: the deploy only ever sees this shape.
+
+export type LanguageKind = 'python' | 'node' | 'ruby';
+export type BuildImage =
+  | { kind: LanguageKind; version: string | null }
+  | { kind: 'dockerfile' }
+  /** No build at all: a static site of plain files straight from the repository. */
+  | { kind: 'none' };
+
+export type ConfigSource = 'berth.yml' | 'appliku.yml' | 'Procfile' | 'detected';
+
+export interface ProcessConfig {
+  /** Shell command (run with /bin/sh -c); null = the image's own CMD (dockerfile builds only). */
+  command: string | null;
+  scale: number;
+}
+
+export interface AppConfig {
+  /** Where the configuration came from (the first file found). */
+  source: ConfigSource;
+  build: {
+    image: BuildImage;
+    /** Runs inside the image after dependencies and code are in, with the app's env. */
+    command: string | null;
+    /** Repo-relative path of the Dockerfile (dockerfile builds). */
+    dockerfile: string;
+    /** Repo-relative build context directory. */
+    context: string;
+    /** A static site: the directory (in the image, relative to its working dir, or absolute) nginx serves. */
+    static: string | null;
+    /** The port the web process listens on ($PORT); null = the image's EXPOSE, else 8000. */
+    port: number | null;
+  };
+  release: string | null;
+  processes: Record<string, ProcessConfig>;
+  healthcheck: { path: string; timeoutS: number } | null;
+  cron: Record<string, { schedule: string; command: string }>;
+  volumes: Record<string, { target: string }>;
+  /** Things the loader inferred or ignored, shown in the deploy log. */
+  notes: string[];
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export const DEFAULT_PORT = 8000;

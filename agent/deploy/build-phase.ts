@@ -1,0 +1,114 @@
+// The building phase of a deploy: the image (generated Dockerfile for a language, or the repo's own),
+// then build.command inside it, then — for a static site — the built directory published to disk.
+import type Docker from 'dockerode';
+import { readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { buildImage } from '../build.js';
+import { runBuildCommand } from '../build-command.js';
+import type { AppConfig } from '../config/index.js';
+import { DEFAULT_PORT } from '../config/types.js';
+import { baseImageFor, generateDockerfile } from '../dockerfile.js';
+import { berthLabels, LABEL } from '../labels.js';
+import type { AgentSettings } from '../settings.js';
+import { publishFromDir, publishFromImage } from '../static.js';
+
+export interface BuildPhaseOptions {
+  app: string;
+  deploymentId: string;
+  commit: string;
+  /** The checkout (repo root). */
+  checkout: string;
+  config: AppConfig;
+  env: Record<string, string>;
+  /** berth/APP:ID */
+  tag: string;
+  settings: AgentSettings;
+  log: (line: string) => void;
+  system: (line: string) => void;
+  signal: AbortSignal;
+}
+
+export interface BuildPhaseResult {
+  /** The image to run (null: a site of plain files, nothing was built). */
+  image: string | null;
+  /** A static site's published release directory. */
+  staticRoot: string | null;
+  /** The port the web process listens on, when berth decides it (generated images). */
+  port: number | undefined;
+}
+
+export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promise<BuildPhaseResult> {
+  const { config, settings } = o;
+  const kind = config.build.image.kind;
+  const server: Record<string, string> = settings.server ? { [LABEL.server]: settings.server } : {};
+  const labels = berthLabels(o.app, o.deploymentId, { [LABEL.commit]: o.commit, ...server });
+  const contextDir = join(o.checkout, config.build.context);
+
+  if (kind === 'none') {
+    const site = publishFromDir({ checkout: o.checkout, path: config.build.static!, staticDir: settings.staticDir, app: o.app, deploymentId: o.deploymentId });
+    o.system(`published ${site.files} files of ${config.build.static} (no build needed) to ${site.dir}`);
+    return { image: null, staticRoot: site.dir, port: undefined };
+  }
+
+  let port: number | undefined = config.build.port ?? undefined;
+  if (kind === 'dockerfile') {
+    const dfRel = relative(contextDir, join(o.checkout, config.build.dockerfile));
+    const outside = dfRel.startsWith('..');
+    o.system(`building image ${o.tag} from ${config.build.dockerfile} (context ${config.build.context})`);
+    await buildImage(docker, {
+      contextDir,
+      ...(outside ? { dockerfileContent: readFileSync(join(o.checkout, config.build.dockerfile), 'utf8') } : { dockerfile: dfRel }),
+      tag: o.tag,
+      labels,
+      // A Dockerfile that declares `ARG KEY` gets the env value; Docker records consumed args in the image history.
+      buildArgs: o.env,
+      log: o.log,
+      signal: o.signal,
+    });
+  } else {
+    const version = 'version' in config.build.image ? config.build.image.version : null;
+    const base = baseImageFor(kind, version, settings);
+    if (base.note) o.system(base.note);
+    port ??= DEFAULT_PORT;
+    const dockerfile = generateDockerfile({ kind, baseImage: base.image, contextDir, port });
+    o.system(`building image ${o.tag} for ${kind}${version ? ` ${version}` : ''} on ${base.image}`);
+    await buildImage(docker, { contextDir, dockerfileContent: dockerfile, tag: o.tag, labels, log: o.log, signal: o.signal });
+  }
+
+  if (config.build.command) {
+    o.signal.throwIfAborted();
+    o.system(`running the build command: ${config.build.command}`);
+    const [repo, tag] = [o.tag.slice(0, o.tag.lastIndexOf(':')), o.tag.slice(o.tag.lastIndexOf(':') + 1)];
+    await runBuildCommand(docker, {
+      image: o.tag,
+      repo,
+      tag,
+      command: config.build.command,
+      env: o.env,
+      workDir: join(settings.dataDir, 'builds', `${o.deploymentId}-env`),
+      containerName: `berth-${o.app}-build-${o.deploymentId}`,
+      // No berth.process label: the committed image would inherit it from this container.
+      labels,
+      log: o.log,
+      timeoutMs: settings.releaseTimeoutMs,
+      signal: o.signal,
+    });
+    o.system('build command finished');
+  }
+
+  let staticRoot: string | null = null;
+  if (config.build.static) {
+    const site = await publishFromImage(docker, {
+      image: o.tag,
+      path: config.build.static,
+      staticDir: settings.staticDir,
+      app: o.app,
+      deploymentId: o.deploymentId,
+      server: settings.server,
+      signal: o.signal,
+    });
+    o.system(`published ${site.files} files of ${config.build.static} to ${site.dir}`);
+    staticRoot = site.dir;
+  }
+  return { image: o.tag, staticRoot, port };
+}

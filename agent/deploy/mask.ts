@@ -1,0 +1,27 @@
+// Env values are secrets: every line that reaches a deploy log (build and release output, berth's
+// own narration, failure reasons) has the app's known values replaced before it leaves the agent.
+
+export const MASK = '***';
+/** Values shorter than this are not masked: "1", "on" or "dev" would blot out every log line. */
+export const MIN_MASKED_LENGTH = 4;
+
+export type Masker = (text: string) => string;
+
+export function makeMasker(env: Record<string, string>): Masker {
+  const values = new Set<string>();
+  for (const v of Object.values(env)) {
+    // A multi-line value (a PEM key) reaches the log one line at a time: mask each line too.
+    for (const part of [v, ...v.split(/\r?\n/)]) {
+      const t = part.trim();
+      if (t.length >= MIN_MASKED_LENGTH) values.add(t);
+    }
+  }
+  // Longest first, so a value containing another is masked whole.
+  const sorted = [...values].sort((a, b) => b.length - a.length);
+  if (sorted.length === 0) return (text) => text;
+  return (text) => {
+    let out = text;
+    for (const v of sorted) if (out.includes(v)) out = out.split(v).join(MASK);
+    return out;
+  };
+}

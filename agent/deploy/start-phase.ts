@@ -1,0 +1,79 @@
+// Starting a release's processes (web replicas published for nginx, the others without ports) and
+// gating on their health: web answers on its port (or the configured HTTP path) and stays up; every
+// other process stays up for the stable period.
+import type Docker from 'dockerode';
+import type { AppConfig } from '../config/index.js';
+import { startProcessContainer, waitHealthy, waitStable, type StartedContainer } from '../processes.js';
+import type { ReleaseProcess } from '../store/index.js';
+
+export interface StartPhaseOptions {
+  app: string;
+  deploymentId: string;
+  image: string;
+  env: Record<string, string>;
+  port: number | undefined;
+  processes: ReleaseProcess[];
+  server: string;
+  /** Called with each container as soon as it exists, so a failure can remove it. */
+  onStarted: (c: StartedContainer) => void;
+  log: (line: string) => void;
+}
+
+/** The config's processes in start order: web first, then the others by name. */
+export function releaseProcesses(config: AppConfig): ReleaseProcess[] {
+  return Object.entries(config.processes)
+    .map(([name, p]) => ({ name, command: p.command, scale: p.scale }))
+    .sort((a, b) => (a.name === 'web' ? -1 : b.name === 'web' ? 1 : a.name.localeCompare(b.name)));
+}
+
+export async function startProcesses(docker: Docker, o: StartPhaseOptions): Promise<StartedContainer[]> {
+  const started: StartedContainer[] = [];
+  for (const p of o.processes) {
+    for (let replica = 1; replica <= p.scale; replica++) {
+      const c = await startProcessContainer(docker, {
+        app: o.app,
+        deploymentId: o.deploymentId,
+        image: o.image,
+        env: o.env,
+        process: p.name,
+        replica,
+        command: p.command,
+        port: o.port,
+        server: o.server || undefined,
+      });
+      o.onStarted(c);
+      started.push(c);
+      o.log(
+        p.name === 'web'
+          ? `started ${c.name} (port ${c.containerPort}, published on 127.0.0.1:${c.hostPort})`
+          : `started ${c.name}`,
+      );
+    }
+  }
+  return started;
+}
+
+export async function checkHealth(
+  docker: Docker,
+  started: StartedContainer[],
+  o: { healthcheck: AppConfig['healthcheck']; timeoutMs: number; stableMs: number; log: (line: string) => void; signal: AbortSignal },
+): Promise<void> {
+  const timeoutMs = o.healthcheck ? o.healthcheck.timeoutS * 1000 : o.timeoutMs;
+  await Promise.all(
+    started.map((c) =>
+      c.process === 'web'
+        ? waitHealthy(docker, {
+            containerId: c.id,
+            hostPort: c.hostPort,
+            timeoutMs,
+            stableMs: o.stableMs,
+            log: o.log,
+            signal: o.signal,
+            ...(o.healthcheck ? { httpPath: o.healthcheck.path } : {}),
+          })
+        : waitStable(docker, { containerId: c.id, name: c.name, stableMs: o.stableMs, timeoutMs, signal: o.signal }).then(() =>
+            o.log(`${c.name} is running`),
+          ),
+    ),
+  );
+}

@@ -1,0 +1,36 @@
+// The release command: once per deploy, in a one-off container of the new image with the app's
+// env, after the build and before any traffic moves. Non-zero exit or timeout fails the deploy.
+import type Docker from 'dockerode';
+import { OneOffError, runOneOff } from './one-off.js';
+
+export class ReleaseError extends Error {
+  override name = 'ReleaseError';
+}
+
+export function releaseContainerName(app: string, deploymentId: string): string {
+  return `berth-${app}-release-${deploymentId}`;
+}
+
+export async function runRelease(
+  docker: Docker,
+  opts: { app: string; deploymentId: string; image: string; command: string; env: Record<string, string>; labels: Record<string, string>; log: (line: string) => void; timeoutMs: number; signal?: AbortSignal },
+): Promise<void> {
+  let exitCode: number;
+  try {
+    ({ exitCode } = await runOneOff(docker, {
+      name: releaseContainerName(opts.app, opts.deploymentId),
+      image: opts.image,
+      // The image's entrypoint stays (it may set up the environment); the command replaces CMD.
+      cmd: ['/bin/sh', '-c', opts.command],
+      env: opts.env,
+      labels: opts.labels,
+      log: opts.log,
+      timeoutMs: opts.timeoutMs,
+      signal: opts.signal,
+    }));
+  } catch (err) {
+    if (err instanceof OneOffError) throw new ReleaseError(`release command ${err.message.replace(/^berth-\S+ /, '')}`);
+    throw err;
+  }
+  if (exitCode !== 0) throw new ReleaseError(`release command exited with code ${exitCode}`);
+}

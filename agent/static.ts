@@ -1,0 +1,171 @@
+// Static sites: the built directory is copied out of the image (or the checkout, for plain files)
+// into a fresh per-release directory that nginx serves straight from disk — no container runs.
+// A release directory is complete before nginx is pointed at it (the nginx transaction is the
+// atomic switch), files are world-readable for nginx's unprivileged workers, and links are
+// dropped so a site can never expose files outside its own directory.
+import type Docker from 'dockerode';
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, posix, relative, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-fs';
+import { berthLabels, LABEL } from './labels.js';
+
+export class StaticSiteError extends Error {
+  override name = 'StaticSiteError';
+}
+
+const DEPLOY_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+/** DIR/APP/DEPLOYMENT: where a static release lives. */
+export function staticReleaseDir(staticDir: string, app: string, deploymentId: string): string {
+  if (!DEPLOY_ID_RE.test(deploymentId)) throw new StaticSiteError(`invalid deployment id "${deploymentId}"`);
+  return join(staticDir, app, deploymentId);
+}
+
+/** nginx workers run as nobody: every directory above the site must let others pass. */
+export function assertTraversable(dir: string): void {
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    const st = statSync(d);
+    if ((st.mode & 0o001) === 0) throw new StaticSiteError(`nginx workers cannot reach ${dir}: ${d} is not world-traversable (chmod o+x ${d}, or set BERTH_STATIC_DIR elsewhere)`);
+    if (d === dirname(d)) return;
+  }
+}
+
+function prepareParent(staticDir: string, app: string): string {
+  const appDir = join(staticDir, app);
+  mkdirSync(appDir, { recursive: true, mode: 0o755 });
+  chmodSync(staticDir, statSync(staticDir).mode | 0o755);
+  chmodSync(appDir, 0o755);
+  assertTraversable(appDir);
+  return appDir;
+}
+
+/** Make a tree world-readable (dirs 755, files 644) and drop anything that is not a file or directory. */
+function normalizeTree(root: string): { files: number } {
+  let files = 0;
+  const walk = (dir: string) => {
+    chmodSync(dir, 0o755);
+    for (const name of readdirSync(dir)) {
+      const p = join(dir, name);
+      const st = lstatSync(p);
+      if (st.isDirectory()) walk(p);
+      else if (st.isFile()) {
+        chmodSync(p, 0o644);
+        files++;
+      } else rmSync(p, { force: true, recursive: true });
+    }
+  };
+  walk(root);
+  return { files };
+}
+
+export interface PublishResult {
+  dir: string;
+  files: number;
+}
+
+/** Extract `path` (relative to the image's working dir, or absolute) from the image into the release directory. */
+export async function publishFromImage(
+  docker: Docker,
+  opts: { image: string; path: string; staticDir: string; app: string; deploymentId: string; server?: string; signal?: AbortSignal },
+): Promise<PublishResult> {
+  const info = await docker.getImage(opts.image).inspect();
+  const workdir = info.Config?.WorkingDir || '/';
+  const src = posix.resolve(workdir, opts.path);
+  const appDir = prepareParent(opts.staticDir, opts.app);
+  const dest = staticReleaseDir(opts.staticDir, opts.app, opts.deploymentId);
+  const staging = join(appDir, `.staging-${opts.deploymentId}`);
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(staging, { mode: 0o755 });
+
+  // A created (never started) container is how Docker lets files be copied out of an image.
+  const container = await docker.createContainer({
+    Image: opts.image,
+    Cmd: ['true'],
+    Labels: berthLabels(opts.app, opts.deploymentId, { [LABEL.process]: 'static', ...(opts.server ? { [LABEL.server]: opts.server } : {}) }),
+  });
+  try {
+    let archive: NodeJS.ReadableStream;
+    try {
+      archive = (await container.getArchive({ path: src })) as NodeJS.ReadableStream;
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) {
+        throw new StaticSiteError(`build.static: directory ${src} does not exist in the built image (did the build command create it?)`);
+      }
+      throw err;
+    }
+    // The archive's entries start with the directory's own name: strip it.
+    await pipeline(
+      archive as NodeJS.ReadableStream & AsyncIterable<Buffer>,
+      tar.extract(staging, {
+        map: (header) => {
+          header.name = header.name.replace(/^[^/]*\/?/, '');
+          return header;
+        },
+        ignore: (_name, header) => header?.type !== 'file' && header?.type !== 'directory',
+        chown: false,
+        dmode: 0o755,
+        fmode: 0o644,
+      } as tar.ExtractOptions),
+      { signal: opts.signal },
+    );
+  } catch (err) {
+    rmSync(staging, { recursive: true, force: true });
+    if (err instanceof StaticSiteError) throw err;
+    throw new StaticSiteError(`could not copy ${src} out of the image: ${(err as Error).message}`);
+  } finally {
+    await container.remove({ force: true }).catch(() => {});
+  }
+  return finish(staging, dest);
+}
+
+/** Copy `path` (relative to the checkout) into the release directory: a site of plain files, no build. */
+export function publishFromDir(opts: { checkout: string; path: string; staticDir: string; app: string; deploymentId: string }): PublishResult {
+  const src = resolve(opts.checkout, opts.path);
+  const rel = relative(resolve(opts.checkout), src);
+  if (rel.startsWith('..')) throw new StaticSiteError(`build.static "${opts.path}" points outside the repository`);
+  if (!existsSync(src) || !statSync(src).isDirectory()) throw new StaticSiteError(`build.static: directory "${opts.path}" does not exist in the repository`);
+  const appDir = prepareParent(opts.staticDir, opts.app);
+  const dest = staticReleaseDir(opts.staticDir, opts.app, opts.deploymentId);
+  const staging = join(appDir, `.staging-${opts.deploymentId}`);
+  rmSync(staging, { recursive: true, force: true });
+  // Links are copied as links and then dropped by normalizeTree; .git never reaches the site.
+  cpSync(src, staging, { recursive: true, verbatimSymlinks: true, filter: (p) => !/(^|\/)\.git(\/|$)/.test(relative(src, p)) });
+  return finish(staging, dest);
+}
+
+function finish(staging: string, dest: string): PublishResult {
+  const { files } = normalizeTree(staging);
+  if (files === 0) {
+    rmSync(staging, { recursive: true, force: true });
+    throw new StaticSiteError('build.static: the directory is empty');
+  }
+  rmSync(dest, { recursive: true, force: true });
+  renameSync(staging, dest); // complete before anything points at it
+  return { dir: dest, files };
+}
+
+/** Remove release directories of `app` except the `keep` newest and any in `protect` (the live one). */
+export function pruneStaticReleases(staticDir: string, app: string, keep: number, protect: Set<string>): string[] {
+  const appDir = join(staticDir, app);
+  if (!existsSync(appDir)) return [];
+  const entries = readdirSync(appDir)
+    .filter((n) => DEPLOY_ID_RE.test(n) || n.startsWith('.staging-'))
+    .map((n) => ({ n, p: join(appDir, n), t: lstatSync(join(appDir, n)).mtimeMs }))
+    .sort((a, b) => b.t - a.t);
+  const removed: string[] = [];
+  let kept = 0;
+  for (const e of entries) {
+    if (protect.has(e.p)) {
+      kept++;
+      continue;
+    }
+    if (!e.n.startsWith('.staging-') && kept < keep) {
+      kept++;
+      continue;
+    }
+    rmSync(e.p, { recursive: true, force: true });
+    removed.push(e.p);
+  }
+  return removed;
+}

@@ -1,0 +1,331 @@
+// The webhook endpoints, outside /api (they do not take the admin token):
+//   POST /hooks/APP/push     — Git host push webhooks, signed with the app's push secret
+//   POST /hooks/APP/deploy   — the deploy webhook for CI pipelines, with the app's deploy token
+//   GET  /hooks/APP/deployments/ID[/events] — status / live log of a deployment, with the deploy token
+// Every rejection is a 4xx with a one-line `{error}` and creates nothing.
+import type { Context, Hono } from 'hono';
+import { z } from 'zod';
+import { deployWebhookBody, type DeploymentDetails, type WebhookResult } from '../../shared/api.js';
+import type { DeployStatus } from '../../shared/deploy-status.js';
+import { secretEquals } from '../../shared/ids.js';
+import type { Logger } from '../../shared/logger.js';
+import { deploymentId } from '../../shared/protocol.js';
+import { appName } from '../../shared/validation.js';
+import type { ApiDeps } from '../api/deps.js';
+import { deploymentEventStream } from '../api/sse.js';
+import { afterSeq } from '../api/deployments.js';
+import { bearerToken } from '../bearer.js';
+import { triggerDeploy, waitForEnd, type Triggered } from '../deploys.js';
+import { ControlPlaneError } from '../errors.js';
+import type { AppRow } from '../store/apps.js';
+import { deploymentInfo } from '../store/deployments.js';
+import { decide, deliveryId, detectHost, HOST_LABEL, parsePush, verifySignature, type Headers } from './hosts.js';
+
+export const HOOKS_PREFIX = '/hooks/';
+/** Push payloads carry commit lists; GitHub caps them at 25 MB, real pushes are far smaller. */
+export const MAX_PUSH_BODY_BYTES = 5 * 1024 * 1024;
+export const MAX_DEPLOY_BODY_BYTES = 64 * 1024;
+export const DEFAULT_WAIT_S = 20 * 60;
+export const MAX_WAIT_S = 60 * 60;
+
+export function webhookUrls(base: string, app: string): { push: string; deploy: string } {
+  return { push: `${base}${HOOKS_PREFIX}${app}/push`, deploy: `${base}${HOOKS_PREFIX}${app}/deploy` };
+}
+
+/** The HTTP status a `?wait=1` deploy webhook answers with, by how the deployment ended. */
+export function waitStatus(status: DeployStatus): 200 | 409 | 422 | 504 {
+  if (status === 'done') return 200;
+  if (status === 'failed') return 422;
+  if (status === 'superseded' || status === 'cancelled') return 409;
+  return 504;
+}
+
+const flag = z.enum(['', '0', '1', 'true', 'false'], { message: 'must be 1 or 0' }).transform((v) => v === '' || v === '1' || v === 'true');
+const waitSeconds = z
+  .string()
+  .regex(/^\d{1,5}$/, 'must be a whole number of seconds')
+  .transform(Number)
+  .pipe(z.number().int().min(1, 'must be at least 1 second').max(MAX_WAIT_S, `must be at most ${MAX_WAIT_S} seconds`));
+
+class HookError extends ControlPlaneError {
+  /** Set when the rest of the request body was left unread: the connection cannot be reused. */
+  closeConnection = false;
+}
+
+/**
+ * An oversized body is still read (and thrown away) up to this much, so the client gets its 413
+ * instead of a connection reset mid-upload; beyond it, or after DISCARD_MS, the connection is closed.
+ */
+const DISCARD_MAX_BYTES = 32 * 1024 * 1024;
+const DISCARD_MS = 10_000;
+
+/** Reading a body ourselves: the exact bytes (signatures cover them) and a hard size limit. */
+async function readRawBody(c: Context, limit: number): Promise<Buffer> {
+  const declared = c.req.header('content-length');
+  const tooLarge = (close: boolean) => {
+    const err = new HookError(413, `request body is larger than ${limit >= 1024 * 1024 ? `${limit / 1024 / 1024} MB` : `${limit / 1024} KB`}`);
+    err.closeConnection = close;
+    return err;
+  };
+  if (declared !== undefined && /^\d+$/.test(declared.trim()) && Number(declared) > DISCARD_MAX_BYTES) throw tooLarge(true);
+  const stream = c.req.raw.body;
+  if (!stream) return Buffer.alloc(0);
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  let discardUntil = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total <= limit) {
+        chunks.push(value);
+        continue;
+      }
+      chunks.length = 0;
+      discardUntil ||= Date.now() + DISCARD_MS;
+      if (total > DISCARD_MAX_BYTES || Date.now() > discardUntil) {
+        void reader.cancel().catch(() => {});
+        throw tooLarge(true);
+      }
+    }
+  } catch (err) {
+    if (err instanceof HookError) throw err;
+    throw new HookError(400, 'the request body could not be read');
+  }
+  if (total > limit) throw tooLarge(false);
+  return Buffer.concat(chunks);
+}
+
+/** Rejections are logged, but at most a few a minute: a flood of bad requests must not flood the log. */
+class RejectLog {
+  private windowStart = 0;
+  private logged = 0;
+  private suppressed = 0;
+  constructor(private readonly log: Logger) {}
+  note(fields: Record<string, unknown>, msg: string): void {
+    const t = Date.now();
+    if (t - this.windowStart > 60_000) {
+      if (this.suppressed > 0) this.log.warn({ suppressed: this.suppressed }, 'more webhook requests were rejected (not logged)');
+      this.windowStart = t;
+      this.logged = 0;
+      this.suppressed = 0;
+    }
+    if (this.logged++ < 10) this.log.warn(fields, msg);
+    else this.suppressed++;
+  }
+}
+
+export function registerWebhookRoutes(app: Hono, deps: ApiDeps): void {
+  const { stores } = deps;
+  const log = deps.logger.child({ component: 'webhooks' });
+  const rejects = new RejectLog(log);
+
+  const fail = (c: Context, status: 400 | 401 | 404 | 413, error: string, extra: Record<string, unknown> = {}) => {
+    if (status !== 404) rejects.note({ path: c.req.path, status, error, ...extra }, 'webhook rejected');
+    if (status === 401) c.header('WWW-Authenticate', 'Bearer');
+    return c.json({ error }, status);
+  };
+  const bodyFailed = (c: Context, err: HookError) => {
+    // The unread rest of a body makes the connection unusable.
+    if (err.closeConnection) c.header('Connection', 'close');
+    return fail(c, err.status as 400 | 413, err.message);
+  };
+  const findApp = (c: Context): AppRow | undefined => {
+    const name = c.req.param('app');
+    return appName.safeParse(name).success ? stores.apps.get(name!) : undefined;
+  };
+  const noSuchApp = (c: Context) => fail(c, 404, `no webhook here: app "${String(c.req.param('app')).slice(0, 60)}" does not exist`);
+  const headers = (c: Context): Headers => (name) => c.req.header(name);
+
+  const respond = (t: Triggered, extra: { message: string; host?: string; statusUrl: string; eventsUrl?: string }): WebhookResult => ({
+    deployed: true,
+    message: t.agentConnected ? extra.message : `${extra.message}; the app's server is offline: the deploy is queued and runs when its agent reconnects`,
+    ...(extra.host ? { host: extra.host } : {}),
+    deployment: deploymentInfo(t.row),
+    agentConnected: t.agentConnected,
+    statusUrl: extra.statusUrl,
+    ...(extra.eventsUrl ? { eventsUrl: extra.eventsUrl } : {}),
+  });
+
+  // ---- push webhooks ------------------------------------------------------------------------
+  app.post(`${HOOKS_PREFIX}:app/push`, async (c) => {
+    if (!findApp(c)) return noSuchApp(c);
+    let body: Buffer;
+    try {
+      body = await readRawBody(c, MAX_PUSH_BODY_BYTES);
+    } catch (err) {
+      if (err instanceof HookError) return bodyFailed(c, err);
+      throw err;
+    }
+    const target = findApp(c); // again: it may have been deleted while the body arrived
+    if (!target) return noSuchApp(c);
+    const h = headers(c);
+    const host = detectHost(h);
+    if (!host) {
+      return fail(c, 400, 'not a push webhook berth knows: expected the headers GitHub, GitLab, Gitea/Forgejo or Bitbucket Cloud send (X-GitHub-Event, X-Gitlab-Event, X-Gitea-Event, X-Event-Key)', { app: target.name });
+    }
+    const verdict = verifySignature(host, h, body, stores.webhooks.secrets(target.name).push);
+    if (!verdict.ok) return fail(c, verdict.status, verdict.error, { app: target.name, host });
+
+    // Authenticated from here on.
+    const event = parsePush(host, h, body);
+    if (event.kind === 'bad') return fail(c, 400, event.error, { app: target.name, host });
+    const ack = (message: string) => {
+      log.info({ app: target.name, host, message }, 'webhook acknowledged, nothing to deploy');
+      const res: WebhookResult = { deployed: false, message, host };
+      return c.json(res, 200);
+    };
+    if (event.kind === 'ignore') return ack(event.reason);
+    const decision = decide(event.updates, target.branch);
+    if (!decision.deploy) return ack(decision.reason);
+    let commit: string | null = decision.commit;
+    let note = `deploying commit ${commit.slice(0, 12)} pushed to ${target.branch}`;
+    if (!/^[0-9a-f]{40}$/.test(commit)) {
+      // SHA-256 repositories: the pushed id cannot be pinned (yet); the branch head is what was pushed.
+      if (!/^[0-9a-f]{64}$/.test(commit)) return fail(c, 400, `invalid commit id in the ${HOST_LABEL[host]} payload: expected 40 hex digits`, { app: target.name, host });
+      note = `deploying the head of ${target.branch} (commit ids of SHA-256 repositories are not pinned)`;
+      commit = null;
+    }
+    const delivery = deliveryId(host, h, body);
+    if (!delivery.ok) return fail(c, 400, delivery.error, { app: target.name, host });
+
+    // No await from here on: the duplicate check and the deployment's creation cannot interleave
+    // with a concurrent redelivery.
+    const seen = stores.webhooks.delivery(target.name, delivery.id);
+    if (seen) {
+      const earlier = seen.deployment_id ? stores.deployments.get(seen.deployment_id) : undefined;
+      log.info({ app: target.name, host, delivery: delivery.id, deploymentId: seen.deployment_id }, 'webhook redelivered; not deploying again');
+      const res: WebhookResult = {
+        deployed: false,
+        duplicate: true,
+        message: `delivery ${delivery.id} was already handled${seen.deployment_id ? ` (deployment ${seen.deployment_id})` : ''}: not deploying again`,
+        host,
+        ...(earlier ? { deployment: deploymentInfo(earlier) } : {}),
+      };
+      return c.json(res, 200);
+    }
+    const t = triggerDeploy(deps, target, {
+      commit,
+      trigger: 'push',
+      inTransaction: (row) => stores.webhooks.remember({ app: target.name, delivery: delivery.id, host, deploymentId: row.id }),
+    });
+    log.info({ app: target.name, host, delivery: delivery.id, deploymentId: t.row.id, commit }, 'push webhook: deploying');
+    return c.json(respond(t, { message: note, host, statusUrl: `${deps.url()}/api/deployments/${t.row.id}` }), 202);
+  });
+
+  app.on(['GET', 'HEAD'], `${HOOKS_PREFIX}:app/push`, (c) =>
+    c.json({ error: `this is berth's push webhook for an app: Git hosts POST here (see berth app show)` }, 405, { Allow: 'POST' }),
+  );
+
+  // ---- deploy webhook (CI) ------------------------------------------------------------------
+  /** The deploy token from `Authorization: Bearer` (or `?token=` for tools that can only call a URL). */
+  const checkToken = (c: Context, target: AppRow): Response | undefined => {
+    const token = bearerToken(c.req.header('authorization')) ?? c.req.query('token');
+    if (!token) return fail(c, 401, "missing deploy token: send Authorization: Bearer <the app's deploy token> (berth app show)", { app: target.name });
+    if (token.length > 1024 || !secretEquals(token, stores.webhooks.secrets(target.name).deploy)) {
+      return fail(c, 401, 'deploy token is invalid', { app: target.name });
+    }
+    return undefined;
+  };
+
+  app.post(`${HOOKS_PREFIX}:app/deploy`, async (c) => {
+    const found = findApp(c);
+    if (!found) return noSuchApp(c);
+    const denied = checkToken(c, found);
+    if (denied) return denied;
+    let raw: Buffer;
+    try {
+      raw = await readRawBody(c, MAX_DEPLOY_BODY_BYTES);
+    } catch (err) {
+      if (err instanceof HookError) return bodyFailed(c, err);
+      throw err;
+    }
+    const target = findApp(c);
+    if (!target) return noSuchApp(c);
+
+    let data: unknown = {};
+    const text = raw.toString('utf8');
+    if (text.trim() !== '') {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        return fail(c, 400, 'request body is not valid JSON (send {"commit": "SHA", "branch": "NAME"}, both optional)');
+      }
+    }
+    if (typeof data !== 'object' || data === null || Array.isArray(data)) return fail(c, 400, 'request body must be a JSON object');
+    const parsed = deployWebhookBody.safeParse(data);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const field = issue?.code === 'unrecognized_keys' ? `field ${issue.keys.map((k) => JSON.stringify(k.slice(0, 40))).join(', ')}` : String(issue?.path[0] ?? 'body');
+      return fail(c, 400, `invalid ${field}: ${issue?.code === 'unrecognized_keys' ? 'only "commit" and "branch" are accepted' : (issue?.message ?? 'invalid value')}`);
+    }
+    const q = (name: string, schema: z.ZodType<unknown>, fallback: unknown) => {
+      const v = c.req.query(name);
+      if (v === undefined) return { ok: true as const, value: fallback };
+      const r = schema.safeParse(v);
+      return r.success ? { ok: true as const, value: r.data } : { ok: false as const, error: `invalid ${name}: ${r.error.issues[0]?.message ?? 'invalid value'}` };
+    };
+    const wait = q('wait', flag, false);
+    const timeout = q('timeout', waitSeconds, DEFAULT_WAIT_S);
+    if (!wait.ok) return fail(c, 400, wait.error);
+    if (!timeout.ok) return fail(c, 400, timeout.error);
+
+    const { commit, branch } = parsed.data;
+    if (branch !== undefined && branch !== target.branch) {
+      const res: WebhookResult = { deployed: false, message: `branch ${branch} is not the app's branch (${target.branch}): nothing deployed` };
+      log.info({ app: target.name, branch }, 'deploy webhook for another branch; nothing to deploy');
+      return c.json(res, 200);
+    }
+    const t = triggerDeploy(deps, target, { commit: commit ?? null, trigger: 'webhook' });
+    const base = `${deps.url()}${HOOKS_PREFIX}${target.name}/deployments/${t.row.id}`;
+    const result = respond(t, {
+      message: commit ? `deploying commit ${commit}` : `deploying the head of ${target.branch}`,
+      statusUrl: base,
+      eventsUrl: `${base}/events`,
+    });
+    if (!wait.value) return c.json(result, 202);
+
+    const final = await waitForEnd(deps, t.row.id, (timeout.value as number) * 1000, c.req.raw.signal);
+    const status = waitStatus(final?.status ?? 'cancelled');
+    const outcome =
+      status === 200
+        ? `deployment ${t.row.id} is live`
+        : status === 504
+          ? `deployment ${t.row.id} has not finished within ${timeout.value as number} s (it is ${final?.status}); keep polling ${base}`
+          : `deployment ${t.row.id} ${final?.status ?? 'vanished'}${final?.reason ? `: ${final.reason}` : ''}`;
+    const res: WebhookResult = { ...result, message: outcome, ...(final ? { deployment: final } : {}) };
+    return c.json(res, status);
+  });
+
+  const deploymentOfApp = (c: Context, target: AppRow) => {
+    const id = deploymentId.safeParse(c.req.param('id'));
+    const row = id.success ? stores.deployments.get(id.data) : undefined;
+    return row && row.app === target.name ? row : undefined;
+  };
+
+  app.get(`${HOOKS_PREFIX}:app/deployments/:id`, (c) => {
+    const target = findApp(c);
+    if (!target) return noSuchApp(c);
+    const denied = checkToken(c, target);
+    if (denied) return denied;
+    const row = deploymentOfApp(c, target);
+    if (!row) return fail(c, 404, `app ${target.name} has no deployment "${String(c.req.param('id')).slice(0, 60)}"`);
+    const body: DeploymentDetails = { ...deploymentInfo(row), phases: stores.deployments.phases(row.id) };
+    return c.json(body);
+  });
+
+  app.get(`${HOOKS_PREFIX}:app/deployments/:id/events`, (c) => {
+    const target = findApp(c);
+    if (!target) return noSuchApp(c);
+    const denied = checkToken(c, target);
+    if (denied) return denied;
+    const row = deploymentOfApp(c, target);
+    if (!row) return fail(c, 404, `app ${target.name} has no deployment "${String(c.req.param('id')).slice(0, 60)}"`);
+    const rawAfter = c.req.query('after') ?? c.req.header('last-event-id');
+    const after = rawAfter === undefined ? { success: true as const, data: -1 } : afterSeq.safeParse(rawAfter);
+    if (!after.success) return fail(c, 400, 'invalid after: must be an integer of -1 or more');
+    return deploymentEventStream(c, deps, row.id, after.data);
+  });
+}
