@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import WebSocket from 'ws';
 import type { Logger } from '../shared/logger.js';
-import { AGENT_WS_PATH, cpMessage, HEARTBEAT_INTERVAL_MS, parseMessage, PROTOCOL_VERSION, type AgentMessage, type CancelOrder, type DeployOrder } from '../shared/protocol.js';
+import { AGENT_WS_PATH, cpMessage, HEARTBEAT_INTERVAL_MS, parseMessage, PROTOCOL_VERSION, type AgentMessage, type CancelOrder, type DeployOrder, type LogsRequest } from '../shared/protocol.js';
 import type { ServerSpec } from '../shared/spec.js';
 import { BERTH_VERSION } from '../shared/version.js';
 import type { Outbox } from './store/outbox.js';
@@ -42,6 +42,8 @@ interface ConnectionEvents {
   desired_state: [spec: ServerSpec];
   deploy: [order: DeployOrder];
   cancel: [cancel: CancelOrder];
+  logs_request: [req: LogsRequest];
+  logs_cancel: [requestId: string];
 }
 
 // Worth keeping across a disconnect; everything else (heartbeats, observed state) is re-sent fresh.
@@ -228,6 +230,12 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
         return;
       case 'cancel':
         this.safeEmit('cancel', msg);
+        return;
+      case 'logs_request':
+        this.safeEmit('logs_request', msg);
+        return;
+      case 'logs_cancel':
+        this.safeEmit('logs_cancel', msg.requestId);
         return;
       case 'heartbeat':
         return;

@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../shared/logger.js';
 import { PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../shared/protocol.js';
 import type { ServerSpec } from '../shared/spec.js';
 import { AgentConnection, type ConnectionState } from './connection.js';
+import { CertManager, type CertStatus } from './certs/index.js';
 import { isTerminal } from '../shared/deploy-status.js';
 import { DeployCancelled } from './deploy/cancel.js';
 import { DeployLogStream } from './deploy/log-stream.js';
@@ -13,9 +14,13 @@ import { DeployQueue } from './deploy/queue.js';
 import { recoverJournal } from './deploy/recovery.js';
 import { runDeploy } from './deploy/runner.js';
 import { loadCredentials } from './join.js';
+import { RuntimeLogs } from './runtime-logs.js';
+import { gatherStatus } from './status/gather.js';
+import { startStatusSocket } from './status/socket.js';
+import { BERTH_VERSION } from '../shared/version.js';
 import { Nginx, type AppSite } from './nginx.js';
 import { listBerthContainers, type BerthContainer } from './processes.js';
-import { Reconciler, type NginxPort } from './reconcile/executor.js';
+import { Reconciler, type CertPort, type NginxPort } from './reconcile/executor.js';
 import { loadSettings, type AgentSettings } from './settings.js';
 import { AgentStore } from './store/index.js';
 
@@ -29,6 +34,8 @@ export interface RunningAgent {
   connectionState(): ConnectionState;
   /** Ask for a reconcile pass now (resolves when it, or the one running, is done). */
   reconcile(): Promise<void>;
+  /** Every app's certificate (empty with HTTPS off): for `berth status`. */
+  certStatus(): CertStatus[];
   close(): Promise<void>;
 }
 
@@ -44,6 +51,26 @@ function serialised(nginx: Nginx): NginxPort {
     readAppFile: (app) => nginx.readAppFile(app),
     render: (app, site) => nginx.render(app, site),
     listApps: () => nginx.listApps(),
+    reload(what: string, verifyApps?: string[]) {
+      const next = tail.then(() => nginx.reload(what, verifyApps));
+      tail = next.catch(() => undefined);
+      return next;
+    },
+  };
+}
+
+/** The reconcile loop's view of the CertManager. */
+function certPort(certs: CertManager): CertPort {
+  return {
+    observe: (apps) => certs.observe(apps),
+    ensure: async (app, domains) => {
+      const r = await certs.ensureReport(app, domains);
+      return { changed: r.changed, error: r.error };
+    },
+    rejected: async (app, why) => {
+      await certs.rejected(app, why);
+    },
+    remove: (app) => certs.remove(app),
   };
 }
 
@@ -65,11 +92,59 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
   const cleanup: Array<() => Promise<void> | void> = [() => store.close()];
   try {
     const docker = new Docker({ socketPath: settings.dockerSocket });
-    const rawNginx = new Nginx({ prefix: settings.nginxPrefix, httpPort: settings.httpPort }, logger.child({ component: 'nginx' }));
+    // Exactly one CertManager per process: acme-client's HTTP client is process-wide. HTTPS off
+    // (BERTH_HTTPS_PORT=0): no certificates, no ACME traffic.
+    let certs: CertManager | null = null;
+    const rawNginx = new Nginx(
+      {
+        prefix: settings.nginxPrefix,
+        httpPort: settings.httpPort,
+        httpsPort: settings.httpsPort,
+        acmeWebroot: settings.acmeWebroot,
+        tlsFor: (app) => certs?.current(app) ?? null,
+      },
+      logger.child({ component: 'nginx' }),
+    );
     await rawNginx.ensureRunning();
     const nginx = serialised(rawNginx);
+    if (settings.httpsPort > 0) {
+      certs = new CertManager({
+        dataDir: settings.dataDir,
+        webroot: settings.acmeWebroot,
+        acme: {
+          directoryUrl: settings.acmeDirectory,
+          ...(settings.acmeCa ? { caFile: settings.acmeCa } : {}),
+          ...(settings.acmeEmail ? { email: settings.acmeEmail } : {}),
+          skipChallengeVerification: settings.acmeSkipPrecheck,
+          challengeHttpPort: settings.httpPort,
+        },
+        policy: { thresholdMs: Math.round(settings.certRenewDays * 86_400_000), minRenewIntervalMs: settings.certMinRenewIntervalMs },
+        log: logger.child({ component: 'certs' }),
+        // Same paths, new files: a reload picks the certificate up. If nginx refuses it, the
+        // previous one is selected again (the store directly: this runs inside the issuance queue).
+        onRenewed: async (app) => {
+          try {
+            await nginx.reload!(`the renewed certificate of ${app}`, [app]);
+          } catch (err) {
+            certs!.store.rollback(app);
+            await nginx.reload!(`the previous certificate of ${app}`, [app]).catch((again) => logger.error({ app, err: again }, 'nginx did not take the previous certificate either'));
+            throw err;
+          }
+          reportCerts();
+          void reconciler.request(); // a renewal for another domain set changes the server block
+        },
+      });
+    }
+    const certManager = certs;
 
-    const connection = new AgentConnection({ url: creds.controlPlaneUrl, credential: creds.credential, outbox: store.outbox, logger: logger.child({ component: 'connection' }) });
+    const connection = new AgentConnection({
+      url: creds.controlPlaneUrl,
+      credential: creds.credential,
+      outbox: store.outbox,
+      logger: logger.child({ component: 'connection' }),
+      heartbeatIntervalMs: settings.heartbeatMs,
+      maxBackoffMs: settings.reconnectMaxMs,
+    });
     const send = (msg: AgentMessage) => {
       try {
         connection.send(msg);
@@ -100,6 +175,21 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
       onFinished: () => void reconciler.request(),
     });
 
+    // Certificate state for the control plane (`berth domain ls`): sent on connect and when it changed.
+    let lastCertReport = '';
+    const reportCerts = (force = false) => {
+      if (!certManager || !connection.connected) return;
+      try {
+        const list = certManager.status();
+        const json = JSON.stringify(list);
+        if (!force && json === lastCertReport) return;
+        lastCertReport = json;
+        send({ type: 'cert_status', v: PROTOCOL_VERSION, certs: list.slice(0, 10_000) });
+      } catch (err) {
+        logger.warn({ err }, 'could not report certificate status');
+      }
+    };
+
     const reconciler: Reconciler = new Reconciler({
       docker,
       nginx,
@@ -108,8 +198,10 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
       logger: logger.child({ component: 'reconcile' }),
       desired,
       busyApps: () => queue.busyApps(),
+      ...(certManager ? { certs: certPort(certManager) } : {}),
       onPass: (pass) => {
         if (connection.connected && pass.containers) send(observedState(desired(), pass.containers));
+        reportCerts();
       },
     });
 
@@ -148,6 +240,11 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
     };
 
     connection.on('deploy', acceptOrder);
+    // `berth logs`: live only, never through the outbox; a dropped link ends every stream.
+    const runtimeLogs = new RuntimeLogs({ docker, server: settings.server, logger: logger.child({ component: 'runtime-logs' }), send: (msg) => connection.send(msg) });
+    connection.on('logs_request', (req) => void runtimeLogs.serve(req));
+    connection.on('logs_cancel', (requestId) => runtimeLogs.cancel(requestId));
+    connection.on('disconnected', () => runtimeLogs.cancelAll());
     connection.on('cancel', (cancel) => {
       const record = store.deploys.get(cancel.deploymentId);
       // Unknown or already finished: nothing to stop (the control plane re-sends cancels on every hello).
@@ -169,6 +266,7 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
       void reconciler.request();
     });
     connection.on('connected', () => {
+      reportCerts(true);
       listBerthContainers(docker, { server: settings.server })
         .then((containers) => send(observedState(desired(), containers)))
         .catch((err) => logger.warn({ err }, 'could not observe containers for the control plane'));
@@ -176,6 +274,23 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
 
     connection.start();
     reconciler.start();
+    // Renewal: a run now, daily, and after backoffs; every attempt recorded (status, control plane).
+    certManager?.start();
+    // `berth status` asks the running agent over a root-only Unix socket.
+    const startedAt = new Date().toISOString();
+    const statusSocket = await startStatusSocket(
+      settings.dataDir,
+      () =>
+        gatherStatus({
+          store,
+          docker,
+          agent: { running: true, version: BERTH_VERSION, pid: process.pid, startedAt, dataDir: settings.dataDir, server: settings.server },
+          connection: connection.state(),
+          controlPlaneUrl: creds.controlPlaneUrl,
+          certs: certManager?.status() ?? [],
+        }),
+      logger.child({ component: 'status' }),
+    );
     logger.info({ dataDir: settings.dataDir, controlPlane: creds.controlPlaneUrl, server: creds.server }, 'agent started');
 
     let closing: Promise<void> | null = null;
@@ -185,10 +300,14 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
       store,
       connectionState: () => connection.state(),
       reconcile: () => reconciler.request(),
+      certStatus: () => certManager?.status() ?? [],
       close() {
         closing ??= (async () => {
           logger.info('agent stopping');
+          await statusSocket.close();
+          runtimeLogs.cancelAll();
           await queue.close();
+          await certManager?.stop();
           await reconciler.close();
           await connection.drainOutbox();
           await connection.close();

@@ -18,7 +18,9 @@ import {
   writeFileSync,
   fsyncSync,
 } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { request } from 'node:http';
+import { connect as tlsConnect } from 'node:tls';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Logger } from '../shared/logger.js';
 import { appName, domainName } from '../shared/validation.js';
@@ -37,6 +39,23 @@ export interface NginxSettings {
   confDir?: string;
   /** How long a reload may take to show up before it counts as failed (default 5000 ms). */
   verifyTimeoutMs?: number;
+  /** HTTPS port (unset or 0: no HTTPS listener and no TLS server blocks). */
+  httpsPort?: number;
+  /** Directory served at /.well-known/acme-challenge/ on every host (unset: no challenge locations). */
+  acmeWebroot?: string;
+  /**
+   * The certificate an app's server block uses right now (null: plain HTTP only). Asked at render
+   * time, so a deploy's switch keeps the app's HTTPS and a new certificate shows up as a config change.
+   */
+  tlsFor?: (app: string) => AppTls | null;
+}
+
+/** A certificate for an app's HTTPS server block. Paths are stable (renewals only need a reload). */
+export interface AppTls {
+  certPath: string;
+  keyPath: string;
+  /** The names the certificate covers: only these get HTTPS and the HTTP → HTTPS redirect. */
+  domains: string[];
 }
 
 /**
@@ -50,10 +69,23 @@ export type AppSite =
       /** Every web replica's port when the web process is scaled (upstreamPort is the first). */
       upstreamPorts?: number[];
       staticRoot?: undefined;
+      /** Overrides NginxSettings.tlsFor for this render (null: no HTTPS). */
+      tls?: AppTls | null;
     }
-  | { domains: string[]; staticRoot: string; upstreamPort?: undefined; upstreamPorts?: undefined };
+  | { domains: string[]; staticRoot: string; upstreamPort?: undefined; upstreamPorts?: undefined; tls?: AppTls | null };
 
-const STATIC_ROOT_RE = /^\/[A-Za-z0-9._\/-]*$/;
+/** Paths written into the config unquoted (static roots, the ACME webroot, certificate files). */
+const PLAIN_PATH_RE = /^\/[A-Za-z0-9._\/-]*$/;
+
+// Mozilla "intermediate" (TLS 1.2 + 1.3). The DHE suites are left out: they need a dhparam file.
+const TLS_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
 
 /** Host name of the tiny server block whose answer proves which config generation nginx runs. */
 export const GENERATION_HOST = 'berth-generation.invalid';
@@ -78,6 +110,9 @@ interface FileChange {
 export class Nginx {
   private readonly prefix: string | undefined;
   private readonly httpPort: number;
+  private readonly httpsPort: number;
+  private readonly acmeWebroot: string | undefined;
+  private readonly tlsFor: ((app: string) => AppTls | null) | undefined;
   private readonly bin: string;
   private readonly sitesDir: string;
   private readonly verifyTimeoutMs: number;
@@ -97,6 +132,17 @@ export class Nginx {
       this.prefix = p;
     }
     this.httpPort = settings.httpPort;
+    const httpsPort = settings.httpsPort ?? 0;
+    if (!Number.isInteger(httpsPort) || httpsPort < 0 || httpsPort > 65535 || (httpsPort !== 0 && httpsPort === this.httpPort)) {
+      throw new NginxError(`invalid HTTPS port ${settings.httpsPort}`);
+    }
+    this.httpsPort = httpsPort;
+    if (settings.acmeWebroot !== undefined) {
+      const w = resolve(settings.acmeWebroot);
+      if (!plainPath(w)) throw new NginxError(`invalid ACME webroot "${settings.acmeWebroot}": must be an absolute path of letters, digits and "._/-"`);
+      this.acmeWebroot = w;
+    }
+    this.tlsFor = settings.tlsFor;
     this.bin = settings.nginxBin ?? (existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx');
     this.sitesDir = this.prefix ? join(this.prefix, 'sites') : (settings.confDir ?? '/etc/nginx/conf.d');
     this.verifyTimeoutMs = settings.verifyTimeoutMs ?? 5000;
@@ -140,7 +186,8 @@ export class Nginx {
   async applyApp(app: string, site: AppSite | null): Promise<void> {
     checkAppName(app);
     // Render before taking the lock: invalid input never touches disk or waits behind others.
-    const desired = site && site.domains.length > 0 ? this.render(app, site) : null;
+    const rendered = site && site.domains.length > 0 ? this.renderSite(app, site) : null;
+    const desired = rendered?.content ?? null;
     return this.locked(async () => {
       this.prepare();
       const file = this.appFile(app);
@@ -149,7 +196,7 @@ export class Nginx {
         // Unchanged on disk and nginx runs the latest generation we wrote: nothing to do.
         if (gen !== null && (await this.servesGeneration(gen))) return;
       }
-      await this.transaction([{ path: file, content: desired }], `app ${app}`);
+      await this.transaction([{ path: file, content: desired }], `app ${app}`, rendered?.tls ? [rendered.tls] : []);
       this.log.info({ app, domains: site?.domains ?? [] }, desired ? 'nginx site applied' : 'nginx site removed');
     });
   }
@@ -160,8 +207,61 @@ export class Nginx {
     return readOrNull(this.appFile(app));
   }
 
+  /**
+   * Reload nginx as a transaction without changing any app file (a renewed certificate behind the
+   * stable paths): `nginx -t` reads the new certificate, a refused reload is detected, and each
+   * app in `verifyApps` must then serve the certificate that is on disk.
+   */
+  async reload(what: string, verifyApps: string[] = []): Promise<void> {
+    verifyApps.forEach(checkAppName);
+    return this.locked(async () => {
+      this.prepare();
+      const checks: TlsCheck[] = [];
+      for (const app of verifyApps) {
+        const tls = this.httpsPort > 0 ? (this.tlsFor?.(app) ?? null) : null;
+        const served = this.httpsNames(readOrNull(this.appFile(app)));
+        const domain = served.find((d) => tls?.domains.includes(d));
+        if (tls && domain) checks.push({ certPath: tls.certPath, keyPath: tls.keyPath, domains: [domain] });
+      }
+      await this.transaction([], what, checks);
+      this.log.info({ what }, 'nginx reloaded');
+    });
+  }
+
+  /** The certificate nginx presents for `servername` on the HTTPS port (its SHA-256 fingerprint), or null. */
+  servedCertificate(servername: string, timeoutMs = 2000): Promise<string | null> {
+    if (this.httpsPort === 0) return Promise.resolve(null);
+    return new Promise((resolvePromise) => {
+      const sock = tlsConnect({ host: '127.0.0.1', port: this.httpsPort, servername, rejectUnauthorized: false, timeout: timeoutMs, ALPNProtocols: ['http/1.1'] }, () => {
+        const fp = sock.getPeerX509Certificate()?.fingerprint256 ?? null;
+        sock.destroy();
+        resolvePromise(fp);
+      });
+      sock.on('timeout', () => sock.destroy());
+      sock.on('error', () => resolvePromise(null));
+      sock.on('close', () => resolvePromise(null));
+    });
+  }
+
   /** Render the server block for an app (pure). Re-validates every name: nothing unchecked reaches the config. */
   render(app: string, site: AppSite): string {
+    return this.renderSite(app, site).content;
+  }
+
+  /** The TLS part of an app's server blocks after validation (null: plain HTTP only). */
+  private tlsOf(app: string, site: AppSite, domains: string[]): AppTls | null {
+    if (this.httpsPort === 0) return null;
+    const tls = site.tls !== undefined ? site.tls : (this.tlsFor?.(app) ?? null);
+    if (!tls) return null;
+    for (const p of [tls.certPath, tls.keyPath]) {
+      if (typeof p !== 'string' || !plainPath(p)) throw new NginxError(`invalid certificate path ${JSON.stringify(p)} for app ${app}`);
+    }
+    // Only names the certificate really covers get HTTPS (after a failed re-issue it is the old set).
+    const covered = domains.filter((d) => Array.isArray(tls.domains) && tls.domains.includes(d));
+    return covered.length ? { certPath: tls.certPath, keyPath: tls.keyPath, domains: covered } : null;
+  }
+
+  private renderSite(app: string, site: AppSite): { content: string; tls: AppTls | null } {
     checkAppName(app);
     if (!Array.isArray(site.domains) || site.domains.length === 0) throw new NginxError(`app ${app} has no domains to serve`);
     const domains: string[] = [];
@@ -171,55 +271,61 @@ export class Nginx {
       if (parsed.data === GENERATION_HOST) throw new NginxError(`domain ${GENERATION_HOST} is reserved`);
       if (!domains.includes(parsed.data)) domains.push(parsed.data);
     }
-    if (site.staticRoot !== undefined) return this.renderStatic(app, domains, site.staticRoot);
-    const ports = site.upstreamPorts && site.upstreamPorts.length > 0 ? site.upstreamPorts : [site.upstreamPort];
-    for (const port of ports) {
-      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new NginxError(`invalid upstream port ${String(port)} for app ${app}`);
+    let body: string[];
+    let head: string[] = [];
+    let title: string;
+    if (site.staticRoot !== undefined) {
+      const root = site.staticRoot;
+      if (typeof root !== 'string' || !plainPath(root)) throw new NginxError(`invalid static root ${JSON.stringify(root)} for app ${app}`);
+      body = this.staticBody(root);
+      title = `# berth: app ${app} (static site) — generated by the berth agent; manual edits are overwritten.`;
+    } else {
+      const ports = site.upstreamPorts && site.upstreamPorts.length > 0 ? site.upstreamPorts : [site.upstreamPort];
+      for (const port of ports) {
+        if (!Number.isInteger(port) || port < 1 || port > 65535) throw new NginxError(`invalid upstream port ${String(port)} for app ${app}`);
+      }
+      const upstream = `berth_app_${app}`;
+      head = [`upstream ${upstream} {`, ...[...new Set(ports)].map((port) => `    server 127.0.0.1:${port};`), `    keepalive 32;`, `}`, ``];
+      body = proxyBody(upstream);
+      title = `# berth: app ${app} — generated by the berth agent; manual edits are overwritten.`;
     }
-    const upstream = `berth_app_${app}`;
+    const tls = this.tlsOf(app, site, domains);
+    const secure = tls?.domains ?? [];
+    const plain = domains.filter((d) => !secure.includes(d));
+    const out = [title, ...head];
+    if (plain.length) out.push(...this.serverBlock(`${this.httpPort}`, plain, [...this.challengeLocation(), ...body]));
+    if (tls) {
+      // Redirect only `location /`: the challenge must keep answering over plain HTTP for renewals.
+      const target = this.httpsPort === 443 ? 'https://$host$request_uri' : `https://$host:${this.httpsPort}$request_uri`;
+      out.push(...this.serverBlock(`${this.httpPort}`, secure, [...this.challengeLocation(), `    location / {`, `        return 308 ${target};`, `    }`]));
+      out.push(...this.serverBlock(`${this.httpsPort} ssl http2`, secure, [...tlsDirectives(tls), ``, ...body]));
+    }
+    return { content: out.join('\n'), tls };
+  }
+
+  private serverBlock(listen: string, names: string[], lines: string[]): string[] {
+    return [`server {`, `    listen ${listen};`, `    server_name ${names.join(' ')};`, ``, ...lines, `}`, ``];
+  }
+
+  /** HTTP-01 tokens from the ACME webroot, on every host (a prefix match beats the app's regex locations). */
+  private challengeLocation(): string[] {
+    if (!this.acmeWebroot) return [];
     return [
-      `# berth: app ${app} — generated by the berth agent; manual edits are overwritten.`,
-      `upstream ${upstream} {`,
-      ...[...new Set(ports)].map((port) => `    server 127.0.0.1:${port};`),
-      `    keepalive 32;`,
-      `}`,
-      ``,
-      `server {`,
-      `    listen ${this.httpPort};`,
-      `    server_name ${domains.join(' ')};`,
-      ``,
-      `    location / {`,
-      `        proxy_pass http://${upstream};`,
-      `        proxy_http_version 1.1;`,
-      `        # Empty for plain requests (keeps upstream keepalive), "upgrade" for WebSockets.`,
-      `        proxy_set_header Connection $berth_connection_upgrade;`,
-      `        proxy_set_header Upgrade $http_upgrade;`,
-      `        proxy_set_header Host $host;`,
-      `        proxy_set_header X-Real-IP $remote_addr;`,
-      `        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;`,
-      `        proxy_set_header X-Forwarded-Proto $scheme;`,
-      `        proxy_connect_timeout 5s;`,
-      `        proxy_send_timeout 60s;`,
-      `        proxy_read_timeout 60s;`,
-      `        client_max_body_size 64m;`,
+      `    location ^~ /.well-known/acme-challenge/ {`,
+      `        root ${this.acmeWebroot};`,
+      `        default_type text/plain;`,
+      `        try_files $uri =404;`,
       `    }`,
-      `}`,
-      ``,
-    ].join('\n');
+    ];
   }
 
   /**
    * A static site served from its release directory. Caching: HTML is revalidated on every visit
    * (a deploy shows at once), content-hashed assets are immutable, other assets are cached an hour.
    */
-  private renderStatic(app: string, domains: string[], root: string): string {
-    if (!STATIC_ROOT_RE.test(root) || root.split('/').includes('..') || root === '/') throw new NginxError(`invalid static root ${JSON.stringify(root)} for app ${app}`);
+  private staticBody(root: string): string[] {
     const assets = 'css|js|mjs|map|json|png|jpe?g|gif|svg|ico|webp|avif|woff2?|ttf|otf|eot|mp4|webm|mp3|wasm|txt|xml|pdf';
     return [
-      `# berth: app ${app} (static site) — generated by the berth agent; manual edits are overwritten.`,
-      `server {`,
-      `    listen ${this.httpPort};`,
-      `    server_name ${domains.join(' ')};`,
       `    root ${root};`,
       `    index index.html index.htm;`,
       `    # Only files inside the release directory, never what a link points at.`,
@@ -241,9 +347,13 @@ export class Nginx {
       `        try_files $uri =404;`,
       `        add_header Cache-Control "public, max-age=3600" always;`,
       `    }`,
-      `}`,
-      ``,
-    ].join('\n');
+    ];
+  }
+
+  /** The names an app file serves over HTTPS (from its `listen … ssl` server block). */
+  private httpsNames(content: string | null): string[] {
+    const m = content ? new RegExp(`\\n    listen ${this.httpsPort} ssl http2;\\n    server_name ([a-z0-9. -]+);`).exec(content) : null;
+    return m ? m[1]!.split(' ') : [];
   }
 
   /** Names of apps that have a server block on disk. */
@@ -296,7 +406,7 @@ export class Nginx {
    * Apply file changes (plus a new generation marker) so that either all of them are live in
    * nginx, or none are on disk. Caller holds the lock.
    */
-  private async transaction(changes: FileChange[], what: string): Promise<void> {
+  private async transaction(changes: FileChange[], what: string, tlsChecks: TlsCheck[] = []): Promise<void> {
     const gen = this.nextGeneration();
     const all: FileChange[] = [...changes.filter((c) => c.path !== this.baseFile()), { path: this.baseFile(), content: this.renderBase(gen) }];
 
@@ -336,14 +446,29 @@ export class Nginx {
     const running = master !== null;
     const oldWorkers = master !== null ? workerPids(master) : [];
     const applied = running ? await this.run(['-s', 'reload']) : await this.startProcess();
-    const live = applied.code === 0 && (await this.waitForGeneration(gen));
+    let live = applied.code === 0 && (await this.waitForGeneration(gen));
     // New workers answer first; until the old ones stop accepting, a request can still land on
     // the old config. Waiting for them makes "applyApp returned" mean "all new requests see it".
     if (live && !(await waitRetired(oldWorkers, this.verifyTimeoutMs))) {
       this.log.warn({ oldWorkers }, 'old nginx workers are slow to stop accepting connections');
     }
+    let failure: string | null = null;
+    // A reload that logged [emerg] did not (fully) apply, whatever the probe says.
+    if (live && this.newEmergencies(logOffset)) {
+      live = false;
+      failure = 'nginx logged an error while reloading';
+    }
+    // The new server block answers with the certificate on disk (a reload keeps the old one on failure).
+    for (const check of live ? tlsChecks : []) {
+      const problem = await this.waitForCertificate(check);
+      if (problem) {
+        live = false;
+        failure = problem;
+        break;
+      }
+    }
     if (!live) {
-      const reason = applied.code !== 0 ? nginxMessage(applied.stderr) : `the reload did not take effect within ${this.verifyTimeoutMs} ms`;
+      const reason = failure ?? (applied.code !== 0 ? nginxMessage(applied.stderr) : `the reload did not take effect within ${this.verifyTimeoutMs} ms`);
       const hint = this.errorLogHint(logOffset);
       this.rollback(all);
       if (running) await this.run(['-s', 'reload']); // nginx kept the old config; make sure it is the one on disk
@@ -353,6 +478,34 @@ export class Nginx {
     // 5. Commit: drop the journal first, so a crash from here on never undoes a live change.
     rmSync(this.journalFile(), { force: true });
     for (const c of all) if (c.backup) rmSync(c.backup, { force: true });
+  }
+
+  /** Wait until nginx presents the certificate file's leaf for the check's domain; a one-line problem or null. */
+  private async waitForCertificate(check: TlsCheck): Promise<string | null> {
+    const domain = check.domains[0]!;
+    let expected: string;
+    try {
+      const pem = readFileSync(check.certPath, 'utf8');
+      expected = new X509Certificate(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem)?.[0] ?? '').fingerprint256;
+    } catch (err) {
+      return `certificate ${check.certPath} unreadable: ${oneLine((err as Error).message)}`;
+    }
+    const deadline = Date.now() + this.verifyTimeoutMs;
+    let served: string | null = null;
+    for (;;) {
+      served = await this.servedCertificate(domain);
+      if (served === expected) return null;
+      if (Date.now() > deadline) break;
+      await sleep(50);
+    }
+    return served === null
+      ? `nginx does not answer TLS for ${domain} on port ${this.httpsPort}`
+      : `nginx still serves another certificate for ${domain} on port ${this.httpsPort}`;
+  }
+
+  /** Did nginx log an [emerg] since `offset`? */
+  private newEmergencies(offset: number): boolean {
+    return /\[emerg\]/.test(readFrom(this.errorLog(), offset));
   }
 
   private writeFiles(changes: FileChange[]): void {
@@ -544,6 +697,17 @@ export class Nginx {
       '    }',
       '}',
       '',
+      ...(this.httpsPort > 0
+        ? [
+            '# HTTPS for a name berth has no certificate for: refuse the handshake (never another app\'s certificate).',
+            'server {',
+            `    listen ${this.httpsPort} ssl http2 default_server;`,
+            '    server_name _;',
+            '    ssl_reject_handshake on;',
+            '}',
+            '',
+          ]
+        : []),
     ].join('\n');
   }
 
@@ -581,7 +745,19 @@ export class Nginx {
       '    server {',
       `        listen ${this.httpPort} default_server;`,
       '        server_name _;',
-      '        return 404;',
+      ...(this.acmeWebroot
+        ? [
+            // Challenges for names that have no server block yet (or whose block is being replaced).
+            '        location ^~ /.well-known/acme-challenge/ {',
+            `            root ${this.acmeWebroot};`,
+            '            default_type text/plain;',
+            '            try_files $uri =404;',
+            '        }',
+            '        location / {',
+            '            return 404;',
+            '        }',
+          ]
+        : ['        return 404;']),
       '    }',
       '',
       `    include ${this.sitesDir}/*.conf;`,
@@ -623,6 +799,47 @@ export class Nginx {
     this.chain = run.catch(() => undefined);
     return run;
   }
+}
+
+/** An app's certificate nginx must present after a change (for the first of `domains`). */
+type TlsCheck = AppTls;
+
+function plainPath(p: string): boolean {
+  return PLAIN_PATH_RE.test(p) && p !== '/' && !p.split('/').includes('..');
+}
+
+/** Certificate and modern TLS settings, per server block: the system nginx.conf may set its own at http level. */
+function tlsDirectives(tls: AppTls): string[] {
+  return [
+    `    ssl_certificate ${tls.certPath};`,
+    `    ssl_certificate_key ${tls.keyPath};`,
+    `    ssl_protocols TLSv1.2 TLSv1.3;`,
+    `    ssl_ciphers ${TLS_CIPHERS};`,
+    `    ssl_prefer_server_ciphers off;`,
+    `    ssl_session_cache shared:berth_tls:10m;`,
+    `    ssl_session_timeout 1d;`,
+    `    ssl_session_tickets off;`,
+  ];
+}
+
+function proxyBody(upstream: string): string[] {
+  return [
+    `    location / {`,
+    `        proxy_pass http://${upstream};`,
+    `        proxy_http_version 1.1;`,
+    `        # Empty for plain requests (keeps upstream keepalive), "upgrade" for WebSockets.`,
+    `        proxy_set_header Connection $berth_connection_upgrade;`,
+    `        proxy_set_header Upgrade $http_upgrade;`,
+    `        proxy_set_header Host $host;`,
+    `        proxy_set_header X-Real-IP $remote_addr;`,
+    `        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;`,
+    `        proxy_set_header X-Forwarded-Proto $scheme;`,
+    `        proxy_connect_timeout 5s;`,
+    `        proxy_send_timeout 60s;`,
+    `        proxy_read_timeout 60s;`,
+    `        client_max_body_size 64m;`,
+    `    }`,
+  ];
 }
 
 function checkAppName(app: string): void {

@@ -304,27 +304,39 @@ async function lastExitCode(docker: Docker, containerId: string, created: string
 /**
  * Wait until the container is running, accepts TCP on hostPort and stays up for stableMs; throws
  * HealthCheckError with the reason and the container's last log lines. Meant for a container just
- * started: any restart since it was created counts as a crash.
+ * started: any restart since it was created counts as a crash. With `httpPath`, GET that path with
+ * the app's Host header (straight to the container's published port, not through nginx) must
+ * answer 2xx/3xx first, probed every `intervalMs`, at most `attempts` times when set.
  */
 export async function waitHealthy(
   docker: Docker,
   opts: {
     containerId: string;
     hostPort: number;
+    /** The whole budget: the container must pass within this. */
     timeoutMs: number;
     stableMs: number;
     log: (line: string) => void;
     signal?: AbortSignal;
     /** An HTTP path that must answer 2xx/3xx (the config's healthcheck.path); absent = TCP only. */
     httpPath?: string;
+    /** Host header of the HTTP probe (the app's first domain); absent = 127.0.0.1:PORT. */
+    host?: string;
+    /** Pause between two HTTP probes (default 1 s). */
+    intervalMs?: number;
+    /** Fail after this many failed HTTP probes (default: keep probing until the budget is spent). */
+    attempts?: number;
   },
 ): Promise<void> {
   const { containerId, hostPort, signal } = opts;
   const container = docker.getContainer(containerId);
   const deadline = Date.now() + opts.timeoutMs;
+  const intervalMs = Math.max(50, opts.intervalMs ?? 1000);
   let acceptingSince: number | null = null;
   let announced = false;
   let lastHttp = '';
+  let failedProbes = 0;
+  let nextProbeAt = 0;
 
   const fail = async (reason: string): Promise<never> => {
     const tail = await containerLogTail(docker, containerId);
@@ -353,24 +365,32 @@ export async function waitHealthy(
     }
 
     if (state.Status === 'running') {
-      if (acceptingSince === null) {
+      if (acceptingSince === null && Date.now() >= nextProbeAt) {
         if (await acceptsConnections(info, hostPort)) {
+          let passed = true;
           if (opts.httpPath !== undefined) {
-            lastHttp = await httpProbe(hostPort, opts.httpPath);
-            if (!/^[23]\d\d$/.test(lastHttp)) {
+            // Each probe gets what is left of the budget, at most 5 s: a hung app fails one probe, not the gate.
+            const probeTimeout = Math.max(200, Math.min(5000, deadline - Date.now()));
+            lastHttp = await httpProbe(hostPort, opts.httpPath, opts.host, probeTimeout);
+            passed = /^[23]\d\d$/.test(lastHttp);
+            if (!passed) {
+              failedProbes++;
               if (!announced) {
                 announced = true;
-                opts.log(`waiting for GET ${opts.httpPath} to answer 2xx/3xx on port ${hostPort} (now: ${lastHttp})`);
+                opts.log(`waiting for GET ${opts.httpPath}${opts.host ? ` (Host: ${opts.host})` : ''} to answer 2xx/3xx on port ${hostPort} (now: ${lastHttp})`);
               }
-              if (Date.now() > deadline) await fail(`GET ${opts.httpPath} did not answer 2xx/3xx within ${Math.round(opts.timeoutMs / 1000)} s (last: ${lastHttp})`);
-              await sleep(250, signal);
-              continue;
+              if (opts.attempts !== undefined && failedProbes >= opts.attempts) {
+                await fail(`GET ${opts.httpPath} failed ${failedProbes} health probe${failedProbes === 1 ? '' : 's'} in a row (last: ${lastHttp})`);
+              }
+              nextProbeAt = Date.now() + intervalMs;
             }
           }
-          acceptingSince = Date.now();
-          opts.log(
-            `web process ${opts.httpPath !== undefined ? `answers GET ${opts.httpPath} (${lastHttp})` : 'accepts connections'} on port ${hostPort}; checking it stays up for ${Math.round(opts.stableMs / 1000)} s`,
-          );
+          if (passed) {
+            acceptingSince = Date.now();
+            opts.log(
+              `web process ${opts.httpPath !== undefined ? `answers GET ${opts.httpPath} (${lastHttp})` : 'accepts connections'} on port ${hostPort}; checking it stays up for ${Math.round(opts.stableMs / 100) / 10} s`,
+            );
+          }
         } else if (!announced) {
           announced = true;
           opts.log(`waiting for the web process to accept connections on port ${hostPort}`);
@@ -384,23 +404,28 @@ export async function waitHealthy(
 
     if (Date.now() > deadline) {
       await fail(
-        acceptingSince === null
-          ? `the web process did not accept connections on its port within ${Math.round(opts.timeoutMs / 1000)} s (does it listen on $PORT?)`
-          : `the health check timed out after ${Math.round(opts.timeoutMs / 1000)} s`,
+        acceptingSince !== null
+          ? `the health check timed out after ${Math.round(opts.timeoutMs / 1000)} s`
+          : opts.httpPath !== undefined && lastHttp
+            ? `GET ${opts.httpPath} did not answer 2xx/3xx within ${Math.round(opts.timeoutMs / 1000)} s (last: ${lastHttp})`
+            : `the web process did not accept connections on its port within ${Math.round(opts.timeoutMs / 1000)} s (does it listen on $PORT?)`,
       );
     }
-    await sleep(200, signal);
+    // Container state is re-read often (a crash fails fast); HTTP probes keep to their interval.
+    await sleep(acceptingSince === null && nextProbeAt > Date.now() ? Math.min(200, nextProbeAt - Date.now()) : 100, signal);
   }
 }
 
 /** GET http://127.0.0.1:port/path → the status code as text, or what went wrong. */
-function httpProbe(port: number, path: string): Promise<string> {
+function httpProbe(port: number, path: string, host: string | undefined, timeoutMs: number): Promise<string> {
   return new Promise((resolve) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, method: 'GET', agent: false, timeout: 5000, headers: { 'user-agent': 'berth-healthcheck' } }, (res) => {
+    const headers: Record<string, string> = { 'user-agent': 'berth-healthcheck' };
+    if (host) headers.host = host;
+    const req = httpRequest({ host: '127.0.0.1', port, path, method: 'GET', agent: false, timeout: timeoutMs, headers }, (res) => {
       res.resume();
       resolve(String(res.statusCode ?? 0));
     });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${Math.round(timeoutMs / 100) / 10} s`)));
     req.on('error', (err) => resolve(err.message));
     req.end();
   });

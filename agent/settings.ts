@@ -23,6 +23,10 @@ export interface AgentSettings {
   buildConcurrency: number;
   /** This agent's server name (from its credentials; '' before joining): scopes the Docker objects it owns. */
   server: string;
+  /** Heartbeat interval to the control plane; a link silent for 3 of them is declared dead. */
+  heartbeatMs: number;
+  /** Cap of the jittered exponential reconnect backoff. */
+  reconnectMaxMs: number;
   /** Base images of the generated Dockerfiles; "{version}" is replaced by the version the app asks for. */
   baseImagePython: string;
   baseImageNode: string;
@@ -31,8 +35,31 @@ export interface AgentSettings {
   staticDir: string;
   /** Ceiling for a release command (and a build command), in ms. */
   releaseTimeoutMs: number;
-  /** Static-site releases kept on disk (the live one included) for rollback. */
+  /** Good releases kept (images, static dirs, snapshots; the live one included) for rollback without a rebuild. */
   keepReleases: number;
+  /** Per-phase deadlines of a deploy (ms); releasing uses releaseTimeoutMs, health_checking the health budget. */
+  fetchTimeoutMs: number;
+  buildTimeoutMs: number;
+  startTimeoutMs: number;
+  switchTimeoutMs: number;
+  /** Pause between two HTTP health probes of a new web container (healthcheck.interval overrides it). */
+  healthIntervalMs: number;
+  /** A deploy fails before building when less than this is free where Docker and berth keep their data. */
+  minFreeDiskMb: number;
+  /** ACME directory URL (default Let's Encrypt production). */
+  acmeDirectory: string;
+  /** Extra CA file to trust for the ACME server (tests, private CAs). */
+  acmeCa?: string;
+  /** Contact e-mail of the ACME account. */
+  acmeEmail?: string;
+  /** Skip berth's own HTTP pre-check of a challenge before the CA validates it. */
+  acmeSkipPrecheck: boolean;
+  /** Served by nginx at /.well-known/acme-challenge/ on every host; world-traversable (outside the 0700 data dir). */
+  acmeWebroot: string;
+  /** Renew a certificate when it has less than this many days left (decimals allowed). */
+  certRenewDays: number;
+  /** After a successful issuance, no "expiring" renewal of the same app for this long (guards against a renewal loop). */
+  certMinRenewIntervalMs: number;
 }
 
 const int = (min: number, max: number) =>
@@ -44,6 +71,29 @@ const int = (min: number, max: number) =>
     .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 
 const path = z.string().trim().min(1, 'must not be empty');
+const bool = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .regex(/^(1|0|true|false|yes|no)$/, 'must be 1/0, true/false or yes/no')
+  .transform((v) => v === '1' || v === 'true' || v === 'yes');
+const days = z
+  .string()
+  .trim()
+  .regex(/^\d+(\.\d+)?$/, 'must be a number of days like 30 or 0.5')
+  .transform(Number)
+  .pipe(z.number().gt(0, 'must be more than 0').max(365, 'must be at most 365'));
+const url = z
+  .string()
+  .trim()
+  .refine((u) => {
+    try {
+      return ['https:', 'http:'].includes(new URL(u).protocol);
+    } catch {
+      return false;
+    }
+  }, 'must be an https:// URL');
+const email = z.string().trim().regex(/^[^\s@<>()",;:]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/, 'must be an e-mail address like ops@example.com');
 // Written into a generated Dockerfile's FROM line: a plain image reference, nothing else.
 const image = z
   .string()
@@ -55,6 +105,8 @@ const webPath = z
   .trim()
   .regex(/^\/[A-Za-z0-9._\/-]*$/, 'must be an absolute path of letters, digits and "._/-"')
   .refine((p) => p !== '/' && !p.split('/').includes('..'), 'must not be "/" or contain ".."');
+
+const PLAIN_PATH_RE = /^\/[A-Za-z0-9._\/-]*$/;
 
 // env var → [settings key, schema, default]
 const VARS = {
@@ -69,6 +121,8 @@ const VARS = {
   BERTH_STOP_GRACE_S: ['stopGraceS', int(0, 3_600), '10'],
   BERTH_RECONCILE_INTERVAL_MS: ['reconcileIntervalMs', int(1_000, 86_400_000), '30000'],
   BERTH_BUILD_CONCURRENCY: ['buildConcurrency', int(1, 64), '1'],
+  BERTH_HEARTBEAT_MS: ['heartbeatMs', int(100, 600_000), '10000'],
+  BERTH_RECONNECT_MAX_MS: ['reconnectMaxMs', int(100, 600_000), '30000'],
   BERTH_BASE_IMAGE_PYTHON: ['baseImagePython', image, 'python:3.12-slim'],
   BERTH_BASE_IMAGE_NODE: ['baseImageNode', image, 'node:20-slim'],
   BERTH_BASE_IMAGE_RUBY: ['baseImageRuby', image, 'ruby:3.3-slim'],
@@ -76,6 +130,20 @@ const VARS = {
   BERTH_STATIC_DIR: ['staticDir', webPath, '/var/lib/berth-static'],
   BERTH_RELEASE_TIMEOUT_S: ['releaseTimeoutMs', int(1, 86_400).transform((s) => s * 1000), '1800'],
   BERTH_KEEP_RELEASES: ['keepReleases', int(1, 100), '5'],
+  BERTH_FETCH_TIMEOUT_S: ['fetchTimeoutMs', int(1, 86_400).transform((s) => s * 1000), '600'],
+  BERTH_BUILD_TIMEOUT_S: ['buildTimeoutMs', int(1, 86_400).transform((s) => s * 1000), '3600'],
+  BERTH_START_TIMEOUT_S: ['startTimeoutMs', int(1, 86_400).transform((s) => s * 1000), '300'],
+  BERTH_SWITCH_TIMEOUT_S: ['switchTimeoutMs', int(1, 86_400).transform((s) => s * 1000), '120'],
+  BERTH_HEALTH_INTERVAL_MS: ['healthIntervalMs', int(50, 60_000), '1000'],
+  BERTH_MIN_FREE_DISK_MB: ['minFreeDiskMb', int(0, 10_000_000), '1024'],
+  BERTH_ACME_DIRECTORY: ['acmeDirectory', url, 'https://acme-v02.api.letsencrypt.org/directory'],
+  BERTH_ACME_CA: ['acmeCa', path, undefined],
+  BERTH_ACME_EMAIL: ['acmeEmail', email, undefined],
+  BERTH_ACME_SKIP_PRECHECK: ['acmeSkipPrecheck', bool, '0'],
+  // Outside BERTH_DATA for the same reason as BERTH_STATIC_DIR: nginx workers (nobody) read the tokens.
+  BERTH_ACME_WEBROOT: ['acmeWebroot', webPath, '/var/lib/berth-acme'],
+  BERTH_ACME_RENEW_DAYS: ['certRenewDays', days, '30'],
+  BERTH_ACME_MIN_RENEW_INTERVAL_S: ['certMinRenewIntervalMs', int(0, 604_800).transform((s) => s * 1000), '3600'],
 } as const;
 
 /** Read settings from `env`; `dataDir` (from `--data`) wins over BERTH_DATA. Throws SettingsError naming the variable. */
@@ -100,5 +168,13 @@ export function loadSettings(opts: { dataDir?: string } = {}, env: NodeJS.Proces
   settings.server = '';
   settings.dataDir = resolve(settings.dataDir);
   if (settings.nginxPrefix !== undefined) settings.nginxPrefix = resolve(settings.nginxPrefix);
+  if (settings.acmeCa !== undefined) settings.acmeCa = resolve(settings.acmeCa);
+  // Certificate paths (DATA/certs/APP/…) are written into nginx config unquoted.
+  if (settings.httpsPort > 0 && !PLAIN_PATH_RE.test(settings.dataDir)) {
+    throw new SettingsError(`invalid BERTH_DATA=${JSON.stringify(settings.dataDir)}: with HTTPS on it must be a path of letters, digits and "._/-" (certificate paths go into the nginx config); or set BERTH_HTTPS_PORT=0`);
+  }
+  if (settings.httpsPort > 0 && settings.httpsPort === settings.httpPort) {
+    throw new SettingsError(`invalid BERTH_HTTPS_PORT=${settings.httpsPort}: must differ from BERTH_HTTP_PORT`);
+  }
   return settings;
 }

@@ -3,6 +3,8 @@
 import { Command, CommanderError } from 'commander';
 import { BERTH_VERSION } from '../shared/version.js';
 import { registerDaemonCommands } from './commands/daemons.js';
+import { registerStatusCommand } from './commands/status.js';
+import { registerLogsCommand } from './commands/logs.js';
 import { registerDeployCommands } from './commands/deploy.js';
 import { registerEnvCommands } from './commands/env.js';
 import { registerAppCommands, registerDomainCommands, registerServerCommands } from './commands/resources.js';
@@ -22,6 +24,8 @@ registerAppCommands(program);
 registerDomainCommands(program);
 registerEnvCommands(program);
 registerDeployCommands(program);
+registerLogsCommand(program);
+registerStatusCommand(program);
 
 /** Every failure becomes one clear line on stderr and a non-zero exit code. */
 function fail(err: unknown): never {

@@ -6,6 +6,7 @@ import { agentMessage, parseMessage, PROTOCOL_VERSION, type AgentMessage, type C
 import { appSpecOf, serverSpecOf } from './desired-state.js';
 import type { DeploymentEvents } from './events.js';
 import { deploymentInfo, type DeploymentRow } from './store/deployments.js';
+import type { RuntimeLogRelay } from './runtime-logs.js';
 import type { Stores } from './store/index.js';
 
 /** Superseded/cancelled deployments are re-announced to a reconnecting agent for this long. */
@@ -25,6 +26,7 @@ export interface SessionDeps {
   logger: Logger;
   events?: DeploymentEvents;
   onObservedState(server: string, state: ObservedState): void;
+  runtimeLogs?: RuntimeLogRelay;
 }
 
 export class AgentSession {
@@ -64,6 +66,7 @@ export class AgentSession {
       deploymentId: d.id,
       app: appSpecOf(this.deps.stores, app),
       ...(d.commit ? { commit: d.commit } : {}),
+      ...(d.rollback_of ? { rollbackOf: d.rollback_of } : {}),
     });
   }
 
@@ -131,12 +134,25 @@ export class AgentSession {
         else if (added.length > 0) this.deps.events?.logs(msg.deploymentId, added);
         return;
       }
+      case 'logs_data':
+        // Unknown ids are requests the client already left: the agent is told to stop them.
+        if (!this.deps.runtimeLogs?.deliver(this.server, msg.requestId, msg.lines)) {
+          this.send({ type: 'logs_cancel', v: PROTOCOL_VERSION, requestId: msg.requestId });
+        }
+        return;
+      case 'logs_end':
+        this.deps.runtimeLogs?.finish(this.server, msg.requestId, msg.error);
+        return;
       case 'observed_state':
         this.deps.onObservedState(this.server, {
           specRevision: msg.specRevision,
           containers: msg.containers,
           receivedAt: new Date().toISOString(),
         });
+        return;
+      case 'cert_status':
+        // Only this server's apps are written (the store ignores others').
+        stores.certs.replaceForServer(this.server, msg.certs);
         return;
     }
   }

@@ -9,8 +9,9 @@ import type { AgentHub } from './hub.js';
 import type { AppRow } from './store/apps.js';
 import { deploymentInfo, type DeploymentRow } from './store/deployments.js';
 import type { Stores } from './store/index.js';
+import { ConflictError, NotFoundError } from './errors.js';
 
-export type DeployTrigger = 'manual' | 'push' | 'webhook';
+export type DeployTrigger = 'manual' | 'push' | 'webhook' | 'rollback';
 
 export interface TriggerDeps {
   stores: Stores;
@@ -32,11 +33,11 @@ export interface Triggered {
 export function triggerDeploy(
   deps: TriggerDeps,
   app: AppRow,
-  opts: { commit: string | null; trigger: DeployTrigger; inTransaction?: (row: DeploymentRow) => void },
+  opts: { commit: string | null; trigger: DeployTrigger; inTransaction?: (row: DeploymentRow) => void; rollbackOf?: string },
 ): Triggered {
   const { stores, hub, events } = deps;
   const { row, superseded } = stores.db.transaction(() => {
-    const created = stores.deployments.create({ app: app.name, server: app.server, commit: opts.commit, trigger: opts.trigger });
+    const created = stores.deployments.create({ app: app.name, server: app.server, commit: opts.commit, trigger: opts.trigger, rollbackOf: opts.rollbackOf ?? null });
     opts.inTransaction?.(created);
     return { row: created, superseded: stores.deployments.supersedeQueued(app.name, created.id) };
   })();
@@ -82,4 +83,67 @@ export function waitForEnd(deps: { stores: Stores; events: DeploymentEvents }, i
     const onAbort = () => finish(current());
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** The release a deployment made live: its own, or for a rollback the one it re-activated. */
+const releaseOf = (d: DeploymentRow) => d.rollback_of ?? d.id;
+
+/**
+ * The deployment whose release a rollback re-activates. Given an id: that deployment (or, for a
+ * rollback, the one it rolled back to), which must have gone live. Without: one release further
+ * back than the live one — repeated rollbacks keep walking back; `berth rollback APP ID` goes anywhere.
+ */
+export function resolveRollbackTarget(stores: Stores, app: string, requested?: string): DeploymentRow {
+  const done = stores.deployments.doneByApp(app);
+  const live = done[0];
+  if (requested !== undefined) {
+    const row = stores.deployments.get(requested);
+    if (!row || row.app !== app) throw new NotFoundError(`deployment "${requested}" is not a deployment of app "${app}"`);
+    if (row.status !== 'done') {
+      throw new ConflictError(`deployment ${requested} ${row.status === 'failed' ? 'failed' : `is ${row.status}`}: only a deployment that went live can be rolled back to`);
+    }
+    const target = row.rollback_of ? stores.deployments.get(row.rollback_of) : row;
+    if (!target) throw new NotFoundError(`the release deployment ${requested} rolled back to (${row.rollback_of}) no longer exists`);
+    if (live && releaseOf(live) === target.id) throw new ConflictError(`the release of deployment ${target.id} is already live`);
+    return target;
+  }
+  if (!live) throw new ConflictError(`app "${app}" has no live release to roll back from`);
+  const releases = done.filter((d) => !d.rollback_of);
+  const at = releases.findIndex((d) => d.id === releaseOf(live));
+  const target = at >= 0 ? releases[at + 1] : releases.find((d) => d.id !== releaseOf(live));
+  if (!target) throw new ConflictError(`app "${app}" has no earlier good release to roll back to`);
+  return target;
+}
+
+/** Reason recorded for a deployment cancelled through the API. */
+export const USER_CANCEL_REASON = 'cancelled by a user';
+
+/**
+ * Cancel a deployment. One that has not started (or whose agent is offline) is cancelled here and
+ * the agent is told; one running on a connected agent is aborted there, and the agent's report is
+ * what the deployment ends as — `cancelled`, or `done` when it had already switched. Waits up to
+ * `waitMs` for that report.
+ */
+export async function cancelDeployment(deps: TriggerDeps, id: string, waitMs = 15_000): Promise<{ deployment: DeploymentInfo; pending: boolean }> {
+  const { stores, hub, events } = deps;
+  const row = stores.deployments.require(id);
+  if (isTerminal(row.status)) throw new ConflictError(`deployment ${id} has already finished (${row.status})`);
+  if (row.status === 'queued' || !hub.isConnected(row.server)) {
+    const cancelled = stores.deployments.cancel(id, USER_CANCEL_REASON);
+    if (!cancelled) {
+      const now = stores.deployments.require(id);
+      return { deployment: deploymentInfo(now), pending: false };
+    }
+    // A queued order may already be in the agent's journal (or run there before its next report): it is told either way.
+    hub.sendCancel(cancelled);
+    events.deployment(deploymentInfo(cancelled));
+    deps.logger.info({ app: row.app, deploymentId: id }, 'deployment cancelled');
+    return { deployment: deploymentInfo(cancelled), pending: false };
+  }
+  // Running: only the agent knows whether it can still stop before the switch.
+  hub.sendCancel({ ...row, status: 'cancelled', reason: USER_CANCEL_REASON });
+  deps.logger.info({ app: row.app, deploymentId: id, status: row.status }, 'asked the agent to cancel a running deployment');
+  const final = await waitForEnd(deps, id, waitMs);
+  const current = final ?? deploymentInfo(stores.deployments.require(id));
+  return { deployment: current, pending: !isTerminal(current.status) };
 }

@@ -9,7 +9,8 @@ export function appSpecOf(stores: Stores, app: AppRow): AppSpec {
     name: app.name,
     repo: app.repo,
     branch: app.branch,
-    domains: stores.apps.domains(app.name).map((d) => d.domain),
+    // Explicit domains plus the default hostname APP.BASE_DOMAIN when the server has a base domain.
+    domains: stores.apps.servedDomains(app),
     // Decrypted only here, on the way to the app's own agent (over its authenticated connection).
     env: stores.env.record(app.name),
   };

@@ -2,7 +2,7 @@
 // stores and routes can throw and one error handler turns them into `{error}` responses.
 export class ControlPlaneError extends Error {
   override name = 'ControlPlaneError';
-  constructor(readonly status: 400 | 401 | 404 | 409 | 413, message: string) {
+  constructor(readonly status: 400 | 401 | 404 | 409 | 413 | 503, message: string) {
     super(message);
   }
 }
@@ -32,6 +32,14 @@ export class ConflictError extends ControlPlaneError {
   override name = 'ConflictError';
   constructor(message: string) {
     super(409, message);
+  }
+}
+
+/** Something only the agent can answer, and it is not connected. */
+export class AgentUnavailableError extends ControlPlaneError {
+  override name = 'AgentUnavailableError';
+  constructor(message: string) {
+    super(503, message);
   }
 }
 

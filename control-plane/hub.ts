@@ -6,10 +6,11 @@ import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
 import { sha256 } from '../shared/ids.js';
 import type { Logger } from '../shared/logger.js';
-import { AGENT_WS_PATH } from '../shared/protocol.js';
+import { AGENT_WS_PATH, PROTOCOL_VERSION, type LogsRequest } from '../shared/protocol.js';
 import { AgentSession, type ObservedState } from './agent-session.js';
 import { bearerToken } from './bearer.js';
 import type { DeploymentEvents } from './events.js';
+import { RuntimeLogRelay, type LogsListener } from './runtime-logs.js';
 import type { DeploymentRow } from './store/deployments.js';
 import type { Stores } from './store/index.js';
 
@@ -35,6 +36,8 @@ export class AgentHub {
   /** Every open session, including replaced ones still closing: all of them get pinged. */
   private readonly live = new Set<AgentSession>();
   private readonly observed = new Map<string, ObservedState>();
+  /** `berth logs` requests waiting for their agent's frames. */
+  readonly runtimeLogs = new RuntimeLogRelay();
   private readonly pinger: NodeJS.Timeout;
   private readonly log: Logger;
 
@@ -85,6 +88,21 @@ export class AgentHub {
     if (session?.ready) session.sendCancel(d);
   }
 
+  /**
+   * Ask the server's agent for an app's runtime logs. Returns a function that stops the request, or
+   * null when the agent is not connected (runtime logs live on the server, nowhere else).
+   */
+  requestLogs(server: string, req: Omit<LogsRequest, 'type' | 'v'>, listener: LogsListener): (() => void) | null {
+    const session = this.current.get(server);
+    if (!session?.ready) return null;
+    this.runtimeLogs.open(req.requestId, server, listener);
+    session.send({ type: 'logs_request', v: PROTOCOL_VERSION, ...req });
+    return () => {
+      this.runtimeLogs.close(req.requestId);
+      this.current.get(server)?.send({ type: 'logs_cancel', v: PROTOCOL_VERSION, requestId: req.requestId });
+    };
+  }
+
   observedState(server: string): ObservedState | undefined {
     return this.observed.get(server);
   }
@@ -106,6 +124,7 @@ export class AgentHub {
       logger: this.opts.logger,
       ...(this.opts.events ? { events: this.opts.events } : {}),
       onObservedState: (s, state) => this.observed.set(s, state),
+      runtimeLogs: this.runtimeLogs,
     });
     this.current.set(server, session);
     this.live.add(session);
@@ -115,6 +134,7 @@ export class AgentHub {
       this.live.delete(session);
       if (this.current.get(server) === session) {
         this.current.delete(server);
+        this.runtimeLogs.dropServer(server, `the agent of server "${server}" disconnected`);
         this.log.info({ server, code }, 'agent disconnected');
       }
     });

@@ -20,6 +20,8 @@ export interface ControlPlaneOptions {
   listen: string;
   /** The URL agents and clients use to reach us (e.g. behind a proxy); default http://HOST:PORT. */
   publicUrl?: string;
+  /** Release tarballs served to install.sh (default: $BERTH_RELEASE_DIR, else release/ next to the install). */
+  releaseDir?: string;
   logger?: Logger;
 }
 
@@ -42,7 +44,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   const hub = new AgentHub({ stores, logger, events });
 
   let url = opts.publicUrl?.replace(/\/+$/, '') ?? '';
-  const api = createApi({ stores, hub, events, logger, adminToken, url: () => url });
+  const api = createApi({ stores, hub, events, logger, adminToken, url: () => url, releaseDir: opts.releaseDir });
   // No `createServer` option is passed, so this is a plain node:http server.
   const server = createAdaptorServer({ fetch: api.fetch, hostname: host }) as Server;
   server.on('upgrade', hub.handleUpgrade);

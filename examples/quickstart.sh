@@ -61,6 +61,8 @@ BERTH_TOKEN=$(cat "$QS/cp/admin-token")
 export BERTH_TOKEN
 
 export BERTH_DATA="$QS/agent" BERTH_NGINX_PREFIX="$QS/nginx" BERTH_HTTP_PORT="$PORT"
+# No HTTPS here: hello.localhost cannot get a public certificate (set BERTH_HTTPS_PORT and BERTH_ACME_* for real domains).
+export BERTH_HTTPS_PORT=0
 if ! [ -f "$QS/agent/agent.json" ]; then
   step "enrolling this machine as server 'local'"
   token=$($BERTH server add local --json | node -e 'process.stdin.on("data",d=>console.log(JSON.parse(d).joinToken))')

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { appName, branchName, commitSha, domainName, envKey, gitUrl, serverName } from './validation.js';
 import type { DeployStatus } from './deploy-status.js';
 
-export const createServerBody = z.object({ name: serverName });
+export const createServerBody = z.object({ name: serverName, baseDomain: domainName.optional() });
 export const joinBody = z.object({ token: z.string().min(1).max(200), name: serverName.optional(), hostname: z.string().max(255).optional() });
 export const createAppBody = z.object({ name: appName, repo: gitUrl, branch: branchName.default('main'), server: serverName });
 export const addDomainBody = z.object({ domain: domainName });
@@ -13,13 +13,60 @@ export const deployBody = z.object({ commit: commitSha.optional() });
 /** POST /api/servers */
 export interface ServerCreated { name: string; joinToken: string; installCommand: string }
 /** GET /api/servers */
-export interface ServerInfo { name: string; connected: boolean; joinedAt: string | null; lastSeenAt: string | null; agentVersion: string | null; hostname: string | null; createdAt: string }
+export interface ServerInfo {
+  name: string;
+  connected: boolean;
+  joinedAt: string | null;
+  lastSeenAt: string | null;
+  agentVersion: string | null;
+  hostname: string | null;
+  createdAt: string;
+  /** Added by issue 5: apps on this server also answer APP.BASE_DOMAIN. */
+  baseDomain?: string | null;
+}
+/** PATCH /api/servers/:name (issue 5): null removes the base domain. */
+export const updateServerBody = z.object({ baseDomain: domainName.nullable() }).strict();
 /** POST /api/agent/join */
 export interface JoinResult { server: string; credential: string; controlPlaneUrl: string }
 /** Apps */
-export interface AppInfo { name: string; repo: string; branch: string; server: string; domains: string[]; webhooks: Record<string, string>; createdAt: string }
+export interface AppInfo {
+  name: string;
+  repo: string;
+  branch: string;
+  server: string;
+  /** The domains added with `berth domain add` (the default hostname is `defaultDomain`). */
+  domains: string[];
+  webhooks: Record<string, string>;
+  createdAt: string;
+  /** Added by issue 5: APP.BASE_DOMAIN when the server has a base domain. */
+  defaultDomain?: string | null;
+}
 /** Domains */
-export interface DomainInfo { domain: string; app: string; createdAt: string }
+export interface DomainInfo {
+  domain: string;
+  app: string;
+  createdAt: string;
+  // ---- added by issue 5 (HTTPS) ----
+  /** The app's default hostname APP.BASE_DOMAIN (from its server's base domain): cannot be removed on its own. */
+  isDefault?: boolean;
+  /** The installed certificate covers this domain (HTTPS is served, HTTP redirects). */
+  https?: boolean;
+  /** valid | renewal-due | expired | missing (not covered yet); null = the agent has not reported (or HTTPS is off). */
+  certState?: string | null;
+  certIssuer?: string | null;
+  /** When the certificate covering this domain expires (ISO). */
+  certExpiresAt?: string | null;
+  certDaysLeft?: number | null;
+  /** The app's last issuance/renewal attempt: when, ok | failed, and why it failed. */
+  certLastAttemptAt?: string | null;
+  certLastResult?: 'ok' | 'failed' | null;
+  certLastError?: string | null;
+  certLastSuccessAt?: string | null;
+  /** When the agent tries next (backoff after a failure, else the renewal date). */
+  certNextAttemptAt?: string | null;
+  /** When the agent reported this state. */
+  certReportedAt?: string | null;
+}
 /** Deployments */
 export interface DeploymentInfo {
   id: string;
@@ -31,6 +78,8 @@ export interface DeploymentInfo {
   createdAt: string;
   updatedAt: string;
   finishedAt: string | null;
+  /** A rollback (trigger `rollback`): the deployment whose release it re-activates; null otherwise. */
+  rollbackOf?: string | null;
 }
 /** GET /api/deployments/:id/logs?after=SEQ */
 export interface DeploymentLogs { deployment: DeploymentInfo; lines: Array<{ seq: number; ts: string; stream: string; text: string }> }
@@ -102,3 +151,11 @@ export interface DeploymentDetails extends DeploymentInfo { phases: DeploymentPh
  * (data: the final DeploymentInfo) once the deployment has finished; the server then closes the stream.
  */
 export const DEPLOYMENT_EVENT = { deployment: 'deployment', log: 'log', end: 'end' } as const;
+/** Event names of GET /api/apps/:name/logs (runtime output, `berth logs`): `line` = RuntimeLogLine, `end` = {error?}. */
+export const RUNTIME_LOG_EVENT = { line: 'line', end: 'end' } as const;
+
+// ---- rollback and cancel (issue 4) ----------------------------------------------------------
+/** POST /api/apps/:name/rollback — absent deploymentId: the good release before the live one. */
+export const rollbackBody = z.object({ deploymentId: z.string().regex(/^[a-z0-9]{8,40}$/, 'deployment id must be 8-40 lower-case alphanumerics').optional() }).strict();
+/** POST /api/deployments/:id/cancel → the deployment; `cancelPending`: the agent has not confirmed yet (it is still running). */
+export interface CancelResult extends DeploymentInfo { cancelPending: boolean }

@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { appSpec, serverSpec } from './spec.js';
 import { deployStatus } from './deploy-status.js';
-import { commitSha } from './validation.js';
+import { appName, commitSha } from './validation.js';
 
 export const PROTOCOL_VERSION = 1;
 const v = z.literal(PROTOCOL_VERSION);
@@ -47,7 +47,48 @@ export const observedState = z.object({
   containers: z.array(observedContainer).max(10_000),
 });
 
-export const agentMessage = z.discriminatedUnion('type', [agentHello, agentHeartbeat, deployProgress, deployLog, observedState]);
+// Runtime logs (`berth logs`): the control plane asks, the agent streams the app's container output back.
+export const logsRequestId = z.string().regex(/^[a-z0-9]{8,40}$/, 'logs request id must be 8-40 lower-case alphanumerics');
+export const runtimeLogLine = z.object({
+  process: z.string().max(64),
+  replica: z.number().int().nonnegative().optional(),
+  container: z.string().max(128),
+  stream: z.enum(['stdout', 'stderr']),
+  /** Docker's timestamp of the line (RFC 3339), when it had one. */
+  ts: z.string().max(64).optional(),
+  text: z.string().max(16_384),
+});
+export type RuntimeLogLine = z.infer<typeof runtimeLogLine>;
+export const logsData = z.object({ type: z.literal('logs_data'), v, requestId: logsRequestId, lines: z.array(runtimeLogLine).max(1000) });
+export const logsEnd = z.object({ type: z.literal('logs_end'), v, requestId: logsRequestId, error: z.string().max(1000).optional() });
+
+/** One app's certificate as the agent sees it (agent/certs CertStatus; ISO dates; fields only ever added). */
+export const certStatusEntry = z.object({
+  app: z.string().max(64),
+  /** Domains the app wants. */
+  domains: z.array(z.string().max(253)).max(1000),
+  /** Domains the installed certificate covers ([] when none). */
+  certDomains: z.array(z.string().max(253)).max(1000),
+  /** valid | renewal-due | expired | missing */
+  state: z.string().max(32),
+  issuer: z.string().max(1024).nullable(),
+  notBefore: z.string().max(64).nullable(),
+  notAfter: z.string().max(64).nullable(),
+  daysLeft: z.number().int().nullable(),
+  lastAttemptAt: z.string().max(64).nullable(),
+  lastResult: z.enum(['ok', 'failed']).nullable(),
+  lastError: z.string().max(4096).nullable(),
+  lastSuccessAt: z.string().max(64).nullable(),
+  failures: z.number().int().nonnegative(),
+  nextAttemptAt: z.string().max(64).nullable(),
+  /** Why a new certificate is wanted (missing | expired | domains-changed | expiring); null when none is. */
+  reason: z.string().max(32).nullable().optional(),
+});
+export type CertStatusEntry = z.infer<typeof certStatusEntry>;
+/** All of the agent's certificates (a snapshot: an app missing from it has none). Sent on connect and on change. */
+export const certStatusMessage = z.object({ type: z.literal('cert_status'), v, certs: z.array(certStatusEntry).max(10_000) });
+
+export const agentMessage = z.discriminatedUnion('type', [agentHello, agentHeartbeat, deployProgress, deployLog, observedState, logsData, logsEnd, certStatusMessage]);
 export type AgentMessage = z.infer<typeof agentMessage>;
 
 // ---- control plane → agent -------------------------------------------------------------------
@@ -60,6 +101,12 @@ export const cpDeployOrder = z.object({
   app: appSpec,
   /** Deploy this commit; absent = the head of the app's branch at fetch time. */
   commit: commitSha.optional(),
+  /**
+   * A rollback: re-activate the good release this deployment made (its image, config and env
+   * snapshot) through the health gate and switch, without fetching or building. `commit` is that
+   * release's commit, so an agent that predates rollbacks rebuilds the same version instead.
+   */
+  rollbackOf: deploymentId.optional(),
 });
 export const cpHeartbeat = z.object({ type: z.literal('heartbeat'), v, ts: z.string() });
 export const cpError = z.object({ type: z.literal('error'), v, message: z.string() });
@@ -77,7 +124,21 @@ export const cpCancel = z.object({
   reason: z.string().max(4096).optional(),
 });
 
-export const cpMessage = z.discriminatedUnion('type', [cpWelcome, cpDesiredState, cpDeployOrder, cpHeartbeat, cpError, cpCancel]);
+export const cpLogsRequest = z.object({
+  type: z.literal('logs_request'),
+  v,
+  requestId: logsRequestId,
+  app: appName,
+  /** Only this process's containers; absent = every process of the app. */
+  process: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/).optional(),
+  /** Lines per container from the end of its log. */
+  tail: z.number().int().min(0).max(10_000),
+  follow: z.boolean(),
+});
+export const cpLogsCancel = z.object({ type: z.literal('logs_cancel'), v, requestId: logsRequestId });
+export type LogsRequest = z.infer<typeof cpLogsRequest>;
+
+export const cpMessage = z.discriminatedUnion('type', [cpWelcome, cpDesiredState, cpDeployOrder, cpHeartbeat, cpError, cpCancel, cpLogsRequest, cpLogsCancel]);
 export type CpMessage = z.infer<typeof cpMessage>;
 export type DeployOrder = z.infer<typeof cpDeployOrder>;
 export type CancelOrder = z.infer<typeof cpCancel>;

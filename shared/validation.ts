@@ -1,6 +1,7 @@
 // Validation of every name and URL that crosses an edge (CLI, HTTP API, WebSocket, webhooks).
 // These values end up in Docker object names, Nginx config files and git argument lists, so the
 // rules are strict allow-lists rather than attempts to escape hostile input.
+import { domainToASCII, domainToUnicode } from 'node:url';
 import { z } from 'zod';
 
 /** App names are DNS labels: they become container names, nginx file names and default hostnames. */
@@ -77,27 +78,94 @@ export const gitUrl = z
  * Domain names: RFC 1123 host names, lower-cased, IDNs as punycode. The value is written into
  * nginx `server_name`, so anything outside [a-z0-9.-] is refused rather than escaped.
  */
-export const domainName = z
-  .string()
-  .transform((d) => d.trim().toLowerCase())
-  .pipe(
-    z
-      .string()
-      .min(1, 'domain is empty')
-      .max(253, 'domain is longer than 253 characters')
-      .superRefine((d, ctx) => {
-        const fail = (message: string) => ctx.addIssue({ code: 'custom', message });
-        if (!/^[a-z0-9.-]+$/.test(d)) return fail('domain may only contain a-z, 0-9, "-" and "." (use punycode for international names)');
-        const labels = d.split('.');
-        if (labels.length < 2) return fail('domain must have at least two labels (e.g. app.example.com)');
-        for (const label of labels) {
-          if (label.length === 0) return fail('domain has an empty label ("..", or a leading/trailing ".")');
-          if (label.length > 63) return fail('domain has a label longer than 63 characters');
-          if (label.startsWith('-') || label.endsWith('-')) return fail('domain labels must not start or end with "-"');
-        }
-        if (/^[0-9]+$/.test(labels[labels.length - 1]!)) return fail('domain must not be an IP address');
-      }),
-  );
+export const domainName = z.string().transform((raw, ctx) => {
+  const r = normalizeDomain(raw);
+  if (r.ok) return r.domain;
+  ctx.addIssue({ code: 'custom', message: r.error });
+  return z.NEVER;
+});
+
+/**
+ * Normalize one domain: lower-case; an international name becomes punycode (node:url
+ * domainToASCII). Refused: whitespace/control characters (never trimmed away: "a.com\n" is an
+ * error, not "a.com"), anything but a-z 0-9 "-" ".", empty labels, labels over 63 and names over
+ * 253 characters, IP addresses, wildcards (they need DNS-01, which berth does not do), and
+ * look-alikes: characters IDNA silently maps to others (full-width letters, zero-width joiners),
+ * labels that mix scripts (Latin "a" next to Cyrillic "р"), and labels written entirely in
+ * letters that mimic Latin ones ("аррӏе").
+ */
+export function normalizeDomain(raw: unknown): { ok: true; domain: string } | { ok: false; error: string } {
+  const no = (error: string) => ({ ok: false as const, error });
+  if (typeof raw !== 'string') return no('domain must be a string');
+  if (raw.length === 0) return no('domain is empty');
+  if (raw.length > 1000) return no('domain is longer than 253 characters');
+  if (/[\s\x00-\x1f\x7f-\x9f\u2028\u2029]/.test(raw)) return no('domain must not contain whitespace or control characters');
+  if (raw.startsWith('*.')) {
+    return no('wildcard domains need DNS-01 validation, which is not configured on this installation: add each host name instead');
+  }
+  const lower = raw.toLowerCase();
+  let ascii: string;
+  if (/^[\x21-\x7e]*$/.test(lower)) {
+    ascii = lower;
+    if (!/^[a-z0-9.-]+$/.test(ascii)) return no('domain may only contain a-z, 0-9, "-" and "." (international names are converted to punycode)');
+  } else {
+    // Printable ASCII other than the allowed characters is refused before IDNA can map it away.
+    if (/[\x21-\x2c\x2f\x3a-\x60\x7b-\x7e]/.test(lower)) return no('domain may only contain letters, digits, "-" and "."');
+    const nfc = lower.normalize('NFC');
+    ascii = domainToASCII(nfc);
+    if (!ascii) return no('domain is not a valid international domain name');
+    // IDNA maps some characters to others (full-width "ｅ" → "e", drops zero-width joiners): a
+    // name that does not survive the round trip does not look like what it resolves to.
+    if (domainToUnicode(ascii) !== nfc) return no('domain contains characters that stand in for others (full-width or invisible characters): type the name plainly');
+  }
+  if (ascii.length > 253) return no('domain is longer than 253 characters');
+  const labels = ascii.split('.');
+  if (labels.length < 2) return no('domain must have at least two labels (e.g. app.example.com)');
+  for (const label of labels) {
+    if (label.length === 0) return no('domain has an empty label ("..", or a leading/trailing ".")');
+    if (label.length > 63) return no('domain has a label longer than 63 characters');
+    if (label.startsWith('-') || label.endsWith('-')) return no('domain labels must not start or end with "-"');
+    if (label.startsWith('xn--')) {
+      const uni = domainToUnicode(label);
+      if (!uni || uni === label || /^[\x00-\x7f]*$/.test(uni) || domainToASCII(uni) !== label) return no(`domain label "${label}" is not valid punycode`);
+      const lookalike = lookalikeReason(uni);
+      if (lookalike) return no(`domain label "${uni}" (${label}) ${lookalike}`);
+    }
+  }
+  if (/^[0-9]+$/.test(labels[labels.length - 1]!)) return no('domain must not be an IP address');
+  return { ok: true, domain: ascii };
+}
+
+const SCRIPTS = ['Latin', 'Cyrillic', 'Greek', 'Armenian', 'Georgian', 'Hebrew', 'Arabic', 'Han', 'Hiragana', 'Katakana', 'Hangul', 'Bopomofo', 'Thai', 'Devanagari', 'Cherokee'] as const;
+const SCRIPT_RE = Object.fromEntries(SCRIPTS.map((s) => [s, new RegExp(`\\p{Script=${s}}`, 'u')])) as Record<(typeof SCRIPTS)[number], RegExp>;
+// Script mixes that are normal in one name (UTS #39 "highly restrictive"): CJK with Latin.
+const ALLOWED_MIXES: ReadonlyArray<ReadonlySet<string>> = [
+  new Set(['Latin', 'Han', 'Hiragana', 'Katakana']),
+  new Set(['Latin', 'Han', 'Bopomofo']),
+  new Set(['Latin', 'Han', 'Hangul']),
+];
+// Letters of other scripts (and a few Latin ones) that render like a-z: a label made only of them
+// impersonates an ASCII name.
+const LATIN_LOOKALIKES = new Set([...'аеорсухѕіјһӏԁԛԝүьɑɡıȷɩοαινυκρχꭵ']);
+
+function lookalikeReason(label: string): string | null {
+  const scripts = new Set<string>();
+  let letters = 0;
+  let mimics = 0;
+  for (const ch of label) {
+    if (/[0-9-]/.test(ch)) continue;
+    letters++;
+    if (LATIN_LOOKALIKES.has(ch)) mimics++;
+    const script = SCRIPTS.find((s) => SCRIPT_RE[s].test(ch));
+    if (!script) return `contains the character "${ch}" (U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}), which is not allowed in a domain name`;
+    scripts.add(script);
+  }
+  if (scripts.size > 1 && !ALLOWED_MIXES.some((mix) => [...scripts].every((s) => mix.has(s)))) {
+    return `mixes ${[...scripts].join(' and ')} letters, which is how look-alike domains are made`;
+  }
+  if (letters > 0 && mimics === letters) return 'is made only of letters that look like Latin ones (a look-alike of an ASCII name)';
+  return null;
+}
 
 /** Validate with a schema and throw a one-line error naming the field. */
 export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, what: string): T {

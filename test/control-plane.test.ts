@@ -247,7 +247,7 @@ describe('control plane: API and agent hub', () => {
     const created = await api('POST', '/api/servers', { name: 'alpha' });
     assert.equal(created.status, 201);
     assert.equal(created.body.name, 'alpha');
-    assert.equal(created.body.installCommand, `berth agent join ${cp.url} ${created.body.joinToken} --name alpha`);
+    assert.equal(created.body.installCommand, `curl -fsSL ${cp.url}/install.sh | sudo sh -s -- --token ${created.body.joinToken} --name alpha`);
     assert.equal((await api('POST', '/api/servers', { name: 'alpha' })).status, 409);
     const badName = await api('POST', '/api/servers', { name: 'Alpha_1' });
     assert.equal(badName.status, 400);

@@ -7,6 +7,9 @@
 //   await certs.stop();
 //
 // All issuance (ensure() and the scheduler) runs through one queue: one ACME order at a time.
+// In the agent (agent/main.ts) the reconcile loop asks observe() which apps are due and runs
+// ensureReport() as its `ensure-cert` action; rejected() undoes a certificate nginx refused;
+// readCertStatus() reads the same status from disk without an agent (`berth status`).
 import { join } from 'node:path';
 import type { Logger } from '../../shared/logger.js';
 import { AcmeIssuer, LETSENCRYPT_PRODUCTION, validateDomains, type AcmeConfig, type IssuedPair } from './acme.js';
@@ -21,6 +24,7 @@ import {
   type AttemptReport,
   type RenewalInput,
   type RenewalPolicy,
+  type RenewalReason,
   type RenewalRunSummary,
   type RenewalTask,
 } from './renewal.js';
@@ -70,6 +74,8 @@ export interface CertStatus {
   failures: number;
   /** When berth will try next (backoff after failures, else the renewal date); null when nothing is planned. */
   nextAttemptAt: string | null;
+  /** Why a new certificate is wanted (missing | expired | domains-changed | expiring); null when none is. */
+  reason: string | null;
 }
 
 export interface CertManagerOptions {
@@ -85,6 +91,8 @@ export interface CertManagerOptions {
   /**
    * Called after the scheduler installed a renewed certificate (not for ensure(), whose caller gets
    * the result): reload nginx here. The certificate paths are unchanged, so a reload is enough.
+   * Runs inside the issuance queue: use `store` directly (not rollback()) to select the previous
+   * certificate again. Throwing records the attempt as failed (with backoff).
    */
   onRenewed?: (app: string, cert: CertResult) => void | Promise<void>;
   /** Clock (tests). */
@@ -103,6 +111,15 @@ export function acmeConfigFromEnv(env: NodeJS.ProcessEnv = process.env, httpPort
     skipChallengeVerification: val('BERTH_ACME_SKIP_PRECHECK') === '1' || val('BERTH_ACME_SKIP_PRECHECK') === 'true',
     ...(httpPort ? { challengeHttpPort: httpPort } : {}),
   };
+}
+
+/**
+ * Certificate status read straight from DATA/certs, without a running agent (for `berth status` on
+ * the server). Same shape as CertManager.status().
+ */
+export function readCertStatus(dataDir: string, policy: Partial<RenewalPolicy> = {}): CertStatus[] {
+  const m = new CertManager({ dataDir, webroot: join(dataDir, 'certs', 'unused-webroot'), acme: { directoryUrl: LETSENCRYPT_PRODUCTION }, policy });
+  return m.status();
 }
 
 export class CertManager {
@@ -171,6 +188,56 @@ export class CertManager {
     });
   }
 
+  /**
+   * Why `app` needs an order for `domains` right now (missing, expired, domains-changed, expiring),
+   * or null when it is fine or backing off after failures. Pure apart from reading the store.
+   */
+  dueReason(app: string, domains: string[]): string | null {
+    let wanted: string[];
+    try {
+      wanted = domains.length ? validateDomains(domains) : [];
+    } catch {
+      return null;
+    }
+    if (wanted.length === 0) return null;
+    const rec = this.store.record(app);
+    const plan = planRenewals({
+      desired: { [app]: wanted },
+      certs: { [app]: this.store.get(app) },
+      attempts: rec ? { [app]: rec } : {},
+      now: this.now(),
+      policy: this.policy,
+    });
+    return plan.due[0]?.reason ?? null;
+  }
+
+  /** What the reconcile planner needs: due apps (with the reason) and the domains each known app's record wants. */
+  observe(apps: ReadonlyArray<{ name: string; domains: readonly string[] }>): { due: Map<string, string>; wanted: Map<string, string[]> } {
+    const due = new Map<string, string>();
+    for (const a of apps) {
+      const reason = this.dueReason(a.name, [...a.domains]);
+      if (reason) due.set(a.name, reason);
+    }
+    const wanted = new Map(Object.entries(this.store.records()).map(([app, rec]) => [app, rec.domains]));
+    for (const app of this.store.apps()) if (!wanted.has(app)) wanted.set(app, []);
+    return { due, wanted };
+  }
+
+  /**
+   * ensure() and report what happened: `changed` when a different certificate is now installed,
+   * `error` when this call's attempt failed (the old certificate, if any, stays).
+   */
+  async ensureReport(app: string, domains: string[]): Promise<{ cert: CertResult | null; changed: boolean; error: string | null }> {
+    const before = this.store.get(app)?.fingerprint256 ?? null;
+    const startedAt = this.now().getTime();
+    const cert = await this.ensure(app, domains);
+    const after = this.store.get(app)?.fingerprint256 ?? null;
+    const rec = this.store.record(app);
+    const attempted = rec?.lastAttemptAt ? Date.parse(rec.lastAttemptAt) >= startedAt : false;
+    const error = attempted && rec?.lastResult === 'failed' ? (rec.lastError ?? 'certificate not issued') : null;
+    return { cert, changed: before !== after, error };
+  }
+
   /** The installed certificate of `app` if it is unexpired, whatever domains it covers. */
   current(app: string): CertResult | null {
     return this.usable(app);
@@ -194,6 +261,7 @@ export class CertManager {
       else if (plan.due.some((t) => t.app === app) || plan.deferred.some((t) => t.app === app)) state = 'renewal-due';
       else state = 'valid';
       const next = wanted.length ? nextAttemptFor(plan, app, now) : null;
+      const task = plan.due.find((t) => t.app === app) ?? plan.deferred.find((t) => t.app === app);
       out.push({
         app,
         domains: wanted,
@@ -209,6 +277,7 @@ export class CertManager {
         lastSuccessAt: rec?.lastSuccessAt ?? null,
         failures: rec?.failures ?? 0,
         nextAttemptAt: next ? next.toISOString() : null,
+        reason: task?.reason ?? null,
       });
     }
     return out;
@@ -242,6 +311,22 @@ export class CertManager {
   async rollback(app: string): Promise<CertResult | null> {
     return this.serialized(async () => {
       this.store.rollback(app);
+      return this.usable(app);
+    });
+  }
+
+  /**
+   * nginx refused the certificate ensure() just installed: select the previous one again and count
+   * a failed attempt, so the next order waits for the backoff instead of repeating every pass.
+   */
+  async rejected(app: string, why: string): Promise<CertResult | null> {
+    return this.serialized(async () => {
+      const rec = this.store.record(app);
+      this.store.rollback(app);
+      const at = this.now();
+      const reason = (rec?.lastReason ?? 'domains-changed') as RenewalReason;
+      const report: AttemptReport = { app, reason, domains: rec?.attemptedDomains ?? rec?.domains ?? [], at, finishedAt: at, ok: false, error: `nginx refused the new certificate: ${oneLine(why)}` };
+      this.record(report, this.scheduler.nextAttemptAfter(report));
       return this.usable(app);
     });
   }
@@ -296,8 +381,9 @@ export class CertManager {
       try {
         await this.opts.onRenewed(task.app, result);
       } catch (err) {
-        // The certificate is installed; nginx picking it up is the caller's transaction to retry.
-        this.opts.log?.error({ app: task.app, err: oneLine(err) }, 'onRenewed failed after installing a renewed certificate');
+        // nginx did not take the renewed certificate: a failed attempt (backoff, shown in status).
+        this.opts.log?.error({ app: task.app, err: oneLine(err) }, 'nginx did not take the renewed certificate');
+        throw new Error(`renewed certificate not taken into use by nginx: ${oneLine(err)}`);
       }
     }
     return { notAfter: info.notAfter };

@@ -28,6 +28,8 @@ export const berthYmlSchema = z.strictObject(
       .strictObject({
         path: healthPath.default('/'),
         timeout: z.number({ error: 'expected seconds (a number)' }).int('expected whole seconds').min(1, 'expected 1 to 3600 seconds').max(3600, 'expected 1 to 3600 seconds').default(30),
+        interval: z.number({ error: 'expected seconds (a number)' }).min(0.05, 'expected 0.05 to 60 seconds').max(60, 'expected 0.05 to 60 seconds').optional(),
+        attempts: z.number({ error: 'expected a number of probes' }).int('expected a whole number').min(1, 'expected 1 to 10000').max(10_000, 'expected 1 to 10000').optional(),
       })
       .optional(),
     cron: z.record(processName, z.strictObject({ schedule: cronSchedule, command })).optional(),
@@ -45,7 +47,7 @@ export interface PartialConfig {
   port?: number;
   release?: string;
   processes?: Record<string, ProcessConfig>;
-  healthcheck?: { path: string; timeoutS: number };
+  healthcheck?: { path: string; timeoutS: number; intervalS?: number; attempts?: number };
   cron?: Record<string, { schedule: string; command: string }>;
   volumes?: Record<string, { target: string }>;
 }
@@ -59,7 +61,16 @@ export function parseBerthYml(data: unknown, file = 'berth.yml'): PartialConfig 
     ...c.build,
     ...(c.release !== undefined ? { release: c.release } : {}),
     ...(processes ? { processes } : {}),
-    ...(c.healthcheck ? { healthcheck: { path: c.healthcheck.path, timeoutS: c.healthcheck.timeout } } : {}),
+    ...(c.healthcheck
+      ? {
+          healthcheck: {
+            path: c.healthcheck.path,
+            timeoutS: c.healthcheck.timeout,
+            ...(c.healthcheck.interval !== undefined ? { intervalS: c.healthcheck.interval } : {}),
+            ...(c.healthcheck.attempts !== undefined ? { attempts: c.healthcheck.attempts } : {}),
+          },
+        }
+      : {}),
     ...(c.cron ? { cron: c.cron } : {}),
     ...(c.volumes ? { volumes: c.volumes } : {}),
   };

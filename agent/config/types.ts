@@ -34,7 +34,12 @@ export interface AppConfig {
   };
   release: string | null;
   processes: Record<string, ProcessConfig>;
-  healthcheck: { path: string; timeoutS: number } | null;
+  /**
+   * HTTP check of every new web container: GET `path` with the app's Host header must answer 2xx/3xx
+   * within `timeoutS` (the whole budget), probing every `intervalS` (default BERTH_HEALTH_INTERVAL_MS),
+   * failing early after `attempts` failed probes when set.
+   */
+  healthcheck: { path: string; timeoutS: number; intervalS?: number; attempts?: number } | null;
   cron: Record<string, { schedule: string; command: string }>;
   volumes: Record<string, { target: string }>;
   /** Things the loader inferred or ignored, shown in the deploy log. */

@@ -1,5 +1,6 @@
 // Agent start: no deploy stays "running" forever. Deploys the previous process left mid-way are
-// finished in the journal and reported; their half-started containers and build dirs are removed.
+// finished in the journal and reported; their half-started containers, build dirs and the images
+// their build had made so far are removed.
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
@@ -8,7 +9,9 @@ import { PROTOCOL_VERSION, type AgentMessage } from '../../shared/protocol.js';
 import { listBerthContainers, removeContainer } from '../processes.js';
 import type { AgentSettings } from '../settings.js';
 import type { AgentStore, DeployRecord } from '../store/index.js';
+import { removeBuildLeftovers } from './images.js';
 import { DeployLogStream } from './log-stream.js';
+import { imageTag } from './runner.js';
 
 export interface RecoveryDeps {
   docker: Docker;
@@ -57,6 +60,20 @@ export async function recoverJournal(deps: RecoveryDeps): Promise<DeployRecord[]
     } catch (err) {
       // Not fatal: those containers are not the current release, so reconciliation removes them later.
       logger.warn({ err }, 'could not remove containers of interrupted deploys');
+    }
+  }
+  // A build the agent died in leaves its image (if it got that far) and the layers it made so far.
+  for (const d of result.failed) {
+    if (d.order.rollbackOf) continue; // a rollback builds nothing; its image is a kept release's
+    for (const dir of [join(deps.settings.staticDir, d.app, d.id), join(deps.settings.staticDir, d.app, `.staging-${d.id}`)]) {
+      await rm(dir, { recursive: true, force: true }).catch(() => {});
+    }
+    try {
+      const removed = await removeBuildLeftovers(deps.docker, { tag: imageTag(d.app, d.id), imageIds: d.buildImages, server: deps.settings.server });
+      store.deploys.clearBuildImages(d.id);
+      if (removed > 0) logger.info({ deploymentId: d.id, images: removed }, 'removed the images of an interrupted build');
+    } catch (err) {
+      logger.warn({ err, deploymentId: d.id }, 'could not remove the images of an interrupted build');
     }
   }
   if (result.queued.length > 0) logger.info({ deploys: result.queued.map((d) => d.id) }, 'resuming queued deploys');

@@ -17,6 +17,8 @@ export interface StartPhaseOptions {
   /** Called with each container as soon as it exists, so a failure can remove it. */
   onStarted: (c: StartedContainer) => void;
   log: (line: string) => void;
+  /** The starting phase's signal: checked before each container. */
+  signal?: AbortSignal;
 }
 
 /** The config's processes in start order: web first, then the others by name. */
@@ -30,6 +32,7 @@ export async function startProcesses(docker: Docker, o: StartPhaseOptions): Prom
   const started: StartedContainer[] = [];
   for (const p of o.processes) {
     for (let replica = 1; replica <= p.scale; replica++) {
+      o.signal?.throwIfAborted();
       const c = await startProcessContainer(docker, {
         app: o.app,
         deploymentId: o.deploymentId,
@@ -53,12 +56,27 @@ export async function startProcesses(docker: Docker, o: StartPhaseOptions): Prom
   return started;
 }
 
-export async function checkHealth(
-  docker: Docker,
-  started: StartedContainer[],
-  o: { healthcheck: AppConfig['healthcheck']; timeoutMs: number; stableMs: number; log: (line: string) => void; signal: AbortSignal },
-): Promise<void> {
+export interface HealthOptions {
+  healthcheck: AppConfig['healthcheck'];
+  /** Budget without a healthcheck in the config (BERTH_HEALTH_TIMEOUT_MS). */
+  timeoutMs: number;
+  stableMs: number;
+  /** Default pause between HTTP probes (BERTH_HEALTH_INTERVAL_MS). */
+  intervalMs: number;
+  /** The app's domains: the first is the Host header of HTTP probes, as nginx would send it. */
+  domains: string[];
+  log: (line: string) => void;
+  signal: AbortSignal;
+}
+
+/** The health gate's whole budget: what the health_checking phase's deadline is derived from. */
+export function healthBudgetMs(o: Pick<HealthOptions, 'healthcheck' | 'timeoutMs' | 'stableMs'>): number {
+  return (o.healthcheck ? o.healthcheck.timeoutS * 1000 : o.timeoutMs) + o.stableMs;
+}
+
+export async function checkHealth(docker: Docker, started: StartedContainer[], o: HealthOptions): Promise<void> {
   const timeoutMs = o.healthcheck ? o.healthcheck.timeoutS * 1000 : o.timeoutMs;
+  const hc = o.healthcheck;
   await Promise.all(
     started.map((c) =>
       c.process === 'web'
@@ -69,7 +87,14 @@ export async function checkHealth(
             stableMs: o.stableMs,
             log: o.log,
             signal: o.signal,
-            ...(o.healthcheck ? { httpPath: o.healthcheck.path } : {}),
+            ...(hc
+              ? {
+                  httpPath: hc.path,
+                  intervalMs: hc.intervalS !== undefined ? Math.round(hc.intervalS * 1000) : o.intervalMs,
+                  ...(hc.attempts !== undefined ? { attempts: hc.attempts } : {}),
+                  ...(o.domains[0] ? { host: o.domains[0] } : {}),
+                }
+              : {}),
           })
         : waitStable(docker, { containerId: c.id, name: c.name, stableMs: o.stableMs, timeoutMs, signal: o.signal }).then(() =>
             o.log(`${c.name} is running`),

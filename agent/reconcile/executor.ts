@@ -7,7 +7,7 @@ import type { AppSite } from '../nginx.js';
 import { listBerthContainers, removeContainer, startProcessContainer, type BerthContainer } from '../processes.js';
 import type { AgentSettings } from '../settings.js';
 import type { AgentStore } from '../store/index.js';
-import { describeAction, plan, type Action } from './planner.js';
+import { describeAction, plan, type Action, type Observed } from './planner.js';
 
 /** The part of Nginx reconciliation needs (main passes a serialised wrapper). */
 export interface NginxPort {
@@ -15,6 +15,19 @@ export interface NginxPort {
   readAppFile(app: string): string | null;
   render(app: string, site: AppSite): string;
   listApps(): string[];
+  /** Reload without file changes (a new certificate behind the stable paths), verifying `verifyApps` serve it. */
+  reload?(what: string, verifyApps?: string[]): Promise<void>;
+}
+
+/** Certificates, when HTTPS is on (main adapts the CertManager). */
+export interface CertPort {
+  /** Due apps and the domains each known app wants (Observed.certs). */
+  observe(apps: ReadonlyArray<{ name: string; domains: readonly string[] }>): NonNullable<Observed['certs']>;
+  /** Issue/renew if due; `changed` = another certificate is installed now; `error` = this attempt failed. */
+  ensure(app: string, domains: string[]): Promise<{ changed: boolean; error: string | null }>;
+  /** nginx refused the new certificate: select the previous one again (a failed attempt, with backoff). */
+  rejected(app: string, why: string): Promise<void>;
+  remove(app: string): Promise<void>;
 }
 
 export interface ExecutorDeps {
@@ -25,6 +38,8 @@ export interface ExecutorDeps {
   logger: Logger;
   /** Checked before every action: a deploy may have started since the plan was made. */
   isBusy: (app: string) => boolean;
+  /** Set when HTTPS is on. */
+  certs?: CertPort;
 }
 
 export interface ExecutionResult {
@@ -34,9 +49,16 @@ export interface ExecutionResult {
 
 export async function executeActions(deps: ExecutorDeps, actions: Action[]): Promise<ExecutionResult> {
   const result: ExecutionResult = { applied: [], errors: [] };
+  // No certificate orders for an app whose server block could not be written this pass: the
+  // config is broken somewhere, and a new certificate could not be put into use anyway.
+  const nginxFailed = new Set<string>();
   for (const action of actions) {
     const what = describeAction(action);
     if (deps.isBusy(action.app)) continue;
+    if (action.type === 'ensure-cert' && action.domains.length > 0 && nginxFailed.has(action.app)) {
+      result.errors.push(`${what}: skipped, the app's nginx config could not be applied`);
+      continue;
+    }
     try {
       await apply(deps, action);
       result.applied.push(what);
@@ -44,6 +66,7 @@ export async function executeActions(deps: ExecutorDeps, actions: Action[]): Pro
     } catch (err) {
       const message = `${what}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
       result.errors.push(message);
+      if (action.type === 'write-nginx' || action.type === 'restart-container' || action.type === 'start-release-container') nginxFailed.add(action.app);
       deps.logger.warn({ err, app: action.app, action: action.type }, `reconcile action failed: ${what}`);
     }
   }
@@ -103,6 +126,37 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
     case 'forget-release':
       store.releases.forget(action.app);
       return;
+    case 'ensure-cert': {
+      if (!deps.certs) return;
+      const { changed, error } = await deps.certs.ensure(action.app, action.domains);
+      if (changed && action.site) await useNewCertificate(deps, action.app, action.site);
+      if (error) throw new Error(error);
+      return;
+    }
+    case 'remove-cert':
+      await deps.certs?.remove(action.app);
+      return;
+  }
+}
+
+/**
+ * Put a newly installed certificate into nginx: rewrite the server block when its TLS part changes
+ * (first certificate, other domains), else reload. If nginx refuses it, the previous certificate
+ * is selected again and nginx put back on it.
+ */
+async function useNewCertificate(deps: ExecutorDeps, app: string, site: AppSite): Promise<void> {
+  const { nginx } = deps;
+  const apply = async () => {
+    if (nginx.readAppFile(app) !== nginx.render(app, site)) await nginx.applyApp(app, site);
+    else await nginx.reload?.(`the new certificate of ${app}`, [app]);
+  };
+  try {
+    await apply();
+  } catch (err) {
+    const why = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+    await deps.certs!.rejected(app, why);
+    await apply().catch((again: unknown) => deps.logger.error({ app, err: again }, 'nginx did not take the previous certificate either'));
+    throw new Error(`nginx refused the new certificate, the previous one is kept: ${why}`);
   }
 }
 
@@ -194,7 +248,9 @@ export class Reconciler {
     try {
       containers = await listBerthContainers(docker, { server: this.deps.settings.server });
       const nginxApps = nginx.listApps().map((app) => ({ app, content: nginx.readAppFile(app) }));
-      const planned = plan(this.deps.desired(), store.releases.all(), { containers, nginxApps }, (app, site) => nginx.render(app, site), {
+      const desired = this.deps.desired();
+      const certs = this.deps.certs && desired ? this.deps.certs.observe(desired.apps) : undefined;
+      const planned = plan(desired, store.releases.all(), { containers, nginxApps, ...(certs ? { certs } : {}) }, (app, site) => nginx.render(app, site), {
         busyApps: this.deps.busyApps(),
       });
       if (planned.length > 0) {

@@ -10,6 +10,11 @@ export interface Observed {
   containers: BerthContainer[];
   /** Server block files on disk; content null = listed but unreadable. */
   nginxApps: Array<{ app: string; content: string | null }>;
+  /**
+   * Certificates (absent when HTTPS is off): apps whose certificate must be (re-)issued now, with
+   * the reason, and the domains each app known to the certificate store wants.
+   */
+  certs?: { due: ReadonlyMap<string, string>; wanted: ReadonlyMap<string, readonly string[]> };
 }
 
 export type RenderSite = (app: string, site: AppSite) => string;
@@ -24,7 +29,11 @@ export type Action =
   | { type: 'remove-container'; app: string; containerId: string; deploymentId: string; reason: string }
   | { type: 'write-nginx'; app: string; site: AppSite; reason: string }
   | { type: 'remove-nginx'; app: string; reason: string }
-  | { type: 'forget-release'; app: string; reason: string };
+  | { type: 'forget-release'; app: string; reason: string }
+  /** Issue/renew the app's certificate for `domains` ([] = stop renewing it); a new one is put into nginx for `site`. */
+  | { type: 'ensure-cert'; app: string; domains: string[]; site: AppSite | null; reason: string }
+  /** The app is gone: delete its certificate. */
+  | { type: 'remove-cert'; app: string; reason: string };
 
 export interface PlanOptions {
   /** Apps with a deploy running or draining: left entirely alone. */
@@ -55,7 +64,8 @@ export function plan(
     containersOf.set(c.app, list);
   }
 
-  const apps = [...new Set([...specApps.keys(), ...releaseOf.keys(), ...nginxOf.keys(), ...containersOf.keys()])].sort();
+  const certsOf = observed.certs;
+  const apps = [...new Set([...specApps.keys(), ...releaseOf.keys(), ...nginxOf.keys(), ...containersOf.keys(), ...(certsOf?.wanted.keys() ?? [])])].sort();
   const actions: Action[] = [];
   for (const app of apps) {
     if (busy.has(app)) continue;
@@ -67,17 +77,26 @@ export function plan(
       if (nginxOf.has(app)) actions.push({ type: 'remove-nginx', app, reason: why });
       for (const c of containers) actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: why });
       if (releaseOf.has(app)) actions.push({ type: 'forget-release', app, reason: why });
+      if (certsOf?.wanted.has(app)) actions.push({ type: 'remove-cert', app, reason: why });
       continue;
     }
     const release = releaseOf.get(app);
     // Never deployed (or deployed before this agent's journal): what runs is unknown, so it is left as is.
     if (!release) continue;
-    actions.push(...planRelease(app, spec.domains, release, containers, nginxOf.get(app) ?? null, render));
+    actions.push(...planRelease(app, spec.domains, release, containers, nginxOf.get(app) ?? null, render, certsOf));
   }
   return actions;
 }
 
-function planRelease(app: string, domains: string[], release: Release, containers: BerthContainer[], nginxContent: string | null, render: RenderSite): Action[] {
+function planRelease(
+  app: string,
+  domains: string[],
+  release: Release,
+  containers: BerthContainer[],
+  nginxContent: string | null,
+  render: RenderSite,
+  certs?: Observed['certs'],
+): Action[] {
   const actions: Action[] = [];
   for (const c of containers) {
     if (c.deploymentId !== release.deploymentId) {
@@ -89,7 +108,9 @@ function planRelease(app: string, domains: string[], release: Release, container
   // A static site is served from disk: nothing of it runs.
   if (release.staticRoot) {
     for (const c of current) actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: 'a static site runs no containers' });
-    actions.push(...planNginx(app, domains, nginxContent, render, { domains, staticRoot: release.staticRoot }));
+    const site: AppSite = { domains, staticRoot: release.staticRoot };
+    actions.push(...planNginx(app, domains, nginxContent, render, site));
+    actions.push(...planCert(app, domains, site, certs));
     return actions;
   }
 
@@ -155,7 +176,25 @@ function planRelease(app: string, domains: string[], release: Release, container
   const site: AppSite | null =
     webPorts.length === 0 ? null : webPorts.length === 1 ? { domains, upstreamPort: webPorts[0]! } : { domains, upstreamPort: webPorts[0]!, upstreamPorts: webPorts };
   actions.push(...planNginx(app, domains, nginxContent, render, site));
+  actions.push(...planCert(app, domains, site, certs));
   return actions;
+}
+
+/**
+ * After the server block (it serves the HTTP-01 challenge): a certificate for a served app whose
+ * certificate is missing, expiring or for other domains; none before anything is served.
+ */
+function planCert(app: string, domains: string[], site: AppSite | null, certs: Observed['certs']): Action[] {
+  if (!certs) return [];
+  const wanted = certs.wanted.get(app);
+  if (domains.length === 0 || site === null) {
+    return wanted && wanted.length > 0 ? [{ type: 'ensure-cert', app, domains: [], site: null, reason: 'nothing is served: stop renewing its certificate' }] : [];
+  }
+  const reason = certs.due.get(app);
+  if (reason) return [{ type: 'ensure-cert', app, domains, site, reason: `certificate ${reason}` }];
+  // Backing off, but the wanted domains changed: record them (status shows the right set).
+  const same = wanted !== undefined && wanted.length === domains.length && [...wanted].sort().every((d, i) => d === [...domains].sort()[i]);
+  return same ? [] : [{ type: 'ensure-cert', app, domains, site, reason: 'the domains changed' }];
 }
 
 /** The server block that should exist (none without domains or without anything to serve). */
@@ -185,5 +224,9 @@ export function describeAction(a: Action): string {
       return `remove nginx config of ${a.app} (${a.reason})`;
     case 'forget-release':
       return `forget the release of ${a.app} (${a.reason})`;
+    case 'ensure-cert':
+      return a.domains.length ? `issue a certificate for ${a.app}: ${a.domains.join(', ')} (${a.reason})` : `stop renewing the certificate of ${a.app} (${a.reason})`;
+    case 'remove-cert':
+      return `delete the certificate of ${a.app} (${a.reason})`;
   }
 }

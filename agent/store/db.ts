@@ -81,6 +81,15 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX release_history_app ON release_history (app, created_at);
   `,
+  // Issue 4: a deadline per phase (journaled so a restart can tell), the intermediate images a
+  // build created (removed when the deploy fails), and when a kept release was last made live
+  // (a rollback re-activates an old one; retention counts from the latest activation).
+  `
+  ALTER TABLE deploys ADD COLUMN deadline_at TEXT;
+  ALTER TABLE deploys ADD COLUMN build_images TEXT;
+  ALTER TABLE deploy_transitions ADD COLUMN deadline_at TEXT;
+  ALTER TABLE release_history ADD COLUMN activated_at TEXT;
+  `,
 ];
 
 export function openDb(file: string): Db {

@@ -20,12 +20,17 @@ export interface DeployRecord {
   createdAt: string;
   updatedAt: string;
   finishedAt: string | null;
+  /** When the current phase must have ended (null: no deadline, e.g. queued or finished). */
+  deadlineAt: string | null;
+  /** Image ids the deploy's build created (intermediate layers), oldest first. */
+  buildImages: string[];
 }
 
 export interface DeployTransition {
   status: DeployStatus;
   reason: string | null;
   at: string;
+  deadlineAt: string | null;
 }
 
 /** Fields a phase may record alongside (or without) a status change. */
@@ -36,6 +41,8 @@ export interface DeployPatch {
   containerId?: string | null;
   hostPort?: number | null;
   containerPort?: number | null;
+  /** When the phase entered by this transition must have ended. */
+  deadlineAt?: string | null;
 }
 
 interface Row {
@@ -53,6 +60,8 @@ interface Row {
   created_at: string;
   updated_at: string;
   finished_at: string | null;
+  deadline_at: string | null;
+  build_images: string | null;
 }
 
 const COLUMNS: Record<keyof DeployPatch, string> = {
@@ -62,6 +71,7 @@ const COLUMNS: Record<keyof DeployPatch, string> = {
   containerId: 'container_id',
   hostPort: 'host_port',
   containerPort: 'container_port',
+  deadlineAt: 'deadline_at',
 };
 
 function toRecord(row: Row): DeployRecord {
@@ -80,7 +90,19 @@ function toRecord(row: Row): DeployRecord {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     finishedAt: row.finished_at,
+    deadlineAt: row.deadline_at,
+    buildImages: parseList(row.build_images),
   };
+}
+
+function parseList(text: string | null): string[] {
+  if (!text) return [];
+  try {
+    const v = JSON.parse(text) as unknown;
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
 }
 
 export class DeployJournal {
@@ -114,10 +136,14 @@ export class DeployJournal {
       const sets = ['status = @status', 'updated_at = @at'];
       const params: Record<string, unknown> = { id, status, at };
       if (isTerminal(status)) sets.push('finished_at = @at');
-      this.patchSql(patch, sets, params);
+      // A phase's deadline ends with it: a finished deploy (or one entering a phase without one) has none.
+      const p: DeployPatch = { ...patch, deadlineAt: isTerminal(status) ? null : (patch.deadlineAt ?? null) };
+      this.patchSql(p, sets, params);
       const res = this.db.prepare(`UPDATE deploys SET ${sets.join(', ')} WHERE id = @id`).run(params);
       if (res.changes === 0) throw new Error(`deploy ${id} is not in the journal`);
-      this.db.prepare(`INSERT INTO deploy_transitions (deploy_id, status, reason, at) VALUES (?, ?, ?, ?)`).run(id, status, patch.reason ?? null, at);
+      this.db
+        .prepare(`INSERT INTO deploy_transitions (deploy_id, status, reason, at, deadline_at) VALUES (?, ?, ?, ?, ?)`)
+        .run(id, status, patch.reason ?? null, at, p.deadlineAt ?? null);
       return this.get(id)!;
     })();
   }
@@ -135,7 +161,27 @@ export class DeployJournal {
   }
 
   transitions(id: string): DeployTransition[] {
-    return (this.db.prepare(`SELECT status, reason, at FROM deploy_transitions WHERE deploy_id = ? ORDER BY id`).all(id) as DeployTransition[]);
+    return this.db
+      .prepare(`SELECT status, reason, at, deadline_at AS deadlineAt FROM deploy_transitions WHERE deploy_id = ? ORDER BY id`)
+      .all(id) as DeployTransition[];
+  }
+
+  /** Remember an image the deploy's build created, as soon as it exists (a crash must not orphan it). */
+  addBuildImage(id: string, imageId: string): void {
+    this.db
+      .prepare(`UPDATE deploys SET build_images = json_insert(COALESCE(build_images, '[]'), '$[#]', ?) WHERE id = ?`)
+      .run(imageId, id);
+  }
+
+  /** The build's images were removed (or handed over to a release). */
+  clearBuildImages(id: string): void {
+    this.db.prepare(`UPDATE deploys SET build_images = NULL WHERE id = ?`).run(id);
+  }
+
+  /** Deploys of an app that have not finished (their images and containers are in use). */
+  unfinishedIds(app: string): Set<string> {
+    const rows = this.db.prepare(`SELECT id FROM deploys WHERE app = ? AND finished_at IS NULL`).all(app) as Array<{ id: string }>;
+    return new Set(rows.map((r) => r.id));
   }
 
   /** Deploys not in a terminal state, oldest first. */

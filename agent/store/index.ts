@@ -1,4 +1,5 @@
 // The agent's own state in DATA/agent.db: desired state, deploy journal, releases, outbox, reconcile runs.
+import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { openDb, type Db } from './db.js';
@@ -45,6 +46,13 @@ export class AgentStore {
     this.releases = new ReleaseStore(db);
     this.outbox = new Outbox(db, opts.outboxLimit ?? DEFAULT_OUTBOX_LIMIT);
     this.reconcileRuns = new ReconcileRunStore(db);
+  }
+
+  /** Read-only view of a stopped agent's database (`berth status`): no migrations, no writes. */
+  static openReadOnly(dataDir: string): AgentStore {
+    const db = new Database(join(dataDir, AGENT_DB_FILE), { readonly: true, fileMustExist: true });
+    db.pragma('busy_timeout = 2000');
+    return new AgentStore(db, {});
   }
 
   static open(dataDir: string, opts: StoreOptions = {}): AgentStore {

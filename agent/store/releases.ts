@@ -41,6 +41,8 @@ export interface ReleaseSnapshot {
   containerPort: number | null;
   env: Record<string, string>;
   createdAt: string;
+  /** When it was last made live (its deploy, or a rollback to it). */
+  activatedAt: string;
 }
 
 interface Row {
@@ -63,6 +65,37 @@ interface SpecJson {
 }
 
 const KEEP_HISTORY = 20;
+// Retention and "previous release" follow the latest activation: a rollback makes an old release the newest.
+const BY_ACTIVATION = 'COALESCE(activated_at, created_at) DESC, rowid DESC';
+
+interface HistoryRow {
+  deployment_id: string;
+  app: string;
+  image: string;
+  commit_sha: string | null;
+  config_json: string;
+  spec_json: string;
+  env_json: string;
+  created_at: string;
+  activated_at: string | null;
+}
+
+const toSnapshot = (r: HistoryRow): ReleaseSnapshot => {
+  const spec = parseJson<SpecJson>(r.spec_json) ?? {};
+  return {
+    deploymentId: r.deployment_id,
+    app: r.app,
+    image: r.image,
+    commit: r.commit_sha,
+    config: parseJson<unknown>(r.config_json) ?? null,
+    processes: spec.processes ?? [],
+    staticRoot: spec.staticRoot ?? null,
+    containerPort: spec.containerPort ?? null,
+    env: parseJson<Record<string, string>>(r.env_json) ?? {},
+    createdAt: r.created_at,
+    activatedAt: r.activated_at ?? r.created_at,
+  };
+};
 
 function parseJson<T>(text: string | null): T | undefined {
   if (!text) return undefined;
@@ -152,12 +185,12 @@ export class ReleaseStore {
   }
 
   /** Record a good release for rollback; only the newest KEEP_HISTORY per app are kept. */
-  recordSnapshot(s: Omit<ReleaseSnapshot, 'createdAt'>): void {
+  recordSnapshot(s: Omit<ReleaseSnapshot, 'createdAt' | 'activatedAt'>): void {
     this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT OR REPLACE INTO release_history (deployment_id, app, image, commit_sha, config_json, spec_json, env_json, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT OR REPLACE INTO release_history (deployment_id, app, image, commit_sha, config_json, spec_json, env_json, created_at, activated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           s.deploymentId,
@@ -168,35 +201,39 @@ export class ReleaseStore {
           JSON.stringify({ processes: s.processes, staticRoot: s.staticRoot, containerPort: s.containerPort } satisfies SpecJson),
           JSON.stringify(s.env),
           now(),
+          now(),
         );
       this.db
         .prepare(
           `DELETE FROM release_history WHERE app = ? AND deployment_id NOT IN
-             (SELECT deployment_id FROM release_history WHERE app = ? ORDER BY created_at DESC, rowid DESC LIMIT ?)`,
+             (SELECT deployment_id FROM release_history WHERE app = ? ORDER BY ${BY_ACTIVATION} LIMIT ?)`,
         )
         .run(s.app, s.app, KEEP_HISTORY);
     })();
   }
 
-  /** Good releases of an app, newest first. */
+  /** Good releases of an app, the most recently activated first. */
   history(app: string, limit = KEEP_HISTORY): ReleaseSnapshot[] {
-    const rows = this.db
-      .prepare(`SELECT * FROM release_history WHERE app = ? ORDER BY created_at DESC, rowid DESC LIMIT ?`)
-      .all(app, limit) as Array<{ deployment_id: string; app: string; image: string; commit_sha: string | null; config_json: string; spec_json: string; env_json: string; created_at: string }>;
-    return rows.map((r) => {
-      const spec = parseJson<SpecJson>(r.spec_json) ?? {};
-      return {
-        deploymentId: r.deployment_id,
-        app: r.app,
-        image: r.image,
-        commit: r.commit_sha,
-        config: parseJson<unknown>(r.config_json) ?? null,
-        processes: spec.processes ?? [],
-        staticRoot: spec.staticRoot ?? null,
-        containerPort: spec.containerPort ?? null,
-        env: parseJson<Record<string, string>>(r.env_json) ?? {},
-        createdAt: r.created_at,
-      };
-    });
+    const rows = this.db.prepare(`SELECT * FROM release_history WHERE app = ? ORDER BY ${BY_ACTIVATION} LIMIT ?`).all(app, limit) as HistoryRow[];
+    return rows.map(toSnapshot);
+  }
+
+  /** One kept release (null: never recorded, or pruned since). */
+  snapshot(deploymentId: string): ReleaseSnapshot | null {
+    const row = this.db.prepare(`SELECT * FROM release_history WHERE deployment_id = ?`).get(deploymentId) as HistoryRow | undefined;
+    return row ? toSnapshot(row) : null;
+  }
+
+  /** A kept release was made live again (a rollback): it counts as the newest for retention. */
+  touchSnapshot(deploymentId: string): void {
+    this.db.prepare(`UPDATE release_history SET activated_at = ? WHERE deployment_id = ?`).run(now(), deploymentId);
+  }
+
+  /** Drop kept releases whose images were pruned: a rollback to them would fail anyway. */
+  forgetSnapshots(deploymentIds: readonly string[]): void {
+    const del = this.db.prepare(`DELETE FROM release_history WHERE deployment_id = ?`);
+    this.db.transaction(() => {
+      for (const id of deploymentIds) del.run(id);
+    })();
   }
 }

@@ -32,10 +32,11 @@ export function registerDaemonCommands(program: Command): void {
     .option('--data <dir>', 'data directory (database, admin token)', process.env.BERTH_CP_DATA ?? DEFAULT_CP_DATA)
     .option('--listen <host:port>', 'address to listen on', process.env.BERTH_LISTEN ?? '0.0.0.0:8080')
     .option('--public-url <url>', 'URL agents and clients use to reach this control plane (default: from --listen)', process.env.BERTH_PUBLIC_URL)
-    .action(async (opts: { data: string; listen: string; publicUrl?: string }) => {
+    .option('--release-dir <dir>', 'release tarballs served to install.sh (default: $BERTH_RELEASE_DIR, else release/ next to this install)')
+    .action(async (opts: { data: string; listen: string; publicUrl?: string; releaseDir?: string }) => {
       const firstStart = !existsSync(join(opts.data, 'admin-token'));
       const { startControlPlane } = await import('../../control-plane/main.js');
-      const cp = await startControlPlane({ dataDir: opts.data, listen: opts.listen, publicUrl: opts.publicUrl });
+      const cp = await startControlPlane({ dataDir: opts.data, listen: opts.listen, publicUrl: opts.publicUrl, releaseDir: opts.releaseDir });
       if (firstStart) {
         process.stderr.write(
           `berth control plane initialised.\nadmin token (also in ${join(opts.data, 'admin-token')}, mode 0600):\n  ${cp.adminToken}\nlog in with:\n  berth login ${cp.url} ${cp.adminToken}\n`,

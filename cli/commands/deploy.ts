@@ -1,8 +1,9 @@
-// `berth deploy` (optionally waiting and streaming the log live), `berth deployments APP` and
-// `berth deployments logs ID [-f]`. Live output comes from the control plane's Server-Sent Events
+// `berth deploy` (optionally waiting and streaming the log live; `--cancel` stops the app's
+// unfinished deploys), `berth rollback APP [ID]`, `berth deployments APP`, `berth deployments
+// logs ID [-f]` and `berth deployments cancel ID`. Live output comes from the control plane's Server-Sent Events
 // stream of the deployment; a broken stream is resumed after the last line seen.
 import type { Command } from 'commander';
-import { DEPLOYMENT_EVENT, type DeploymentDetails, type DeploymentInfo, type DeploymentLogs } from '../../shared/api.js';
+import { DEPLOYMENT_EVENT, type CancelResult, type DeploymentDetails, type DeploymentInfo, type DeploymentLogs } from '../../shared/api.js';
 import { isTerminal } from '../../shared/deploy-status.js';
 import { ApiClient, seg, StreamUnavailable } from '../client.js';
 import { loadClientConfig } from '../config.js';
@@ -83,18 +84,46 @@ function failUnlessDone(d: DeploymentInfo): void {
   if (d.status !== 'done') throw new CliError(`deployment ${d.id} ${d.status}${d.reason ? `: ${d.reason}` : ''}`);
 }
 
+/** Cancel deployments one by one; fails unless every one of them ended up stopped. */
+async function cancelAll(client: ApiClient, ids: string[], json: boolean): Promise<void> {
+  const results: CancelResult[] = [];
+  for (const id of ids) results.push(await client.post<CancelResult>(`/api/deployments/${seg(id)}/cancel`, {}));
+  output(json, results, (list) => {
+    for (const r of list) {
+      if (r.cancelPending) process.stdout.write(`deployment ${r.id}: cancel requested; it is still ${r.status} (the agent has not confirmed yet)\n`);
+      else if (r.status === 'done') process.stdout.write(`deployment ${r.id} had already switched traffic and is live (done)\n`);
+      else process.stdout.write(`deployment ${r.id} ${r.status}\n`);
+    }
+  });
+  const notStopped = results.filter((r) => r.cancelPending || r.status === 'done');
+  if (notStopped.length > 0) {
+    const r = notStopped[0]!;
+    throw new CliError(r.cancelPending ? `deployment ${r.id} is still ${r.status}: the agent has not confirmed the cancel yet` : `deployment ${r.id} could not be cancelled: it had already gone live`);
+  }
+}
+
 export function registerDeployCommands(program: Command): void {
   program
     .command('deploy')
-    .description('deploy an app: the head of its branch, or --commit SHA')
+    .description('deploy an app: the head of its branch, or --commit SHA (--cancel: stop its queued or running deploy)')
     .argument('<app>')
     .option('--commit <sha>', 'deploy this commit instead of the branch head')
     .option('--wait', 'stream the build/deploy log and exit 0 only when the new version serves traffic')
+    .option('--cancel', "cancel the app's queued or running deployments instead of deploying")
     .option('--timeout <seconds>', 'with --wait: give up after this many seconds', '1800')
-    .option('--json', 'print JSON (the deployment; with --wait, once it has ended)')
-    .action(async (app: string, opts: { commit?: string; wait?: boolean; timeout: string; json?: boolean }) => {
+    .option('--json', 'print JSON (the deployment; with --wait, once it has ended; with --cancel, the cancelled deployments)')
+    .action(async (app: string, opts: { commit?: string; wait?: boolean; cancel?: boolean; timeout: string; json?: boolean }) => {
       const timeoutMs = timeoutOption(opts.timeout);
       const client = new ApiClient(loadClientConfig());
+      if (opts.cancel) {
+        if (opts.commit || opts.wait) throw new CliError('--cancel cannot be combined with --commit or --wait');
+        const list = await client.get<DeploymentInfo[]>(`/api/apps/${seg(app)}/deployments`);
+        const unfinished = list.filter((d) => !isTerminal(d.status));
+        if (unfinished.length === 0) throw new CliError(`app ${app} has no queued or running deployment`);
+        // Oldest first: the running one, then those queued behind it.
+        await cancelAll(client, unfinished.reverse().map((d) => d.id), !!opts.json);
+        return;
+      }
       const created = await client.post<DeploymentInfo & { agentConnected?: boolean }>(`/api/apps/${seg(app)}/deploy`, opts.commit ? { commit: opts.commit } : {});
       if (!opts.wait) {
         output(!!opts.json, created, (d) => {
@@ -127,9 +156,49 @@ export function registerDeployCommands(program: Command): void {
       output(!!opts.json, list, (l) =>
         printTable(
           l.map((d) => ({ ...d, commit: d.commit?.slice(0, 12) ?? null })),
-          ['id', 'status', 'commit', 'trigger', 'createdAt', 'finishedAt', 'reason'],
+          ['id', 'status', 'commit', 'trigger', 'rollbackOf', 'createdAt', 'finishedAt', 'reason'],
         ),
       );
+    });
+
+  deployments
+    .command('cancel')
+    .description('cancel a queued or running deployment (one that has already switched traffic stays live)')
+    .argument('<id>', 'deployment id (from berth deployments APP)')
+    .option('--json', 'print JSON: [the deployment, with cancelPending]')
+    .action(async (id: string, opts: { json?: boolean }) => {
+      await cancelAll(new ApiClient(loadClientConfig()), [id], !!opts.json);
+    });
+
+  program
+    .command('rollback')
+    .description('bring back a previous good release (its image, config and env) without rebuilding: the one before the live one, or DEPLOYMENT_ID')
+    .argument('<app>')
+    .argument('[deployment-id]', 'a deployment that went live (from berth deployments APP)')
+    .option('--no-wait', 'return once the rollback is queued instead of following it until the old release serves')
+    .option('--timeout <seconds>', 'give up waiting after this many seconds', '600')
+    .option('--json', 'print JSON (the deployment; once it has ended unless --no-wait)')
+    .action(async (app: string, id: string | undefined, opts: { wait: boolean; timeout: string; json?: boolean }) => {
+      const timeoutMs = timeoutOption(opts.timeout);
+      const client = new ApiClient(loadClientConfig());
+      const created = await client.post<DeploymentInfo & { agentConnected?: boolean }>(`/api/apps/${seg(app)}/rollback`, id ? { deploymentId: id } : {});
+      if (!opts.wait) {
+        output(!!opts.json, created, (d) => {
+          process.stdout.write(`rollback ${d.id} of ${d.app} to the release of deployment ${d.rollbackOf ?? '?'} queued.\n`);
+          if (d.agentConnected === false) process.stdout.write("the app's server is offline: the rollback runs when its agent reconnects.\n");
+          process.stdout.write(`follow it with: berth deployments logs ${d.id} -f\n`);
+        });
+        return;
+      }
+      if (!opts.json) {
+        process.stderr.write(`rollback ${created.id} of ${created.app} to the release of deployment ${created.rollbackOf ?? '?'} (commit ${created.commit?.slice(0, 12) ?? '?'})\n`);
+        if (created.agentConnected === false) process.stderr.write("the app's server is offline: waiting for its agent to reconnect…\n");
+      }
+      const final = await followDeployment(client, created.id, { quiet: !!opts.json, timeoutMs });
+      output(!!opts.json, final, (d) => {
+        if (d.status === 'done') process.stderr.write(`rolled back: the release of deployment ${d.rollbackOf ?? '?'} is live (commit ${d.commit?.slice(0, 12) ?? '?'}).\n`);
+      });
+      failUnlessDone(final);
     });
 
   deployments

@@ -14,9 +14,10 @@ export function registerServerCommands(program: Command): void {
     .command('add')
     .description('register a server; prints a one-time join token and the command to run on it')
     .argument('<name>', 'server name (lower-case letters, digits, "-")')
+    .option('--base-domain <domain>', 'every app on this server also answers APP.<domain> (point *.<domain> at the server)')
     .option('--json', 'print JSON')
-    .action(async (name: string, opts: { json?: boolean }) => {
-      const created = await client().post<ServerCreated>('/api/servers', { name });
+    .action(async (name: string, opts: { json?: boolean; baseDomain?: string }) => {
+      const created = await client().post<ServerCreated>('/api/servers', { name, ...(opts.baseDomain !== undefined ? { baseDomain: opts.baseDomain } : {}) });
       output(!!opts.json, created, (s) => {
         process.stdout.write(`server ${s.name} added.\njoin token (valid 24 h, one use): ${s.joinToken}\nrun on the server:\n  ${s.installCommand}\n`);
       });
@@ -30,8 +31,22 @@ export function registerServerCommands(program: Command): void {
       output(!!opts.json, servers, (list) =>
         printTable(
           list.map((s) => ({ ...s, status: s.connected ? 'connected' : s.joinedAt ? 'disconnected' : 'not joined' })),
-          ['name', 'status', 'lastSeenAt', 'agentVersion', 'hostname'],
+          ['name', 'status', 'lastSeenAt', 'agentVersion', 'hostname', 'baseDomain'],
         ),
+      );
+    });
+  server
+    .command('set')
+    .description("change a server's settings")
+    .argument('<name>')
+    .option('--base-domain <domain>', 'every app on this server also answers APP.<domain>')
+    .option('--no-base-domain', 'remove the base domain (apps keep only their own domains)')
+    .option('--json', 'print JSON')
+    .action(async (name: string, opts: { json?: boolean; baseDomain?: string | false }) => {
+      if (opts.baseDomain === undefined) throw new CliError('nothing to change: give --base-domain DOMAIN or --no-base-domain');
+      const updated = await client().patch<ServerInfo>(`/api/servers/${seg(name)}`, { baseDomain: opts.baseDomain === false ? null : opts.baseDomain });
+      output(!!opts.json, updated, (s) =>
+        process.stdout.write(s.baseDomain ? `server ${s.name}: apps also answer APP.${s.baseDomain}\n` : `server ${s.name}: no base domain\n`),
       );
     });
 }
@@ -127,8 +142,26 @@ export function registerDomainCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (appName: string, opts: { json?: boolean }) => {
       const list = await client().get<DomainInfo[]>(`/api/apps/${seg(appName)}/domains`);
-      output(!!opts.json, list, (l) => printTable(l as unknown as Array<Record<string, unknown>>, ['domain', 'app', 'createdAt']));
+      output(!!opts.json, list, printDomains);
     });
+}
+
+/** Domains with their certificate: HTTPS or not, expiry, last attempt and the next one; the last error below. */
+function printDomains(list: DomainInfo[]): void {
+  const day = (iso: string | null | undefined) => (iso ? iso.replace(/\.\d{3}Z$/, 'Z') : null);
+  printTable(
+    list.map((d) => ({
+      domain: d.isDefault ? `${d.domain} (default)` : d.domain,
+      https: d.certState === null || d.certState === undefined ? '-' : d.https ? 'yes' : 'no',
+      certificate: d.certState ?? '-',
+      expires: d.certExpiresAt ? `${day(d.certExpiresAt)}${d.certDaysLeft !== null && d.certDaysLeft !== undefined ? ` (${d.certDaysLeft}d)` : ''}` : null,
+      lastRenewal: d.certLastResult ? `${d.certLastResult} ${day(d.certLastAttemptAt) ?? ''}`.trim() : null,
+      nextAttempt: day(d.certNextAttemptAt),
+    })),
+    ['domain', 'https', 'certificate', 'expires', 'lastRenewal', 'nextAttempt'],
+  );
+  const failed = list.find((d) => d.certLastResult === 'failed' && d.certLastError);
+  if (failed) process.stdout.write(`last error: ${failed.certLastError}\n`);
 }
 
 function printAppDetails(x: AppDetails): void {
@@ -137,7 +170,7 @@ function printAppDetails(x: AppDetails): void {
     ['server', x.server],
     ['repo', x.repo],
     ['branch', x.branch],
-    ['domains', x.domains.join(', ') || '-'],
+    ['domains', [...x.domains, ...(x.defaultDomain && !x.domains.includes(x.defaultDomain) ? [`${x.defaultDomain} (default)`] : [])].join(', ') || '-'],
     ['created', x.createdAt],
   ];
   if (x.webhooks.push) rows.push(['push webhook', x.webhooks.push]);

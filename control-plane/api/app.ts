@@ -14,6 +14,8 @@ import { registerDeploymentRoutes } from './deployments.js';
 import { registerEnvRoutes } from './env.js';
 import { HOOKS_PREFIX, registerWebhookRoutes } from '../webhooks/routes.js';
 import { registerServerRoutes } from './servers.js';
+import { registerInstallRoutes } from './install.js';
+import { registerLogRoutes } from './logs.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -37,6 +39,8 @@ export function createApi(deps: ApiDeps): Hono {
   registerDeploymentRoutes(app, deps);
   registerEnvRoutes(app, deps);
   registerWebhookRoutes(app, deps);
+  registerInstallRoutes(app, deps);
+  registerLogRoutes(app, deps);
 
   app.notFound((c) => c.json(fail(`no such route: ${c.req.method} ${c.req.path}`), 404));
   app.onError((err, c) => {

@@ -5,8 +5,40 @@ import { appName, domainName } from '../../shared/validation.js';
 import { domainInfo, type AppRow } from '../store/apps.js';
 import { deploymentInfo } from '../store/deployments.js';
 import { webhookUrls } from '../webhooks/routes.js';
+import type { Stores } from '../store/index.js';
 import type { ApiDeps } from './deps.js';
 import { readJson, validParam } from './http.js';
+
+/**
+ * An app's domains (explicit ones, then its default hostname) with the certificate state its agent
+ * last reported: whether the certificate covers each one, its expiry, the last attempt and the next.
+ */
+export function domainViews(stores: Stores, row: AppRow): DomainInfo[] {
+  const reported = stores.certs.forApp(row.name);
+  const explicit = stores.apps.domains(row.name).map((d) => ({ ...domainInfo(d), isDefault: false }));
+  const def = stores.apps.defaultDomain(row);
+  const all = def && !explicit.some((d) => d.domain === def) ? [...explicit, { domain: def, app: row.name, createdAt: row.created_at, isDefault: true }] : explicit;
+  return all.map((d) => {
+    const s = reported?.status;
+    const covered = !!s && s.certDomains.includes(d.domain) && s.state !== 'expired';
+    // A certificate re-issued only for another domain set is still valid for the names it covers.
+    const coveredState = s && s.state === 'renewal-due' && s.reason && s.reason !== 'expiring' ? 'valid' : s?.state;
+    return {
+      ...d,
+      https: covered,
+      certState: s ? (s.certDomains.includes(d.domain) ? coveredState! : 'missing') : null,
+      certIssuer: s && s.certDomains.includes(d.domain) ? s.issuer : null,
+      certExpiresAt: s && s.certDomains.includes(d.domain) ? s.notAfter : null,
+      certDaysLeft: s && s.certDomains.includes(d.domain) ? s.daysLeft : null,
+      certLastAttemptAt: s?.lastAttemptAt ?? null,
+      certLastResult: s?.lastResult ?? null,
+      certLastError: s?.lastError ?? null,
+      certLastSuccessAt: s?.lastSuccessAt ?? null,
+      certNextAttemptAt: s?.nextAttemptAt ?? null,
+      certReportedAt: reported?.reportedAt ?? null,
+    };
+  });
+}
 
 export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
   const { stores, hub } = deps;
@@ -68,8 +100,8 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
   });
 
   app.get('/api/apps/:name/domains', (c) => {
-    const name = stores.apps.require(appParam(c.req.param('name'))).name;
-    const body: DomainInfo[] = stores.apps.domains(name).map(domainInfo);
+    const row = stores.apps.require(appParam(c.req.param('name')));
+    const body: DomainInfo[] = domainViews(stores, row);
     return c.json(body);
   });
 

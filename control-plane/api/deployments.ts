@@ -3,10 +3,10 @@
 // changes can be followed live as Server-Sent Events.
 import type { Hono } from 'hono';
 import { z } from 'zod';
-import { deployBody, type DeploymentDetails, type DeploymentInfo, type DeploymentLogs } from '../../shared/api.js';
+import { deployBody, rollbackBody, type CancelResult, type DeploymentDetails, type DeploymentInfo, type DeploymentLogs } from '../../shared/api.js';
 import { deploymentId } from '../../shared/protocol.js';
 import { appName } from '../../shared/validation.js';
-import { triggerDeploy } from '../deploys.js';
+import { cancelDeployment, resolveRollbackTarget, triggerDeploy } from '../deploys.js';
 import { deploymentInfo } from '../store/deployments.js';
 import type { ApiDeps } from './deps.js';
 import { readJson, validParam } from './http.js';
@@ -27,6 +27,25 @@ export function registerDeploymentRoutes(app: Hono, deps: ApiDeps): void {
     const { row, agentConnected } = triggerDeploy(deps, target, { commit: commit ?? null, trigger: 'manual' });
     const body: DeploymentInfo & { agentConnected: boolean } = { ...deploymentInfo(row), agentConnected };
     return c.json(body, 201);
+  });
+
+  // A rollback is a deployment: queued, then starting → health_checking → switching → done, with
+  // no fetching or building; it supersedes queued deploys like any newer trigger.
+  app.post('/api/apps/:name/rollback', async (c) => {
+    const target = stores.apps.require(validParam(appName, c.req.param('name'), 'app name'));
+    const { deploymentId: requested } = await readJson(c, rollbackBody, { deploymentId: 'deployment id' }, { optional: true });
+    const release = resolveRollbackTarget(stores, target.name, requested);
+    // The commit goes along: an agent that predates rollbacks rebuilds that commit instead.
+    const { row, agentConnected } = triggerDeploy(deps, target, { commit: release.commit, trigger: 'rollback', rollbackOf: release.id });
+    const body: DeploymentInfo & { agentConnected: boolean } = { ...deploymentInfo(row), agentConnected };
+    return c.json(body, 201);
+  });
+
+  app.post('/api/deployments/:id/cancel', async (c) => {
+    const id = validParam(deploymentId, c.req.param('id'), 'deployment id');
+    const { deployment, pending } = await cancelDeployment(deps, id);
+    const body: CancelResult = { ...deployment, cancelPending: pending };
+    return c.json(body, pending ? 202 : 200);
   });
 
   app.get('/api/apps/:name/deployments', (c) => {

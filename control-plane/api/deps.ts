@@ -12,4 +12,6 @@ export interface ApiDeps {
   adminToken: string;
   /** The control plane's public URL; a function because the port is known only after listen. */
   url(): string;
+  /** Where release tarballs for install.sh are (default: $BERTH_RELEASE_DIR, else PACKAGE_ROOT/release). */
+  releaseDir?: string;
 }

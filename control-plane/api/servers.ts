@@ -1,12 +1,13 @@
 // Servers: created by an admin with a one-time join token, enrolled by the agent that presents it.
 import type { Hono } from 'hono';
-import { createServerBody, joinBody, type JoinResult, type ServerCreated, type ServerInfo } from '../../shared/api.js';
+import { createServerBody, joinBody, updateServerBody, type JoinResult, type ServerCreated, type ServerInfo } from '../../shared/api.js';
+import { serverName } from '../../shared/validation.js';
 import { newSecret, sha256 } from '../../shared/ids.js';
 import { newCliSafeSecret } from '../tokens.js';
 import { BadRequestError, UnauthorizedError } from '../errors.js';
 import { serverInfo } from '../store/servers.js';
 import type { ApiDeps } from './deps.js';
-import { readJson } from './http.js';
+import { readJson, validParam } from './http.js';
 
 export const JOIN_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
 
@@ -15,16 +16,28 @@ export function registerServerRoutes(app: Hono, deps: ApiDeps): void {
   const log = deps.logger.child({ component: 'api' });
 
   app.post('/api/servers', async (c) => {
-    const { name } = await readJson(c, createServerBody, { name: 'server name' });
+    const { name, baseDomain } = await readJson(c, createServerBody, { name: 'server name', baseDomain: 'base domain' });
     const joinToken = newCliSafeSecret();
     stores.servers.create(name, sha256(joinToken), new Date(Date.now() + JOIN_TOKEN_TTL_MS).toISOString());
-    log.info({ server: name }, 'server created');
-    const body: ServerCreated = { name, joinToken, installCommand: `berth agent join ${deps.url()} ${joinToken} --name ${name}` };
+    if (baseDomain) stores.apps.setBaseDomain(name, baseDomain);
+    log.info({ server: name, baseDomain }, 'server created');
+    const body: ServerCreated = { name, joinToken, installCommand: `curl -fsSL ${deps.url()}/install.sh | sudo sh -s -- --token ${joinToken} --name ${name}` };
     return c.json(body, 201);
   });
 
   app.get('/api/servers', (c) => {
     const body: ServerInfo[] = stores.servers.list().map((s) => serverInfo(s, hub.isConnected(s.name)));
+    return c.json(body);
+  });
+
+  // Issue 5: the base domain (every app on the server also answers APP.BASE_DOMAIN).
+  app.patch('/api/servers/:name', async (c) => {
+    const name = validParam(serverName, c.req.param('name'), 'server name');
+    const { baseDomain } = await readJson(c, updateServerBody, { baseDomain: 'base domain' });
+    stores.apps.setBaseDomain(name, baseDomain);
+    log.info({ server: name, baseDomain }, 'server base domain set');
+    hub.pushDesiredState(name);
+    const body: ServerInfo = serverInfo(stores.servers.require(name), hub.isConnected(name));
     return c.json(body);
   });
 

@@ -1,6 +1,7 @@
 // Apps and their domains. Every change bumps the owning server's spec revision in the same
 // transaction, so the revision an agent sees always matches the apps it describes.
 import type { AppInfo, DomainInfo } from '../../shared/api.js';
+import { normalizeDomain } from '../../shared/validation.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { now, type Db } from './db.js';
 import type { ServerStore } from './servers.js';
@@ -27,8 +28,12 @@ export class AppStore {
 
   create(app: { name: string; repo: string; branch: string; server: string }): AppRow {
     return this.db.transaction(() => {
-      this.servers.require(app.server);
+      const server = this.servers.require(app.server);
       if (this.get(app.name)) throw new ConflictError(`app "${app.name}" already exists`);
+      // Its default hostname must not be a domain of another app (one app per domain, everywhere).
+      const host = defaultHostname(app.name, server.base_domain);
+      const owner = host ? this.domainOwner(host) : undefined;
+      if (host && owner) throw new ConflictError(`app "${app.name}" would answer ${host} (server ${server.name}'s base domain), which already belongs to app "${owner}"`);
       this.db
         .prepare('INSERT INTO apps (name, repo, branch, server, created_at) VALUES (?, ?, ?, ?, ?)')
         .run(app.name, app.repo, app.branch, app.server, now());
@@ -74,6 +79,9 @@ export class AppStore {
       const app = this.require(appName);
       const owner = this.db.prepare('SELECT app FROM domains WHERE domain = ?').get(domain) as { app: string } | undefined;
       if (owner) throw new ConflictError(`domain "${domain}" already belongs to app "${owner.app}"`);
+      const byDefault = this.defaultHostnameOwner(domain);
+      if (byDefault === appName) throw new ConflictError(`domain "${domain}" is already the default hostname of app "${appName}"`);
+      if (byDefault) throw new ConflictError(`domain "${domain}" already belongs to app "${byDefault}" (its default hostname)`);
       this.db.prepare('INSERT INTO domains (domain, app, created_at) VALUES (?, ?, ?)').run(domain, appName, now());
       this.servers.bumpRevision(app.server);
       const row = this.db.prepare('SELECT * FROM domains WHERE domain = ?').get(domain) as DomainRow;
@@ -84,10 +92,60 @@ export class AppStore {
   removeDomain(appName: string, domain: string): AppRow {
     return this.db.transaction(() => {
       const app = this.require(appName);
+      if (this.defaultDomain(app) === domain) {
+        throw new ConflictError(`domain "${domain}" is the default hostname of app "${appName}" (server ${app.server}'s base domain): remove the base domain with \`berth server set ${app.server} --no-base-domain\``);
+      }
       const result = this.db.prepare('DELETE FROM domains WHERE domain = ? AND app = ?').run(domain, appName);
       if (result.changes === 0) throw new NotFoundError(`domain "${domain}" does not belong to app "${appName}"`);
       this.servers.bumpRevision(app.server);
       return app;
+    })();
+  }
+
+  /** APP.BASE_DOMAIN when the app's server has a base domain (and the result is a valid name). */
+  defaultDomain(app: AppRow): string | null {
+    return defaultHostname(app.name, this.servers.get(app.server)?.base_domain ?? null);
+  }
+
+  /** Explicit domains plus the default hostname: what the app's server block answers. */
+  servedDomains(app: AppRow): string[] {
+    const explicit = this.domains(app.name).map((d) => d.domain);
+    const def = this.defaultDomain(app);
+    return def && !explicit.includes(def) ? [...explicit, def] : explicit;
+  }
+
+  /** The app that has `domain` added explicitly. */
+  private domainOwner(domain: string): string | undefined {
+    return (this.db.prepare('SELECT app FROM domains WHERE domain = ?').get(domain) as { app: string } | undefined)?.app;
+  }
+
+  /** The app whose default hostname `domain` is (APP.BASE where APP's server has base domain BASE). */
+  private defaultHostnameOwner(domain: string): string | undefined {
+    const dot = domain.indexOf('.');
+    if (dot < 1) return undefined;
+    const row = this.db
+      .prepare('SELECT apps.name AS name FROM apps JOIN servers ON servers.name = apps.server WHERE apps.name = ? AND servers.base_domain = ?')
+      .get(domain.slice(0, dot), domain.slice(dot + 1)) as { name: string } | undefined;
+    return row?.name;
+  }
+
+  /**
+   * Set or remove a server's base domain. Refused when an app's new default hostname is already a
+   * domain of another app.
+   */
+  setBaseDomain(server: string, baseDomain: string | null): void {
+    this.db.transaction(() => {
+      this.servers.require(server);
+      if (baseDomain) {
+        for (const app of this.listByServer(server)) {
+          const host = defaultHostname(app.name, baseDomain);
+          const owner = host ? this.domainOwner(host) : undefined;
+          if (host && owner && owner !== app.name) throw new ConflictError(`app "${app.name}" would answer ${host}, which already belongs to app "${owner}"`);
+          const other = host ? this.defaultHostnameOwner(host) : undefined;
+          if (other && other !== app.name) throw new ConflictError(`${host} is already the default hostname of app "${other}"`);
+        }
+      }
+      this.servers.setBaseDomainRow(server, baseDomain);
     })();
   }
 
@@ -100,8 +158,17 @@ export class AppStore {
       domains: this.domains(row.name).map((d) => d.domain),
       webhooks: {},
       createdAt: row.created_at,
+      // Only present when there is one (older clients and checks compare app objects exactly).
+      ...(this.defaultDomain(row) ? { defaultDomain: this.defaultDomain(row) } : {}),
     };
   }
+}
+
+/** APP.BASE, or null when there is no base domain or the result is not a valid domain (too long). */
+export function defaultHostname(app: string, baseDomain: string | null | undefined): string | null {
+  if (!baseDomain) return null;
+  const r = normalizeDomain(`${app}.${baseDomain}`);
+  return r.ok ? r.domain : null;
 }
 
 export function domainInfo(row: DomainRow): DomainInfo {

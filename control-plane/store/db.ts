@@ -103,6 +103,23 @@ const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX deployment_phases_by_deployment ON deployment_phases(deployment_id);
   `,
+  // 3 (issue 5): a server's base domain (every app on it also answers APP.BASE_DOMAIN), and the
+  // certificate state each agent reports per app (a JSON document, fields only ever added).
+  `
+  ALTER TABLE servers ADD COLUMN base_domain TEXT;
+
+  CREATE TABLE app_certs (
+    app         TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE,
+    server      TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    reported_at TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX app_certs_by_server ON app_certs(server);
+  `,
+  // 4 (issue 4): a rollback is a deployment that re-activates the release another one made.
+  `
+  ALTER TABLE deployments ADD COLUMN rollback_of TEXT;
+  `,
 ];
 
 export class MigrationError extends Error {

@@ -18,6 +18,8 @@ export interface DeploymentRow {
   created_at: string;
   updated_at: string;
   finished_at: string | null;
+  /** A rollback: the deployment whose release it re-activates. */
+  rollback_of: string | null;
 }
 
 export const MAX_LOG_LINES_PER_PAGE = 5000;
@@ -27,16 +29,16 @@ export type ProgressResult = 'updated' | 'unchanged' | 'not_found' | 'already_fi
 export class DeploymentStore {
   constructor(private readonly db: Db) {}
 
-  create(d: { app: string; server: string; commit: string | null; trigger: string }): DeploymentRow {
+  create(d: { app: string; server: string; commit: string | null; trigger: string; rollbackOf?: string | null }): DeploymentRow {
     const id = newId();
     const at = now();
     this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT INTO deployments (id, app, server, status, "commit", reason, "trigger", created_at, updated_at)
-           VALUES (?, ?, ?, 'queued', ?, NULL, ?, ?, ?)`,
+          `INSERT INTO deployments (id, app, server, status, "commit", reason, "trigger", created_at, updated_at, rollback_of)
+           VALUES (?, ?, ?, 'queued', ?, NULL, ?, ?, ?, ?)`,
         )
-        .run(id, d.app, d.server, d.commit, d.trigger, at, at);
+        .run(id, d.app, d.server, d.commit, d.trigger, at, at, d.rollbackOf ?? null);
       this.recordPhase(id, 'queued', null, at);
     })();
     return this.get(id)!;
@@ -63,6 +65,16 @@ export class DeploymentStore {
       'cancelled',
       reason,
     );
+  }
+
+  /** A user cancelled this deployment: finished as `cancelled` unless it finished first (then null). */
+  cancel(id: string, reason: string): DeploymentRow | null {
+    return this.finishWhere(`id = ? AND status NOT IN ('done', 'failed', 'cancelled', 'superseded')`, [id], 'cancelled', reason)[0] ?? null;
+  }
+
+  /** The app's deployments that went live, newest first (each made a release, or re-activated one). */
+  doneByApp(app: string, limit = 1000): DeploymentRow[] {
+    return this.db.prepare(`SELECT * FROM deployments WHERE app = ? AND status = 'done' ORDER BY rowid DESC LIMIT ?`).all(app, limit) as DeploymentRow[];
   }
 
   /** Deployments of this server that ended as superseded/cancelled recently: re-announced to a reconnecting agent. */
@@ -178,5 +190,6 @@ export function deploymentInfo(row: DeploymentRow): DeploymentInfo {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     finishedAt: row.finished_at,
+    rollbackOf: row.rollback_of ?? null,
   };
 }

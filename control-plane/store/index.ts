@@ -4,6 +4,7 @@ import { ConfigError } from '../errors.js';
 import { SecretBox, SecretBoxError, SECRET_KEY_FILE } from '../secret-box.js';
 import { openDatabase, type Db } from './db.js';
 import { AppStore } from './apps.js';
+import { CertStatusStore } from './certs.js';
 import { DeploymentStore } from './deployments.js';
 import { EnvStore } from './env.js';
 import { ServerStore } from './servers.js';
@@ -16,6 +17,8 @@ export interface Stores {
   deployments: DeploymentStore;
   env: EnvStore;
   webhooks: WebhookStore;
+  /** Certificate state reported by agents (issue 5). */
+  certs: CertStatusStore;
 }
 
 export interface StoreOptions {
@@ -40,6 +43,7 @@ export function openStores(file: string, opts: StoreOptions = {}): Stores {
       deployments: new DeploymentStore(db),
       env: new EnvStore(db, apps, servers, box),
       webhooks: new WebhookStore(db, box),
+      certs: new CertStatusStore(db),
     };
   } catch (err) {
     db.close();

@@ -15,6 +15,8 @@ export interface ServerRow {
   agent_version: string | null;
   hostname: string | null;
   spec_revision: number;
+  /** Apps on this server also answer APP.BASE_DOMAIN (null: no default hostnames). */
+  base_domain: string | null;
 }
 
 export class ServerStore {
@@ -73,6 +75,15 @@ export class ServerStore {
     this.db.prepare('UPDATE servers SET last_seen_at = ? WHERE name = ?').run(now(), name);
   }
 
+  /**
+   * Set (or with null, remove) the base domain; bumps the revision. The caller checks that no
+   * resulting default hostname belongs to another app (AppStore.setBaseDomain does).
+   */
+  setBaseDomainRow(name: string, baseDomain: string | null): void {
+    this.db.prepare('UPDATE servers SET base_domain = ? WHERE name = ?').run(baseDomain, name);
+    this.bumpRevision(name);
+  }
+
   /** Called inside the transaction that changes the server's apps or domains. */
   bumpRevision(name: string): void {
     this.db.prepare('UPDATE servers SET spec_revision = spec_revision + 1 WHERE name = ?').run(name);
@@ -88,5 +99,6 @@ export function serverInfo(row: ServerRow, connected: boolean): ServerInfo {
     agentVersion: row.agent_version,
     hostname: row.hostname,
     createdAt: row.created_at,
+    ...(row.base_domain ? { baseDomain: row.base_domain } : {}),
   };
 }

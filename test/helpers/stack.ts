@@ -1,7 +1,7 @@
 // A whole berth installation on loopback for end-to-end tests: a control plane and an agent as
 // real processes (the compiled CLI), temp data dirs, a private nginx under a temp prefix.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, existsSync } from 'node:fs';
+import { chmodSync, createWriteStream, readFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BERTH_BIN, berth, berthJson } from './cli.js';
 import { eventually } from './http.js';
@@ -37,6 +37,10 @@ export class Stack {
   cpUrl = '';
   adminToken = '';
   httpPort = 0;
+  /** Outside `root` (0700): nginx workers (nobody) must traverse to the challenge files. */
+  readonly acmeWebroot = makeTmpDir('berth-acme-webroot-');
+  /** 0 = HTTPS off (BERTH_HTTPS_PORT=0); set with `Stack.create(name, { https: true })`. */
+  httpsPort = 0;
   cp?: Daemon;
   agent?: Daemon;
   /** Unique per stack: agents of parallel test runs share one Docker engine and only touch their own server's objects. */
@@ -47,13 +51,26 @@ export class Stack {
 
   private constructor(root: string, extraAgentEnv: Record<string, string> = {}) {
     this.root = root;
+    chmodSync(this.acmeWebroot, 0o755);
     this.extraAgentEnv = extraAgentEnv;
   }
 
-  static async create(name: string, opts: { agentEnv?: Record<string, string> } = {}): Promise<Stack> {
-    const stack = new Stack(makeTmpDir(`berth-${name}-`), opts.agentEnv);
+  static async create(name: string, opts: { agentEnv?: Record<string, string>; https?: boolean } = {}): Promise<Stack> {
+    const stack = new Stack(makeTmpDir(`berth-${name}-`), { ...opts.agentEnv });
     stack.httpPort = await freePort();
+    if (opts.https) {
+      do stack.httpsPort = await freePort();
+      while (stack.httpsPort === stack.httpPort);
+    }
     return stack;
+  }
+
+  /** Add or replace agent settings (e.g. ACME settings once Pebble runs); they apply from the next agent start. */
+  setAgentEnv(env: Record<string, string | undefined>): void {
+    for (const [k, v] of Object.entries(env)) {
+      if (v === undefined) delete this.extraAgentEnv[k];
+      else this.extraAgentEnv[k] = v;
+    }
   }
 
   get cpData(): string {
@@ -76,7 +93,8 @@ export class Stack {
       BERTH_DATA: this.agentData,
       BERTH_NGINX_PREFIX: this.nginxPrefix,
       BERTH_HTTP_PORT: String(this.httpPort),
-      BERTH_HTTPS_PORT: '0',
+      BERTH_HTTPS_PORT: String(this.httpsPort),
+      BERTH_ACME_WEBROOT: this.acmeWebroot,
       BERTH_HEALTH_STABLE_MS: '500',
       BERTH_HEALTH_TIMEOUT_MS: '20000',
       BERTH_DRAIN_MS: '200',
@@ -136,6 +154,7 @@ export class Stack {
   async destroy(): Promise<void> {
     await this.stopAgent();
     await this.stopControlPlane();
+    rmSync(this.acmeWebroot, { recursive: true, force: true });
     if (existsSync(join(this.nginxPrefix, 'nginx.pid'))) {
       try {
         execFileSync('nginx', ['-s', 'quit', '-p', this.nginxPrefix, '-c', 'nginx.conf'], { stdio: 'ignore' });

@@ -1,0 +1,49 @@
+// Collect the inputs of a status report from a store and the Docker engine. Used by the running
+// agent (with its live connection state) and by `berth status` when the agent is stopped.
+import type Docker from 'dockerode';
+import { LABEL } from '../labels.js';
+import { listBerthContainers, type BerthContainer } from '../processes.js';
+import type { AgentStore } from '../store/index.js';
+import { buildStatusReport, type StatusInput, type StatusReport } from './report.js';
+
+export interface GatherOptions {
+  store: AgentStore;
+  docker: Docker;
+  agent: StatusInput['agent'];
+  connection: StatusInput['connection'];
+  controlPlaneUrl: string | null;
+  certs: StatusInput['certs'];
+}
+
+async function diskUsage(docker: Docker, server: string): Promise<StatusInput['disk']> {
+  const labels = [`${LABEL.managed}=true`, ...(server ? [`${LABEL.server}=${server}`] : [])];
+  const images = await docker.listImages({ all: true, filters: { label: labels } });
+  // Layers shared between releases are counted once per image here: an upper bound, as `docker images` shows.
+  return { images: images.length, bytes: images.reduce((n, i) => n + (i.Size ?? 0), 0) };
+}
+
+export async function gatherStatus(opts: GatherOptions): Promise<StatusReport> {
+  let containers: BerthContainer[] | null = null;
+  let disk: StatusInput['disk'] = null;
+  let dockerError: string | undefined;
+  try {
+    containers = await listBerthContainers(opts.docker, { server: opts.agent.server });
+    disk = await diskUsage(opts.docker, opts.agent.server);
+  } catch (err) {
+    dockerError = `cannot ask Docker: ${(err as Error).message.split('\n')[0]}`;
+  }
+  return buildStatusReport({
+    agent: opts.agent,
+    connection: opts.connection,
+    controlPlaneUrl: opts.controlPlaneUrl,
+    desired: opts.store.desired.get(),
+    releases: opts.store.releases.all(),
+    deploys: opts.store.deploys.recent({ limit: 200 }),
+    containers,
+    ...(dockerError ? { dockerError } : {}),
+    certs: opts.certs,
+    lastReconcile: opts.store.reconcileRuns.last(1)[0] ?? null,
+    disk,
+    now: new Date(),
+  });
+}

@@ -1,0 +1,135 @@
+// What `berth status` shows, assembled from the agent's own records plus what Docker says runs.
+// Pure: the live agent (over its Unix socket) and the CLI reading a stopped agent's SQLite both
+// feed it, so the two views can never drift apart.
+import type { ServerSpec } from '../../shared/spec.js';
+import type { CertStatus } from '../certs/index.js';
+import type { ConnectionState } from '../connection.js';
+import type { BerthContainer } from '../processes.js';
+import type { DeployRecord, ReconcileRun, Release } from '../store/index.js';
+
+export interface StatusInput {
+  agent: { running: boolean; version: string; pid: number | null; startedAt: string | null; dataDir: string; server: string };
+  /** Null when the agent is stopped (its connection state died with it). */
+  connection: ConnectionState | null;
+  controlPlaneUrl: string | null;
+  desired: { spec: ServerSpec; receivedAt: string } | null;
+  releases: Release[];
+  /** The most recent deploys, newest first. */
+  deploys: DeployRecord[];
+  /** Null when Docker could not be asked. */
+  containers: BerthContainer[] | null;
+  dockerError?: string;
+  certs: CertStatus[];
+  lastReconcile: ReconcileRun | null;
+  disk: { images: number; bytes: number } | null;
+  now: Date;
+}
+
+export interface ProcessStatus {
+  name: string;
+  desired: number;
+  running: number;
+  containers: Array<{ name: string; replica: number; state: string }>;
+}
+
+export interface AppStatus {
+  name: string;
+  domains: string[];
+  release: { deploymentId: string; commit: string | null; image: string; activatedAt: string; static: boolean } | null;
+  processes: ProcessStatus[];
+  /** healthy: every desired container runs; degraded: some do; down: none; not-deployed; static: served from disk. */
+  health: 'healthy' | 'degraded' | 'down' | 'not-deployed' | 'static' | 'unknown';
+  lastDeployment: { id: string; status: string; commit: string | null; reason: string | null; createdAt: string; finishedAt: string | null } | null;
+  certificates: Array<Pick<CertStatus, 'domains' | 'certDomains' | 'state' | 'notAfter' | 'daysLeft' | 'lastAttemptAt' | 'lastResult' | 'lastError' | 'nextAttemptAt'>>;
+}
+
+export interface StatusReport {
+  agent: StatusInput['agent'] & { uptimeSeconds: number | null };
+  controlPlane: {
+    url: string | null;
+    state: ConnectionState['status'] | 'agent-stopped';
+    connectedSince: string | null;
+    lastSeenAt: string | null;
+    nextRetryAt: string | null;
+    lastError: string | null;
+    pendingMessages: number | null;
+  };
+  desiredState: { revision: number; receivedAt: string; apps: number } | null;
+  apps: AppStatus[];
+  lastReconcile: ReconcileRun | null;
+  disk: StatusInput['disk'];
+  dockerError: string | null;
+}
+
+export function buildStatusReport(input: StatusInput): StatusReport {
+  const { agent, connection } = input;
+  const specApps = input.desired?.spec.apps ?? [];
+  const names = [...new Set([...specApps.map((a) => a.name), ...input.releases.map((r) => r.app)])].sort();
+  const apps = names.map((name): AppStatus => {
+    const spec = specApps.find((a) => a.name === name);
+    const release = input.releases.find((r) => r.app === name) ?? null;
+    const last = input.deploys.find((d) => d.app === name) ?? null;
+    const isStatic = !!release?.staticRoot;
+    const wanted = release ? (release.processes ?? [{ name: 'web', command: null, scale: 1 }]) : [];
+    const ours = (input.containers ?? []).filter((c) => c.app === name && release && c.deploymentId === release.deploymentId);
+    const processes = isStatic
+      ? []
+      : wanted.map((p): ProcessStatus => {
+          const mine = ours.filter((c) => c.process === p.name).sort((a, b) => (a.replica ?? 1) - (b.replica ?? 1));
+          return {
+            name: p.name,
+            desired: p.scale,
+            running: mine.filter((c) => c.state === 'running').length,
+            containers: mine.map((c) => ({ name: c.name, replica: c.replica ?? 1, state: c.state })),
+          };
+        });
+    const desiredTotal = processes.reduce((n, p) => n + p.desired, 0);
+    const runningTotal = processes.reduce((n, p) => n + Math.min(p.running, p.desired), 0);
+    const health: AppStatus['health'] = !release
+      ? 'not-deployed'
+      : isStatic
+        ? 'static'
+        : input.containers === null
+          ? 'unknown'
+          : runningTotal === desiredTotal
+            ? 'healthy'
+            : runningTotal === 0
+              ? 'down'
+              : 'degraded';
+    return {
+      name,
+      domains: spec?.domains ?? [],
+      release: release
+        ? { deploymentId: release.deploymentId, commit: release.commit, image: release.image, activatedAt: release.activatedAt, static: isStatic }
+        : null,
+      processes,
+      health,
+      lastDeployment: last
+        ? { id: last.id, status: last.status, commit: last.commit, reason: last.reason, createdAt: last.createdAt, finishedAt: last.finishedAt }
+        : null,
+      certificates: input.certs
+        .filter((c) => c.app === name)
+        .map(({ domains, certDomains, state, notAfter, daysLeft, lastAttemptAt, lastResult, lastError, nextAttemptAt }) => ({
+          domains, certDomains, state, notAfter, daysLeft, lastAttemptAt, lastResult, lastError, nextAttemptAt,
+        })),
+    };
+  });
+  const startedMs = agent.startedAt ? Date.parse(agent.startedAt) : NaN;
+  return {
+    agent: { ...agent, uptimeSeconds: agent.running && !Number.isNaN(startedMs) ? Math.max(0, Math.round((input.now.getTime() - startedMs) / 1000)) : null },
+    controlPlane: {
+      url: connection?.url ?? input.controlPlaneUrl,
+      state: connection?.status ?? 'agent-stopped',
+      connectedSince: connection?.connectedSince ?? null,
+      lastSeenAt: connection?.lastSeenAt ?? null,
+      nextRetryAt: connection?.nextRetryAt ?? null,
+      lastError: connection?.lastError ?? null,
+      pendingMessages: connection?.pending ?? null,
+    },
+    desiredState: input.desired ? { revision: input.desired.spec.revision, receivedAt: input.desired.receivedAt, apps: input.desired.spec.apps.length } : null,
+    apps,
+    lastReconcile: input.lastReconcile,
+    disk: input.disk,
+    dockerError: input.dockerError ?? null,
+  };
+}

@@ -1,0 +1,550 @@
+#!/bin/sh
+# berth installer. Served by a berth control plane with its URL filled in:
+#
+#   curl -fsSL https://CP/install.sh | sudo sh -s -- --token JOIN_TOKEN [--name NAME]
+#   curl -fsSL https://CP/install.sh | sudo sh -s -- --all-in-one      # control plane + agent on this machine
+#   curl -fsSL https://CP/install.sh | sudo sh -s -- --uninstall [--purge]
+#
+# Idempotent: re-running it finishes an interrupted install and changes nothing on a complete one.
+# Layout: /opt/berth/releases/VERSION (unpacked release), /opt/berth/current -> releases/VERSION,
+# /opt/berth/bin/node, /usr/local/bin/berth, /etc/berth/*.env (settings), /var/lib/berth (data),
+# units in /etc/systemd/system, or without systemd as PID 1 a background agent with /run/berth/agent.pid.
+# See docs/install.md.
+set -eu
+
+BERTH_URL_BAKED=''
+
+PREFIX="${BERTH_PREFIX:-/opt/berth}"
+ETC="${BERTH_ETC:-/etc/berth}"
+BIN_LINK="${BERTH_BIN_LINK:-/usr/local/bin/berth}"
+UNIT_DIR="${BERTH_UNIT_DIR:-/etc/systemd/system}"
+RUN_DIR="${BERTH_RUN_DIR:-/run/berth}"
+LOG_DIR="${BERTH_LOG_DIR:-/var/log/berth}"
+MIN_DISK_MB=1024
+WARN_DISK_MB=5120
+
+URL=""
+TOKEN=""
+NAME=""
+MODE=install
+ALL_IN_ONE=0
+PURGE=0
+CP_LISTEN="0.0.0.0:8080"
+CP_PUBLIC_URL=""
+
+STEP="start"
+HINT=""
+say() { printf '%s\n' "berth: $*"; }
+warn() { printf '%s\n' "berth: warning: $*" >&2; }
+step() { STEP="$1"; HINT=""; printf '%s\n' "==> $1: $2"; }
+# die MESSAGE [HINT]: fail the current step with a clear message and how to retry.
+die() {
+  printf '%s\n' "berth: step \"$STEP\" failed: $1" >&2
+  [ $# -lt 2 ] || HINT="$2"
+  exit 1
+}
+on_exit() {
+  code=$?
+  trap - EXIT
+  if [ "$code" -ne 0 ]; then
+    [ -z "$HINT" ] || printf '%s\n' "berth: $HINT" >&2
+    printf '%s\n' "berth: the install stopped at step \"$STEP\"; nothing running was changed by the failed step. Fix the cause above and re-run the same command: the installer continues where it stopped." >&2
+  fi
+  [ -z "${TMP:-}" ] || rm -rf "$TMP"
+  exit "$code"
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+usage() {
+  cat <<EOF
+usage: install.sh --token JOIN_TOKEN [--name NAME] [--url CONTROL_PLANE_URL]
+       install.sh --all-in-one [--listen HOST:PORT] [--public-url URL] [--name NAME]
+       install.sh --uninstall [--purge]
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --token) [ $# -ge 2 ] || { usage >&2; exit 2; }; TOKEN="$2"; shift 2 ;;
+    --token=*) TOKEN="${1#*=}"; shift ;;
+    --name) [ $# -ge 2 ] || { usage >&2; exit 2; }; NAME="$2"; shift 2 ;;
+    --name=*) NAME="${1#*=}"; shift ;;
+    --url) [ $# -ge 2 ] || { usage >&2; exit 2; }; URL="$2"; shift 2 ;;
+    --url=*) URL="${1#*=}"; shift ;;
+    --all-in-one) ALL_IN_ONE=1; shift ;;
+    --listen) [ $# -ge 2 ] || { usage >&2; exit 2; }; CP_LISTEN="$2"; shift 2 ;;
+    --public-url) [ $# -ge 2 ] || { usage >&2; exit 2; }; CP_PUBLIC_URL="$2"; shift 2 ;;
+    --uninstall) MODE=uninstall; shift ;;
+    --purge) PURGE=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; printf '%s\n' "berth: unknown option \"$1\"" >&2; exit 2 ;;
+  esac
+done
+[ -n "$URL" ] || URL="${BERTH_INSTALL_URL:-$BERTH_URL_BAKED}"
+URL=$(printf '%s' "$URL" | sed 's:/*$::')
+if [ "$PURGE" = 1 ] && [ "$MODE" != uninstall ]; then usage >&2; exit 2; fi
+
+have() { command -v "$1" >/dev/null 2>&1; }
+systemd_running() { [ -d /run/systemd/system ] && have systemctl; }
+
+# The agent's data dir as the settings say (default /var/lib/berth).
+data_dir() {
+  d=""
+  [ ! -r "$ETC/agent.env" ] || d=$(sed -n 's/^BERTH_DATA=//p' "$ETC/agent.env" | tail -n 1)
+  printf '%s' "${d:-/var/lib/berth}"
+}
+
+# ---------------------------------------------------------------- background daemons (no systemd)
+# A process that exited but was not reaped (a container whose PID 1 does not wait) is a zombie: not running.
+proc_running() { kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+pid_alive() { [ -f "$1" ] && p=$(cat "$1" 2>/dev/null) && [ -n "$p" ] && proc_running "$p"; }
+stop_pidfile() {
+  pid_alive "$1" || { rm -f "$1"; return 0; }
+  p=$(cat "$1")
+  kill "$p" 2>/dev/null || true
+  i=0
+  while proc_running "$p"; do
+    i=$((i + 1))
+    [ "$i" -lt 150 ] || { kill -9 "$p" 2>/dev/null || true; break; }
+    sleep 0.1
+  done
+  rm -f "$1"
+}
+# start_background NAME ENVFILE ARGS...: run `berth ARGS` detached, log to LOG_DIR/NAME.log, pid in RUN_DIR/NAME.pid.
+start_background() {
+  name="$1"; envfile="$2"; shift 2
+  mkdir -p "$RUN_DIR" "$LOG_DIR"
+  (
+    set -a
+    # shellcheck disable=SC1090
+    [ ! -r "$envfile" ] || . "$envfile"
+    set +a
+    BERTH_LOG_FORMAT=json
+    export BERTH_LOG_FORMAT
+    exec setsid "$PREFIX/bin/node" "$PREFIX/current/dist/cli/main.js" "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1
+  ) &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+
+# ---------------------------------------------------------------- uninstall
+if [ "$MODE" = uninstall ]; then
+  step "check" "uninstalling berth"
+  [ "$(id -u)" = 0 ] || die "the uninstaller must run as root" "run it with sudo"
+  DATA=$(data_dir)
+  step "stop" "stopping berth's daemons (app containers and nginx keep running)"
+  for unit in berth-agent berth-control-plane; do
+    if systemd_running && [ -f "$UNIT_DIR/$unit.service" ]; then
+      systemctl disable --now "$unit.service" >/dev/null 2>&1 || true
+    fi
+    rm -f "$UNIT_DIR/$unit.service"
+  done
+  ! systemd_running || systemctl daemon-reload || true
+  stop_pidfile "$RUN_DIR/agent.pid"
+  stop_pidfile "$RUN_DIR/control-plane.pid"
+  step "remove" "removing berth's files"
+  rm -rf "$PREFIX" "$ETC" "$RUN_DIR"
+  rm -f "$BIN_LINK"
+  if [ "$PURGE" = 1 ]; then
+    step "purge" "removing berth's data, containers and nginx sites"
+    if curl -fsS --max-time 5 --unix-socket /var/run/docker.sock http://localhost/_ping >/dev/null 2>&1; then
+      ids=$(curl -fsS --unix-socket /var/run/docker.sock 'http://localhost/containers/json?all=1&filters=%7B%22label%22%3A%5B%22berth.managed%3Dtrue%22%5D%7D' |
+        tr ',' '\n' | sed -n 's/^\[*{*"Id":"\([0-9a-f]*\)"$/\1/p')
+      for id in $ids; do
+        curl -fsS -X DELETE --unix-socket /var/run/docker.sock "http://localhost/containers/$id?force=1" >/dev/null || warn "could not remove container $id"
+      done
+    else
+      warn "Docker does not answer on /var/run/docker.sock: berth's containers (label berth.managed=true) were left"
+    fi
+    if ls /etc/nginx/conf.d/berth-*.conf >/dev/null 2>&1; then
+      rm -f /etc/nginx/conf.d/berth-*.conf
+      ! have nginx || nginx -s reload >/dev/null 2>&1 || true
+    fi
+    rm -rf "$DATA" /var/lib/berth-static "$LOG_DIR"
+    say "purged: data in $DATA, static sites, logs and berth's containers are gone."
+  else
+    say "uninstalled. Apps keep running; data is kept in $DATA (remove it with --uninstall --purge)."
+  fi
+  exit 0
+fi
+
+# ---------------------------------------------------------------- 1. preflight
+step "preflight" "checking this machine"
+[ "$(id -u)" = 0 ] || die "the installer must run as root" "run it with sudo: curl -fsSL $URL/install.sh | sudo sh -s -- ..."
+OS_RELEASE="${BERTH_OS_RELEASE:-/etc/os-release}"
+[ -r "$OS_RELEASE" ] || die "cannot read $OS_RELEASE to identify the operating system" "berth supports Debian 12 and Ubuntu 22.04 / 24.04"
+OS_ID=$(sed -n 's/^ID=//p' "$OS_RELEASE" | tr -d '"' | head -n 1)
+OS_VERSION=$(sed -n 's/^VERSION_ID=//p' "$OS_RELEASE" | tr -d '"' | head -n 1)
+case "$OS_ID:$OS_VERSION" in
+  debian:12|ubuntu:22.04|ubuntu:24.04) ;;
+  *)
+    if [ "${BERTH_INSTALL_ANY_OS:-}" = 1 ]; then
+      warn "unsupported operating system $OS_ID $OS_VERSION; continuing because BERTH_INSTALL_ANY_OS=1"
+    else
+      die "unsupported operating system: ${OS_ID:-unknown} ${OS_VERSION:-} (berth supports Debian 12 and Ubuntu 22.04 / 24.04)" \
+        "install on a supported system, or set BERTH_INSTALL_ANY_OS=1 to try anyway at your own risk"
+    fi ;;
+esac
+case "$(uname -m)" in
+  x86_64|amd64) ARCH=x64 ;;
+  aarch64|arm64) ARCH=arm64 ;;
+  *) die "unsupported CPU architecture $(uname -m) (berth runs on x86_64 and aarch64)" ;;
+esac
+for tool in curl tar gzip sha256sum sed setsid; do
+  have "$tool" || die "the command \"$tool\" is missing" "install it (apt-get install -y curl tar gzip coreutils sed util-linux) and re-run"
+done
+disk_dir="$PREFIX"
+while [ ! -d "$disk_dir" ]; do disk_dir=$(dirname "$disk_dir"); done
+FREE_MB=$(df -Pk "$disk_dir" | awk 'NR==2 {print int($4/1024)}')
+[ "${FREE_MB:-0}" -ge "$MIN_DISK_MB" ] || die "only ${FREE_MB} MB free on the disk holding $PREFIX; berth needs at least $MIN_DISK_MB MB" "free some disk space"
+[ "$FREE_MB" -ge "$WARN_DISK_MB" ] || warn "only ${FREE_MB} MB free: images and builds need space; 5 GB or more is recommended"
+MEM_MB=$(awk '/^MemTotal:/ {print int($2/1024)}' /proc/meminfo 2>/dev/null || echo 0)
+if [ "${MEM_MB:-0}" -lt 1000 ]; then
+  warn "this machine has ${MEM_MB} MB of memory; builds may run out below 1 GB. Consider adding swap: fallocate -l 2G /swapfile && chmod 600 /swapfile && mkswap /swapfile && swapon /swapfile"
+fi
+say "$OS_ID $OS_VERSION, linux-$ARCH, ${FREE_MB} MB disk free, ${MEM_MB} MB memory"
+
+if [ "$ALL_IN_ONE" = 0 ] && [ -z "$URL" ]; then
+  die "no control plane URL" "run the command \`berth server add NAME\` prints, or pass --url https://your-control-plane"
+fi
+if [ -n "$NAME" ]; then
+  case "$NAME" in *[!a-z0-9-]*|-*|'') die "invalid server name \"$NAME\" (lowercase letters, digits and dashes)" ;; esac
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/berth-install.XXXXXX")
+
+# ---------------------------------------------------------------- 2. control plane
+step "control plane" "contacting ${URL:-(none)}"
+[ -n "$URL" ] || die "--all-in-one needs a URL to download the release from" "run it as: curl -fsSL https://HOST/install.sh | sudo sh -s -- --all-in-one"
+if ! err=$(curl -fsS --max-time 15 -o /dev/null "$URL/healthz" 2>&1); then
+  die "cannot reach the control plane at $URL: ${err#curl: }" \
+    "check the URL and that this server can reach it (DNS, firewall, the control plane running)"
+fi
+code=0
+curl -fsS --max-time 30 -o "$TMP/manifest" "$URL/install/manifest?arch=$ARCH" 2>"$TMP/err" || code=$?
+if [ "$code" -ne 0 ]; then
+  msg=$(curl -sS --max-time 30 "$URL/install/manifest?arch=$ARCH" 2>/dev/null | sed -n 's/^error=//p' | head -n 1)
+  die "the control plane has no release for this server: ${msg:-$(cat "$TMP/err")}" "build one on the control plane with \`npm run build\` (or place a release tarball in its --release-dir)"
+fi
+mf() { sed -n "s/^$1=//p" "$TMP/manifest" | head -n 1 | tr -cd '0-9A-Za-z.+_-'; }
+VERSION=$(mf berth_version)
+FILE=$(mf berth_file)
+SHA=$(mf berth_sha256)
+NEED_ABI=$(mf berth_node_abi)
+NEED_NODE=$(mf berth_node_version)
+[ -n "$VERSION" ] && [ -n "$FILE" ] && [ -n "$SHA" ] && [ -n "$NEED_ABI" ] || die "the control plane's install manifest is incomplete (is $URL a berth control plane?)"
+say "release $VERSION for linux-$ARCH (Node.js ABI $NEED_ABI)"
+
+# ---------------------------------------------------------------- 3. release
+step "download" "berth $VERSION"
+REL="$PREFIX/releases/$VERSION"
+if [ -f "$REL/.berth-complete" ] && [ "$(cat "$REL/.berth-complete")" = "$SHA" ]; then
+  say "berth $VERSION is already unpacked in $REL"
+else
+  curl -fsS --max-time 600 -o "$TMP/$FILE" "$URL/install/releases/$FILE" || die "downloading $URL/install/releases/$FILE failed"
+  got=$(sha256sum "$TMP/$FILE" | cut -d' ' -f1)
+  [ "$got" = "$SHA" ] || die "checksum mismatch for $FILE (expected $SHA, got $got)" "the download was corrupted or altered; re-run to download it again"
+  step "unpack" "into $REL"
+  mkdir -p "$PREFIX/releases"
+  rm -rf "$PREFIX/releases/.tmp-$VERSION"
+  mkdir "$PREFIX/releases/.tmp-$VERSION"
+  tar -xzf "$TMP/$FILE" -C "$PREFIX/releases/.tmp-$VERSION" --no-same-owner || die "unpacking $FILE failed"
+  [ -f "$PREFIX/releases/.tmp-$VERSION/berth-$VERSION/dist/cli/main.js" ] || die "$FILE does not contain berth-$VERSION/dist/cli/main.js"
+  rm -rf "$REL"
+  mv "$PREFIX/releases/.tmp-$VERSION/berth-$VERSION" "$REL"
+  rm -rf "$PREFIX/releases/.tmp-$VERSION"
+  # Keep the tarball next to the install so an all-in-one control plane can serve it to other servers.
+  mkdir -p "$PREFIX/release-files"
+  cp "$TMP/$FILE" "$PREFIX/release-files/$FILE"
+  printf '%s  %s\n' "$SHA" "$FILE" >"$PREFIX/release-files/$FILE.sha256"
+  curl -fsS --max-time 30 -o "$PREFIX/release-files/${FILE%.tar.gz}.json" "$URL/install/releases/${FILE%.tar.gz}.json" || rm -f "$PREFIX/release-files/${FILE%.tar.gz}.json"
+  printf '%s\n' "$SHA" >"$REL/.berth-complete"
+fi
+
+# ---------------------------------------------------------------- 4. Node.js
+step "node" "a Node.js runtime with ABI $NEED_ABI (berth $VERSION was built with $NEED_NODE)"
+node_abi() { "$1" -p 'process.versions.modules' 2>/dev/null || true; }
+node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+NODE=""
+if [ -x "$PREFIX/bin/node" ] && [ "$(node_abi "$PREFIX/bin/node")" = "$NEED_ABI" ]; then
+  NODE=$(readlink -f "$PREFIX/bin/node")
+  say "keeping $NODE ($("$NODE" --version))"
+fi
+if [ -z "$NODE" ]; then
+  for cand in $(command -v node nodejs 2>/dev/null || true); do
+    case "$(readlink -f "$cand")" in "$PREFIX"/*) continue ;; esac
+    if [ "$(node_major "$cand")" -ge 20 ] && [ "$(node_abi "$cand")" = "$NEED_ABI" ]; then
+      NODE=$(readlink -f "$cand")
+      say "using the system's $NODE ($("$NODE" --version))"
+      break
+    fi
+    say "the system's $cand ($("$cand" --version 2>/dev/null || echo unknown)) does not fit (need Node.js >= 20 with ABI $NEED_ABI)"
+  done
+fi
+if [ -z "$NODE" ] && [ "$(mf node_available)" = 1 ] && [ "$(mf node_abi)" = "$NEED_ABI" ]; then
+  NV=$(mf node_version)
+  dir="$PREFIX/runtime/node-$NV-linux-$ARCH"
+  if [ ! -x "$dir/bin/node" ] || [ "$(node_abi "$dir/bin/node")" != "$NEED_ABI" ]; then
+    say "downloading Node.js $NV from the control plane"
+    curl -fsS --max-time 600 -o "$TMP/node" "$URL/install/node?arch=$ARCH" || die "downloading Node.js from $URL/install/node failed"
+    want=$(curl -fsS --max-time 60 "$URL/install/node.sha256?arch=$ARCH" | cut -d' ' -f1) || die "downloading the Node.js checksum from the control plane failed"
+    got=$(sha256sum "$TMP/node" | cut -d' ' -f1)
+    [ "$got" = "$want" ] || die "checksum mismatch for the Node.js binary (expected $want, got $got)" "re-run to download it again"
+    mkdir -p "$dir/bin"
+    chmod 0755 "$TMP/node"
+    mv "$TMP/node" "$dir/bin/node"
+  fi
+  NODE="$dir/bin/node"
+  say "using Node.js $NV from the control plane ($NODE)"
+fi
+if [ -z "$NODE" ] && [ -n "$NEED_NODE" ]; then
+  # Last resort: nodejs.org, checked against its SHASUMS256.txt.
+  dir="$PREFIX/runtime/node-$NEED_NODE-linux-$ARCH"
+  base="https://nodejs.org/dist/$NEED_NODE"
+  tarname="node-$NEED_NODE-linux-$ARCH.tar.gz"
+  if [ ! -x "$dir/bin/node" ]; then
+    say "downloading Node.js $NEED_NODE from nodejs.org"
+    if curl -fsS --max-time 600 -o "$TMP/$tarname" "$base/$tarname" && curl -fsS --max-time 60 -o "$TMP/SHASUMS256.txt" "$base/SHASUMS256.txt"; then
+      want=$(awk -v f="$tarname" '$2 == f {print $1}' "$TMP/SHASUMS256.txt")
+      got=$(sha256sum "$TMP/$tarname" | cut -d' ' -f1)
+      [ -n "$want" ] && [ "$got" = "$want" ] || die "checksum mismatch for $tarname from nodejs.org"
+      mkdir -p "$dir"
+      tar -xzf "$TMP/$tarname" -C "$dir" --strip-components=1 --no-same-owner
+    fi
+  fi
+  [ ! -x "$dir/bin/node" ] || NODE="$dir/bin/node"
+fi
+[ -n "$NODE" ] || die "no usable Node.js: the system has none with ABI $NEED_ABI, the control plane cannot serve one for linux-$ARCH and nodejs.org is unreachable" \
+  "install Node.js ${NEED_NODE:-20} (e.g. from NodeSource) and re-run"
+mkdir -p "$PREFIX/bin"
+[ "$(readlink "$PREFIX/bin/node" 2>/dev/null || true)" = "$NODE" ] || ln -sfn "$NODE" "$PREFIX/bin/node"
+"$PREFIX/bin/node" "$REL/dist/cli/main.js" --version >/dev/null 2>"$TMP/err" || die "berth $VERSION does not start with $NODE: $(head -n 3 "$TMP/err")"
+
+# ---------------------------------------------------------------- 5. switch current + the berth command
+step "activate" "berth $VERSION as $PREFIX/current"
+PREVIOUS=$(readlink "$PREFIX/current" 2>/dev/null || true)
+CHANGED=0
+if [ "$PREVIOUS" != "releases/$VERSION" ]; then
+  ln -sfn "releases/$VERSION" "$PREFIX/current.new"
+  mv -T "$PREFIX/current.new" "$PREFIX/current"
+  CHANGED=1
+  say "switched $PREFIX/current from ${PREVIOUS:-nothing} to releases/$VERSION"
+fi
+cat >"$TMP/berth" <<EOF
+#!/bin/sh
+# berth command installed by install.sh: this server's settings, then the current release.
+set -a
+[ ! -r "$ETC/agent.env" ] || . "$ETC/agent.env"
+set +a
+exec "$PREFIX/bin/node" "$PREFIX/current/dist/cli/main.js" "\$@"
+EOF
+if ! cmp -s "$TMP/berth" "$BIN_LINK" 2>/dev/null; then
+  mkdir -p "$(dirname "$BIN_LINK")"
+  install -m 0755 "$TMP/berth" "$BIN_LINK"
+fi
+# Keep the three newest releases besides the current one.
+for old in $(ls -1t "$PREFIX/releases" 2>/dev/null | grep -v '^\.' | grep -vx "$VERSION" | tail -n +4); do
+  rm -rf "${PREFIX:?}/releases/$old"
+done
+
+# ---------------------------------------------------------------- 6. settings
+step "config" "settings in $ETC"
+mkdir -p "$ETC"
+if [ ! -f "$ETC/agent.env" ]; then
+  cat >"$ETC/agent.env" <<'EOF'
+# berth agent settings (KEY=VALUE, read by berth-agent.service and by `berth` on this server).
+# See docs/install.md and the README's list of BERTH_* settings. Restart the agent after changes.
+BERTH_DATA=/var/lib/berth
+EOF
+  chmod 0644 "$ETC/agent.env"
+  say "wrote $ETC/agent.env"
+else
+  say "keeping $ETC/agent.env"
+fi
+DATA=$(data_dir)
+mkdir -p "$DATA"
+chmod 0700 "$DATA"
+mkdir -p "$LOG_DIR"
+
+# ---------------------------------------------------------------- 7. all-in-one: the control plane
+start_unit() { # start_unit UNIT RESTART(0|1)
+  if [ "$2" = 1 ]; then systemctl restart "$1"; else systemctl start "$1"; fi
+}
+install_unit() { # install_unit NAME -> sets UNIT_CHANGED
+  UNIT_CHANGED=0
+  if ! cmp -s "$REL/systemd/$1.service" "$UNIT_DIR/$1.service" 2>/dev/null; then
+    install -m 0644 "$REL/systemd/$1.service" "$UNIT_DIR/$1.service"
+    UNIT_CHANGED=1
+  fi
+}
+if [ "$ALL_IN_ONE" = 1 ]; then
+  step "control-plane" "installing the control plane on this machine"
+  CP_PORT=${CP_LISTEN##*:}
+  if [ ! -f "$ETC/control-plane.env" ]; then
+    if [ -z "$CP_PUBLIC_URL" ]; then
+      ip=$(hostname -I 2>/dev/null | awk '{print $1}')
+      CP_PUBLIC_URL="http://${ip:-127.0.0.1}:$CP_PORT"
+    fi
+    cat >"$ETC/control-plane.env" <<EOF
+# berth control plane settings (read by berth-control-plane.service). Restart it after changes.
+BERTH_CP_DATA=/var/lib/berth-control-plane
+BERTH_LISTEN=$CP_LISTEN
+BERTH_PUBLIC_URL=$CP_PUBLIC_URL
+BERTH_RELEASE_DIR=$PREFIX/release-files
+EOF
+    say "wrote $ETC/control-plane.env"
+  fi
+  CP_DATA=$(sed -n 's/^BERTH_CP_DATA=//p' "$ETC/control-plane.env" | tail -n 1)
+  CP_PORT=$(sed -n 's/^BERTH_LISTEN=.*://p' "$ETC/control-plane.env" | tail -n 1)
+  LOCAL_URL="http://127.0.0.1:$CP_PORT"
+  if systemd_running; then
+    install_unit berth-control-plane
+    [ "$UNIT_CHANGED" = 0 ] || systemctl daemon-reload
+    systemctl enable berth-control-plane.service >/dev/null 2>&1
+    r=0; [ "$CHANGED" = 0 ] && [ "$UNIT_CHANGED" = 0 ] || r=1
+    start_unit berth-control-plane.service "$r" || die "systemctl could not start berth-control-plane" "see: journalctl -u berth-control-plane -n 50"
+  else
+    if pid_alive "$RUN_DIR/control-plane.pid" && [ "$CHANGED" = 0 ]; then
+      say "the control plane already runs (pid $(cat "$RUN_DIR/control-plane.pid"))"
+    else
+      stop_pidfile "$RUN_DIR/control-plane.pid"
+      start_background control-plane "$ETC/control-plane.env" control-plane
+      say "no systemd as PID 1: started the control plane in the background (pid $(cat "$RUN_DIR/control-plane.pid"), log $LOG_DIR/control-plane.log)"
+    fi
+  fi
+  i=0
+  until curl -fsS --max-time 2 -o /dev/null "$LOCAL_URL/healthz" 2>/dev/null; do
+    i=$((i + 1))
+    [ "$i" -lt 100 ] || die "the control plane did not answer on $LOCAL_URL within 30 s" "see $LOG_DIR/control-plane.log or journalctl -u berth-control-plane"
+    sleep 0.3
+  done
+  ADMIN_TOKEN=$(cat "$CP_DATA/admin-token")
+  if [ ! -f "$DATA/agent.json" ]; then
+    [ -n "$NAME" ] || NAME=$(hostname -s 2>/dev/null | tr 'A-Z_.' 'a-z--' | tr -cd 'a-z0-9-' | sed 's/^-*//' | cut -c1-40)
+    [ -n "$NAME" ] || NAME=local
+    resp=$(curl -sS --max-time 15 -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
+      -d "{\"name\":\"$NAME\"}" "$LOCAL_URL/api/servers") || die "could not create server $NAME on the local control plane"
+    TOKEN=$(printf '%s' "$resp" | sed -n 's/.*"joinToken": *"\([^"]*\)".*/\1/p')
+    [ -n "$TOKEN" ] || die "the local control plane refused to create server $NAME: $resp"
+  fi
+  URL="$LOCAL_URL"
+fi
+
+# ---------------------------------------------------------------- 8. join
+step "join" "enrolling this server with $URL"
+if [ -f "$DATA/agent.json" ]; then
+  joined_url=$("$PREFIX/bin/node" -p 'JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).controlPlaneUrl' "$DATA/agent.json" 2>/dev/null || true)
+  joined_name=$("$PREFIX/bin/node" -p 'JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).server' "$DATA/agent.json" 2>/dev/null || true)
+  if [ "$joined_url" != "$URL" ]; then
+    die "this server is already enrolled with ${joined_url:-an unknown control plane} (in $DATA/agent.json), not $URL" \
+      "to move it, uninstall first (install.sh --uninstall --purge removes its data) or delete $DATA/agent.json, then re-run"
+  fi
+  if [ -n "$NAME" ] && [ "$NAME" != "$joined_name" ]; then
+    die "this server is already enrolled as \"$joined_name\", not \"$NAME\"" "re-run with --name $joined_name, or uninstall with --purge first"
+  fi
+  NAME="$joined_name"
+  say "already enrolled as server \"$NAME\"; not joining again"
+else
+  [ -n "$TOKEN" ] || die "no join token given" "create one on your control plane with \`berth server add NAME\` and run the command it prints"
+  set -- agent join "$URL" "$TOKEN" --data "$DATA" --json
+  [ -z "$NAME" ] || set -- "$@" --name "$NAME"
+  if ! out=$("$BIN_LINK" "$@" 2>"$TMP/err"); then
+    die "$(sed 's/^berth: //' "$TMP/err" | head -n 1)" \
+      "join tokens work once and for 24 h: create a new one with \`berth server add ${NAME:-NAME}\` on your control plane (or \`berth server rm\` + add if the name is taken), then re-run with --token NEW_TOKEN"
+  fi
+  NAME=$(printf '%s' "$out" | sed -n 's/.*"server": *"\([^"]*\)".*/\1/p' | head -n 1)
+  say "enrolled as server \"$NAME\""
+fi
+
+# ---------------------------------------------------------------- 9. Docker, nginx, git
+step "packages" "Docker engine, nginx and git"
+docker_answers() { curl -fsS --max-time 5 --unix-socket /var/run/docker.sock http://localhost/_ping >/dev/null 2>&1; }
+missing=""
+docker_answers || have dockerd || missing="$missing docker.io"
+have nginx || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
+have git || missing="$missing git"
+if [ -n "$missing" ]; then
+  have apt-get || die "missing:$missing, and there is no apt-get to install them" "install them and re-run"
+  say "installing from the distribution:$missing"
+  policy_added=0
+  if ! systemd_running && [ ! -e /usr/sbin/policy-rc.d ]; then
+    # No init to manage services: keep the packages' maintainer scripts from starting daemons (nginx on :80).
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    policy_added=1
+  fi
+  ok=1
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >"$TMP/apt.log" 2>&1 || ok=0
+  # shellcheck disable=SC2086
+  [ "$ok" = 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >>"$TMP/apt.log" 2>&1 || ok=0
+  [ "$policy_added" = 0 ] || rm -f /usr/sbin/policy-rc.d
+  if [ "$ok" = 0 ]; then
+    tail -n 15 "$TMP/apt.log" >&2
+    die "apt-get could not install$missing" "check the package mirror (apt-get update) and re-run"
+  fi
+else
+  say "Docker, nginx and git are present; leaving them alone"
+fi
+if ! docker_answers; then
+  if systemd_running; then
+    systemctl enable --now docker.service >/dev/null 2>&1 || die "systemctl could not start docker" "see: journalctl -u docker -n 50"
+  else
+    say "no systemd as PID 1: starting dockerd in the background (log $LOG_DIR/dockerd.log)"
+    mkdir -p "$LOG_DIR"
+    setsid dockerd </dev/null >>"$LOG_DIR/dockerd.log" 2>&1 &
+  fi
+  i=0
+  until docker_answers; do
+    i=$((i + 1))
+    [ "$i" -lt 150 ] || die "the Docker engine does not answer on /var/run/docker.sock" "see $LOG_DIR/dockerd.log or journalctl -u docker"
+    sleep 0.2
+  done
+fi
+
+# ---------------------------------------------------------------- 10. the agent daemon
+step "agent" "running the berth agent"
+if systemd_running; then
+  install_unit berth-agent
+  [ "$UNIT_CHANGED" = 0 ] || systemctl daemon-reload
+  systemctl enable berth-agent.service >/dev/null 2>&1 || die "systemctl could not enable berth-agent"
+  r=0; [ "$CHANGED" = 0 ] && [ "$UNIT_CHANGED" = 0 ] || r=1
+  start_unit berth-agent.service "$r" || die "systemctl could not start berth-agent" "see: journalctl -u berth-agent -n 50"
+  HOW="systemctl status berth-agent; journalctl -u berth-agent -f"
+  agent_log() { journalctl -u berth-agent --no-pager -o cat -n 200 2>/dev/null || true; }
+else
+  if pid_alive "$RUN_DIR/agent.pid" && [ "$CHANGED" = 0 ]; then
+    say "the agent already runs (pid $(cat "$RUN_DIR/agent.pid")); leaving it alone"
+  else
+    stop_pidfile "$RUN_DIR/agent.pid"
+    : >>"$LOG_DIR/agent.log"
+    start_background agent "$ETC/agent.env" agent
+    say "no systemd as PID 1 (a container?): started the agent in the background, pid $(cat "$RUN_DIR/agent.pid"), pid file $RUN_DIR/agent.pid, log $LOG_DIR/agent.log. It is not restarted on reboot or crash: re-run this installer to start it again."
+  fi
+  HOW="kill -0 \$(cat $RUN_DIR/agent.pid) && tail -f $LOG_DIR/agent.log"
+  agent_log() { tail -n 200 "$LOG_DIR/agent.log" 2>/dev/null || true; }
+fi
+i=0
+until agent_log | grep -q 'control plane accepted this agent'; do
+  i=$((i + 1))
+  if [ "$i" -ge 100 ]; then
+    warn "the agent has not confirmed its connection to $URL within 30 s; it keeps retrying. Recent log:"
+    agent_log | tail -n 5 >&2
+    break
+  fi
+  if ! systemd_running && ! pid_alive "$RUN_DIR/agent.pid"; then
+    agent_log | tail -n 5 >&2
+    die "the agent exited right after starting" "see $LOG_DIR/agent.log, fix the cause (often a BERTH_* setting in $ETC/agent.env) and re-run"
+  fi
+  sleep 0.3
+done
+
+STEP="done"
+echo
+say "berth $VERSION is installed: server \"$NAME\" is enrolled with $URL."
+say "  release: $PREFIX/current -> releases/$VERSION; settings: $ETC/agent.env; data: $DATA"
+say "  check:   $HOW"
+say "           berth server ls   (on your control plane: \"$NAME\" shows as connected)"
+if [ "$ALL_IN_ONE" = 1 ]; then
+  say "control plane: $(sed -n 's/^BERTH_PUBLIC_URL=//p' "$ETC/control-plane.env") (admin token in $CP_DATA/admin-token)"
+  say "  log in:  berth login $(sed -n 's/^BERTH_PUBLIC_URL=//p' "$ETC/control-plane.env") $ADMIN_TOKEN"
+fi

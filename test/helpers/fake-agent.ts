@@ -1,0 +1,67 @@
+// A real `ws` client playing the agent side of the protocol against a real control plane: it says
+// hello, queues what it receives, and reports progress as a test tells it to.
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import { AGENT_WS_PATH } from '../../shared/protocol.js';
+
+export class FakeAgent {
+  private readonly inbox: Array<Record<string, any>> = [];
+  private wake: (() => void) | undefined;
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data) => {
+      this.inbox.push(JSON.parse(String(data)) as Record<string, any>);
+      this.wake?.();
+    });
+  }
+
+  /** Connect with the agent credential, say hello and wait for the welcome and the desired state. */
+  static async join(cpUrl: string, credential: string): Promise<FakeAgent> {
+    const ws = new WebSocket(cpUrl.replace(/^http/, 'ws') + AGENT_WS_PATH, { headers: { authorization: `Bearer ${credential}` } });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    const agent = new FakeAgent(ws);
+    agent.send({ type: 'hello', v: 1, agentVersion: '0.1.0-test', hostname: 'test-host' });
+    await agent.next('welcome');
+    await agent.next('desired_state');
+    return agent;
+  }
+
+  send(msg: unknown): void {
+    this.ws.send(JSON.stringify(msg));
+  }
+
+  progress(deploymentId: string, status: string, extra: Record<string, unknown> = {}): void {
+    this.send({ type: 'deploy_progress', v: 1, deploymentId, status, ts: new Date().toISOString(), ...extra });
+  }
+
+  /** The next received message of `type` (others stay queued), or a failure after `timeoutMs`. */
+  async next(type: string, timeoutMs = 3000): Promise<Record<string, any>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.inbox.findIndex((m) => m.type === type);
+      if (i >= 0) return this.inbox.splice(i, 1)[0]!;
+      const left = deadline - Date.now();
+      if (left <= 0) assert.fail(`no "${type}" message within ${timeoutMs} ms; got ${JSON.stringify(this.inbox.map((m) => m.type))}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** Round-trip a heartbeat: every earlier frame has been processed. */
+  async sync(): Promise<void> {
+    this.send({ type: 'heartbeat', v: 1, ts: new Date().toISOString() });
+    await this.next('heartbeat');
+  }
+
+  close(): void {
+    this.ws.terminate();
+  }
+}

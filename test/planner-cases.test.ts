@@ -1,0 +1,152 @@
+// The reconcile planner, case by case as the deploy work names them: desired state + releases +
+// observation in, actions out. Pure: no Docker, no nginx. (More cases in planner.test.ts.)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { plan, type Action, type Observed } from '../agent/reconcile/planner.js';
+import type { BerthContainer } from '../agent/processes.js';
+import type { AppSite } from '../agent/nginx.js';
+import type { Release, ReleaseProcess } from '../agent/store/releases.js';
+import type { ServerSpec } from '../shared/spec.js';
+
+const DOMAIN = 'shop.example.com';
+const render = (app: string, site: AppSite) =>
+  `server ${app} [${site.domains.join(' ')}] -> ${site.staticRoot ?? (site.upstreamPorts ?? [site.upstreamPort]).map((p) => `127.0.0.1:${p}`).join(',')}\n`;
+const desired = (apps = [{ name: 'shop', domains: [DOMAIN] }]): ServerSpec => ({
+  server: 'local',
+  revision: 7,
+  apps: apps.map((a) => ({ ...a, repo: 'https://example.com/shop.git', branch: 'main', env: {} })),
+});
+const release = (deploymentId: string, processes: ReleaseProcess[], hostPort = 41000): Release => ({
+  app: 'shop',
+  deploymentId,
+  image: `berth/shop:${deploymentId}`,
+  containerId: `${deploymentId}-web-1`,
+  hostPort,
+  containerPort: 8000,
+  commit: 'abc1234',
+  activatedAt: '2024-05-01T00:00:00.000Z',
+  processes,
+  env: { DATABASE_URL: 'postgres://db/shop' },
+});
+const web = (scale = 1): ReleaseProcess => ({ name: 'web', command: 'serve', scale });
+const worker = (scale = 1): ReleaseProcess => ({ name: 'worker', command: 'work', scale });
+const box = (deploymentId: string, process: string, replica: number, o: Partial<BerthContainer> = {}): BerthContainer => ({
+  id: `${deploymentId}-${process}-${replica}`,
+  name: `berth-shop-${process}-${deploymentId}-${replica}`,
+  app: 'shop',
+  process,
+  deploymentId,
+  state: 'running',
+  hostPort: process === 'web' ? 41000 + replica - 1 : null,
+  replica,
+  ...o,
+});
+const served = (ports: number[]) => [{ app: 'shop', content: render('shop', ports.length > 1 ? { domains: [DOMAIN], upstreamPort: ports[0]!, upstreamPorts: ports } : { domains: [DOMAIN], upstreamPort: ports[0]! }) }];
+const brief = (actions: Action[]) =>
+  actions.map((a) => {
+    switch (a.type) {
+      case 'start-release-container':
+        return `start ${a.process}#${a.replica} from ${a.release.image}`;
+      case 'restart-container':
+      case 'remove-container':
+        return `${a.type.split('-')[0]} ${a.containerId}`;
+      case 'adopt-container':
+        return `adopt ${a.containerId}`;
+      case 'write-nginx':
+        return `nginx → ${(a.site.upstreamPorts ?? [a.site.upstreamPort]).join(',')}`;
+      default:
+        return a.type;
+    }
+  });
+
+test('fresh server: nothing deployed, nothing running → nothing to do (a deploy starts things, not the planner)', () => {
+  assert.deepEqual(plan(desired(), [], { containers: [], nginxApps: [] }, render), []);
+  assert.deepEqual(plan(desired([]), [], { containers: [], nginxApps: [] }, render), []);
+});
+
+test('fresh agent over a recorded release (e.g. the disk was restored): every process is started from the release image', () => {
+  const r = release('dep00001', [web(), worker(2)]);
+  assert.deepEqual(brief(plan(desired(), [r], { containers: [], nginxApps: [] }, render)), [
+    'start web#1 from berth/shop:dep00001',
+    'start worker#1 from berth/shop:dep00001',
+    'start worker#2 from berth/shop:dep00001',
+  ]);
+});
+
+test('converged: a release running at its scale behind its server block → no actions', () => {
+  const r = release('dep00001', [web(2), worker()]);
+  const observed: Observed = { containers: [box('dep00001', 'web', 1), box('dep00001', 'web', 2), box('dep00001', 'worker', 1)], nginxApps: served([41000, 41001]) };
+  assert.deepEqual(plan(desired(), [r], observed, render), []);
+});
+
+test('scale up: the missing replicas are started; nginx follows once their ports exist', () => {
+  const r = release('dep00001', [web(3), worker(2)]);
+  const observed: Observed = { containers: [box('dep00001', 'web', 1), box('dep00001', 'worker', 1)], nginxApps: served([41000]) };
+  assert.deepEqual(brief(plan(desired(), [r], observed, render)), [
+    'start web#2 from berth/shop:dep00001',
+    'start web#3 from berth/shop:dep00001',
+    'start worker#2 from berth/shop:dep00001',
+  ]);
+});
+
+test('scale down: replicas above the scale are removed and nginx stops routing to them', () => {
+  const r = release('dep00001', [web(1), worker(1)]);
+  const observed: Observed = {
+    containers: [box('dep00001', 'web', 1), box('dep00001', 'web', 2), box('dep00001', 'worker', 1), box('dep00001', 'worker', 2), box('dep00001', 'worker', 3)],
+    nginxApps: served([41000, 41001]),
+  };
+  assert.deepEqual(brief(plan(desired(), [r], observed, render)), ['remove dep00001-web-2', 'remove dep00001-worker-2', 'remove dep00001-worker-3', 'nginx → 41000']);
+});
+
+test('a process removed from the release (or scaled to 0): all its containers go, the rest is untouched', () => {
+  const observed: Observed = { containers: [box('dep00001', 'web', 1), box('dep00001', 'worker', 1), box('dep00001', 'clock', 1)], nginxApps: served([41000]) };
+  assert.deepEqual(brief(plan(desired(), [release('dep00001', [web(), worker()])], observed, render)), ['remove dep00001-clock-1']);
+  assert.deepEqual(brief(plan(desired(), [release('dep00001', [web(), worker(0)])], observed, render)), ['remove dep00001-worker-1', 'remove dep00001-clock-1']);
+});
+
+test('image changed (a new release or a rollback is current): the old release\'s containers go, the new image is started', () => {
+  // The agent died after recording release dep00002 (rolled back to an older image) but before starting it.
+  const r = { ...release('dep00002', [web(), worker()], 41010), image: 'berth/shop:dep00000' };
+  const observed: Observed = { containers: [box('dep00001', 'web', 1), box('dep00001', 'worker', 1)], nginxApps: served([41000]) };
+  assert.deepEqual(brief(plan(desired(), [r], observed, render)), [
+    'remove dep00001-web-1',
+    'remove dep00001-worker-1',
+    'start web#1 from berth/shop:dep00000',
+    'start worker#1 from berth/shop:dep00000',
+  ]);
+  const a = plan(desired(), [r], observed, render).find((x) => x.type === 'start-release-container');
+  assert.ok(a?.type === 'start-release-container');
+  assert.deepEqual(a.release.env, { DATABASE_URL: 'postgres://db/shop' }, 'with the env the release was deployed with');
+});
+
+test('container crashed: exited → started again; restarting → left to Docker; dead → replaced', () => {
+  const r = release('dep00001', [web(), worker()]);
+  const crashed = (webState: string, workerState: string): Observed => ({
+    containers: [box('dep00001', 'web', 1, { state: webState, hostPort: webState === 'running' ? 41000 : null }), box('dep00001', 'worker', 1, { state: workerState })],
+    nginxApps: served([41000]),
+  });
+  assert.deepEqual(brief(plan(desired(), [r], crashed('exited', 'running'), render)), ['restart dep00001-web-1']);
+  assert.deepEqual(brief(plan(desired(), [r], crashed('running', 'exited'), render)), ['restart dep00001-worker-1']);
+  assert.deepEqual(plan(desired(), [r], crashed('restarting', 'restarting'), render), []);
+  assert.deepEqual(brief(plan(desired(), [r], crashed('running', 'dead'), render)), ['remove dep00001-worker-1', 'start worker#1 from berth/shop:dep00001']);
+});
+
+test('foreign containers: berth never observes unlabelled ones, and leaves apps it did not deploy alone', () => {
+  // Only berth.managed containers of this server are ever observed (listBerthContainers); among
+  // those, an app this agent has no release of (deployed by another install, or by hand with
+  // berth's labels) is not this agent's to change while it is in the desired state.
+  const stranger = box('dep09999', 'web', 1, { app: 'blog', id: 'blog-web' });
+  const observed: Observed = { containers: [box('dep00001', 'web', 1), stranger], nginxApps: served([41000]) };
+  const spec = desired([{ name: 'shop', domains: [DOMAIN] }, { name: 'blog', domains: ['blog.example.com'] }]);
+  assert.deepEqual(plan(spec, [release('dep00001', [web()])], observed, render), []);
+  // Removed from the desired state it is berth's own leftover: removed.
+  assert.deepEqual(brief(plan(desired(), [release('dep00001', [web()])], observed, render)), ['remove blog-web']);
+  // And nothing at all is touched before a desired state has ever arrived.
+  assert.deepEqual(plan(null, [release('dep00001', [web()])], observed, render), []);
+});
+
+test('a deploy in flight for the app (starting its new containers next to the live ones) is never interfered with', () => {
+  const r = release('dep00001', [web()]);
+  const observed: Observed = { containers: [box('dep00001', 'web', 1), box('dep00002', 'web', 1, { hostPort: 41010 })], nginxApps: served([41000]) };
+  assert.deepEqual(plan(desired(), [r], observed, render, { busyApps: new Set(['shop']) }), []);
+});
