@@ -1,5 +1,6 @@
 // Starting and stopping the control plane: data dir, admin token, database, HTTP API and the
 // agents' WebSocket hub, all on one port.
+import { deploymentInfo } from './store/deployments.js';
 import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,7 +24,13 @@ export interface ControlPlaneOptions {
   /** Release tarballs served to install.sh (default: $BERTH_RELEASE_DIR, else release/ next to the install). */
   releaseDir?: string;
   logger?: Logger;
+  /** A started deployment whose agent is offline and silent this long is failed (default 3 h: longer than any phase deadline). */
+  staleDeploymentMs?: number;
+  /** How often to look for such deployments (default 60 s). */
+  staleSweepIntervalMs?: number;
 }
+
+export const DEFAULT_STALE_DEPLOYMENT_MS = 3 * 60 * 60 * 1000;
 
 export interface RunningControlPlane {
   url: string;
@@ -66,9 +73,25 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   if (!url) url = `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
   logger.info({ url, listen: `${host}:${actualPort}`, dataDir: opts.dataDir }, 'control plane listening');
 
+  // No deployment stays "running" forever: if its server vanished mid-deploy and never came back,
+  // the agent cannot fail it, so the control plane does (a reconnecting agent fails it itself).
+  const staleMs = opts.staleDeploymentMs ?? DEFAULT_STALE_DEPLOYMENT_MS;
+  const sweep = setInterval(() => {
+    try {
+      for (const d of stores.deployments.failStale(new Date(Date.now() - staleMs).toISOString(), (s) => hub.isConnected(s))) {
+        logger.warn({ deploymentId: d.id, app: d.app, server: d.server }, d.reason ?? 'stale deployment failed');
+        events.deployment(deploymentInfo(d));
+      }
+    } catch (err) {
+      logger.error({ err }, 'stale deployment sweep failed');
+    }
+  }, opts.staleSweepIntervalMs ?? 60_000);
+  sweep.unref();
+
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      clearInterval(sweep);
       await hub.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -72,6 +72,24 @@ export class DeploymentStore {
     return this.finishWhere(`id = ? AND status NOT IN ('done', 'failed', 'cancelled', 'superseded')`, [id], 'cancelled', reason)[0] ?? null;
   }
 
+  /**
+   * Deployments an agent started (past `queued`) and then stopped reporting on, with its server offline:
+   * failed, so nothing stays "running" forever when a server never comes back. Queued ones are kept —
+   * they run when the agent reconnects. Returns the rows it changed.
+   */
+  failStale(olderThan: string, isConnected: (server: string) => boolean): DeploymentRow[] {
+    const candidates = this.db
+      .prepare(`SELECT * FROM deployments WHERE status NOT IN ('queued', 'done', 'failed', 'cancelled', 'superseded') AND updated_at < ?`)
+      .all(olderThan) as DeploymentRow[];
+    const failed: DeploymentRow[] = [];
+    for (const d of candidates) {
+      if (isConnected(d.server)) continue; // a connected agent enforces its own phase deadlines
+      const reason = `the agent of server "${d.server}" went away during ${d.status} and has not reported since ${d.updated_at}`;
+      failed.push(...this.finishWhere(`id = ? AND status = ? AND updated_at = ?`, [d.id, d.status, d.updated_at], 'failed', reason));
+    }
+    return failed;
+  }
+
   /** The app's deployments that went live, newest first (each made a release, or re-activated one). */
   doneByApp(app: string, limit = 1000): DeploymentRow[] {
     return this.db.prepare(`SELECT * FROM deployments WHERE app = ? AND status = 'done' ORDER BY rowid DESC LIMIT ?`).all(app, limit) as DeploymentRow[];
@@ -93,7 +111,7 @@ export class DeploymentStore {
       .all(id) as DeploymentPhase[];
   }
 
-  private finishWhere(where: string, params: unknown[], status: 'superseded' | 'cancelled', reason: string): DeploymentRow[] {
+  private finishWhere(where: string, params: unknown[], status: 'superseded' | 'cancelled' | 'failed', reason: string): DeploymentRow[] {
     return this.db.transaction(() => {
       const at = now();
       const rows = this.db
