@@ -7,7 +7,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { startControlPlane, type RunningControlPlane } from '../control-plane/main.js';
-import { FakeAgent } from './helpers/fake-agent.js';
+import { adminApi, FakeAgent } from './helpers/fake-agent.js';
 import { makeTmpDir } from './helpers/tmp.js';
 
 const logger = pino({ level: process.env.BERTH_TEST_LOG ?? 'silent' });
@@ -19,14 +19,8 @@ describe('control plane: rollback and cancel', () => {
   let agent: FakeAgent;
   const root = makeTmpDir('berth-rollback-cp-');
 
-  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
-    const res = await fetch(cp.url + path, {
-      method,
-      headers: { authorization: `Bearer ${cp.adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { status: res.status, body: await res.json() };
-  };
+  // cp is assigned in before(): resolve it at call time.
+  const api = (method: string, path: string, body?: unknown) => adminApi(cp)(method, path, body);
   /** A deploy the fake agent runs to `status` (reporting `commit`). */
   const deployed = async (status: 'done' | 'failed', commit: string): Promise<string> => {
     const d = (await api('POST', '/api/apps/shop/deploy', {})).body;

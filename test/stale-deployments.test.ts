@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import pino from 'pino';
 import { startControlPlane, type RunningControlPlane } from '../control-plane/main.js';
-import { FakeAgent } from './helpers/fake-agent.js';
+import { adminApi, FakeAgent } from './helpers/fake-agent.js';
 import { eventually } from './helpers/http.js';
 import { makeTmpDir } from './helpers/tmp.js';
 
@@ -16,14 +16,8 @@ const STALE_MS = 1500;
 describe('stale deployments of a vanished server are failed by the control plane', () => {
   let cp: RunningControlPlane;
   let credential = '';
-  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
-    const res = await fetch(cp.url + path, {
-      method,
-      headers: { authorization: `Bearer ${cp.adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { status: res.status, body: await res.json() };
-  };
+  // cp is assigned in before(): resolve it at call time.
+  const api = (method: string, path: string, body?: unknown) => adminApi(cp)(method, path, body);
 
   before(async () => {
     cp = await startControlPlane({

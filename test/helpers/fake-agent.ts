@@ -65,3 +65,15 @@ export class FakeAgent {
     this.ws.terminate();
   }
 }
+
+/** A small admin-API caller for control-plane tests: JSON in, `{status, body}` out. */
+export function adminApi(cp: { url: string; adminToken: string }) {
+  return async (method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
+    const res = await fetch(cp.url + path, {
+      method,
+      headers: { authorization: `Bearer ${cp.adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, body: await res.json() };
+  };
+}
