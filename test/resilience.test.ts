@@ -137,11 +137,17 @@ describe('the agent keeps apps alive on its own, and berth status tells the trut
     const otherOk: boolean[] = [];
     const watch = setInterval(() => void httpGet(stack.httpPort, OTHER_DOMAIN).then((r) => otherOk.push(r.status === 200), () => otherOk.push(false)), 100);
     try {
+      // Repaired = the file is back as berth wrote it AND nginx serves from it. The file alone is not
+      // enough: the agent swaps it in before testing and reloading, so it shows up a moment early.
+      const repaired = async () => {
+        const content = readFileSync(file, 'utf8');
+        const page = await httpGet(stack.httpPort, WEB_DOMAIN);
+        return content === original && page.status === 200 && page.body === 'web app\n';
+      };
       rmSync(file);
-      await eventually(async () => readFileSync(file, 'utf8'), (c) => c === original, RECONCILE_MS * 4).catch(() => assert.fail('deleted file not restored'));
+      await eventually(repaired, (ok) => ok, RECONCILE_MS * 4).catch(() => assert.fail('deleted file not restored'));
       writeFileSync(file, 'server { this is not nginx; }\n');
-      await eventually(async () => readFileSync(file, 'utf8'), (c) => c === original, RECONCILE_MS * 4).catch(() => assert.fail('corrupted file not repaired'));
-      assert.equal((await httpGet(stack.httpPort, WEB_DOMAIN)).body, 'web app\n');
+      await eventually(repaired, (ok) => ok, RECONCILE_MS * 4).catch(() => assert.fail('corrupted file not repaired'));
     } finally {
       clearInterval(watch);
     }
@@ -149,6 +155,7 @@ describe('the agent keeps apps alive on its own, and berth status tells the trut
   });
 
   it('control plane stopped: apps keep serving, status says disconnected, the agent reconnects and runs a deploy ordered meanwhile', async () => {
+    await eventually(serving, (ok) => ok, RECONCILE_MS * 4); // start from a settled state
     await keepsServing(async () => {
       await stack.stopControlPlane();
       // Disconnected, with the reason of the last failed attempt and when the next one is due.
