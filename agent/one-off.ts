@@ -2,6 +2,7 @@
 // output streamed line by line, bounded by a timeout and the deploy's abort signal.
 import type Docker from 'dockerode';
 import { PassThrough } from 'node:stream';
+import { dockerMessageOf as messageOf } from './docker-errors.js';
 
 export class OneOffError extends Error {
   override name = 'OneOffError';
@@ -28,7 +29,6 @@ export interface OneOffResult {
   container: Docker.Container;
 }
 
-const messageOf = (err: unknown) => ((err as { json?: { message?: string } })?.json?.message ?? (err as Error)?.message ?? String(err)).trim();
 
 /** Split a byte stream into lines for `log` (\r progress rewrites collapse to their last state). */
 function lineSink(log: (line: string) => void): PassThrough {

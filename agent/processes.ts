@@ -5,6 +5,7 @@ import { request as httpRequest } from 'node:http';
 import { connect, createServer } from 'node:net';
 import { berthLabels, LABEL } from './labels.js';
 import { appName, envKey } from '../shared/validation.js';
+import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from './docker-errors.js';
 
 export class ProcessError extends Error {
   override name = 'ProcessError';
@@ -58,13 +59,6 @@ export interface BerthContainer {
 const DEFAULT_PORT = 8000;
 const LOG_TAIL_LINES = 20;
 
-interface DockerApiError {
-  statusCode?: number;
-  json?: { message?: string };
-  message?: string;
-}
-const statusOf = (err: unknown) => (err as DockerApiError)?.statusCode;
-const messageOf = (err: unknown) => ((err as DockerApiError)?.json?.message ?? (err as Error)?.message ?? String(err)).trim();
 
 export function webContainerName(app: string, deploymentId: string): string {
   return `berth-${app}-web-${deploymentId}`;

@@ -13,14 +13,8 @@ import { LABEL } from '../labels.js';
 import { listBerthContainers, removeContainer } from '../processes.js';
 import type { AgentSettings } from '../settings.js';
 import type { AgentStore } from '../store/index.js';
+import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from '../docker-errors.js';
 
-interface DockerApiError {
-  statusCode?: number;
-  json?: { message?: string };
-  message?: string;
-}
-const statusOf = (err: unknown) => (err as DockerApiError)?.statusCode;
-const messageOf = (err: unknown) => ((err as DockerApiError)?.json?.message ?? (err as Error)?.message ?? String(err)).trim();
 
 const STEP_RE = /^Step \d+\/\d+ : (\S+)/i;
 const LAYER_RE = /^\s*---> ([0-9a-f]{12,64})\s*$/;
