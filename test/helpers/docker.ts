@@ -46,13 +46,30 @@ export function ensureDocker(): Promise<Docker> {
   return dockerReady;
 }
 
-async function imageExists(docker: Docker, name: string): Promise<boolean> {
+export async function imageExists(docker: Docker, name: string): Promise<boolean> {
   try {
     await docker.getImage(name).inspect();
     return true;
   } catch {
     return false;
   }
+}
+
+/**
+ * `docker import` a root filesystem tar stream as `name` (labelled berth.test=base, so no berth
+ * cleanup ever matches it) and check the image exists afterwards.
+ */
+export async function importRootfs(docker: Docker, rootfsTar: NodeJS.ReadableStream, name: string, changes: string[]): Promise<void> {
+  const [repo, tag] = splitName(name);
+  const stream = await docker.importImage(rootfsTar, { repo, tag, changes: [...changes, 'LABEL berth.test=base'] } as object);
+  await new Promise<void>((resolve, reject) =>
+    docker.modem.followProgress(stream, (err: Error | null, out: Array<{ error?: string }>) => {
+      const failed = out?.find((e) => e.error);
+      if (err || failed) reject(err ?? new Error(failed?.error));
+      else resolve();
+    }),
+  );
+  if (!(await imageExists(docker, name))) throw new Error(`docker import did not create ${name}`);
 }
 
 /**
@@ -74,20 +91,7 @@ export async function ensureBusyboxImage(name = 'berth-test/busybox:latest'): Pr
     for (const applet of stdout.split('\n').map((s) => s.trim())) {
       if (applet && applet !== 'busybox' && /^[A-Za-z0-9_.[-]+$/.test(applet)) symlinkSync('busybox', join(bin, applet));
     }
-    const [repo, tag] = splitName(name);
-    const stream = await docker.importImage(tar.pack(root) as unknown as NodeJS.ReadableStream, {
-      repo,
-      tag,
-      changes: ['ENV PATH=/bin', 'CMD ["sh"]', 'LABEL berth.test=base'],
-    } as object);
-    await new Promise<void>((resolve, reject) =>
-      docker.modem.followProgress(stream, (err: Error | null, out: Array<{ error?: string }>) => {
-        const failed = out?.find((e) => e.error);
-        if (err || failed) reject(err ?? new Error(failed?.error));
-        else resolve();
-      }),
-    );
-    if (!(await imageExists(docker, name))) throw new Error(`docker import did not create ${name}`);
+    await importRootfs(docker, tar.pack(root) as unknown as NodeJS.ReadableStream, name, ['ENV PATH=/bin', 'CMD ["sh"]']);
     return name;
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -1,47 +1,17 @@
-// A real Debian runtime for the build images (python, node, ruby) without a registry: debootstrap
-// a minimal bookworm with the three languages once, `docker import` it, and reuse it while the tag
-// exists. Tests point BERTH_BASE_IMAGE_PYTHON/NODE/RUBY at it, so the production code path runs.
-import { execFile, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { ensureDocker } from './docker.js';
-import { makeTmpDir } from './tmp.js';
-
-const execFileP = promisify(execFile);
+// A real Debian runtime for the build images (python, node, ruby) without a registry: a minimal
+// bookworm with the three languages, built once and reused while the tag exists. Tests point
+// BERTH_BASE_IMAGE_PYTHON/NODE/RUBY at it, so the production code path runs.
+import { debianImageOnce, execFileP } from './debian-image.js';
 
 export const RUNTIME_IMAGE = 'berth-test/runtime:bookworm';
-// npm is installed afterwards with apt inside the tree: debootstrap's own resolver fails on npm's
-// dependency graph (virtual packages among the node-* libraries).
-const PACKAGES = 'python3,python3-pip,nodejs,ruby,ruby-bundler';
-
-let ready: Promise<string> | undefined;
 
 /** The tag of a Debian bookworm image with python3/pip, node/npm and ruby/bundler (built once, ~1 min). */
-export function ensureRuntimeImage(name = RUNTIME_IMAGE): Promise<string> {
-  ready ??= build(name);
-  ready.catch(() => (ready = undefined));
-  return ready;
-}
-
-async function build(name: string): Promise<string> {
-  const docker = await ensureDocker();
-  try {
-    await docker.getImage(name).inspect();
-    return name;
-  } catch {
-    // not there yet: build it below
-  }
-  const mirror = process.env.BERTH_TEST_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
-  const root = join(makeTmpDir('runtime-root'), 'rootfs');
-  try {
-    await execFileP('debootstrap', ['--variant=minbase', `--include=${PACKAGES}`, 'bookworm', root, mirror], {
-      timeout: 15 * 60_000,
-      maxBuffer: 64 * 1024 * 1024,
-    }).catch((err: Error & { stderr?: string; stdout?: string }) => {
-      const tail = `${err.stdout ?? ''}${err.stderr ?? ''}`.trim().split('\n').slice(-5).join('\n');
-      throw new Error(`debootstrap failed (apt-get install -y debootstrap): ${err.message}\n${tail}`);
-    });
+export const ensureRuntimeImage = debianImageOnce({
+  name: RUNTIME_IMAGE,
+  packages: ['python3', 'python3-pip', 'nodejs', 'ruby', 'ruby-bundler'],
+  // npm is installed afterwards with apt inside the tree: debootstrap's own resolver fails on npm's
+  // dependency graph (virtual packages among the node-* libraries).
+  prepare: async (root) => {
     await execFileP('chroot', [root, 'apt-get', 'install', '-y', '-q', '--no-install-recommends', 'npm'], {
       timeout: 10 * 60_000,
       maxBuffer: 64 * 1024 * 1024,
@@ -49,35 +19,5 @@ async function build(name: string): Promise<string> {
     }).catch((err: Error & { stderr?: string }) => {
       throw new Error(`installing npm into the runtime image failed: ${err.message}\n${(err.stderr ?? '').trim().split('\n').slice(-5).join('\n')}`);
     });
-    // Containers reach the npm registry through a TLS-intercepting egress whose CA the host trusts.
-    const hostCa = '/etc/ssl/certs/ca-certificates.crt';
-    if (existsSync(hostCa) && existsSync(join(root, 'etc/ssl/certs'))) copyFileSync(hostCa, join(root, 'etc/ssl/certs/ca-certificates.crt'));
-    rmSync(join(root, 'var/cache/apt/archives'), { recursive: true, force: true });
-    rmSync(join(root, 'var/lib/apt/lists'), { recursive: true, force: true });
-    const [repo, tag] = [name.slice(0, name.lastIndexOf(':')), name.slice(name.lastIndexOf(':') + 1)];
-    // The system tar, not tar-fs: the tree has device nodes (dev/console, …) that tar-fs cannot pack.
-    const packer = spawn('tar', ['-C', root, '-c', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let tarErr = '';
-    packer.stderr.on('data', (d: Buffer) => (tarErr += d.toString()));
-    const packed = new Promise<void>((resolve, reject) =>
-      packer.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`tar failed (${code}): ${tarErr.trim()}`)))),
-    );
-    const stream = await docker.importImage(packer.stdout, {
-      repo,
-      tag,
-      changes: ['ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'ENV LANG=C.UTF-8', 'CMD ["/bin/bash"]', 'LABEL berth.test=base'],
-    } as object);
-    await new Promise<void>((resolve, reject) =>
-      docker.modem.followProgress(stream, (err: Error | null, out: Array<{ error?: string }>) => {
-        const failed = out?.find((e) => e.error);
-        if (err || failed) reject(err ?? new Error(failed?.error));
-        else resolve();
-      }),
-    );
-    await packed;
-    await docker.getImage(name).inspect();
-    return name;
-  } finally {
-    rmSync(join(root, '..'), { recursive: true, force: true });
-  }
-}
+  },
+});
