@@ -59,7 +59,7 @@ volumes:
   assert.equal(c.release, 'python migrate.py');
   assert.deepEqual(c.processes, { web: { command: 'python app.py', scale: 1 }, worker: { command: 'python worker.py', scale: 2 } });
   assert.deepEqual(c.healthcheck, { path: '/up', timeoutS: 20 });
-  assert.deepEqual(c.cron, { nightly: { schedule: '0 3 * * *', command: 'python cleanup.py' } });
+  assert.deepEqual(c.cron, { nightly: { schedule: '0 3 * * *', command: 'python cleanup.py', timezone: null, timeoutS: 3600 } });
   assert.deepEqual(c.volumes, { media: { target: '/app/media' } });
 });
 
@@ -82,11 +82,39 @@ test('unknown keys and wrong types name the file, the key and what was expected'
   assert.match(configError({ 'berth.yml': 'processes:\n  Web_Server!: x\n' }), /^berth\.yml: key "processes\.Web_Server!": process names are/);
   assert.match(configError({ 'berth.yml': 'release: 42\n' }), /^berth\.yml: key "release": expected a command \(a string\), got number 42$/);
   assert.match(configError({ 'berth.yml': 'healthcheck: { path: up }\n' }), /key "healthcheck\.path": expected a URL path/);
-  assert.match(configError({ 'berth.yml': 'cron:\n  x: { schedule: "every day", command: y }\n' }), /key "cron\.x\.schedule": expected a valid cron schedule/);
+  assert.match(configError({ 'berth.yml': 'cron:\n  x: { schedule: "every day", command: y }\n' }), /key "cron\.x\.schedule": expected a valid 5-field cron schedule/);
   assert.match(configError({ 'berth.yml': 'build: { context: ../other }\n' }), /key "build\.context": path must stay inside the repository/);
   assert.match(configError({ 'berth.yml': '- a\n- b\n' }), /^berth\.yml: key "\(top level\)": expected a mapping/);
   assert.match(configError({ 'berth.yml': 'build: [\n' }), /^berth\.yml: invalid YAML at line \d+/);
   assert.match(configError({ 'berth.yml': 'release: a\nrelease: b\n' }), /^berth\.yml: invalid YAML/);
+});
+
+test('cron: 5-field schedules, an optional time zone and timeout, each refused with the job named', () => {
+  const c = loadAppConfig(
+    repo({ Dockerfile: 'FROM x\n', 'berth.yml': 'processes: { web: run }\ncron:\n  report: { schedule: "30 6 * * 1-5", command: ./report, timezone: Europe/Berlin, timeout: 15m }\n  ping: { schedule: "*/5 * * * *", command: ./ping, timeout: 90 }\n' }),
+  );
+  assert.deepEqual(c.cron, {
+    report: { schedule: '30 6 * * 1-5', command: './report', timezone: 'Europe/Berlin', timeoutS: 900 },
+    ping: { schedule: '*/5 * * * *', command: './ping', timezone: null, timeoutS: 90 },
+  });
+  const yml = (job: string) => ({ Dockerfile: 'FROM x\n', 'berth.yml': `processes: { web: run }\ncron:\n  nightly: ${job}\n` });
+  assert.match(configError(yml('{ schedule: "61 * * * *", command: x }')), /^berth\.yml: key "cron\.nightly\.schedule": expected a valid 5-field cron schedule/);
+  assert.match(configError(yml('{ schedule: "*/10 * * * * *", command: x }')), /key "cron\.nightly\.schedule": expected a valid 5-field/);
+  assert.match(configError(yml('{ schedule: "0 3 * * *", command: x, timezone: Mars/Olympus }')), /key "cron\.nightly\.timezone": expected an IANA time zone/);
+  assert.match(configError(yml('{ schedule: "0 3 * * *", command: x, timeout: 3d }')), /key "cron\.nightly\.timeout": expected seconds, or a duration/);
+  assert.match(configError(yml('{ schedule: "0 3 * * *" }')), /key "cron\.nightly\.command"/);
+  assert.match(configError(yml('{ schedule: "0 3 * * *", command: x, every: 2 }')), /unknown key "cron\.nightly\.every"/);
+  assert.match(configError({ Dockerfile: 'FROM x\n', 'appliku.yml': 'cronjobs:\n  sweep: { schedule: "0 0 31 2 8", command: x }\n' }), /^appliku\.yml: key "cronjobs\.sweep\.schedule"/);
+});
+
+test('volumes: absolute targets other than "/", one volume per target', () => {
+  const vol = (v: string) => configError({ Dockerfile: 'FROM x\n', 'berth.yml': `processes: { web: run }\nvolumes:\n${v}` });
+  assert.match(vol('  data: { target: / }\n'), /^berth\.yml: key "volumes\.data\.target": a volume cannot be mounted at "\/"/);
+  assert.match(vol('  data: { target: app/data }\n'), /key "volumes\.data\.target": expected an absolute path/);
+  assert.match(vol('  data: { target: /app/../etc }\n'), /key "volumes\.data\.target"/);
+  assert.match(vol('  a: { target: /data }\n  b: { target: /data/ }\n'), /key "volumes\.b\.target": "\/data" is already the target of volume "a"/);
+  assert.match(vol('  Bad!: { target: /data }\n'), /key "volumes\.Bad!": volume names are/);
+  assert.deepEqual(loadAppConfig(repo({ Dockerfile: 'FROM x\n', 'berth.yml': 'processes: { web: run }\nvolumes:\n  media: { target: /app/media/ }\n' })).volumes, { media: { target: '/app/media' } });
 });
 
 test('precedence: berth.yml over appliku.yml over Procfile over detection', () => {
@@ -175,7 +203,7 @@ volumes:
   assert.equal(c.build.port, 3000);
   assert.equal(c.release, 'node migrate.js');
   assert.deepEqual(c.processes, { web: { command: 'node server.js', scale: 1 }, worker: { command: 'node worker.js', scale: 3 } });
-  assert.deepEqual(c.cron, { cleanup: { schedule: '*/5 * * * *', command: 'node cleanup.js' } });
+  assert.deepEqual(c.cron, { cleanup: { schedule: '*/5 * * * *', command: 'node cleanup.js', timezone: null, timeoutS: 3600 } });
   assert.deepEqual(c.volumes, { uploads: { target: '/app/uploads' } });
 
   const df = loadAppConfig(

@@ -2,8 +2,8 @@
 // onto the same model: build_settings → build, services (with the reserved `release`) →
 // processes + release, cronjobs → cron, volumes → volumes.
 import { z } from 'zod';
-import { buildImage, command, containerPath, cronSchedule, imagePath, parseConfig, port, processName, repoPath, scale } from './fields.js';
-import type { PartialConfig } from './berth-yml.js';
+import { buildImage, command, cronJob, distinctTargets, imagePath, parseConfig, port, processName, repoPath, scale, volumeName, volumeTarget } from './fields.js';
+import { cronJobConfig, type PartialConfig } from './berth-yml.js';
 import { ConfigError } from './types.js';
 
 const service = z.strictObject({ command, scale: scale.optional() });
@@ -23,13 +23,14 @@ export const applikuSchema = z.strictObject(
       })
       .optional(),
     services: z.record(z.union([processName, z.literal('release')]), service).optional(),
-    cronjobs: z.record(processName, z.strictObject({ schedule: cronSchedule, command })).optional(),
+    cronjobs: z.record(processName, cronJob).optional(),
     volumes: z
       .record(
-        processName,
+        volumeName,
         // url and environment_variable are Appliku's way to serve a volume over HTTP; accepted, not used yet.
-        z.strictObject({ target: containerPath, url: z.string().optional(), environment_variable: z.string().optional() }),
+        z.strictObject({ target: volumeTarget, url: z.string().optional(), environment_variable: z.string().optional() }),
       )
+      .superRefine(distinctTargets)
       .optional(),
   },
   { error: 'expected a mapping of keys (build_settings, services, cronjobs, volumes)' },
@@ -60,7 +61,7 @@ export function parseAppliku(data: unknown, file = 'appliku.yml'): PartialConfig
   if (Object.keys(services).length > 0) {
     out.processes = Object.fromEntries(Object.entries(services).map(([name, s]) => [name, { command: s.command, scale: s.scale ?? 1 }]));
   }
-  if (c.cronjobs) out.cron = c.cronjobs;
+  if (c.cronjobs) out.cron = Object.fromEntries(Object.entries(c.cronjobs).map(([name, j]) => [name, cronJobConfig(j)]));
   if (c.volumes) out.volumes = Object.fromEntries(Object.entries(c.volumes).map(([name, v]) => [name, { target: v.target }]));
   return out;
 }

@@ -1,8 +1,8 @@
 // berth.yml: the native config file. Every key is optional; unknown keys are errors, so a typo
 // fails the deploy with the key named instead of being silently ignored.
 import { z } from 'zod';
-import { buildImage, command, containerPath, cronSchedule, healthPath, imagePath, parseConfig, port, processName, repoPath, scale } from './fields.js';
-import type { BuildImage, ProcessConfig } from './types.js';
+import { buildImage, command, cronJob, distinctTargets, healthPath, imagePath, parseConfig, port, processName, repoPath, scale, volumeName, volumeTarget } from './fields.js';
+import { DEFAULT_CRON_TIMEOUT_S, type BuildImage, type CronJobConfig, type ProcessConfig } from './types.js';
 
 // `web: cmd` is short for `web: { command: cmd }`; normalising first keeps errors about the inner key.
 const processEntry = z.preprocess(
@@ -32,8 +32,8 @@ export const berthYmlSchema = z.strictObject(
         attempts: z.number({ error: 'expected a number of probes' }).int('expected a whole number').min(1, 'expected 1 to 10000').max(10_000, 'expected 1 to 10000').optional(),
       })
       .optional(),
-    cron: z.record(processName, z.strictObject({ schedule: cronSchedule, command })).optional(),
-    volumes: z.record(processName, z.strictObject({ target: containerPath })).optional(),
+    cron: z.record(processName, cronJob).optional(),
+    volumes: z.record(volumeName, z.strictObject({ target: volumeTarget })).superRefine(distinctTargets).optional(),
   },
   { error: 'expected a mapping of keys (build, release, processes, healthcheck, cron, volumes)' },
 );
@@ -48,8 +48,13 @@ export interface PartialConfig {
   release?: string;
   processes?: Record<string, ProcessConfig>;
   healthcheck?: { path: string; timeoutS: number; intervalS?: number; attempts?: number };
-  cron?: Record<string, { schedule: string; command: string }>;
+  cron?: Record<string, CronJobConfig>;
   volumes?: Record<string, { target: string }>;
+}
+
+/** A parsed cron entry with its defaults filled in. */
+export function cronJobConfig(j: { schedule: string; command: string; timezone?: string; timeout?: number }): CronJobConfig {
+  return { schedule: j.schedule, command: j.command, timezone: j.timezone ?? null, timeoutS: j.timeout ?? DEFAULT_CRON_TIMEOUT_S };
 }
 
 export function parseBerthYml(data: unknown, file = 'berth.yml'): PartialConfig {
@@ -71,7 +76,7 @@ export function parseBerthYml(data: unknown, file = 'berth.yml'): PartialConfig 
           },
         }
       : {}),
-    ...(c.cron ? { cron: c.cron } : {}),
+    ...(c.cron ? { cron: Object.fromEntries(Object.entries(c.cron).map(([name, j]) => [name, cronJobConfig(j)])) } : {}),
     ...(c.volumes ? { volumes: c.volumes } : {}),
   };
 }

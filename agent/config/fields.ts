@@ -48,7 +48,50 @@ export const containerPath = z
   .string({ error: 'expected an absolute path in the container' })
   .regex(/^\/[A-Za-z0-9._\/-]*$/, 'expected an absolute path in the container (letters, digits, "._/-")');
 
-export const cronSchedule = z.string({ error: 'expected a cron schedule like "0 3 * * *"' }).refine((s) => cron.validate(s), 'expected a valid cron schedule like "0 3 * * *"');
+/** Standard 5 fields only: node-cron would also take a 6th (seconds) field, which other crons do not. */
+export const cronSchedule = z
+  .string({ error: 'expected a cron schedule like "0 3 * * *"' })
+  .trim()
+  .refine((s) => s.split(/\s+/).length === 5 && cron.validate(s), 'expected a valid 5-field cron schedule like "0 3 * * *" (minute hour day-of-month month day-of-week)');
+
+export const timezone = z.string({ error: 'expected an IANA time zone like "Europe/Berlin"' }).refine((tz) => {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return /^[A-Za-z][A-Za-z0-9_+\/-]*$/.test(tz);
+  } catch {
+    return false;
+  }
+}, 'expected an IANA time zone like "Europe/Berlin" or "UTC"');
+
+/** Seconds a cron run may take: a number, or "90s" / "30m" / "2h". */
+export const cronTimeout = z
+  .union([z.number(), z.string().regex(/^\d+\s*[smh]$/, 'expected seconds, or a duration like "30m" or "2h"')], { error: 'expected seconds, or a duration like "30m" or "2h"' })
+  .transform((v) => (typeof v === 'number' ? v : Number(v.slice(0, -1).trim()) * { s: 1, m: 60, h: 3600 }[v.slice(-1) as 's' | 'm' | 'h']))
+  .pipe(z.number().int('expected whole seconds').min(1, 'expected 1 second to 24 hours').max(86_400, 'expected 1 second to 24 hours'));
+
+export const cronJob = z.strictObject(
+  { schedule: cronSchedule, command, timezone: timezone.optional(), timeout: cronTimeout.optional() },
+  { error: 'expected a mapping with "schedule" and "command" (optional "timezone", "timeout")' },
+);
+
+/** A volume's mount point: absolute, not "/" (it would hide the whole image). */
+export const volumeTarget = containerPath
+  .refine((p) => !p.split('/').includes('..'), 'volume target must not contain ".."')
+  .transform((p) => posix.normalize(p).replace(/(.)\/+$/, '$1'))
+  .refine((p) => p !== '/', 'a volume cannot be mounted at "/" (it would hide the whole image)');
+
+/** Volume names become Docker volume names (berth-APP-NAME). */
+export const volumeName = z.string().regex(/^[a-z][a-z0-9_-]{0,29}$/, 'volume names are 1-30 lower-case letters, digits, "_" or "-", starting with a letter');
+
+/** Two volumes mounted at the same target would hide one another: refused, naming both. */
+export function distinctTargets(volumes: Record<string, { target: string }>, ctx: z.core.$RefinementCtx): void {
+  const seen = new Map<string, string>();
+  for (const [name, v] of Object.entries(volumes)) {
+    const other = seen.get(v.target);
+    if (other) ctx.addIssue({ code: 'custom', path: [name, 'target'], message: `"${v.target}" is already the target of volume "${other}" (two volumes cannot share a target)` });
+    seen.set(v.target, name);
+  }
+}
 
 export const healthPath = z.string({ error: 'expected a URL path like /up' }).regex(/^\/[A-Za-z0-9._~\/?&=%+-]*$/, 'expected a URL path starting with "/" like /up');
 

@@ -40,11 +40,25 @@ export interface AppConfig {
    * failing early after `attempts` failed probes when set.
    */
   healthcheck: { path: string; timeoutS: number; intervalS?: number; attempts?: number } | null;
-  cron: Record<string, { schedule: string; command: string }>;
+  /** Scheduled one-off runs of the current release; `timeoutS` defaults to DEFAULT_CRON_TIMEOUT_S. */
+  cron: Record<string, CronJobConfig>;
+  /** Named Docker volumes (berth-APP-NAME) mounted at `target` in every process, release and cron container. */
   volumes: Record<string, { target: string }>;
   /** Things the loader inferred or ignored, shown in the deploy log. */
   notes: string[];
 }
+
+export interface CronJobConfig {
+  /** Standard 5-field cron expression (a leading seconds field is refused). */
+  schedule: string;
+  command: string;
+  /** IANA time zone the schedule is read in; null = the server's. */
+  timezone: string | null;
+  /** A run still going after this many seconds is killed and recorded as timed out. */
+  timeoutS: number;
+}
+
+export const DEFAULT_CRON_TIMEOUT_S = 3600;
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
