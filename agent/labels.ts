@@ -10,6 +10,8 @@ export const LABEL = {
   replica: 'berth.replica',
   /** The server (agent) that owns the object: agents sharing one Docker engine never touch each other's. */
   server: 'berth.server',
+  /** A cron run's container (its job name): owned by the cron scheduler, never by the reconciler. */
+  cron: 'berth.cron',
 } as const;
 
 export function berthLabels(app: string, deploymentId: string, extra: Record<string, string> = {}): Record<string, string> {

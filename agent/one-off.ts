@@ -17,6 +17,8 @@ export interface OneOffOptions {
   labels: Record<string, string>;
   /** Read-only bind mounts: host file/dir → container path. */
   mounts?: Array<{ source: string; target: string }>;
+  /** The app's named volumes, read-write (see volumes.ts volumeMounts). */
+  volumes?: Docker.MountSettings[];
   log: (line: string) => void;
   timeoutMs: number;
   signal?: AbortSignal;
@@ -76,7 +78,7 @@ export async function runOneOff(docker: Docker, opts: OneOffOptions): Promise<On
       AttachStderr: true,
       HostConfig: {
         Init: true,
-        Mounts: (opts.mounts ?? []).map((m) => ({ Type: 'bind' as const, Source: m.source, Target: m.target, ReadOnly: true })),
+        Mounts: [...(opts.mounts ?? []).map((m) => ({ Type: 'bind' as const, Source: m.source, Target: m.target, ReadOnly: true })), ...(opts.volumes ?? [])],
         LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '1' } },
       },
     });

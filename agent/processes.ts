@@ -488,6 +488,8 @@ export async function listBerthContainers(docker: Docker, filter: { app?: string
   const ours = list.filter(
     (c) =>
       c.Labels?.[LABEL.managed] === 'true' &&
+      // Cron runs are one-offs the scheduler owns (and times out); the reconciler never touches them.
+      c.Labels?.[LABEL.cron] === undefined &&
       (filter.app === undefined || c.Labels?.[LABEL.app] === filter.app) &&
       (!filter.server || c.Labels?.[LABEL.server] === filter.server),
   );
