@@ -14,6 +14,7 @@ import { startControlPlane, type RunningControlPlane } from '../control-plane/ma
 import { openStores } from '../control-plane/store/index.js';
 import { sha256 } from '../shared/ids.js';
 import { AGENT_WS_PATH } from '../shared/protocol.js';
+import { FakeAgent } from './helpers/fake-agent.js';
 
 const logger = pino({ level: process.env.BERTH_TEST_LOG ?? 'silent' });
 const tmpDirs: string[] = [];
@@ -52,79 +53,6 @@ function client(cp: RunningControlPlane) {
     }
     return { status: res.status, body: parsed };
   };
-}
-
-/** A WebSocket client speaking the agent side of the protocol, with a queue of received messages. */
-class FakeAgent {
-  private readonly inbox: any[] = [];
-  private wake: (() => void) | undefined;
-  closed: Promise<{ code: number; reason: string }>;
-
-  private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data) => {
-      this.inbox.push(JSON.parse(String(data)));
-      this.wake?.();
-    });
-    this.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: String(reason) })));
-  }
-
-  /** Resolves once open; rejects with the HTTP status and body when the upgrade is refused. */
-  static connect(cp: RunningControlPlane, credential: string | null): Promise<FakeAgent> {
-    const headers: Record<string, string> = credential === null ? {} : { authorization: `Bearer ${credential}` };
-    const ws = new WebSocket(cp.url.replace(/^http/, 'ws') + AGENT_WS_PATH, { headers });
-    const agent = new FakeAgent(ws);
-    return new Promise((resolve, reject) => {
-      ws.once('open', () => resolve(agent));
-      ws.once('unexpected-response', (_req, res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c));
-        res.on('end', () => reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { status: res.statusCode, body: text })));
-      });
-      ws.once('error', reject);
-    });
-  }
-
-  send(msg: unknown): void {
-    this.ws.send(typeof msg === 'string' ? msg : JSON.stringify(msg));
-  }
-
-  hello(): void {
-    this.send({ type: 'hello', v: 1, agentVersion: '0.1.0-test', hostname: 'test-host' });
-  }
-
-  /** The next received message of `type` (others stay queued), or a timeout failure. */
-  async next(type: string, timeoutMs = 3000): Promise<any> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.inbox.findIndex((m) => m.type === type);
-      if (i >= 0) return this.inbox.splice(i, 1)[0];
-      const left = deadline - Date.now();
-      if (left <= 0) assert.fail(`no "${type}" message within ${timeoutMs} ms; got ${JSON.stringify(this.inbox.map((m) => m.type))}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-    }
-  }
-
-  /** Assert nothing of `type` arrives within `ms`. */
-  async none(type: string, ms = 300): Promise<void> {
-    await new Promise((r) => setTimeout(r, ms));
-    assert.equal(this.inbox.filter((m) => m.type === type).length, 0, `unexpected "${type}" message`);
-  }
-
-  /** Round-trip a heartbeat: proves every earlier frame was processed and the connection is served. */
-  async sync(): Promise<void> {
-    this.send({ type: 'heartbeat', v: 1, ts: new Date().toISOString() });
-    await this.next('heartbeat');
-  }
-
-  close(): void {
-    this.ws.close();
-  }
 }
 
 async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 3000): Promise<void> {
@@ -195,7 +123,7 @@ describe('control plane: API and agent hub', () => {
   let api: ReturnType<typeof client>;
   const agents: FakeAgent[] = [];
   const connect = async (credential: string | null) => {
-    const a = await FakeAgent.connect(cp, credential);
+    const a = await FakeAgent.connect(cp.url, credential);
     agents.push(a);
     return a;
   };
@@ -588,7 +516,7 @@ describe('control plane: deploy triggers and live deployment events', () => {
   let credential: string;
   const agents: FakeAgent[] = [];
   const connect = async () => {
-    const a = await FakeAgent.connect(cp, credential);
+    const a = await FakeAgent.connect(cp.url, credential);
     agents.push(a);
     a.hello();
     await a.next('welcome');

@@ -9,7 +9,7 @@ import { appName } from '../../shared/validation.js';
 import { AgentUnavailableError, BadRequestError, NotFoundError } from '../errors.js';
 import type { ApiDeps } from './deps.js';
 import { validParam } from './http.js';
-import { SSE_KEEPALIVE_MS } from './sse.js';
+import { sseResponse } from './sse.js';
 
 const logsQuery = z.object({
   process: z
@@ -30,62 +30,31 @@ export function registerLogRoutes(app: Hono, deps: ApiDeps): void {
     const { process, tail } = parsed.data;
     const follow = parsed.data.follow === '1' || parsed.data.follow === 'true';
 
-    const encoder = new TextEncoder();
-    let stop: () => void = () => {};
     let cancelRequest: (() => void) | null = null;
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        let closed = false;
-        const send = (chunk: string) => {
-          if (closed) return;
-          try {
-            controller.enqueue(encoder.encode(chunk));
-          } catch {
-            close();
-          }
-        };
-        const event = (name: string, data: unknown) => send(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
-        const keepalive = setInterval(() => send(': keepalive\n\n'), SSE_KEEPALIVE_MS);
-        keepalive.unref();
-        function close() {
-          if (closed) return;
-          closed = true;
-          clearInterval(keepalive);
-          try {
-            controller.close();
-          } catch {
-            // the client already went away
-          }
-        }
-        stop = () => {
-          cancelRequest?.();
-          close();
-        };
-        cancelRequest = deps.hub.requestLogs(
-          row.server,
-          { requestId: newId(), app: name, ...(process ? { process } : {}), tail, follow },
-          {
-            lines: (lines: RuntimeLogLine[]) => {
-              for (const line of lines) event(RUNTIME_LOG_EVENT.line, line);
-            },
-            end: (error?: string) => {
-              event(RUNTIME_LOG_EVENT.end, error ? { error } : {});
-              close();
-            },
+    const response = sseResponse(c, (stream) => {
+      let ended = false;
+      cancelRequest = deps.hub.requestLogs(
+        row.server,
+        { requestId: newId(), app: name, ...(process ? { process } : {}), tail, follow },
+        {
+          lines: (lines: RuntimeLogLine[]) => {
+            for (const line of lines) stream.event(RUNTIME_LOG_EVENT.line, line);
           },
-        );
-      },
-      cancel() {
-        stop();
-      },
+          end: (error?: string) => {
+            ended = true;
+            stream.event(RUNTIME_LOG_EVENT.end, error ? { error } : {});
+            stream.close();
+          },
+        },
+      );
+      // Only a client that goes away early needs the agent told; an ended request is already closed.
+      return () => {
+        if (!ended) cancelRequest?.();
+      };
     });
     if (!cancelRequest) {
       throw new AgentUnavailableError(`server "${row.server}" is offline: runtime logs are read from its agent, try again when it is connected`);
     }
-    c.req.raw.signal.addEventListener('abort', () => stop(), { once: true });
-    return new Response(body, {
-      status: 200,
-      headers: { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', 'X-Accel-Buffering': 'no' },
-    });
+    return response;
   });
 }

@@ -11,14 +11,26 @@ import type { Stores } from '../store/index.js';
 /** A comment line this often keeps proxies and clients from timing out an idle stream. */
 export const SSE_KEEPALIVE_MS = 15_000;
 
-export function deploymentEventStream(c: Context, deps: { stores: Stores; events: DeploymentEvents }, id: string, after: number): Response {
+export interface SseStream {
+  /** One event; `id` lets a client resume (Last-Event-ID). */
+  event(name: string, data: unknown, id?: number): void;
+  /** A comment line (ignored by clients, keeps the connection warm). */
+  comment(text: string): void;
+  close(): void;
+}
+
+/**
+ * A text/event-stream response. `open` runs synchronously while the response is built and returns
+ * what to undo when the stream closes (client gone, or `close()`); a keepalive comment is sent
+ * every SSE_KEEPALIVE_MS.
+ */
+export function sseResponse(c: Context, open: (stream: SseStream) => (() => void) | void): Response {
   const encoder = new TextEncoder();
   let stop = () => {};
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       let closed = false;
-      let lastSeq = after;
-      let keepalive: NodeJS.Timeout | undefined;
+      let cleanup: (() => void) | void;
       const send = (chunk: string) => {
         if (closed) return;
         try {
@@ -27,22 +39,13 @@ export function deploymentEventStream(c: Context, deps: { stores: Stores; events
           close();
         }
       };
-      const event = (name: string, data: unknown, eventId?: number) =>
-        send(`event: ${name}\n${eventId === undefined ? '' : `id: ${eventId}\n`}data: ${JSON.stringify(data)}\n\n`);
-      const log = (line: LogLine) => {
-        if (line.seq <= lastSeq) return;
-        lastSeq = line.seq;
-        event(DEPLOYMENT_EVENT.log, line, line.seq);
-      };
-      const end = (d: DeploymentInfo) => {
-        event(DEPLOYMENT_EVENT.end, d);
-        close();
-      };
+      const keepalive = setInterval(() => send(': keepalive\n\n'), SSE_KEEPALIVE_MS);
+      keepalive.unref();
       function close() {
         if (closed) return;
         closed = true;
-        unsubscribe();
         clearInterval(keepalive);
+        cleanup?.();
         try {
           controller.close();
         } catch {
@@ -50,27 +53,14 @@ export function deploymentEventStream(c: Context, deps: { stores: Stores; events
         }
       }
       stop = close;
-
-      // Subscribe before reading the record: both happen in this synchronous block, so no event
-      // can fall between the stored log and the live one.
-      const unsubscribe = deps.events.subscribe(id, (e) => {
-        if (e.type === 'log') return log(e.line);
-        event(DEPLOYMENT_EVENT.deployment, e.deployment);
-        if (isTerminal(e.deployment.status)) end(e.deployment);
-      });
-      const row = deps.stores.deployments.get(id);
-      if (!row) return end({ id, app: '', status: 'cancelled', commit: null, reason: 'the deployment no longer exists', trigger: '', createdAt: '', updatedAt: '', finishedAt: null });
-      const current = deploymentInfo(row);
-      event(DEPLOYMENT_EVENT.deployment, current);
-      for (;;) {
-        const page = deps.stores.deployments.logs(id, lastSeq).lines as LogLine[];
-        for (const line of page) log(line);
-        if (page.length < MAX_LOG_LINES_PER_PAGE) break;
-      }
-      if (isTerminal(current.status)) return end(current);
-      send(': following\n\n');
-      keepalive = setInterval(() => send(': keepalive\n\n'), SSE_KEEPALIVE_MS);
-      keepalive.unref();
+      const stream: SseStream = {
+        event: (name, data, id) => send(`event: ${name}\n${id === undefined ? '' : `id: ${id}\n`}data: ${JSON.stringify(data)}\n\n`),
+        comment: (text) => send(`: ${text}\n\n`),
+        close,
+      };
+      cleanup = open(stream);
+      // open() may have closed the stream already, before its cleanup was known.
+      if (closed) cleanup?.();
     },
     cancel() {
       stop();
@@ -85,5 +75,42 @@ export function deploymentEventStream(c: Context, deps: { stores: Stores; events
       // nginx in front of the control plane must not buffer the stream.
       'X-Accel-Buffering': 'no',
     },
+  });
+}
+
+export function deploymentEventStream(c: Context, deps: { stores: Stores; events: DeploymentEvents }, id: string, after: number): Response {
+  return sseResponse(c, (stream) => {
+    let lastSeq = after;
+    const log = (line: LogLine) => {
+      if (line.seq <= lastSeq) return;
+      lastSeq = line.seq;
+      stream.event(DEPLOYMENT_EVENT.log, line, line.seq);
+    };
+    const end = (d: DeploymentInfo) => {
+      stream.event(DEPLOYMENT_EVENT.end, d);
+      stream.close();
+    };
+    // Subscribe before reading the record: both happen in this synchronous block, so no event
+    // can fall between the stored log and the live one.
+    const unsubscribe = deps.events.subscribe(id, (e) => {
+      if (e.type === 'log') return log(e.line);
+      stream.event(DEPLOYMENT_EVENT.deployment, e.deployment);
+      if (isTerminal(e.deployment.status)) end(e.deployment);
+    });
+    const row = deps.stores.deployments.get(id);
+    if (!row) {
+      end({ id, app: '', status: 'cancelled', commit: null, reason: 'the deployment no longer exists', trigger: '', createdAt: '', updatedAt: '', finishedAt: null });
+      return unsubscribe;
+    }
+    const current = deploymentInfo(row);
+    stream.event(DEPLOYMENT_EVENT.deployment, current);
+    for (;;) {
+      const page = deps.stores.deployments.logs(id, lastSeq).lines as LogLine[];
+      for (const line of page) log(line);
+      if (page.length < MAX_LOG_LINES_PER_PAGE) break;
+    }
+    if (isTerminal(current.status)) end(current);
+    else stream.comment('following');
+    return unsubscribe;
   });
 }

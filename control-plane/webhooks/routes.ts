@@ -137,6 +137,18 @@ export function registerWebhookRoutes(app: Hono, deps: ApiDeps): void {
     return appName.safeParse(name).success ? stores.apps.get(name!) : undefined;
   };
   const noSuchApp = (c: Context) => fail(c, 404, `no webhook here: app "${String(c.req.param('app')).slice(0, 60)}" does not exist`);
+  /** The body (bounded), then the app looked up again: it may have been deleted while the body arrived. */
+  const readBody = async (c: Context, limit: number): Promise<{ body: Buffer; target: AppRow } | Response> => {
+    let body: Buffer;
+    try {
+      body = await readRawBody(c, limit);
+    } catch (err) {
+      if (err instanceof HookError) return bodyFailed(c, err);
+      throw err;
+    }
+    const target = findApp(c);
+    return target ? { body, target } : noSuchApp(c);
+  };
   const headers = (c: Context): Headers => (name) => c.req.header(name);
 
   const respond = (t: Triggered, extra: { message: string; host?: string; statusUrl: string; eventsUrl?: string }): WebhookResult => ({
@@ -152,15 +164,9 @@ export function registerWebhookRoutes(app: Hono, deps: ApiDeps): void {
   // ---- push webhooks ------------------------------------------------------------------------
   app.post(`${HOOKS_PREFIX}:app/push`, async (c) => {
     if (!findApp(c)) return noSuchApp(c);
-    let body: Buffer;
-    try {
-      body = await readRawBody(c, MAX_PUSH_BODY_BYTES);
-    } catch (err) {
-      if (err instanceof HookError) return bodyFailed(c, err);
-      throw err;
-    }
-    const target = findApp(c); // again: it may have been deleted while the body arrived
-    if (!target) return noSuchApp(c);
+    const read = await readBody(c, MAX_PUSH_BODY_BYTES);
+    if (read instanceof Response) return read;
+    const { body, target } = read;
     const h = headers(c);
     const host = detectHost(h);
     if (!host) {
@@ -235,15 +241,9 @@ export function registerWebhookRoutes(app: Hono, deps: ApiDeps): void {
     if (!found) return noSuchApp(c);
     const denied = checkToken(c, found);
     if (denied) return denied;
-    let raw: Buffer;
-    try {
-      raw = await readRawBody(c, MAX_DEPLOY_BODY_BYTES);
-    } catch (err) {
-      if (err instanceof HookError) return bodyFailed(c, err);
-      throw err;
-    }
-    const target = findApp(c);
-    if (!target) return noSuchApp(c);
+    const read = await readBody(c, MAX_DEPLOY_BODY_BYTES);
+    if (read instanceof Response) return read;
+    const { body: raw, target } = read;
 
     let data: unknown = {};
     const text = raw.toString('utf8');

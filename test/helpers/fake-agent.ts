@@ -7,30 +7,49 @@ import { AGENT_WS_PATH } from '../../shared/protocol.js';
 export class FakeAgent {
   private readonly inbox: Array<Record<string, any>> = [];
   private wake: (() => void) | undefined;
+  /** Resolves with the close code and reason once the connection is gone. */
+  readonly closed: Promise<{ code: number; reason: string }>;
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data) => {
       this.inbox.push(JSON.parse(String(data)) as Record<string, any>);
       this.wake?.();
     });
+    this.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: String(reason) })));
+  }
+
+  /** Open the WebSocket (no hello yet); rejects with the HTTP `status` and `body` when the upgrade is refused. */
+  static connect(cpUrl: string, credential: string | null): Promise<FakeAgent> {
+    const headers: Record<string, string> = credential === null ? {} : { authorization: `Bearer ${credential}` };
+    const ws = new WebSocket(cpUrl.replace(/^http/, 'ws') + AGENT_WS_PATH, { headers });
+    const agent = new FakeAgent(ws);
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(agent));
+      ws.once('unexpected-response', (_req, res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c));
+        res.on('end', () => reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { status: res.statusCode, body: text })));
+      });
+      ws.once('error', reject);
+    });
   }
 
   /** Connect with the agent credential, say hello and wait for the welcome and the desired state. */
   static async join(cpUrl: string, credential: string): Promise<FakeAgent> {
-    const ws = new WebSocket(cpUrl.replace(/^http/, 'ws') + AGENT_WS_PATH, { headers: { authorization: `Bearer ${credential}` } });
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('error', reject);
-    });
-    const agent = new FakeAgent(ws);
-    agent.send({ type: 'hello', v: 1, agentVersion: '0.1.0-test', hostname: 'test-host' });
+    const agent = await FakeAgent.connect(cpUrl, credential);
+    agent.hello();
     await agent.next('welcome');
     await agent.next('desired_state');
     return agent;
   }
 
+  /** A message (a string is sent as is: for malformed frames). */
   send(msg: unknown): void {
-    this.ws.send(JSON.stringify(msg));
+    this.ws.send(typeof msg === 'string' ? msg : JSON.stringify(msg));
+  }
+
+  hello(): void {
+    this.send({ type: 'hello', v: 1, agentVersion: '0.1.0-test', hostname: 'test-host' });
   }
 
   progress(deploymentId: string, status: string, extra: Record<string, unknown> = {}): void {
@@ -55,14 +74,21 @@ export class FakeAgent {
     }
   }
 
-  /** Round-trip a heartbeat: every earlier frame has been processed. */
+  /** Assert nothing of `type` arrives within `ms`. */
+  async none(type: string, ms = 300): Promise<void> {
+    await new Promise((r) => setTimeout(r, ms));
+    assert.equal(this.inbox.filter((m) => m.type === type).length, 0, `unexpected "${type}" message`);
+  }
+
+  /** Round-trip a heartbeat: every earlier frame has been processed and the connection is served. */
   async sync(): Promise<void> {
     this.send({ type: 'heartbeat', v: 1, ts: new Date().toISOString() });
     await this.next('heartbeat');
   }
 
+  /** A clean close handshake (ws.terminate() for a connection that just dies). */
   close(): void {
-    this.ws.terminate();
+    this.ws.close();
   }
 }
 
