@@ -10,7 +10,7 @@ import { request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { dirname, join } from 'node:path';
 import { rootCertificates } from 'node:tls';
-import * as acme from 'acme-client';
+import type * as AcmeClient from 'acme-client';
 import type { Logger } from '../../shared/logger.js';
 import { domainName } from '../../shared/validation.js';
 import { ensureDir, oneLine, writeFileAtomic } from './files.js';
@@ -19,7 +19,17 @@ export class AcmeError extends Error {
   override name = 'AcmeError';
 }
 
-export const LETSENCRYPT_PRODUCTION = acme.directory.letsencrypt.production;
+export const LETSENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';
+
+type Acme = typeof AcmeClient;
+let acmeModule: Promise<Acme> | undefined;
+/**
+ * acme-client (with axios and its crypto) is loaded on the first order, not at start: it is about a
+ * third of an idle agent's memory, and most agents go weeks between orders.
+ */
+function loadAcme(): Promise<Acme> {
+  return (acmeModule ??= import('acme-client'));
+}
 
 export interface AcmeConfig {
   /** ACME directory URL (BERTH_ACME_DIRECTORY; default Let's Encrypt production). */
@@ -201,9 +211,6 @@ export class AcmeIssuer {
   constructor(config: AcmeConfig, deps: AcmeIssuerDeps) {
     this.config = config;
     this.deps = deps;
-    // acme-client's own trace (URLs and states, never keys) at debug level.
-    const log = deps.log;
-    if (log) acme.setLogger((msg) => log.debug({ acme: msg }, 'acme-client'));
   }
 
   get challengeDir(): string {
@@ -223,8 +230,12 @@ export class AcmeIssuer {
     const caPem = this.config.caFile ? readCaFile(this.config.caFile) : undefined;
     await checkDirectory(this.config.directoryUrl, { caPem, timeoutMs: this.config.preflightTimeoutMs ?? 5000 });
     this.prepareWebroot();
-    const accountKey = await this.accountKey();
-    this.configureHttp(caPem);
+    const acme = await loadAcme();
+    // acme-client's own trace (URLs and states, never keys) at debug level.
+    const trace = this.deps.log;
+    if (trace) acme.setLogger((msg) => trace.debug({ acme: msg }, 'acme-client'));
+    const accountKey = await this.accountKey(acme);
+    this.configureHttp(acme, caPem);
 
     const client = new acme.Client({
       directoryUrl: this.config.directoryUrl,
@@ -305,7 +316,7 @@ export class AcmeIssuer {
     chmodSync(file, 0o644);
   }
 
-  private configureHttp(caPem: string | undefined): void {
+  private configureHttp(acme: Acme, caPem: string | undefined): void {
     // acme-client talks through one process-wide axios instance.
     const ax = acme.axios;
     const ca = trustList(caPem);
@@ -315,7 +326,7 @@ export class AcmeIssuer {
   }
 
   /** The account key, created once (ECDSA P-256, 0600) and reused for every order. */
-  private async accountKey(): Promise<Buffer> {
+  private async accountKey(acme: Acme): Promise<Buffer> {
     const file = join(this.deps.certsDir, 'account.key');
     if (existsSync(file)) return readFileSync(file);
     ensureDir(this.deps.certsDir, 0o700);
