@@ -4,8 +4,13 @@
 #   curl -fsSL https://CP/install.sh | sudo sh -s -- --token JOIN_TOKEN [--name NAME]
 #   curl -fsSL https://CP/install.sh | sudo sh -s -- --all-in-one      # control plane + agent on this machine
 #   curl -fsSL https://CP/install.sh | sudo sh -s -- --uninstall [--purge]
+#   sudo berth upgrade [--version V]        # runs this script with --upgrade (see docs/install.md)
 #
 # Idempotent: re-running it finishes an interrupted install and changes nothing on a complete one.
+# Upgrades (a re-run that brings a different release, or --upgrade): `current` is switched atomically,
+# the daemons are restarted and must come back with the new version and connect to the control plane
+# within BERTH_UPGRADE_TIMEOUT_S seconds (60); if not, `current` is switched back and the previous release
+# restarted. App containers and nginx are not touched either way: apps keep serving throughout.
 # Layout: /opt/berth/releases/VERSION (unpacked release), /opt/berth/current -> releases/VERSION,
 # /opt/berth/bin/node, /usr/local/bin/berth, /etc/berth/*.env (settings), /var/lib/berth (data),
 # units in /etc/systemd/system, or without systemd as PID 1 a background agent with /run/berth/agent.pid.
@@ -22,6 +27,7 @@ RUN_DIR="${BERTH_RUN_DIR:-/run/berth}"
 LOG_DIR="${BERTH_LOG_DIR:-/var/log/berth}"
 MIN_DISK_MB=1024
 WARN_DISK_MB=5120
+START_TIMEOUT="${BERTH_UPGRADE_TIMEOUT_S:-60}"
 
 URL=""
 TOKEN=""
@@ -29,6 +35,10 @@ NAME=""
 MODE=install
 ALL_IN_ONE=0
 PURGE=0
+WANT_VERSION=""
+ROLLBACK_NOTE=""
+PREVIOUS=""
+CHANGED=0
 CP_LISTEN="0.0.0.0:8080"
 CP_PUBLIC_URL=""
 
@@ -48,7 +58,11 @@ on_exit() {
   trap - EXIT
   if [ "$code" -ne 0 ]; then
     [ -z "$HINT" ] || printf '%s\n' "berth: $HINT" >&2
-    printf '%s\n' "berth: the install stopped at step \"$STEP\"; nothing running was changed by the failed step. Fix the cause above and re-run the same command: the installer continues where it stopped." >&2
+    if [ -n "$ROLLBACK_NOTE" ]; then
+      printf '%s\n' "berth: $ROLLBACK_NOTE" >&2
+    else
+      printf '%s\n' "berth: the install stopped at step \"$STEP\"; nothing running was changed by the failed step. Fix the cause above and re-run the same command: the installer continues where it stopped." >&2
+    fi
   fi
   [ -z "${TMP:-}" ] || rm -rf "$TMP"
   exit "$code"
@@ -58,8 +72,9 @@ trap 'exit 130' INT TERM
 
 usage() {
   cat <<EOF
-usage: install.sh --token JOIN_TOKEN [--name NAME] [--url CONTROL_PLANE_URL]
-       install.sh --all-in-one [--listen HOST:PORT] [--public-url URL] [--name NAME]
+usage: install.sh --token JOIN_TOKEN [--name NAME] [--url CONTROL_PLANE_URL] [--version V]
+       install.sh --all-in-one [--listen HOST:PORT] [--public-url URL] [--name NAME] [--version V]
+       install.sh --upgrade [--url CONTROL_PLANE_URL] [--version V]    (what \`berth upgrade\` runs)
        install.sh --uninstall [--purge]
 EOF
 }
@@ -75,6 +90,9 @@ while [ $# -gt 0 ]; do
     --all-in-one) ALL_IN_ONE=1; shift ;;
     --listen) [ $# -ge 2 ] || { usage >&2; exit 2; }; CP_LISTEN="$2"; shift 2 ;;
     --public-url) [ $# -ge 2 ] || { usage >&2; exit 2; }; CP_PUBLIC_URL="$2"; shift 2 ;;
+    --version) [ $# -ge 2 ] || { usage >&2; exit 2; }; WANT_VERSION="$2"; shift 2 ;;
+    --version=*) WANT_VERSION="${1#*=}"; shift ;;
+    --upgrade) MODE=upgrade; shift ;;
     --uninstall) MODE=uninstall; shift ;;
     --purge) PURGE=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -84,6 +102,8 @@ done
 [ -n "$URL" ] || URL="${BERTH_INSTALL_URL:-$BERTH_URL_BAKED}"
 URL=$(printf '%s' "$URL" | sed 's:/*$::')
 if [ "$PURGE" = 1 ] && [ "$MODE" != uninstall ]; then usage >&2; exit 2; fi
+case "$WANT_VERSION" in *[!0-9A-Za-z.+_-]*) printf '%s\n' "berth: invalid --version \"$WANT_VERSION\"" >&2; exit 2 ;; esac
+case "$START_TIMEOUT" in ''|*[!0-9]*) printf '%s\n' "berth: BERTH_UPGRADE_TIMEOUT_S must be a number of seconds" >&2; exit 2 ;; esac
 
 have() { command -v "$1" >/dev/null 2>&1; }
 systemd_running() { [ -d /run/systemd/system ] && have systemctl; }
@@ -204,6 +224,20 @@ if [ "${MEM_MB:-0}" -lt 1000 ]; then
 fi
 say "$OS_ID $OS_VERSION, linux-$ARCH, ${FREE_MB} MB disk free, ${MEM_MB} MB memory"
 
+# The enrolment's control plane URL and server name (empty before the join).
+joined_field() {
+  [ -f "$(data_dir)/agent.json" ] || return 0
+  "$PREFIX/bin/node" -p "JSON.parse(require('fs').readFileSync(process.argv[1],'utf8')).$1" "$(data_dir)/agent.json" 2>/dev/null || true
+}
+if [ "$MODE" = upgrade ]; then
+  [ -L "$PREFIX/current" ] && [ -x "$PREFIX/bin/node" ] && [ -f "$(data_dir)/agent.json" ] ||
+    die "berth is not installed on this server (no $PREFIX/current or no enrolment in $(data_dir)/agent.json): nothing to upgrade" \
+      "install it with the command \`berth server add NAME\` prints on your control plane"
+  # An all-in-one install upgrades its control plane too.
+  [ ! -f "$ETC/control-plane.env" ] || ALL_IN_ONE=1
+  # Without --url (and outside a downloaded copy of this script): the control plane this server is enrolled with.
+  [ -n "$URL" ] || URL=$(joined_field controlPlaneUrl | sed 's:/*$::')
+fi
 if [ "$ALL_IN_ONE" = 0 ] && [ -z "$URL" ]; then
   die "no control plane URL" "run the command \`berth server add NAME\` prints, or pass --url https://your-control-plane"
 fi
@@ -220,11 +254,13 @@ if ! err=$(curl -fsS --max-time 15 -o /dev/null "$URL/healthz" 2>&1); then
   die "cannot reach the control plane at $URL: ${err#curl: }" \
     "check the URL and that this server can reach it (DNS, firewall, the control plane running)"
 fi
+MANIFEST_URL="$URL/install/manifest?arch=$ARCH"
+[ -z "$WANT_VERSION" ] || MANIFEST_URL="$MANIFEST_URL&version=$WANT_VERSION"
 code=0
-curl -fsS --max-time 30 -o "$TMP/manifest" "$URL/install/manifest?arch=$ARCH" 2>"$TMP/err" || code=$?
+curl -fsS --max-time 30 -o "$TMP/manifest" "$MANIFEST_URL" 2>"$TMP/err" || code=$?
 if [ "$code" -ne 0 ]; then
-  msg=$(curl -sS --max-time 30 "$URL/install/manifest?arch=$ARCH" 2>/dev/null | sed -n 's/^error=//p' | head -n 1)
-  die "the control plane has no release for this server: ${msg:-$(cat "$TMP/err")}" "build one on the control plane with \`npm run build\` (or place a release tarball in its --release-dir)"
+  msg=$(curl -sS --max-time 30 "$MANIFEST_URL" 2>/dev/null | sed -n 's/^error=//p' | head -n 1)
+  die "the control plane has no ${WANT_VERSION:+matching }release for this server: ${msg:-$(cat "$TMP/err")}" "build one on the control plane with \`npm run build\` (or place a release tarball in its --release-dir)"
 fi
 mf() { sed -n "s/^$1=//p" "$TMP/manifest" | head -n 1 | tr -cd '0-9A-Za-z.+_-'; }
 VERSION=$(mf berth_version)
@@ -234,6 +270,19 @@ NEED_ABI=$(mf berth_node_abi)
 NEED_NODE=$(mf berth_node_version)
 [ -n "$VERSION" ] && [ -n "$FILE" ] && [ -n "$SHA" ] && [ -n "$NEED_ABI" ] || die "the control plane's install manifest is incomplete (is $URL a berth control plane?)"
 say "release $VERSION for linux-$ARCH (Node.js ABI $NEED_ABI)"
+INSTALLED=$(readlink "$PREFIX/current" 2>/dev/null | sed -n 's:^releases/::p')
+if [ "$MODE" = upgrade ]; then
+  if [ "$VERSION" = "$INSTALLED" ]; then
+    say "berth $VERSION is already the current release; making sure it runs"
+  elif [ -z "$WANT_VERSION" ] && [ "$(printf '%s\n%s\n' "$VERSION" "$INSTALLED" | sort -V | tail -n 1)" != "$VERSION" ]; then
+    STEP="done"
+    say "berth $INSTALLED is installed; the control plane offers $VERSION, which is older: nothing to upgrade."
+    say "to switch to it anyway: berth upgrade --version $VERSION"
+    exit 0
+  else
+    say "upgrading berth $INSTALLED to $VERSION"
+  fi
+fi
 
 # ---------------------------------------------------------------- 3. release
 step "download" "berth $VERSION"
@@ -262,6 +311,7 @@ else
 fi
 
 # ---------------------------------------------------------------- 4. Node.js
+PREV_NODE_LINK=$(readlink "$PREFIX/bin/node" 2>/dev/null || true)
 step "node" "a Node.js runtime with ABI $NEED_ABI (berth $VERSION was built with $NEED_NODE)"
 node_abi() { "$1" -p 'process.versions.modules' 2>/dev/null || true; }
 node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
@@ -323,7 +373,7 @@ mkdir -p "$PREFIX/bin"
 # ---------------------------------------------------------------- 5. switch current + the berth command
 step "activate" "berth $VERSION as $PREFIX/current"
 PREVIOUS=$(readlink "$PREFIX/current" 2>/dev/null || true)
-CHANGED=0
+[ -z "$PREVIOUS" ] || [ -f "$PREFIX/$PREVIOUS/dist/cli/main.js" ] || PREVIOUS=""
 if [ "$PREVIOUS" != "releases/$VERSION" ]; then
   ln -sfn "releases/$VERSION" "$PREFIX/current.new"
   mv -T "$PREFIX/current.new" "$PREFIX/current"
@@ -342,10 +392,6 @@ if ! cmp -s "$TMP/berth" "$BIN_LINK" 2>/dev/null; then
   mkdir -p "$(dirname "$BIN_LINK")"
   install -m 0755 "$TMP/berth" "$BIN_LINK"
 fi
-# Keep the three newest releases besides the current one.
-for old in $(ls -1t "$PREFIX/releases" 2>/dev/null | grep -v '^\.' | grep -vx "$VERSION" | tail -n +4); do
-  rm -rf "${PREFIX:?}/releases/$old"
-done
 
 # ---------------------------------------------------------------- 6. settings
 step "config" "settings in $ETC"
@@ -366,17 +412,119 @@ mkdir -p "$DATA"
 chmod 0700 "$DATA"
 mkdir -p "$LOG_DIR"
 
-# ---------------------------------------------------------------- 7. all-in-one: the control plane
-start_unit() { # start_unit UNIT RESTART(0|1)
-  if [ "$2" = 1 ]; then systemctl restart "$1"; else systemctl start "$1"; fi
-}
-install_unit() { # install_unit NAME -> sets UNIT_CHANGED
+# ---------------------------------------------------------------- daemons: start, check, roll back
+install_unit() { # install_unit NAME RELEASE_DIR -> sets UNIT_CHANGED
   UNIT_CHANGED=0
-  if ! cmp -s "$REL/systemd/$1.service" "$UNIT_DIR/$1.service" 2>/dev/null; then
-    install -m 0644 "$REL/systemd/$1.service" "$UNIT_DIR/$1.service"
+  if ! cmp -s "$2/systemd/$1.service" "$UNIT_DIR/$1.service" 2>/dev/null; then
+    install -m 0644 "$2/systemd/$1.service" "$UNIT_DIR/$1.service"
     UNIT_CHANGED=1
   fi
 }
+# run_daemon NAME LABEL RELEASE_DIR ENVFILE ARGS...: berth-NAME.service with systemd as PID 1, else
+# `berth ARGS` in the background with RUN_DIR/NAME.pid. (Re)started when the release (CHANGED=1) or
+# the unit changed; left alone when it runs and nothing changed.
+run_daemon() {
+  name="$1"; label="$2"; rel="$3"; envfile="$4"; shift 4
+  if systemd_running; then
+    install_unit "berth-$name" "$rel"
+    [ "$UNIT_CHANGED" = 0 ] || systemctl daemon-reload
+    systemctl enable "berth-$name.service" >/dev/null 2>&1 || die "systemctl could not enable berth-$name"
+    if [ "$CHANGED" = 1 ] || [ "$UNIT_CHANGED" = 1 ]; then
+      systemctl restart "berth-$name.service" || die "systemctl could not restart berth-$name" "see: journalctl -u berth-$name -n 50"
+      say "restarted berth-$name.service"
+    else
+      systemctl start "berth-$name.service" || die "systemctl could not start berth-$name" "see: journalctl -u berth-$name -n 50"
+    fi
+  elif pid_alive "$RUN_DIR/$name.pid" && [ "$CHANGED" = 0 ]; then
+    say "the $label already runs (pid $(cat "$RUN_DIR/$name.pid")); leaving it alone"
+  else
+    stop_pidfile "$RUN_DIR/$name.pid"
+    : >>"$LOG_DIR/$name.log"
+    start_background "$name" "$envfile" "$@"
+    say "no systemd as PID 1 (a container?): started the $label in the background, pid $(cat "$RUN_DIR/$name.pid"), pid file $RUN_DIR/$name.pid, log $LOG_DIR/$name.log. It is not restarted on reboot or crash: re-run this installer to start it again."
+  fi
+}
+daemon_log() { # daemon_log NAME LINES
+  if systemd_running; then journalctl -u "berth-$1" --no-pager -o cat -n "$2" 2>/dev/null || true; else tail -n "$2" "$LOG_DIR/$1.log" 2>/dev/null || true; fi
+}
+# The daemon's process ended: its pid file's process is gone, or systemd is waiting to restart it
+# (RestartSec=2 in the units; a crash it restarts in between shows as a timeout instead).
+daemon_exited() {
+  if systemd_running; then
+    case "$(systemctl show -p ActiveState -p SubState --value "berth-$1.service" 2>/dev/null | tr '\n' ' ')" in
+      failed*|*auto-restart*) return 0 ;;
+    esac
+    return 1
+  fi
+  ! pid_alive "$RUN_DIR/$1.pid"
+}
+# The local control plane answers /healthz with VERSION.
+cp_ready() { curl -fsS --max-time 2 "$LOCAL_URL/healthz" 2>/dev/null | grep -q "\"version\":\"$1\""; }
+# "RUNNING VERSION CONNECTION SINCE" of the agent as `berth status --json` reports them (from its status socket).
+agent_state() {
+  [ -S "$DATA/agent.sock" ] || return 0 # not up yet (without it, status would read the database and ask Docker)
+  "$BIN_LINK" status --json 2>/dev/null | "$PREFIX/bin/node" -e '
+    let s = ""; process.stdin.on("data", (d) => { s += d; }).on("end", () => {
+      try { const r = JSON.parse(s); process.stdout.write([r.agent.running, r.agent.version, r.controlPlane.state, r.controlPlane.connectedSince].join(" ")); } catch {}
+    });' 2>/dev/null || true
+}
+# wait_for agent|control-plane VERSION: 0 once it runs VERSION (the agent: and stays connected to its
+# control plane), 1 after START_TIMEOUT seconds, 2 as soon as its process exited.
+wait_for() {
+  end=$(($(date +%s) + START_TIMEOUT))
+  last=""
+  while :; do
+    if [ "$1" = agent ]; then
+      st=$(agent_state)
+      # The same connection on two polls in a row: a control plane refusing the agent closes it at once.
+      case "$st" in "true $2 connected "*) [ "$st" != "$last" ] || return 0 ;; esac
+      last="$st"
+    else
+      ! cp_ready "$2" || return 0
+    fi
+    ! daemon_exited "$1" || return 2
+    [ "$(date +%s)" -lt "$end" ] || return 1
+    sleep 0.5
+  done
+}
+can_roll_back() { [ "$CHANGED" = 1 ] && [ -n "$PREVIOUS" ]; }
+AGENT_RESTARTED=0
+# rollback WHAT_WENT_WRONG: the new release did not come up. Switch `current` (and the node link) back,
+# restart what was restarted, wait until it runs (and is connected) again, then fail the step.
+rollback() {
+  failed_step="$STEP"
+  prev_version=${PREVIOUS#releases/}
+  step "rollback" "berth $VERSION $1; switching back to $prev_version"
+  ln -sfn "$PREVIOUS" "$PREFIX/current.new"
+  mv -T "$PREFIX/current.new" "$PREFIX/current"
+  if [ -n "$PREV_NODE_LINK" ] && [ "$(readlink "$PREFIX/bin/node" 2>/dev/null || true)" != "$PREV_NODE_LINK" ]; then
+    ln -sfn "$PREV_NODE_LINK" "$PREFIX/bin/node"
+  fi
+  say "switched $PREFIX/current back to $PREVIOUS"
+  CHANGED=1
+  back=1
+  if [ "$ALL_IN_ONE" = 1 ]; then
+    run_daemon control-plane "control plane" "$PREFIX/$PREVIOUS" "$ETC/control-plane.env" control-plane
+    wait_for control-plane "$prev_version" || back=0
+  fi
+  [ "$AGENT_RESTARTED" = 0 ] || run_daemon agent agent "$PREFIX/$PREVIOUS" "$ETC/agent.env" agent
+  [ "$back" = 0 ] || wait_for agent "$prev_version" || back=0
+  STEP="$failed_step"
+  if [ "$back" = 1 ]; then
+    ROLLBACK_NOTE="the failed release stays in $REL for inspection; fix the cause, then run \`berth upgrade\` (or this installer) again."
+    die "berth $VERSION $1; rolled back to $prev_version, which is running and connected again"
+  fi
+  ROLLBACK_NOTE="berth $prev_version is the current release again but has not come back yet: check \`berth status\` and $HOW_LOGS"
+  die "berth $VERSION $1; switched back to $prev_version, but it did not run and connect within $START_TIMEOUT s either"
+}
+if systemd_running; then
+  HOW_LOGS="journalctl -u berth-agent -f"
+else
+  HOW_LOGS="tail -f $LOG_DIR/agent.log"
+fi
+
+# ---------------------------------------------------------------- 7. all-in-one: the control plane
+LOCAL_URL=""
 if [ "$ALL_IN_ONE" = 1 ]; then
   step "control-plane" "installing the control plane on this machine"
   CP_PORT=${CP_LISTEN##*:}
@@ -397,27 +545,17 @@ EOF
   CP_DATA=$(sed -n 's/^BERTH_CP_DATA=//p' "$ETC/control-plane.env" | tail -n 1)
   CP_PORT=$(sed -n 's/^BERTH_LISTEN=.*://p' "$ETC/control-plane.env" | tail -n 1)
   LOCAL_URL="http://127.0.0.1:$CP_PORT"
-  if systemd_running; then
-    install_unit berth-control-plane
-    [ "$UNIT_CHANGED" = 0 ] || systemctl daemon-reload
-    systemctl enable berth-control-plane.service >/dev/null 2>&1
-    r=0; [ "$CHANGED" = 0 ] && [ "$UNIT_CHANGED" = 0 ] || r=1
-    start_unit berth-control-plane.service "$r" || die "systemctl could not start berth-control-plane" "see: journalctl -u berth-control-plane -n 50"
-  else
-    if pid_alive "$RUN_DIR/control-plane.pid" && [ "$CHANGED" = 0 ]; then
-      say "the control plane already runs (pid $(cat "$RUN_DIR/control-plane.pid"))"
-    else
-      stop_pidfile "$RUN_DIR/control-plane.pid"
-      start_background control-plane "$ETC/control-plane.env" control-plane
-      say "no systemd as PID 1: started the control plane in the background (pid $(cat "$RUN_DIR/control-plane.pid"), log $LOG_DIR/control-plane.log)"
-    fi
+  run_daemon control-plane "control plane" "$REL" "$ETC/control-plane.env" control-plane
+  rc=0
+  wait_for control-plane "$VERSION" || rc=$?
+  if [ "$rc" != 0 ]; then
+    printf '%s\n' "berth: the control plane's log ends with:" >&2
+    daemon_log control-plane 5 >&2
+    why="did not start: its control plane did not answer on $LOCAL_URL within $START_TIMEOUT s"
+    [ "$rc" != 2 ] || why="did not start: its control plane exited right after starting"
+    can_roll_back || die "the control plane $why" "see $LOG_DIR/control-plane.log or journalctl -u berth-control-plane"
+    rollback "$why"
   fi
-  i=0
-  until curl -fsS --max-time 2 -o /dev/null "$LOCAL_URL/healthz" 2>/dev/null; do
-    i=$((i + 1))
-    [ "$i" -lt 100 ] || die "the control plane did not answer on $LOCAL_URL within 30 s" "see $LOG_DIR/control-plane.log or journalctl -u berth-control-plane"
-    sleep 0.3
-  done
   ADMIN_TOKEN=$(cat "$CP_DATA/admin-token")
   if [ ! -f "$DATA/agent.json" ]; then
     [ -n "$NAME" ] || NAME=$(hostname -s 2>/dev/null | tr 'A-Z_.' 'a-z--' | tr -cd 'a-z0-9-' | sed 's/^-*//' | cut -c1-40)
@@ -433,9 +571,10 @@ fi
 # ---------------------------------------------------------------- 8. join
 step "join" "enrolling this server with $URL"
 if [ -f "$DATA/agent.json" ]; then
-  joined_url=$("$PREFIX/bin/node" -p 'JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).controlPlaneUrl' "$DATA/agent.json" 2>/dev/null || true)
-  joined_name=$("$PREFIX/bin/node" -p 'JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).server' "$DATA/agent.json" 2>/dev/null || true)
-  if [ "$joined_url" != "$URL" ]; then
+  joined_url=$(joined_field controlPlaneUrl)
+  joined_name=$(joined_field server)
+  # An upgrade may take the release from elsewhere (--url): the enrolment stays as it is.
+  if [ "$MODE" != upgrade ] && [ "$joined_url" != "$URL" ]; then
     die "this server is already enrolled with ${joined_url:-an unknown control plane} (in $DATA/agent.json), not $URL" \
       "to move it, uninstall first (install.sh --uninstall --purge removes its data) or delete $DATA/agent.json, then re-run"
   fi
@@ -443,6 +582,7 @@ if [ -f "$DATA/agent.json" ]; then
     die "this server is already enrolled as \"$joined_name\", not \"$NAME\"" "re-run with --name $joined_name, or uninstall with --purge first"
   fi
   NAME="$joined_name"
+  [ "$MODE" != upgrade ] || URL="${joined_url:-$URL}"
   say "already enrolled as server \"$NAME\"; not joining again"
 else
   [ -n "$TOKEN" ] || die "no join token given" "create one on your control plane with \`berth server add NAME\` and run the command it prints"
@@ -503,46 +643,37 @@ fi
 
 # ---------------------------------------------------------------- 10. the agent daemon
 step "agent" "running the berth agent"
-if systemd_running; then
-  install_unit berth-agent
-  [ "$UNIT_CHANGED" = 0 ] || systemctl daemon-reload
-  systemctl enable berth-agent.service >/dev/null 2>&1 || die "systemctl could not enable berth-agent"
-  r=0; [ "$CHANGED" = 0 ] && [ "$UNIT_CHANGED" = 0 ] || r=1
-  start_unit berth-agent.service "$r" || die "systemctl could not start berth-agent" "see: journalctl -u berth-agent -n 50"
-  HOW="systemctl status berth-agent; journalctl -u berth-agent -f"
-  agent_log() { journalctl -u berth-agent --no-pager -o cat -n 200 2>/dev/null || true; }
-else
-  if pid_alive "$RUN_DIR/agent.pid" && [ "$CHANGED" = 0 ]; then
-    say "the agent already runs (pid $(cat "$RUN_DIR/agent.pid")); leaving it alone"
-  else
-    stop_pidfile "$RUN_DIR/agent.pid"
-    : >>"$LOG_DIR/agent.log"
-    start_background agent "$ETC/agent.env" agent
-    say "no systemd as PID 1 (a container?): started the agent in the background, pid $(cat "$RUN_DIR/agent.pid"), pid file $RUN_DIR/agent.pid, log $LOG_DIR/agent.log. It is not restarted on reboot or crash: re-run this installer to start it again."
+run_daemon agent agent "$REL" "$ETC/agent.env" agent
+[ "$CHANGED" = 0 ] || AGENT_RESTARTED=1
+rc=0
+wait_for agent "$VERSION" || rc=$?
+if [ "$rc" != 0 ]; then
+  printf '%s\n' "berth: the agent's log ends with:" >&2
+  daemon_log agent 5 >&2
+  if [ "$rc" = 2 ]; then
+    can_roll_back || die "the agent exited right after starting" "see $LOG_DIR/agent.log, fix the cause (often a BERTH_* setting in $ETC/agent.env) and re-run"
+    rollback "did not start: its agent exited right after starting"
   fi
-  HOW="kill -0 \$(cat $RUN_DIR/agent.pid) && tail -f $LOG_DIR/agent.log"
-  agent_log() { tail -n 200 "$LOG_DIR/agent.log" 2>/dev/null || true; }
+  ! can_roll_back || rollback "did not start: its agent did not connect to $URL within $START_TIMEOUT s"
+  warn "the agent has not confirmed its connection to $URL within $START_TIMEOUT s; it keeps retrying (\`berth status\` shows how it is going)"
 fi
-i=0
-until agent_log | grep -q 'control plane accepted this agent'; do
-  i=$((i + 1))
-  if [ "$i" -ge 100 ]; then
-    warn "the agent has not confirmed its connection to $URL within 30 s; it keeps retrying. Recent log:"
-    agent_log | tail -n 5 >&2
-    break
-  fi
-  if ! systemd_running && ! pid_alive "$RUN_DIR/agent.pid"; then
-    agent_log | tail -n 5 >&2
-    die "the agent exited right after starting" "see $LOG_DIR/agent.log, fix the cause (often a BERTH_* setting in $ETC/agent.env) and re-run"
-  fi
-  sleep 0.3
+
+# Keep the three newest releases besides the current one and the previous one (the rollback target).
+for old in $(ls -1t "$PREFIX/releases" 2>/dev/null | grep -v '^\.' | grep -vxF "$VERSION" | grep -vxF "${PREVIOUS#releases/}" | tail -n +4); do
+  rm -rf "${PREFIX:?}/releases/$old"
+  rm -f "$PREFIX/release-files/berth-$old-linux-"*
 done
 
 STEP="done"
 echo
-say "berth $VERSION is installed: server \"$NAME\" is enrolled with $URL."
+if [ -n "$INSTALLED" ] && [ "$INSTALLED" != "$VERSION" ]; then
+  say "berth is upgraded from $INSTALLED to $VERSION: server \"$NAME\" is connected to $URL."
+else
+  say "berth $VERSION is installed: server \"$NAME\" is enrolled with $URL."
+fi
 say "  release: $PREFIX/current -> releases/$VERSION; settings: $ETC/agent.env; data: $DATA"
-say "  check:   $HOW"
+say "  check:   berth status   (the agent, its connection to the control plane, every app)"
+say "           $HOW_LOGS"
 say "           berth server ls   (on your control plane: \"$NAME\" shows as connected)"
 if [ "$ALL_IN_ONE" = 1 ]; then
   say "control plane: $(sed -n 's/^BERTH_PUBLIC_URL=//p' "$ETC/control-plane.env") (admin token in $CP_DATA/admin-token)"

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import WebSocket from 'ws';
 import type { Logger } from '../shared/logger.js';
-import { AGENT_WS_PATH, cpMessage, HEARTBEAT_INTERVAL_MS, parseMessage, PROTOCOL_VERSION, type AgentMessage, type CancelOrder, type DeployOrder, type LogsRequest } from '../shared/protocol.js';
+import { AGENT_WS_PATH, cpMessage, HEARTBEAT_INTERVAL_MS, parseMessage, PROTOCOL_VERSION, type AgentMessage, type CancelOrder, type CronRequest, type DeployOrder, type LogsRequest } from '../shared/protocol.js';
 import type { ServerSpec } from '../shared/spec.js';
 import { BERTH_VERSION } from '../shared/version.js';
 import type { Outbox } from './store/outbox.js';
@@ -44,6 +44,7 @@ interface ConnectionEvents {
   cancel: [cancel: CancelOrder];
   logs_request: [req: LogsRequest];
   logs_cancel: [requestId: string];
+  cron_request: [req: CronRequest];
 }
 
 // Worth keeping across a disconnect; everything else (heartbeats, observed state) is re-sent fresh.
@@ -236,6 +237,9 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
         return;
       case 'logs_cancel':
         this.safeEmit('logs_cancel', msg.requestId);
+        return;
+      case 'cron_request':
+        this.safeEmit('cron_request', msg);
         return;
       case 'heartbeat':
         return;

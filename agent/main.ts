@@ -7,6 +7,7 @@ import { PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../shared
 import type { ServerSpec } from '../shared/spec.js';
 import { AgentConnection, type ConnectionState } from './connection.js';
 import { CertManager, type CertStatus } from './certs/index.js';
+import { answerCron, CronScheduler } from './cron/index.js';
 import { isTerminal } from '../shared/deploy-status.js';
 import { DeployCancelled } from './deploy/cancel.js';
 import { DeployLogStream } from './deploy/log-stream.js';
@@ -36,6 +37,8 @@ export interface RunningAgent {
   reconcile(): Promise<void>;
   /** Every app's certificate (empty with HTTPS off): for `berth status`. */
   certStatus(): CertStatus[];
+  /** The cron scheduler (jobs of the live releases, their runs). */
+  cron: CronScheduler;
   close(): Promise<void>;
 }
 
@@ -154,6 +157,19 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
     };
     const desired = () => store.desired.get()?.spec ?? null;
 
+    // Cron jobs of the live releases; re-synced after every deploy, rollback, desired-state change
+    // and reconcile pass (a job removed from the config stops, a new release's jobs use its image).
+    const cronScheduler = new CronScheduler({
+      docker,
+      store,
+      server: settings.server,
+      logger: logger.child({ component: 'cron' }),
+      desiredApps: () => {
+        const spec = desired();
+        return spec ? new Set(spec.apps.map((a) => a.name)) : null;
+      },
+    });
+
     const queue: DeployQueue = new DeployQueue({
       concurrency: settings.buildConcurrency,
       logger,
@@ -172,7 +188,10 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
           signal,
           queue.closing,
         ),
-      onFinished: () => void reconciler.request(),
+      onFinished: () => {
+        cronScheduler.sync();
+        void reconciler.request();
+      },
     });
 
     // Certificate state for the control plane (`berth domain ls`): sent on connect and when it changed.
@@ -200,12 +219,16 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
       busyApps: () => queue.busyApps(),
       ...(certManager ? { certs: certPort(certManager) } : {}),
       onPass: (pass) => {
+        cronScheduler.sync();
         if (connection.connected && pass.containers) send(observedState(desired(), pass.containers));
         reportCerts();
       },
     });
 
     for (const d of await recoverJournal({ docker, store, settings, logger, send })) queue.enqueue(d.order);
+    // Runs left going by a previous agent process are adopted before any schedule can fire again.
+    await cronScheduler.start();
+    cleanup.push(() => cronScheduler.close());
 
     const finishUnstarted = (id: string, status: 'cancelled' | 'superseded', reason: string) => {
       const record = store.deploys.get(id);
@@ -245,6 +268,8 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
     connection.on('logs_request', (req) => void runtimeLogs.serve(req));
     connection.on('logs_cancel', (requestId) => runtimeLogs.cancel(requestId));
     connection.on('disconnected', () => runtimeLogs.cancelAll());
+    // `berth cron`: answered at once from the scheduler (live only, like logs).
+    connection.on('cron_request', (req) => connection.send(answerCron(cronScheduler, req)));
     connection.on('cancel', (cancel) => {
       const record = store.deploys.get(cancel.deploymentId);
       // Unknown or already finished: nothing to stop (the control plane re-sends cancels on every hello).
@@ -263,6 +288,7 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
       }
       store.desired.save(spec);
       logger.info({ revision: spec.revision, apps: spec.apps.length }, 'desired state received');
+      cronScheduler.sync();
       void reconciler.request();
     });
     connection.on('connected', () => {
@@ -301,11 +327,14 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
       connectionState: () => connection.state(),
       reconcile: () => reconciler.request(),
       certStatus: () => certManager?.status() ?? [],
+      cron: cronScheduler,
       close() {
         closing ??= (async () => {
           logger.info('agent stopping');
           await statusSocket.close();
           runtimeLogs.cancelAll();
+          // Runs keep going in Docker; the next start adopts them.
+          cronScheduler.close();
           await queue.close();
           await certManager?.stop();
           await reconciler.close();

@@ -27,6 +27,8 @@ export interface StartWebOptions {
   command?: string | null;
   /** 1-based replica number (scale > 1 runs several containers of a process). */
   replica?: number;
+  /** The app's named volumes, mounted read-write (volumes.ts volumeMounts). */
+  volumes?: Docker.MountSettings[];
 }
 
 export interface StartProcessOptions extends StartWebOptions {
@@ -70,6 +72,24 @@ export function processContainerName(app: string, process: string, deploymentId:
 }
 
 const PROCESS_NAME_RE = /^[a-z][a-z0-9_-]{0,29}$/;
+
+/** How every process container runs (docker-compose.yml describes the same: compose.ts). */
+export const PROCESS_RESTART_POLICY = 'unless-stopped';
+export const PROCESS_LOG_OPTIONS: Readonly<Record<string, string>> = { 'max-size': '10m', 'max-file': '3' };
+
+/** A process's command as the container runs it (null = the image's CMD). */
+export function processCommand(command: string): string[] {
+  return ['/bin/sh', '-c', command];
+}
+
+/** The labels of one process container. */
+export function processLabels(app: string, deploymentId: string, process: string, replica: number, server?: string): Record<string, string> {
+  return berthLabels(app, deploymentId, {
+    [LABEL.process]: process,
+    [LABEL.replica]: String(replica),
+    ...(server ? { [LABEL.server]: server } : {}),
+  });
+}
 
 /** The image's first EXPOSEd TCP port (lowest number), or null. */
 function exposedPort(exposed: Record<string, unknown> | undefined): number | null {
@@ -131,19 +151,16 @@ export async function startProcessContainer(docker: Docker, opts: StartProcessOp
   const portKey = `${containerPort}/tcp`;
   const name = processContainerName(opts.app, opts.process, opts.deploymentId, replica);
   const env = Object.entries(isWeb ? { ...opts.env, PORT: String(containerPort) } : opts.env).map(([k, v]) => `${k}=${v}`);
-  const labels = berthLabels(opts.app, opts.deploymentId, {
-    [LABEL.process]: opts.process,
-    [LABEL.replica]: String(replica),
-    ...(opts.server ? { [LABEL.server]: opts.server } : {}),
-  });
+  const labels = processLabels(opts.app, opts.deploymentId, opts.process, replica, opts.server);
   const hostConfig: Docker.HostConfig = {
-    RestartPolicy: { Name: 'unless-stopped', MaximumRetryCount: 0 },
+    RestartPolicy: { Name: PROCESS_RESTART_POLICY, MaximumRetryCount: 0 },
     // tini as PID 1 forwards SIGTERM, so `sh -c` style commands stop gracefully.
     Init: true,
     // Unbounded json logs are how hosts fill their disks.
-    LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
+    LogConfig: { Type: 'json-file', Config: { ...PROCESS_LOG_OPTIONS } },
+    ...(opts.volumes && opts.volumes.length > 0 ? { Mounts: opts.volumes } : {}),
   };
-  const command = opts.command ? { Cmd: ['/bin/sh', '-c', opts.command] } : {};
+  const command = opts.command ? { Cmd: processCommand(opts.command) } : {};
 
   if (!isWeb) {
     const container = await createReplacing(docker, name, opts, { name, Image: opts.image, Env: env, Labels: labels, HostConfig: hostConfig, ...command });

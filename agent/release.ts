@@ -13,7 +13,19 @@ export function releaseContainerName(app: string, deploymentId: string): string 
 
 export async function runRelease(
   docker: Docker,
-  opts: { app: string; deploymentId: string; image: string; command: string; env: Record<string, string>; labels: Record<string, string>; log: (line: string) => void; timeoutMs: number; signal?: AbortSignal },
+  opts: {
+    app: string;
+    deploymentId: string;
+    image: string;
+    command: string;
+    env: Record<string, string>;
+    labels: Record<string, string>;
+    /** The app's named volumes (volumes.ts volumeMounts): what the release command writes there, the processes see. */
+    volumes?: Docker.MountSettings[];
+    log: (line: string) => void;
+    timeoutMs: number;
+    signal?: AbortSignal;
+  },
 ): Promise<void> {
   let exitCode: number;
   try {
@@ -24,6 +36,7 @@ export async function runRelease(
       cmd: ['/bin/sh', '-c', opts.command],
       env: opts.env,
       labels: opts.labels,
+      ...(opts.volumes && opts.volumes.length > 0 ? { volumes: opts.volumes } : {}),
       log: opts.log,
       timeoutMs: opts.timeoutMs,
       signal: opts.signal,

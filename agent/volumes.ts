@@ -43,6 +43,10 @@ export async function ensureVolumes(docker: Docker, app: string, volumes: Volume
     if (existing) {
       const labels = existing.Labels ?? {};
       if (labels[LABEL.managed] !== 'true' || labels[LABEL.app] !== app) throw new VolumeError(`a Docker volume named ${dockerName} already exists and is not berth's (rename the volume in the app config, or remove it)`);
+      // Agents sharing one Docker engine never share data: another server's app of the same name has its own.
+      if (server && labels[LABEL.server] !== undefined && labels[LABEL.server] !== server) {
+        throw new VolumeError(`the Docker volume ${dockerName} belongs to server ${labels[LABEL.server]}, not ${server} (rename the volume in the app config)`);
+      }
       continue;
     }
     try {

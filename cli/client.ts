@@ -23,7 +23,7 @@ export class ApiClient {
       });
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      throw new CliError(`cannot reach the control plane at ${this.config.url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+      throw new ApiRequestError(null, `cannot reach the control plane at ${this.config.url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
     }
     const text = await res.text();
     let data: unknown = undefined;
@@ -34,7 +34,7 @@ export class ApiClient {
     }
     if (!res.ok) {
       const message = (data as { error?: string } | undefined)?.error ?? `HTTP ${res.status} ${res.statusText}`;
-      throw new CliError(res.status === 401 && !(data as { error?: string } | undefined)?.error ? 'the control plane refused the token (401): run `berth login URL TOKEN`' : message);
+      throw new ApiRequestError(res.status, res.status === 401 && !(data as { error?: string } | undefined)?.error ? 'the control plane refused the token (401): run `berth login URL TOKEN`' : message);
     }
     if (data === undefined && text) throw new CliError(`the control plane at ${this.config.url} answered with something that is not JSON`);
     return data as T;
@@ -84,6 +84,17 @@ export class ApiClient {
 
 /** Path segments are validated server-side too; encoding keeps hostile input from changing the route. */
 export const seg = (s: string) => encodeURIComponent(s);
+
+/** A failed API call: `status` is the HTTP status, null when the control plane could not be reached. */
+export class ApiRequestError extends CliError {
+  override name = 'ApiRequestError';
+  constructor(
+    readonly status: number | null,
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 /** The stream could not be opened or broke off; the caller may retry. */
 export class StreamUnavailable extends Error {

@@ -4,7 +4,9 @@ import { Command, CommanderError } from 'commander';
 import { BERTH_VERSION } from '../shared/version.js';
 import { registerDaemonCommands } from './commands/daemons.js';
 import { registerStatusCommand } from './commands/status.js';
+import { registerUpgradeCommand } from './commands/upgrade.js';
 import { registerLogsCommand } from './commands/logs.js';
+import { registerCronCommands } from './commands/cron.js';
 import { registerDeployCommands } from './commands/deploy.js';
 import { registerEnvCommands } from './commands/env.js';
 import { registerAppCommands, registerDomainCommands, registerServerCommands } from './commands/resources.js';
@@ -25,7 +27,9 @@ registerDomainCommands(program);
 registerEnvCommands(program);
 registerDeployCommands(program);
 registerLogsCommand(program);
+registerCronCommands(program);
 registerStatusCommand(program);
+registerUpgradeCommand(program);
 
 /** Every failure becomes one clear line on stderr and a non-zero exit code. */
 function fail(err: unknown): never {

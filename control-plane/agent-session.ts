@@ -2,7 +2,7 @@
 // only, and answers garbage with an `error` message instead of dropping the connection.
 import WebSocket from 'ws';
 import type { Logger } from '../shared/logger.js';
-import { agentMessage, parseMessage, PROTOCOL_VERSION, type AgentMessage, type CpMessage } from '../shared/protocol.js';
+import { agentMessage, parseMessage, PROTOCOL_VERSION, type AgentMessage, type CpMessage, type CronResponse } from '../shared/protocol.js';
 import { appSpecOf, serverSpecOf } from './desired-state.js';
 import type { DeploymentEvents } from './events.js';
 import { deploymentInfo, type DeploymentRow } from './store/deployments.js';
@@ -27,6 +27,8 @@ export interface SessionDeps {
   events?: DeploymentEvents;
   onObservedState(server: string, state: ObservedState): void;
   runtimeLogs?: RuntimeLogRelay;
+  /** An answer to a `berth cron` request; false when nobody is waiting for it (any more). */
+  onCronResponse?(server: string, msg: CronResponse): boolean;
 }
 
 export class AgentSession {
@@ -142,6 +144,10 @@ export class AgentSession {
         return;
       case 'logs_end':
         this.deps.runtimeLogs?.finish(this.server, msg.requestId, msg.error);
+        return;
+      case 'cron_response':
+        // Unknown ids are requests that already timed out: nothing to do.
+        this.deps.onCronResponse?.(this.server, msg);
         return;
       case 'observed_state':
         this.deps.onObservedState(this.server, {

@@ -21,10 +21,13 @@ export function serverSpecOf(stores: Stores, server: string): ServerSpec | undef
   return stores.db.transaction(() => {
     const row = stores.servers.get(server);
     if (!row) return undefined;
+    const purges = stores.apps.volumePurges(server);
     return {
       server: row.name,
       revision: row.spec_revision,
       apps: stores.apps.listByServer(server).map((a) => appSpecOf(stores, a)),
+      // Only when there is one: agents and checks that predate volumes see the spec they always did.
+      ...(purges.length > 0 ? { purgeVolumes: purges } : {}),
     };
   })();
 }

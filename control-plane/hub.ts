@@ -6,9 +6,11 @@ import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
 import { sha256 } from '../shared/ids.js';
 import type { Logger } from '../shared/logger.js';
-import { AGENT_WS_PATH, PROTOCOL_VERSION, type LogsRequest } from '../shared/protocol.js';
+import { newId } from '../shared/ids.js';
+import { AGENT_WS_PATH, PROTOCOL_VERSION, type CronRequest, type CronResponse, type LogsRequest } from '../shared/protocol.js';
 import { AgentSession, type ObservedState } from './agent-session.js';
 import { bearerToken } from './bearer.js';
+import { AgentUnavailableError } from './errors.js';
 import type { DeploymentEvents } from './events.js';
 import { RuntimeLogRelay, type LogsListener } from './runtime-logs.js';
 import type { DeploymentRow } from './store/deployments.js';
@@ -20,6 +22,15 @@ export const PING_INTERVAL_MS = 15_000;
 const MAX_MISSED_PONGS = 2;
 /** Close code for a connection replaced by a newer one from the same server. */
 export const CLOSE_REPLACED = 4000;
+/** How long a `berth cron` request waits for its agent's answer. */
+export const CRON_ANSWER_TIMEOUT_MS = 15_000;
+
+interface PendingCron {
+  server: string;
+  resolve(msg: CronResponse): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
 
 export interface HubOptions {
   stores: Stores;
@@ -38,6 +49,8 @@ export class AgentHub {
   private readonly observed = new Map<string, ObservedState>();
   /** `berth logs` requests waiting for their agent's frames. */
   readonly runtimeLogs = new RuntimeLogRelay();
+  /** `berth cron` requests waiting for their agent's answer. */
+  private readonly cronPending = new Map<string, PendingCron>();
   private readonly pinger: NodeJS.Timeout;
   private readonly log: Logger;
 
@@ -103,6 +116,37 @@ export class AgentHub {
     };
   }
 
+  /**
+   * Ask the server's agent about an app's cron jobs (list, run one now, read runs). Rejects with
+   * AgentUnavailableError when the agent is offline, disconnects, or does not answer in time.
+   */
+  requestCron(server: string, req: Omit<CronRequest, 'type' | 'v' | 'requestId'>, timeoutMs = CRON_ANSWER_TIMEOUT_MS): Promise<CronResponse> {
+    const session = this.current.get(server);
+    if (!session?.ready) {
+      return Promise.reject(new AgentUnavailableError(`server "${server}" is offline: cron jobs run on its agent, try again when it is connected`));
+    }
+    const requestId = newId();
+    return new Promise<CronResponse>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.cronPending.delete(requestId);
+        reject(new AgentUnavailableError(`the agent of server "${server}" did not answer within ${Math.round(timeoutMs / 1000)} s`));
+      }, timeoutMs);
+      timer.unref();
+      this.cronPending.set(requestId, { server, resolve, reject, timer });
+      session.send({ type: 'cron_request', v: PROTOCOL_VERSION, requestId, ...req });
+    });
+  }
+
+  /** An agent's answer to a cron request; false when unknown or from another server. */
+  private cronAnswered(server: string, msg: CronResponse): boolean {
+    const p = this.cronPending.get(msg.requestId);
+    if (!p || p.server !== server) return false;
+    this.cronPending.delete(msg.requestId);
+    clearTimeout(p.timer);
+    p.resolve(msg);
+    return true;
+  }
+
   observedState(server: string): ObservedState | undefined {
     return this.observed.get(server);
   }
@@ -125,6 +169,7 @@ export class AgentHub {
       ...(this.opts.events ? { events: this.opts.events } : {}),
       onObservedState: (s, state) => this.observed.set(s, state),
       runtimeLogs: this.runtimeLogs,
+      onCronResponse: (s, msg) => this.cronAnswered(s, msg),
     });
     this.current.set(server, session);
     this.live.add(session);
@@ -135,6 +180,12 @@ export class AgentHub {
       if (this.current.get(server) === session) {
         this.current.delete(server);
         this.runtimeLogs.dropServer(server, `the agent of server "${server}" disconnected`);
+        for (const [id, p] of this.cronPending) {
+          if (p.server !== server) continue;
+          this.cronPending.delete(id);
+          clearTimeout(p.timer);
+          p.reject(new AgentUnavailableError(`the agent of server "${server}" disconnected before answering`));
+        }
         this.log.info({ server, code }, 'agent disconnected');
       }
     });

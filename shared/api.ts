@@ -159,3 +159,13 @@ export const RUNTIME_LOG_EVENT = { line: 'line', end: 'end' } as const;
 export const rollbackBody = z.object({ deploymentId: z.string().regex(/^[a-z0-9]{8,40}$/, 'deployment id must be 8-40 lower-case alphanumerics').optional() }).strict();
 /** POST /api/deployments/:id/cancel → the deployment; `cancelPending`: the agent has not confirmed yet (it is still running). */
 export interface CancelResult extends DeploymentInfo { cancelPending: boolean }
+
+// ---- cron jobs (issue 9) --------------------------------------------------------------------
+export type { CronJobInfo, CronRunInfo, CronRunStatus } from './protocol.js';
+/**
+ * GET /api/apps/:name/cron → CronJobInfo[] (the live release's jobs, with last and next run).
+ * POST /api/apps/:name/cron/:job/run → 202 CronRunInfo (status `running`; 404 unknown job, 409 already running).
+ * GET /api/apps/:name/cron/runs[?job=JOB&limit=N] → CronRunInfo[] newest first.
+ * GET /api/apps/:name/cron/runs/:id → CronRunInfo. All 503 while the app's server is offline.
+ */
+export const CRON_RUNS_LIMIT_DEFAULT = 20;

@@ -88,7 +88,69 @@ export type CertStatusEntry = z.infer<typeof certStatusEntry>;
 /** All of the agent's certificates (a snapshot: an app missing from it has none). Sent on connect and on change. */
 export const certStatusMessage = z.object({ type: z.literal('cert_status'), v, certs: z.array(certStatusEntry).max(10_000) });
 
-export const agentMessage = z.discriminatedUnion('type', [agentHello, agentHeartbeat, deployProgress, deployLog, observedState, logsData, logsEnd, certStatusMessage]);
+// Cron jobs (`berth cron`): the control plane asks, the agent (which schedules and runs them) answers.
+/** Cron job names follow the process-name rule: they become container names and labels. */
+export const cronJobName = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,29}$/, 'job name must be 1-30 lower-case letters, digits, "_" or "-", starting with a letter');
+export const cronRequestId = z.string().regex(/^[a-z0-9]{8,40}$/, 'cron request id must be 8-40 lower-case alphanumerics');
+export const cronRunId = z.string().regex(/^[a-z0-9]{8,40}$/, 'run id must be 8-40 lower-case alphanumerics');
+/** running → succeeded (exit 0) | failed (non-zero exit, or could not start) | timed_out (killed); skipped: a run of the job was still going. */
+export const cronRunStatus = z.enum(['running', 'succeeded', 'failed', 'timed_out', 'skipped']);
+export type CronRunStatus = z.infer<typeof cronRunStatus>;
+/** One run of a cron job (fields only ever added). */
+export const cronRunInfo = z.object({
+  id: cronRunId,
+  app: z.string().max(64),
+  job: z.string().max(64),
+  /** schedule: fired by the schedule; manual: `berth cron run`. */
+  trigger: z.enum(['schedule', 'manual']),
+  status: cronRunStatus,
+  /** The schedule slot it fired for (a minute, ISO); null for manual runs. */
+  scheduledAt: z.string().max(64).nullable(),
+  startedAt: z.string().max(64),
+  finishedAt: z.string().max(64).nullable(),
+  exitCode: z.number().int().nullable(),
+  /** Why it failed, timed out or was skipped. */
+  reason: z.string().max(4096).nullable(),
+  /** The last lines of its output (stdout and stderr). */
+  outputTail: z.array(z.string().max(4096)).max(200),
+  /** The release (deployment) whose image it ran. */
+  deploymentId: z.string().max(64).nullable(),
+});
+export type CronRunInfo = z.infer<typeof cronRunInfo>;
+/** A cron job of an app's live release, with its last run and next run. */
+export const cronJobInfo = z.object({
+  app: z.string().max(64),
+  name: z.string().max(64),
+  schedule: z.string().max(256),
+  command: z.string().max(8192),
+  /** IANA time zone of the schedule; null = the server's. */
+  timezone: z.string().max(64).nullable(),
+  timeoutS: z.number().int(),
+  /** The most recent run (any status, skipped included); null = never ran. */
+  lastRun: cronRunInfo.nullable(),
+  /** The run going on now, if any. */
+  running: cronRunInfo.nullable(),
+  /** When the schedule fires next (ISO). */
+  nextRunAt: z.string().max(64).nullable(),
+});
+export type CronJobInfo = z.infer<typeof cronJobInfo>;
+export const cronResponse = z.object({
+  type: z.literal('cron_response'),
+  v,
+  requestId: cronRequestId,
+  ok: z.boolean(),
+  jobs: z.array(cronJobInfo).max(500).optional(),
+  run: cronRunInfo.optional(),
+  runs: z.array(cronRunInfo).max(500).optional(),
+  /** ok=false: one line for the user, and what kind of failure it is. */
+  error: z.string().max(1000).optional(),
+  code: z.enum(['not_found', 'conflict', 'failed']).optional(),
+});
+export type CronResponse = z.infer<typeof cronResponse>;
+
+export const agentMessage = z.discriminatedUnion('type', [agentHello, agentHeartbeat, deployProgress, deployLog, observedState, logsData, logsEnd, certStatusMessage, cronResponse]);
 export type AgentMessage = z.infer<typeof agentMessage>;
 
 // ---- control plane → agent -------------------------------------------------------------------
@@ -138,7 +200,26 @@ export const cpLogsRequest = z.object({
 export const cpLogsCancel = z.object({ type: z.literal('logs_cancel'), v, requestId: logsRequestId });
 export type LogsRequest = z.infer<typeof cpLogsRequest>;
 
-export const cpMessage = z.discriminatedUnion('type', [cpWelcome, cpDesiredState, cpDeployOrder, cpHeartbeat, cpError, cpCancel, cpLogsRequest, cpLogsCancel]);
+/**
+ * `berth cron`: list the app's jobs (with last and next run), start a run of one now, read one run,
+ * or list recent runs. Answered by one `cron_response` with the same requestId. Live only.
+ */
+export const cpCronRequest = z.object({
+  type: z.literal('cron_request'),
+  v,
+  requestId: cronRequestId,
+  app: appName,
+  action: z.enum(['list', 'run', 'get', 'runs']),
+  /** run: the job to run; runs: only this job's runs. */
+  job: cronJobName.optional(),
+  /** get: the run to read. */
+  runId: cronRunId.optional(),
+  /** runs: at most this many, newest first. */
+  limit: z.number().int().min(1).max(500).optional(),
+});
+export type CronRequest = z.infer<typeof cpCronRequest>;
+
+export const cpMessage = z.discriminatedUnion('type', [cpWelcome, cpDesiredState, cpDeployOrder, cpHeartbeat, cpError, cpCancel, cpLogsRequest, cpLogsCancel, cpCronRequest]);
 export type CpMessage = z.infer<typeof cpMessage>;
 export type DeployOrder = z.infer<typeof cpDeployOrder>;
 export type CancelOrder = z.infer<typeof cpCancel>;

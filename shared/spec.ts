@@ -18,5 +18,12 @@ export const serverSpec = z.object({
   /** Monotonic revision, bumped on every change, so the agent can tell new from stale. */
   revision: z.number().int().nonnegative(),
   apps: z.array(appSpec),
+  /**
+   * Removed apps whose volumes are to be deleted too (`berth app rm --purge-volumes`): the agent
+   * removes an app's berth volumes once the app is absent from `apps` and listed here. Recorded by
+   * the control plane, so a purge ordered while the agent is offline still happens. Absent from
+   * control planes that predate volumes.
+   */
+  purgeVolumes: z.array(appName).optional(),
 });
 export type ServerSpec = z.infer<typeof serverSpec>;

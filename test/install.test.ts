@@ -2,82 +2,74 @@
 // loopback, installed into fresh Debian 12 containers (debootstrap image, host network, the host's Docker
 // socket mounted). The container has no systemd as PID 1, so the agent runs in the background with a pid
 // file; its nginx is a private one on a free port (pre-seeded /etc/berth/agent.env) so nothing binds :80.
+// Upgrades and rollback of an agent are test/upgrade.test.ts; the all-in-one upgrade is here.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync, mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { berthJson } from './helpers/cli.js';
-import { ensureDocker } from './helpers/docker.js';
-import { eventually } from './helpers/http.js';
-import { ensureInstallerImage } from './helpers/installer-image.js';
+import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
+import { TestRepo } from './helpers/git-repo.js';
+import { eventually, httpGet } from './helpers/http.js';
+import {
+  commitSampleApp,
+  containerRun,
+  containerSh as sh,
+  deploySampleApp,
+  ensureInstallerImage,
+  packageRelease,
+  PACKAGE_VERSION as VERSION,
+  removeInstallerContainer,
+  sampleVersion,
+  showRun as show,
+  startInstallerContainer,
+} from './helpers/installer-image.js';
+import { HttpLoad } from './helpers/load.js';
 import { Stack } from './helpers/stack.js';
 import { freePort, makeTmpDir } from './helpers/tmp.js';
 
 const execFileP = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function sh(container: string, script: string, timeoutMs = 300_000): Promise<Run> {
-  try {
-    const { stdout, stderr } = await execFileP('docker', ['exec', container, 'sh', '-c', script], { timeout: timeoutMs, maxBuffer: 32 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: unknown; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
+/** A newer release for the all-in-one upgrade. */
+const NEXT = VERSION.replace(/^(\d+\.\d+\.)(\d+)/, (_m, head: string, patch: string) => `${head}${Number(patch) + 1}`);
 
 // How many processes run `node …/dist/cli/main.js agent` (the shell running this is not one of them).
 const AGENT_COUNT =
   'n=0; for f in /proc/[0-9]*/cmdline; do c=$(tr "\\0" " " < "$f" 2>/dev/null) || continue; case "$c" in *node\\ */dist/cli/main.js\\ agent\\ ) n=$((n+1));; esac; done; echo $n';
 
-const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 
 describe('install.sh', { timeout: 20 * 60_000 }, () => {
   let stack: Stack;
-  let image: string;
-  const containers: string[] = [];
+  /** Test containers and the server names their agents used (for cleaning up what those made in Docker). */
+  const containers: Array<{ name: string; servers: string[] }> = [];
   let releaseDir: string;
 
-  async function newContainer(label: string, httpPort: number): Promise<string> {
-    const name = `berth-install-${label}-${Math.random().toString(36).slice(2, 8)}`;
-    await execFileP('docker', [
-      'run', '-d', '--name', name, '--network', 'host', '--label', 'berth.test=install',
-      '-v', '/var/run/docker.sock:/var/run/docker.sock', image, 'sleep', 'infinity',
-    ]);
-    containers.push(name);
-    // The agent's settings for a test: a private nginx on a free port (the container shares the host's network).
-    const env = `BERTH_DATA=/var/lib/berth\nBERTH_NGINX_PREFIX=/var/lib/berth-nginx\nBERTH_HTTP_PORT=${httpPort}\nBERTH_HTTPS_PORT=0\nBERTH_RECONCILE_INTERVAL_MS=5000\n`;
-    const r = await sh(name, `mkdir -p /etc/berth && cat > /etc/berth/agent.env <<'EOF'\n${env}EOF`);
-    assert.equal(r.code, 0, show(r));
+  async function newContainer(label: string, httpPort: number, mounts: string[] = [], servers: string[] = []): Promise<string> {
+    const name = await startInstallerContainer(label, httpPort, mounts);
+    containers.push({ name, servers });
     return name;
   }
 
   before(async () => {
     await ensureDocker();
-    image = await ensureInstallerImage();
+    await Promise.all([ensureInstallerImage(), ensureBusyboxImage()]);
     const tmp = makeTmpDir('install-test');
     releaseDir = join(tmp, 'release');
     const started = Date.now();
-    const { stdout } = await execFileP('sh', [join(ROOT, 'scripts/package.sh'), '--out', releaseDir], { cwd: ROOT, timeout: 300_000, maxBuffer: 16 * 1024 * 1024 });
-    assert.match(stdout, /built .*berth-.*-linux-(x64|arm64)\.tar\.gz/);
-    process.stderr.write(`# packaged the release in ${Date.now() - started} ms\n`);
+    await packageRelease(releaseDir);
+    await packageRelease(releaseDir, NEXT);
+    process.stderr.write(`# packaged ${VERSION} and ${NEXT} in ${Date.now() - started} ms\n`);
     process.env.BERTH_RELEASE_DIR = releaseDir; // the control plane below inherits it
     stack = await Stack.create('install');
     await stack.startControlPlane();
   });
 
   after(async () => {
-    for (const c of containers) await execFileP('docker', ['rm', '-f', c]).catch(() => undefined);
+    for (const c of containers) await removeInstallerContainer(c.name, c.servers);
+    if (releaseDir) rmSync(join(releaseDir, '..'), { recursive: true, force: true });
     await stack?.destroy();
   });
 
@@ -193,34 +185,75 @@ describe('install.sh', { timeout: 20 * 60_000 }, () => {
     assert.match(gone.stdout, /^0\n$/, 'no agent process is left');
   });
 
-  it('--all-in-one installs a control plane and an enrolled agent on one machine', { timeout: 10 * 60_000 }, async () => {
-    const c = await newContainer('aio', await freePort());
+  it('--all-in-one gives a control plane + enrolled agent that deploys a sample app; berth upgrade moves both to a newer release while the app serves', { timeout: 10 * 60_000 }, async (t) => {
+    const suffix = Math.random().toString(36).slice(2, 8);
+    const name = `aio-${suffix}`;
+    const app = `aio-web-${suffix}`;
+    const domain = `aio-${suffix}.example.test`;
+    const repo = new TestRepo(makeTmpDir('aio-repo'));
+    const httpPort = await freePort();
+    // The Git remote is mounted at the same path: the agent in the container fetches the file:// URL.
+    const c = await newContainer('aio', httpPort, [repo.bare], [name]);
     const port = await freePort();
     const local = `http://127.0.0.1:${port}`;
-    const started = Date.now();
-    const r = await sh(c, `curl -fsSL ${stack.cpUrl}/install.sh | sh -s -- --all-in-one --listen 127.0.0.1:${port} --public-url ${local} --name aio`, 600_000);
+    let started = Date.now();
+    const install = `curl -fsSL ${stack.cpUrl}/install.sh | sh -s -- --all-in-one --listen 127.0.0.1:${port} --public-url ${local} --name ${name}`;
+    const r = await sh(c, install, 600_000);
     process.stderr.write(`# all-in-one install took ${Date.now() - started} ms\n`);
     assert.equal(r.code, 0, show(r));
     assert.match(r.stdout, /started the control plane in the background/);
     assert.match(r.stdout, new RegExp(`berth login ${local} [A-Za-z0-9_-]{20,}`));
     const token = (await sh(c, 'cat /var/lib/berth-control-plane/admin-token')).stdout.trim();
     const env = { BERTH_URL: local, BERTH_TOKEN: token, XDG_CONFIG_HOME: makeTmpDir('aio-client') };
-    const servers = await eventually(
-      () => berthJson<Array<{ name: string; connected: boolean }>>(['server', 'ls'], env),
-      (list) => list.some((s) => s.name === 'aio' && s.connected),
-      30_000,
-    );
-    assert.equal(servers.length, 1);
+    const connected = () =>
+      eventually(
+        () => berthJson<Array<{ name: string; connected: boolean }>>(['server', 'ls'], env),
+        (list) => list.some((s) => s.name === name && s.connected),
+        30_000,
+      );
+    assert.equal((await connected()).length, 1);
     // The local control plane serves the release it was installed from to the next servers.
     const manifest = await (await fetch(`${local}/install/manifest?arch=${process.arch}`)).text();
     assert.match(manifest, new RegExp(`^berth_version=${VERSION.replace(/\./g, '\\.')}$`, 'm'));
     assert.match(await (await fetch(`${local}/install.sh`)).text(), new RegExp(`^BERTH_URL_BAKED='${local.replace(/\./g, '\\.')}'$`, 'm'));
+
+    // A sample app deploys through the local control plane to the local agent and is served by its nginx.
+    commitSampleApp(repo, 1);
+    started = Date.now();
+    const d = await deploySampleApp(env, { app, server: name, domain, repo, create: true });
+    process.stderr.write(`# first all-in-one deploy took ${Date.now() - started} ms\n`);
+    assert.equal(d.status, 'done');
+    assert.equal(sampleVersion((await httpGet(httpPort, domain)).body), '1');
+
     // Re-running is a no-op: same control plane, same single server.
-    const again = await sh(c, `curl -fsSL ${stack.cpUrl}/install.sh | sh -s -- --all-in-one --listen 127.0.0.1:${port} --public-url ${local} --name aio`);
+    const again = await sh(c, install);
     assert.equal(again.code, 0, show(again));
     assert.match(again.stdout, /the control plane already runs/);
-    assert.match(again.stdout, /already enrolled as server "aio"/);
+    assert.match(again.stdout, new RegExp(`already enrolled as server "${name}"`));
     assert.equal((await berthJson<unknown[]>(['server', 'ls'], env)).length, 1);
+
+    // Upgrade with a release from another control plane: both daemons restart on it, the app keeps serving.
+    const load = new HttpLoad({ port: httpPort, host: domain, keepAliveClients: 1, freshClients: 1, maxRequests: 100_000, maxDurationMs: 180_000, pauseMs: 5, version: sampleVersion });
+    await eventually(async () => load.answered, (n) => n >= 20, 10_000, 20);
+    started = Date.now();
+    const up = await containerRun(c, ['berth', 'upgrade', '--url', stack.cpUrl, '--version', NEXT], 300_000);
+    t.diagnostic(`all-in-one upgrade took ${Date.now() - started} ms`);
+    assert.equal(up.code, 0, show(up));
+    assert.match(up.stdout, /started the control plane in the background/);
+    assert.match(up.stdout, new RegExp(`berth is upgraded from ${VERSION.replace(/\./g, '\\.')} to ${NEXT.replace(/\./g, '\\.')}: server "${name}" is connected to ${local.replace(/\./g, '\\.')}`));
+    const health = (await (await fetch(`${local}/healthz`)).json()) as { version: string };
+    assert.equal(health.version, NEXT);
+    await connected();
+    const status = JSON.parse((await containerRun(c, ['berth', 'status', '--json'])).stdout) as { agent: { version: string }; controlPlane: { state: string } };
+    assert.deepEqual([status.agent.version, status.controlPlane.state], [NEXT, 'connected']);
+    // …and now serves the new release to the servers added next.
+    assert.match(await (await fetch(`${local}/install/manifest?arch=${process.arch}`)).text(), new RegExp(`^berth_version=${NEXT.replace(/\./g, '\\.')}$`, 'm'));
+    const seen = load.answered;
+    await eventually(async () => load.answered, (n) => n >= seen + 50, 20_000, 20);
+    const report = await load.stop();
+    t.diagnostic(`load during the all-in-one upgrade: ${report.sent} requests, ${report.ok} ok, ${report.non2xx} non-2xx, ${report.connectionErrors} connection errors`);
+    assert.deepEqual(report.failures, [], 'no failed request');
+    assert.equal(report.hitBound, false);
   });
 
   it('the unit files pass systemd-analyze verify', async (t) => {

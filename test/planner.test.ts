@@ -253,3 +253,50 @@ test('a static site: served from its release directory, no containers', () => {
   const settled: Observed = { containers: [], nginxApps: [{ app: 'web', content: render('web', w.site) }] };
   assert.deepEqual(plan(desired, [r], settled, render), []);
 });
+
+// ---- volumes and app files of removed apps (issue 9) ---------------------------------------------
+
+const volume = (app: string, name: string) => ({ dockerName: `berth-${app}_${name}`, app, name });
+const purging = (apps: Array<{ name: string; domains?: string[] }>, purgeVolumes: string[]): ServerSpec => ({ ...spec(apps), purgeVolumes });
+const volumeActions = (actions: Action[]) => actions.filter((a) => a.type === 'remove-volume').map((a) => (a.type === 'remove-volume' ? a.volume : ''));
+
+test('an app removed with --purge-volumes: its volumes go last, after its containers, with its files', () => {
+  const { releases, observed } = converged();
+  const actions = plan(purging([], ['web']), releases, { ...observed, appFiles: ['web'], volumes: [volume('web', 'media'), volume('web', 'cache')] }, render);
+  assert.deepEqual(types(actions), [
+    'remove-nginx:web',
+    'remove-container:web:c-dep00001',
+    'forget-release:web',
+    'remove-app-files:web',
+    'remove-volume:web',
+    'remove-volume:web',
+  ]);
+  assert.deepEqual(volumeActions(actions), ['berth-web_media', 'berth-web_cache']);
+  for (const a of actions) assert.ok(!describeAction(a).includes('\n'));
+});
+
+test('a purge ordered while the agent was offline: only the volumes are left, they are removed on the next pass', () => {
+  const actions = plan(purging([], ['web']), [], { containers: [], nginxApps: [], volumes: [volume('web', 'media')] }, render);
+  assert.deepEqual(types(actions), ['remove-volume:web']);
+});
+
+test('an app removed without a purge keeps its volumes; its files (env with secrets) still go', () => {
+  const { releases, observed } = converged();
+  const actions = plan(spec([]), releases, { ...observed, appFiles: ['web'], volumes: [volume('web', 'media')] }, render);
+  assert.deepEqual(types(actions), ['remove-nginx:web', 'remove-container:web:c-dep00001', 'forget-release:web', 'remove-app-files:web']);
+  // Another app's purge never reaches this app's volumes.
+  assert.deepEqual(volumeActions(plan(purging([], ['other']), [], { containers: [], nginxApps: [], volumes: [volume('web', 'media')] }, render)), []);
+});
+
+test('a purged app re-created under the same name: its volumes and files are left alone', () => {
+  const { desired, releases, observed } = converged();
+  const actions = plan({ ...desired, purgeVolumes: ['web'] }, releases, { ...observed, appFiles: ['web'], volumes: [volume('web', 'media')] }, render);
+  assert.deepEqual(actions, []);
+  // Re-created but not deployed yet: nothing either.
+  assert.deepEqual(plan(purging([{ name: 'web' }], ['web']), [], { containers: [], nginxApps: [], appFiles: ['web'], volumes: [volume('web', 'media')] }, render), []);
+});
+
+test('a removed app with a deploy still in flight: its volumes wait for the deploy to end', () => {
+  const actions = plan(purging([], ['web']), [], { containers: [], nginxApps: [], volumes: [volume('web', 'media')] }, render, { busyApps: new Set(['web']) });
+  assert.deepEqual(actions, []);
+});

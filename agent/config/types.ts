@@ -42,7 +42,7 @@ export interface AppConfig {
   healthcheck: { path: string; timeoutS: number; intervalS?: number; attempts?: number } | null;
   /** Scheduled one-off runs of the current release; `timeoutS` defaults to DEFAULT_CRON_TIMEOUT_S. */
   cron: Record<string, CronJobConfig>;
-  /** Named Docker volumes (berth-APP-NAME) mounted at `target` in every process, release and cron container. */
+  /** Named Docker volumes (berth-APP_NAME) mounted at `target` in every process, release and cron container. */
   volumes: Record<string, { target: string }>;
   /** Things the loader inferred or ignored, shown in the deploy log. */
   notes: string[];

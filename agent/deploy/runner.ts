@@ -18,6 +18,8 @@ import { berthLabels, LABEL } from '../labels.js';
 import type { AppSite } from '../nginx.js';
 import { listBerthContainers, removeContainer, type StartedContainer } from '../processes.js';
 import { runRelease } from '../release.js';
+import { ensureVolumes, volumeMounts } from '../volumes.js';
+import { writeAppFiles } from '../compose.js';
 import type { AgentSettings } from '../settings.js';
 import { staticReleaseDir } from '../static.js';
 import type { AgentStore, DeployPatch, Release } from '../store/index.js';
@@ -185,6 +187,8 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
     const processes = staticRoot ? [] : releaseProcesses(config);
     await runPhase('starting', image ? { image } : {}, async (phaseSignal) => {
       if (image && processes.some((p) => p.scale > 0)) {
+        // Existing volumes keep their data (a rollback's config may name one the newer release dropped).
+        await ensureVolumes(docker, app, config.volumes, settings.server || undefined);
         await startProcesses(docker, {
           app,
           deploymentId: id,
@@ -192,6 +196,7 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
           env,
           port,
           processes,
+          volumes: volumeMounts(app, config.volumes),
           server: settings.server,
           onStarted: (c) => {
             started.push(c);
@@ -245,6 +250,7 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
           processes,
           staticRoot,
           env,
+          volumes: config.volumes ?? {},
         });
         switched.activated = true;
         await deps.nginx.applyApp(app, site && domains.length > 0 ? site : null);
@@ -267,6 +273,30 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
       });
       // The build's layers now belong to a kept release: pruned with its image, not as leftovers.
       store.deploys.clearBuildImages(id);
+    }
+    // The release is live: docker-compose.yml describes it now. A failure to write it is reported, not fatal.
+    try {
+      const { composeFile } = await writeAppFiles(
+        settings.dataDir,
+        {
+          app,
+          ...(settings.server ? { server: settings.server } : {}),
+          deploymentId: id,
+          commit: commit ?? null,
+          image: image ?? '',
+          processes,
+          containerPort: first?.containerPort ?? port ?? null,
+          staticRoot,
+          volumes: config.volumes ?? {},
+          releaseCommand: config.release,
+          webPorts: new Map(webs.map((w) => [w.replica, w.hostPort])),
+        },
+        env,
+      );
+      stream.system(`wrote ${composeFile}`);
+    } catch (err) {
+      stream.system(`could not write the app's docker-compose.yml: ${oneLine(err)}`);
+      log.warn({ err }, 'could not write docker-compose.yml');
     }
     stream.system(
       domains.length > 0 && site
@@ -384,6 +414,8 @@ async function prepareBuild(
     if (config.release && built.image) {
       const image = built.image;
       await runPhase('releasing', { image }, async (signal) => {
+        // The release command sees the volumes the processes will (e.g. it migrates data kept there).
+        await ensureVolumes(docker, app, config.volumes, settings.server || undefined);
         stream.system(`running the release command: ${config.release}`);
         await runRelease(docker, {
           app,
@@ -391,6 +423,7 @@ async function prepareBuild(
           image,
           command: config.release!,
           env,
+          volumes: volumeMounts(app, config.volumes),
           labels: berthLabels(app, id, { [LABEL.commit]: commit, [LABEL.process]: 'release', ...(settings.server ? { [LABEL.server]: settings.server } : {}) }),
           log: (l) => stream.release(l),
           timeoutMs: settings.releaseTimeoutMs,
@@ -452,7 +485,8 @@ function snapshotConfig(raw: unknown): AppConfig | null {
   if (!raw || typeof raw !== 'object') return null;
   const c = raw as Partial<AppConfig>;
   if (!c.processes || typeof c.processes !== 'object' || !c.build) return null;
-  return { ...(c as AppConfig), healthcheck: c.healthcheck ?? null, notes: [] };
+  // Releases kept before cron and volumes existed have neither.
+  return { ...(c as AppConfig), healthcheck: c.healthcheck ?? null, cron: c.cron ?? {}, volumes: c.volumes ?? {}, notes: [] };
 }
 
 /** Retention after a good deploy: the last N releases stay for rollback, older images and files go. */
@@ -492,8 +526,10 @@ function describeConfig(config: AppConfig, log: (line: string) => void): void {
     `config from ${config.source}: build image ${image}${config.build.static ? `, static site ${config.build.static}` : ''}${procs ? `, processes ${procs}` : ''}${config.release ? ', release command' : ''}`,
   );
   for (const note of config.notes) log(note);
-  if (Object.keys(config.cron).length > 0) log(`cron jobs in the config are not run yet by this berth version: ${Object.keys(config.cron).join(', ')}`);
-  if (Object.keys(config.volumes).length > 0) log(`volumes in the config are not mounted yet by this berth version: ${Object.keys(config.volumes).join(', ')}`);
+  const jobs = Object.entries(config.cron);
+  if (jobs.length > 0) log(`cron jobs (scheduled once this release is live): ${jobs.map(([name, j]) => `${name} "${j.schedule}"${j.timezone ? ` ${j.timezone}` : ''}`).join(', ')}`);
+  const volumes = Object.entries(config.volumes);
+  if (volumes.length > 0) log(`volumes (kept across deploys): ${volumes.map(([name, v]) => `${name} → ${v.target}`).join(', ')}`);
 }
 
 /** Let in-flight requests finish on the old release, then stop and remove every other container of the app. */

@@ -13,6 +13,8 @@ export interface StartPhaseOptions {
   env: Record<string, string>;
   port: number | undefined;
   processes: ReleaseProcess[];
+  /** The app's named volumes, mounted in every container. */
+  volumes?: Docker.MountSettings[];
   server: string;
   /** Called with each container as soon as it exists, so a failure can remove it. */
   onStarted: (c: StartedContainer) => void;
@@ -43,6 +45,7 @@ export async function startProcesses(docker: Docker, o: StartPhaseOptions): Prom
         command: p.command,
         port: o.port,
         server: o.server || undefined,
+        ...(o.volumes && o.volumes.length > 0 ? { volumes: o.volumes } : {}),
       });
       o.onStarted(c);
       started.push(c);

@@ -4,7 +4,10 @@ import type Docker from 'dockerode';
 import type { Logger } from '../../shared/logger.js';
 import type { ServerSpec } from '../../shared/spec.js';
 import type { AppSite } from '../nginx.js';
+import { listAppFileDirs, removeAppFiles, writeAppFiles } from '../compose.js';
 import { listBerthContainers, removeContainer, startProcessContainer, type BerthContainer } from '../processes.js';
+import { listBerthVolumes, removeVolume, volumeMounts } from '../volumes.js';
+import type { Release } from '../store/releases.js';
 import type { AgentSettings } from '../settings.js';
 import type { AgentStore } from '../store/index.js';
 import { describeAction, plan, type Action, type Observed } from './planner.js';
@@ -52,11 +55,17 @@ export async function executeActions(deps: ExecutorDeps, actions: Action[]): Pro
   // No certificate orders for an app whose server block could not be written this pass: the
   // config is broken somewhere, and a new certificate could not be put into use anyway.
   const nginxFailed = new Set<string>();
+  // A volume still mounted by a container that could not be removed cannot go either.
+  const containerRemovalFailed = new Set<string>();
   for (const action of actions) {
     const what = describeAction(action);
     if (deps.isBusy(action.app)) continue;
     if (action.type === 'ensure-cert' && action.domains.length > 0 && nginxFailed.has(action.app)) {
       result.errors.push(`${what}: skipped, the app's nginx config could not be applied`);
+      continue;
+    }
+    if (action.type === 'remove-volume' && containerRemovalFailed.has(action.app)) {
+      result.errors.push(`${what}: skipped, a container of the app could not be removed`);
       continue;
     }
     try {
@@ -67,6 +76,7 @@ export async function executeActions(deps: ExecutorDeps, actions: Action[]): Pro
       const message = `${what}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
       result.errors.push(message);
       if (action.type === 'write-nginx' || action.type === 'restart-container' || action.type === 'start-release-container') nginxFailed.add(action.app);
+      if (action.type === 'remove-container') containerRemovalFailed.add(action.app);
       deps.logger.warn({ err, app: action.app, action: action.type }, `reconcile action failed: ${what}`);
     }
   }
@@ -104,11 +114,16 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
         command,
         port: r.containerPort ?? undefined,
         server: settings.server,
+        volumes: volumeMounts(r.app, r.volumes),
       });
       if (action.process !== 'web') return;
       if (action.replica === 1) store.releases.updateContainer(r.app, r.deploymentId, started.id, started.hostPort);
       const containers = await listBerthContainers(docker, { app: r.app, server: settings.server });
       await syncNginx(nginx, r.app, webSite(action.domains, containers, r.deploymentId));
+      // The new container is published on another port: docker-compose.yml says so.
+      await rewriteAppFiles(deps, r, containers, started.containerPort).catch((err: unknown) =>
+        deps.logger.warn({ err, app: r.app }, 'could not rewrite docker-compose.yml'),
+      );
       return;
     }
     case 'adopt-container':
@@ -136,7 +151,41 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
     case 'remove-cert':
       await deps.certs?.remove(action.app);
       return;
+    case 'remove-app-files':
+      await removeAppFiles(settings.dataDir, action.app);
+      return;
+    case 'remove-volume':
+      await removeVolume(docker, action.volume);
+      return;
   }
+}
+
+/** docker-compose.yml of a live release whose containers changed (the release command from its kept snapshot). */
+async function rewriteAppFiles(deps: ExecutorDeps, r: Release, containers: BerthContainer[], containerPort: number): Promise<void> {
+  const { store, settings } = deps;
+  const config = store.releases.snapshot(r.deploymentId)?.config as { release?: unknown } | null | undefined;
+  const webPorts = new Map(
+    containers
+      .filter((c) => c.deploymentId === r.deploymentId && c.process === 'web' && c.hostPort && c.state !== 'dead')
+      .map((c) => [c.replica ?? 1, c.hostPort!] as const),
+  );
+  await writeAppFiles(
+    settings.dataDir,
+    {
+      app: r.app,
+      ...(settings.server ? { server: settings.server } : {}),
+      deploymentId: r.deploymentId,
+      commit: r.commit,
+      image: r.image,
+      processes: r.processes ?? [{ name: 'web', command: null, scale: 1 }],
+      containerPort,
+      staticRoot: r.staticRoot ?? null,
+      volumes: r.volumes ?? {},
+      releaseCommand: typeof config?.release === 'string' ? config.release : null,
+      webPorts,
+    },
+    r.env ?? {},
+  );
 }
 
 /**
@@ -195,6 +244,8 @@ export class Reconciler {
   private again = false;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** The desired-state revision under which no volume of a purged app was left. */
+  private volumesPurgedAt: number | null = null;
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -250,9 +301,26 @@ export class Reconciler {
       const nginxApps = nginx.listApps().map((app) => ({ app, content: nginx.readAppFile(app) }));
       const desired = this.deps.desired();
       const certs = this.deps.certs && desired ? this.deps.certs.observe(desired.apps) : undefined;
-      const planned = plan(desired, store.releases.all(), { containers, nginxApps, ...(certs ? { certs } : {}) }, (app, site) => nginx.render(app, site), {
-        busyApps: this.deps.busyApps(),
-      });
+      // Volumes matter only for a purge: listed while one is pending, and no more once none of the
+      // purged apps has a volume left under this revision (the idle agent stays cheap).
+      const purging = desired?.purgeVolumes?.filter((app) => !desired.apps.some((a) => a.name === app)) ?? [];
+      const volumes =
+        desired && purging.length > 0 && this.volumesPurgedAt !== desired.revision
+          ? await listBerthVolumes(docker, this.deps.settings.server ? { server: this.deps.settings.server } : {})
+          : undefined;
+      const busyApps = this.deps.busyApps();
+      // (A deploy still running for a purged app may yet create one: not done while it runs.)
+      if (desired && volumes && !volumes.some((v) => purging.includes(v.app)) && !purging.some((app) => busyApps.has(app))) {
+        this.volumesPurgedAt = desired.revision;
+      }
+      const appFiles = listAppFileDirs(this.deps.settings.dataDir);
+      const planned = plan(
+        desired,
+        store.releases.all(),
+        { containers, nginxApps, appFiles, ...(certs ? { certs } : {}), ...(volumes ? { volumes } : {}) },
+        (app, site) => nginx.render(app, site),
+        { busyApps },
+      );
       if (planned.length > 0) {
         const busyNow = () => this.deps.busyApps();
         ({ applied: actions, errors } = await executeActions({ ...this.deps, isBusy: (app) => busyNow().has(app) }, planned));

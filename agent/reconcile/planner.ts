@@ -5,6 +5,7 @@ import type { ServerSpec } from '../../shared/spec.js';
 import type { AppSite } from '../nginx.js';
 import type { BerthContainer } from '../processes.js';
 import type { Release } from '../store/releases.js';
+import type { BerthVolume } from '../volumes.js';
 
 export interface Observed {
   containers: BerthContainer[];
@@ -15,6 +16,10 @@ export interface Observed {
    * the reason, and the domains each app known to the certificate store wants.
    */
   certs?: { due: ReadonlyMap<string, string>; wanted: ReadonlyMap<string, readonly string[]> };
+  /** berth's volumes on this server (observed only while the desired state lists apps to purge). */
+  volumes?: readonly BerthVolume[];
+  /** Apps with a DATA/apps/APP directory (docker-compose.yml, app.env). */
+  appFiles?: readonly string[];
 }
 
 export type RenderSite = (app: string, site: AppSite) => string;
@@ -33,7 +38,11 @@ export type Action =
   /** Issue/renew the app's certificate for `domains` ([] = stop renewing it); a new one is put into nginx for `site`. */
   | { type: 'ensure-cert'; app: string; domains: string[]; site: AppSite | null; reason: string }
   /** The app is gone: delete its certificate. */
-  | { type: 'remove-cert'; app: string; reason: string };
+  | { type: 'remove-cert'; app: string; reason: string }
+  /** The app is gone: delete DATA/apps/APP (its docker-compose.yml and app.env, which holds secrets). */
+  | { type: 'remove-app-files'; app: string; reason: string }
+  /** The app is gone and its volumes were to be purged: delete one (after the app's containers). */
+  | { type: 'remove-volume'; app: string; volume: string; name: string; reason: string };
 
 export interface PlanOptions {
   /** Apps with a deploy running or draining: left entirely alone. */
@@ -65,7 +74,17 @@ export function plan(
   }
 
   const certsOf = observed.certs;
-  const apps = [...new Set([...specApps.keys(), ...releaseOf.keys(), ...nginxOf.keys(), ...containersOf.keys(), ...(certsOf?.wanted.keys() ?? [])])].sort();
+  const appFiles = new Set(observed.appFiles ?? []);
+  const purge = new Set(desired.purgeVolumes ?? []);
+  const volumesOf = new Map<string, BerthVolume[]>();
+  for (const v of observed.volumes ?? []) {
+    // Only apps listed for purge: any other app's volumes are never acted on, whatever else is true.
+    if (!purge.has(v.app)) continue;
+    volumesOf.set(v.app, [...(volumesOf.get(v.app) ?? []), v]);
+  }
+  const apps = [
+    ...new Set([...specApps.keys(), ...releaseOf.keys(), ...nginxOf.keys(), ...containersOf.keys(), ...(certsOf?.wanted.keys() ?? []), ...appFiles, ...volumesOf.keys()]),
+  ].sort();
   const actions: Action[] = [];
   for (const app of apps) {
     if (busy.has(app)) continue;
@@ -78,6 +97,12 @@ export function plan(
       for (const c of containers) actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: why });
       if (releaseOf.has(app)) actions.push({ type: 'forget-release', app, reason: why });
       if (certsOf?.wanted.has(app)) actions.push({ type: 'remove-cert', app, reason: why });
+      if (appFiles.has(app)) actions.push({ type: 'remove-app-files', app, reason: why });
+      // Last: a volume in use cannot be removed, so the app's containers go first (the executor
+      // skips these when removing one of them failed).
+      for (const v of volumesOf.get(app) ?? []) {
+        actions.push({ type: 'remove-volume', app, volume: v.dockerName, name: v.name, reason: 'the app was removed with --purge-volumes' });
+      }
       continue;
     }
     const release = releaseOf.get(app);
@@ -228,5 +253,9 @@ export function describeAction(a: Action): string {
       return a.domains.length ? `issue a certificate for ${a.app}: ${a.domains.join(', ')} (${a.reason})` : `stop renewing the certificate of ${a.app} (${a.reason})`;
     case 'remove-cert':
       return `delete the certificate of ${a.app} (${a.reason})`;
+    case 'remove-app-files':
+      return `delete the docker-compose.yml and env file of ${a.app} (${a.reason})`;
+    case 'remove-volume':
+      return `delete volume ${a.volume} (${a.name}) of ${a.app} and its data (${a.reason})`;
   }
 }

@@ -2,9 +2,10 @@
 // agent (with its live connection state) and by `berth status` when the agent is stopped.
 import type Docker from 'dockerode';
 import { LABEL } from '../labels.js';
+import { cronJobsOf, nextRun } from '../cron/schedule.js';
 import { listBerthContainers, type BerthContainer } from '../processes.js';
 import type { AgentStore } from '../store/index.js';
-import { buildStatusReport, type StatusInput, type StatusReport } from './report.js';
+import { buildStatusReport, type CronStatus, type StatusInput, type StatusReport } from './report.js';
 
 export interface GatherOptions {
   store: AgentStore;
@@ -22,6 +23,30 @@ async function diskUsage(docker: Docker, server: string): Promise<StatusInput['d
   return { images: images.length, bytes: images.reduce((n, i) => n + (i.Size ?? 0), 0) };
 }
 
+/** Each live release's cron jobs, from the store alone (so a stopped agent's status shows them too). */
+function cronStatus(store: AgentStore, now: Date): CronStatus[] | undefined {
+  const desired = store.desired.get();
+  const inSpec = new Set(desired?.spec.apps.map((a) => a.name) ?? []);
+  try {
+    return store.releases.all().flatMap((release) =>
+      Object.entries(cronJobsOf(store.liveSnapshot(release)?.config)).map(([name, job]): CronStatus => {
+        const last = store.cronRuns.last(release.app, name);
+        const scheduled = !desired || inSpec.has(release.app);
+        return {
+          app: release.app,
+          name,
+          schedule: job.schedule,
+          timezone: job.timezone,
+          lastRun: last ? { status: last.status, exitCode: last.exitCode, startedAt: last.startedAt, finishedAt: last.finishedAt } : null,
+          nextRunAt: scheduled ? (nextRun(job.schedule, job.timezone, now)?.toISOString() ?? null) : null,
+        };
+      }),
+    );
+  } catch {
+    return undefined; // a database from before cron existed (read-only: not migrated)
+  }
+}
+
 export async function gatherStatus(opts: GatherOptions): Promise<StatusReport> {
   let containers: BerthContainer[] | null = null;
   let disk: StatusInput['disk'] = null;
@@ -32,6 +57,8 @@ export async function gatherStatus(opts: GatherOptions): Promise<StatusReport> {
   } catch (err) {
     dockerError = `cannot ask Docker: ${(err as Error).message.split('\n')[0]}`;
   }
+  const now = new Date();
+  const cron = cronStatus(opts.store, now);
   return buildStatusReport({
     agent: opts.agent,
     connection: opts.connection,
@@ -44,6 +71,7 @@ export async function gatherStatus(opts: GatherOptions): Promise<StatusReport> {
     certs: opts.certs,
     lastReconcile: opts.store.reconcileRuns.last(1)[0] ?? null,
     disk,
-    now: new Date(),
+    ...(cron ? { cron } : {}),
+    now,
   });
 }

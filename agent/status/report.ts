@@ -22,7 +22,19 @@ export interface StatusInput {
   certs: CertStatus[];
   lastReconcile: ReconcileRun | null;
   disk: { images: number; bytes: number } | null;
+  /** Each live release's cron jobs with their last and next run (absent: not known, e.g. an older database). */
+  cron?: CronStatus[];
   now: Date;
+}
+
+export interface CronStatus {
+  app: string;
+  name: string;
+  schedule: string;
+  timezone: string | null;
+  lastRun: { status: string; exitCode: number | null; startedAt: string; finishedAt: string | null } | null;
+  /** Null when it will not fire (the app is no longer in the desired state, or the date never comes). */
+  nextRunAt: string | null;
 }
 
 export interface ProcessStatus {
@@ -41,6 +53,9 @@ export interface AppStatus {
   health: 'healthy' | 'degraded' | 'down' | 'not-deployed' | 'static' | 'unknown';
   lastDeployment: { id: string; status: string; commit: string | null; reason: string | null; createdAt: string; finishedAt: string | null } | null;
   certificates: Array<Pick<CertStatus, 'domains' | 'certDomains' | 'state' | 'notAfter' | 'daysLeft' | 'lastAttemptAt' | 'lastResult' | 'lastError' | 'nextAttemptAt'>>;
+  cron: Array<Omit<CronStatus, 'app'>>;
+  /** The live release's volumes: config name → mount target (Docker volume berth-APP_NAME). */
+  volumes: Array<{ name: string; target: string }>;
 }
 
 export interface StatusReport {
@@ -112,6 +127,8 @@ export function buildStatusReport(input: StatusInput): StatusReport {
         .map(({ domains, certDomains, state, notAfter, daysLeft, lastAttemptAt, lastResult, lastError, nextAttemptAt }) => ({
           domains, certDomains, state, notAfter, daysLeft, lastAttemptAt, lastResult, lastError, nextAttemptAt,
         })),
+      cron: (input.cron ?? []).filter((j) => j.app === name).map(({ app: _app, ...job }) => job),
+      volumes: Object.entries(release?.volumes ?? {}).map(([volume, v]) => ({ name: volume, target: v.target })),
     };
   });
   const startedMs = agent.startedAt ? Date.parse(agent.startedAt) : NaN;

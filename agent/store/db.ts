@@ -90,6 +90,29 @@ const MIGRATIONS: string[] = [
   ALTER TABLE deploy_transitions ADD COLUMN deadline_at TEXT;
   ALTER TABLE release_history ADD COLUMN activated_at TEXT;
   `,
+  // Issue 9: every cron run (scheduled, manual, skipped). A schedule slot fires once per job: the
+  // unique (app, job, scheduled_at) makes a restarted agent unable to run the same slot twice.
+  `
+  CREATE TABLE cron_runs (
+    id            TEXT PRIMARY KEY,
+    app           TEXT NOT NULL,
+    job           TEXT NOT NULL,
+    trigger       TEXT NOT NULL,
+    scheduled_at  TEXT,
+    status        TEXT NOT NULL,
+    deployment_id TEXT,
+    container     TEXT,
+    timeout_s     INTEGER,
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    exit_code     INTEGER,
+    reason        TEXT,
+    output        TEXT NOT NULL DEFAULT '[]'
+  );
+  CREATE UNIQUE INDEX cron_runs_slot ON cron_runs (app, job, scheduled_at);
+  CREATE INDEX cron_runs_job ON cron_runs (app, job, started_at);
+  CREATE INDEX cron_runs_running ON cron_runs (status) WHERE status = 'running';
+  `,
 ];
 
 export function openDb(file: string): Db {

@@ -1,4 +1,4 @@
-// The agent's own state in DATA/agent.db: desired state, deploy journal, releases, outbox, reconcile runs.
+// The agent's own state in DATA/agent.db: desired state, deploy journal, releases, outbox, reconcile runs, cron runs.
 import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,14 +7,16 @@ import { DeployJournal, type DeployRecord } from './deploys.js';
 import { DesiredStateStore } from './desired.js';
 import { Outbox, DEFAULT_OUTBOX_LIMIT } from './outbox.js';
 import { ReconcileRunStore } from './reconcile-runs.js';
-import { ReleaseStore } from './releases.js';
+import { CronRunStore } from './cron-runs.js';
+import { ReleaseStore, type Release, type ReleaseSnapshot } from './releases.js';
 
 export type { DeployRecord, DeployPatch, DeployTransition } from './deploys.js';
 export type { Release, ReleaseProcess, ReleaseSnapshot } from './releases.js';
 export type { StoredDesiredState } from './desired.js';
 export type { OutboxEntry } from './outbox.js';
 export type { ReconcileRun } from './reconcile-runs.js';
-export { DeployJournal, DesiredStateStore, Outbox, ReconcileRunStore, ReleaseStore };
+export type { CronRunRecord, CronRunStatus, CronTrigger, NewCronRun } from './cron-runs.js';
+export { CronRunStore, DeployJournal, DesiredStateStore, Outbox, ReconcileRunStore, ReleaseStore };
 
 export const AGENT_DB_FILE = 'agent.db';
 
@@ -35,6 +37,7 @@ export class AgentStore {
   readonly releases: ReleaseStore;
   readonly outbox: Outbox;
   readonly reconcileRuns: ReconcileRunStore;
+  readonly cronRuns: CronRunStore;
   private closed = false;
 
   private constructor(
@@ -46,6 +49,20 @@ export class AgentStore {
     this.releases = new ReleaseStore(db);
     this.outbox = new Outbox(db, opts.outboxLimit ?? DEFAULT_OUTBOX_LIMIT);
     this.reconcileRuns = new ReconcileRunStore(db);
+    this.cronRuns = new CronRunStore(db);
+  }
+
+  /**
+   * The kept release (config, env) the live release was made from: its own deploy's snapshot, or
+   * for a rollback (live under the rollback's deployment id) the snapshot it brought back.
+   */
+  liveSnapshot(release: Release): ReleaseSnapshot | null {
+    const own = this.releases.snapshot(release.deploymentId);
+    if (own) return own;
+    const source = this.deploys.get(release.deploymentId)?.order.rollbackOf;
+    const restored = source ? this.releases.snapshot(source) : null;
+    if (restored) return restored;
+    return this.releases.history(release.app).find((s) => s.image === release.image) ?? null;
   }
 
   /** Read-only view of a stopped agent's database (`berth status`): no migrations, no writes. */

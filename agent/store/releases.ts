@@ -26,6 +26,8 @@ export interface Release {
   staticRoot?: string | null;
   /** The env the release was deployed with: a container the reconciler re-creates gets the same. */
   env?: Record<string, string>;
+  /** The app's volumes (config name → mount target): a container the reconciler re-creates mounts the same. */
+  volumes?: Record<string, { target: string }>;
 }
 
 /** A good release kept for rollback. */
@@ -62,6 +64,7 @@ interface SpecJson {
   processes?: ReleaseProcess[];
   staticRoot?: string | null;
   containerPort?: number | null;
+  volumes?: Record<string, { target: string }>;
 }
 
 const KEEP_HISTORY = 20;
@@ -121,6 +124,7 @@ const toRelease = (r: Row): Release => {
     ...(spec?.processes ? { processes: spec.processes } : {}),
     ...(spec?.staticRoot !== undefined ? { staticRoot: spec.staticRoot } : {}),
     ...(env ? { env } : {}),
+    ...(spec?.volumes ? { volumes: spec.volumes } : {}),
   };
 };
 
@@ -141,7 +145,9 @@ export class ReleaseStore {
     return this.db.transaction(() => {
       const previous = this.get(release.app);
       const spec: SpecJson | null =
-        release.processes || release.staticRoot !== undefined ? { processes: release.processes, staticRoot: release.staticRoot ?? null } : null;
+        release.processes || release.staticRoot !== undefined || release.volumes
+          ? { processes: release.processes, staticRoot: release.staticRoot ?? null, ...(release.volumes ? { volumes: release.volumes } : {}) }
+          : null;
       this.db
         .prepare(
           `INSERT INTO releases (app, deployment_id, image, container_id, host_port, container_port, commit_sha, activated_at, spec_json, env_json)

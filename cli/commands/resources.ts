@@ -104,12 +104,21 @@ export function registerAppCommands(program: Command): void {
     });
   app
     .command('rm')
-    .description('delete an app: its containers and nginx config are removed from its server')
+    .description(
+      "delete an app: its containers, nginx config, certificate and DATA/apps/APP files are removed from its server; its volumes (data) are kept unless --purge-volumes",
+    )
     .argument('<name>')
+    .option('--purge-volumes', "also delete the app's volumes and the data in them (cannot be undone; a server that is offline does it when its agent reconnects)")
     .option('--json', 'print JSON')
-    .action(async (name: string, opts: { json?: boolean }) => {
-      const res = await client().delete<{ deleted: string }>(`/api/apps/${seg(name)}`);
-      output(!!opts.json, res, (r) => process.stdout.write(`app ${r.deleted} deleted.\n`));
+    .action(async (name: string, opts: { json?: boolean; purgeVolumes?: boolean }) => {
+      const res = await client().delete<{ deleted: string; purgeVolumes?: boolean }>(`/api/apps/${seg(name)}${opts.purgeVolumes ? '?purgeVolumes=1' : ''}`);
+      output(!!opts.json, res, (r) =>
+        process.stdout.write(
+          r.purgeVolumes
+            ? `app ${r.deleted} deleted; its volumes are deleted too.\n`
+            : `app ${r.deleted} deleted; its volumes are kept (an app of the same name on that server gets their data back).\n`,
+        ),
+      );
     });
 }
 

@@ -60,6 +60,11 @@ function printHuman(r: StatusReport): void {
     for (const c of app.certificates) {
       w(`  tls         ${c.state}${c.notAfter ? `, expires ${c.notAfter.slice(0, 10)} (${c.daysLeft} d)` : ''}${c.lastResult ? `, last renewal ${c.lastResult} ${ago(c.lastAttemptAt)}` : ''}${c.lastError ? `: ${c.lastError}` : ''}${c.nextAttemptAt ? `, next ${ago(c.nextAttemptAt)}` : ''}`);
     }
+    for (const v of app.volumes ?? []) w(`  volume      ${v.name} at ${v.target}`);
+    for (const j of app.cron ?? []) {
+      const last = j.lastRun ? `last ${j.lastRun.status}${j.lastRun.exitCode !== null ? ` (exit ${j.lastRun.exitCode})` : ''} ${ago(j.lastRun.finishedAt ?? j.lastRun.startedAt)}` : 'never run';
+      w(`  cron        ${j.name} "${j.schedule}"${j.timezone ? ` ${j.timezone}` : ''}: ${last}, next ${j.nextRunAt ? ago(j.nextRunAt) : '-'}`);
+    }
     if (app.lastDeployment) {
       const d = app.lastDeployment;
       w(`  last deploy ${d.id} ${d.status} ${ago(d.finishedAt ?? d.createdAt)}${d.reason ? `: ${d.reason}` : ''}`);

@@ -16,6 +16,7 @@ import { HOOKS_PREFIX, registerWebhookRoutes } from '../webhooks/routes.js';
 import { registerServerRoutes } from './servers.js';
 import { registerInstallRoutes } from './install.js';
 import { registerLogRoutes } from './logs.js';
+import { registerCronRoutes } from './cron.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -41,6 +42,7 @@ export function createApi(deps: ApiDeps): Hono {
   registerWebhookRoutes(app, deps);
   registerInstallRoutes(app, deps);
   registerLogRoutes(app, deps);
+  registerCronRoutes(app, deps);
 
   app.notFound((c) => c.json(fail(`no such route: ${c.req.method} ${c.req.path}`), 404));
   app.onError((err, c) => {

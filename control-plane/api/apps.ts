@@ -1,5 +1,6 @@
 // Apps and domains. Each change is pushed at once as new desired state to the app's server.
 import type { Hono } from 'hono';
+import { z } from 'zod';
 import { addDomainBody, createAppBody, rotateWebhookBody, type AppDetails, type AppInfo, type DomainInfo, type WebhookSecrets } from '../../shared/api.js';
 import { appName, domainName } from '../../shared/validation.js';
 import { domainInfo, type AppRow } from '../store/apps.js';
@@ -40,6 +41,9 @@ export function domainViews(stores: Stores, row: AppRow): DomainInfo[] {
   });
 }
 
+/** `?purgeVolumes=1` on DELETE /api/apps/NAME: the app's volumes (its data) are deleted too. */
+const purgeFlag = z.enum(['0', '1', 'true', 'false'], { message: 'purgeVolumes must be 1 or 0' }).transform((v) => v === '1' || v === 'true');
+
 export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
   const { stores, hub } = deps;
   const log = deps.logger.child({ component: 'api' });
@@ -77,16 +81,19 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
 
   app.delete('/api/apps/:name', (c) => {
     const name = appParam(c.req.param('name'));
+    const rawPurge = c.req.query('purgeVolumes');
+    const purgeVolumes = rawPurge === undefined ? false : validParam(purgeFlag, rawPurge, 'purgeVolumes');
     stores.apps.require(name);
     // Followers of its unfinished deployments (deploy --wait, ?wait=1) get an answer before the rows go.
     for (const d of stores.deployments.cancelUnfinished(name, 'the app was deleted')) {
       hub.sendCancel(d);
       deps.events.deployment(deploymentInfo(d));
     }
-    const row = stores.apps.delete(name);
-    log.info({ app: row.name }, 'app deleted');
+    const row = stores.apps.delete(name, { purgeVolumes });
+    log.info({ app: row.name, purgeVolumes }, 'app deleted');
     hub.pushDesiredState(row.server);
-    return c.json({ deleted: row.name });
+    // purgeVolumes only when asked: the answer other clients and checks know stays as it was.
+    return c.json(purgeVolumes ? { deleted: row.name, purgeVolumes: true } : { deleted: row.name });
   });
 
   app.post('/api/apps/:name/domains', async (c) => {

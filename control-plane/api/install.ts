@@ -4,7 +4,8 @@
 // plane runs on (servers whose distribution ships an older Node take it from here).
 //
 //   GET /install.sh                          install.sh, BERTH_URL preset to our public URL
-//   GET /install/manifest?arch=x64|arm64     key=value lines (see manifestFor)
+//   GET /install/manifest?arch=x64|arm64[&version=V]   key=value lines (install.sh reads them); version
+//                                            picks one release (`berth upgrade --version V`)
 //   GET /install/releases/FILE               berth-VERSION-linux-ARCH.tar.gz | .tar.gz.sha256 | .json
 //   GET /install/node?arch=…                 our own node binary (linux, same arch only); /install/node.sha256
 import { createHash } from 'node:crypto';
@@ -50,13 +51,13 @@ function compareVersions(a: string, b: string): number {
   return 0;
 }
 
-/** The releases in `dir` for `arch`: the one matching our own version first, else the newest. */
-export function findRelease(dir: string, arch: string): ReleaseInfo | undefined {
+/** Every complete release in `dir` for `arch`, newest first. */
+export function listReleases(dir: string, arch: string): ReleaseInfo[] {
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch {
-    return undefined;
+    return [];
   }
   const found: ReleaseInfo[] = [];
   for (const name of names) {
@@ -72,7 +73,16 @@ export function findRelease(dir: string, arch: string): ReleaseInfo | undefined 
       // an unreadable sidecar: not a release
     }
   }
-  found.sort((a, b) => compareVersions(b.version, a.version));
+  return found.sort((a, b) => compareVersions(b.version, a.version));
+}
+
+/** The release for `arch`: exactly `version` when given, else the one matching our own version, else the newest. */
+export function findRelease(dir: string, arch: string, version?: string): ReleaseInfo | undefined {
+  return pickRelease(listReleases(dir, arch), version);
+}
+
+function pickRelease(found: ReleaseInfo[], version?: string): ReleaseInfo | undefined {
+  if (version !== undefined) return found.find((r) => r.version === version);
   return found.find((r) => r.version === BERTH_VERSION) ?? found[0];
 }
 
@@ -122,14 +132,23 @@ export function registerInstallRoutes(app: Hono, deps: ApiDeps & { releaseDir?: 
   app.get('/install/manifest', (c) => {
     const arch = archParam(c);
     if (!arch) return text(c, 'error=unsupported architecture (x64 or arm64)\n', 400);
-    const rel = findRelease(releaseDir, arch);
+    const version = c.req.query('version');
+    if (version !== undefined && !SAFE_VALUE.test(version)) return text(c, 'error=invalid version\n', 400);
+    const all = listReleases(releaseDir, arch);
+    const rel = pickRelease(all, version);
     const lines: string[] = [];
     if (rel) {
       lines.push(`berth_version=${rel.version}`, `berth_file=${rel.file}`, `berth_sha256=${rel.sha256}`, `berth_node_version=${rel.nodeVersion}`, `berth_node_abi=${rel.nodeAbi}`);
     } else {
-      log.warn({ releaseDir, arch }, 'install manifest asked for, but no release tarball is there (build one with `npm run build`)');
-      lines.push(`error=no berth release for linux-${arch} on this control plane (looked in ${releaseDir.replace(/[^A-Za-z0-9._\/-]/g, '_')}; run npm run build there)`);
+      log.warn({ releaseDir, arch, version }, 'install manifest asked for, but no such release tarball is there (build one with `npm run build`)');
+      lines.push(
+        version !== undefined && all.length > 0
+          ? `error=no berth release ${version} for linux-${arch} on this control plane (it has ${all.map((r) => r.version).join(', ')})`
+          : `error=no berth release for linux-${arch} on this control plane (looked in ${releaseDir.replace(/[^A-Za-z0-9._\/-]/g, '_')}; run npm run build there)`,
+      );
     }
+    // Every version this control plane can serve, newest first (`berth upgrade --version V` picks one).
+    lines.push(`berth_versions=${all.map((r) => r.version).join(',')}`);
     if (canServeNode(arch)) {
       lines.push(`node_available=1`, `node_version=${process.version}`, `node_abi=${process.versions.modules}`);
     } else {

@@ -37,6 +37,8 @@ export class AppStore {
       this.db
         .prepare('INSERT INTO apps (name, repo, branch, server, created_at) VALUES (?, ?, ?, ?, ?)')
         .run(app.name, app.repo, app.branch, app.server, now());
+      // A purge ordered for an earlier app of this name on this server must not hit the new one's volumes.
+      this.db.prepare('DELETE FROM volume_purges WHERE server = ? AND app = ?').run(app.server, app.name);
       this.servers.bumpRevision(app.server);
       return this.require(app.name);
     })();
@@ -60,14 +62,27 @@ export class AppStore {
     return this.db.prepare('SELECT * FROM apps WHERE server = ? ORDER BY name').all(server) as AppRow[];
   }
 
-  /** Deletes the app with its domains and deployments (cascade); returns the row it deleted. */
-  delete(name: string): AppRow {
+  /**
+   * Deletes the app with its domains and deployments (cascade); returns the row it deleted. With
+   * `purgeVolumes` its server's agent is also told to delete the app's volumes (their data).
+   */
+  delete(name: string, opts: { purgeVolumes?: boolean } = {}): AppRow {
     return this.db.transaction(() => {
       const app = this.require(name);
       this.db.prepare('DELETE FROM apps WHERE name = ?').run(name);
+      if (opts.purgeVolumes) {
+        this.db
+          .prepare('INSERT INTO volume_purges (server, app, requested_at) VALUES (?, ?, ?) ON CONFLICT (server, app) DO UPDATE SET requested_at = excluded.requested_at')
+          .run(app.server, name, now());
+      }
       this.servers.bumpRevision(app.server);
       return app;
     })();
+  }
+
+  /** Removed apps of a server whose volumes are to be deleted (ServerSpec.purgeVolumes). */
+  volumePurges(server: string): string[] {
+    return (this.db.prepare('SELECT app FROM volume_purges WHERE server = ? ORDER BY app').all(server) as Array<{ app: string }>).map((r) => r.app);
   }
 
   domains(app: string): DomainRow[] {

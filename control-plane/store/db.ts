@@ -120,6 +120,17 @@ const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE deployments ADD COLUMN rollback_of TEXT;
   `,
+  // 5 (issue 9): `berth app rm --purge-volumes`: removed apps whose volumes their server's agent
+  // deletes (sent in the desired state, so it happens even if the agent was offline at the time).
+  // Not tied to apps(name): the app row is gone. Re-creating the app on that server clears it.
+  `
+  CREATE TABLE volume_purges (
+    server       TEXT NOT NULL REFERENCES servers(name) ON DELETE CASCADE,
+    app          TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    PRIMARY KEY (server, app)
+  ) STRICT, WITHOUT ROWID;
+  `,
 ];
 
 export class MigrationError extends Error {
