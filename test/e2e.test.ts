@@ -3,6 +3,7 @@
 // through a private nginx. This is the walking skeleton a user sees.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -187,12 +188,23 @@ describe('walking skeleton: Git repo → image → container → nginx', () => {
     });
   });
 
-  it('app rm removes its containers and its nginx config, and touches nothing it does not own', async () => {
+  it('app rm removes its containers, images, kept releases and nginx config, and touches nothing it does not own', async () => {
     // A foreign container, and a berth-labelled one owned by another server on the same engine.
     const run = (labels: string[]) =>
       execFileSync('docker', ['run', '-d', ...labels.flatMap((l) => ['--label', l]), 'berth-test/busybox:latest', 'sleep', '300'], { encoding: 'utf8' }).trim();
     const foreign = run(['test=foreign']);
     const otherServer = run(['berth.managed=true', `berth.app=${APP}`, 'berth.deployment=other0001', 'berth.process=web', 'berth.server=another']);
+    const images = () => execFileSync('docker', ['images', '-q', '--filter', `label=berth.app=${APP}`, '--filter', `label=berth.server=${stack.serverName}`], { encoding: 'utf8' }).trim();
+    const snapshots = () => {
+      const db = new Database(join(stack.agentData, 'agent.db'), { readonly: true });
+      try {
+        return (db.prepare('SELECT COUNT(*) AS n FROM release_history WHERE app = ?').get(APP) as { n: number }).n;
+      } finally {
+        db.close();
+      }
+    };
+    assert.notEqual(images(), '', 'the deployed releases have images');
+    assert.ok(snapshots() > 0, 'and kept snapshots for rollback');
     try {
       await berthJson(['app', 'rm', APP], stack.env);
       await eventually(() => httpGet(stack.httpPort, DOMAIN), (r) => r.status === 404, 30_000);
@@ -203,6 +215,9 @@ describe('walking skeleton: Git repo → image → container → nginx', () => {
       );
       assert.equal(existsSync(join(stack.nginxPrefix, 'sites', `berth-${APP}.conf`)), false);
       assert.match(readFileSync(join(stack.nginxPrefix, 'sites', 'berth_base.conf'), 'utf8'), /berth-generation/, 'the base config stays');
+      // Nothing kept for a rollback of an app that no longer exists: images and snapshots (with its env) go.
+      await eventually(async () => images(), (out) => out === '', 30_000);
+      assert.equal(snapshots(), 0);
       const state = (id: string) => execFileSync('docker', ['inspect', '-f', '{{.State.Status}}', id], { encoding: 'utf8' }).trim();
       assert.equal(state(foreign), 'running', 'a container without berth labels is never touched');
       assert.equal(state(otherServer), 'running', "another server's berth container is never touched");

@@ -103,13 +103,15 @@ export interface PruneReport {
 export async function pruneApp(
   deps: { docker: Docker; store: AgentStore; settings: AgentSettings },
   app: string,
+  opts: { keepReleases?: number } = {},
 ): Promise<PruneReport> {
   const { docker, store, settings } = deps;
+  const keepReleases = opts.keepReleases ?? settings.keepReleases;
   const report: PruneReport = { images: [], containers: [], staticDirs: [], kept: [], reclaimedBytes: 0 };
   const current = store.releases.get(app);
   const history = store.releases.history(app, 1000);
-  const kept = history.slice(0, settings.keepReleases);
-  const dropped = history.slice(settings.keepReleases);
+  const kept = history.slice(0, keepReleases);
+  const dropped = history.slice(keepReleases);
   report.kept = kept.map((s) => s.deploymentId);
   const keepImages = new Set(kept.map((s) => s.image).filter(Boolean));
   if (current?.image) keepImages.add(current.image);

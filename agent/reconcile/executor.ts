@@ -5,6 +5,7 @@ import type { Logger } from '../../shared/logger.js';
 import type { ServerSpec } from '../../shared/spec.js';
 import type { AppSite } from '../nginx.js';
 import { listAppFileDirs, removeAppFiles, writeAppFiles } from '../compose.js';
+import { pruneApp } from '../deploy/images.js';
 import { listBerthContainers, removeContainer, startProcessContainer, type BerthContainer } from '../processes.js';
 import { listBerthVolumes, removeVolume, volumeMounts } from '../volumes.js';
 import type { Release } from '../store/releases.js';
@@ -138,9 +139,16 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
     case 'remove-nginx':
       await nginx.applyApp(action.app, null);
       return;
-    case 'forget-release':
+    case 'forget-release': {
+      // The app is gone: so is everything kept to roll it back (images, static releases, and the
+      // snapshots holding its env). Its containers were removed earlier in this pass.
       store.releases.forget(action.app);
+      const pruned = await pruneApp(deps, action.app, { keepReleases: 0 });
+      if (pruned.images.length + pruned.staticDirs.length > 0) {
+        deps.logger.info({ app: action.app, images: pruned.images, staticDirs: pruned.staticDirs }, 'removed the images and releases of a removed app');
+      }
       return;
+    }
     case 'ensure-cert': {
       if (!deps.certs) return;
       const { changed, error } = await deps.certs.ensure(action.app, action.domains);
