@@ -460,25 +460,22 @@ daemon_exited() {
 }
 # The local control plane answers /healthz with VERSION.
 cp_ready() { curl -fsS --max-time 2 "$LOCAL_URL/healthz" 2>/dev/null | grep -q "\"version\":\"$1\""; }
-# "RUNNING VERSION CONNECTION SINCE" of the agent as `berth status --json` reports them (from its status socket).
+# "RUNNING VERSION STATE" of the agent as `berth status --json` reports them (from its status socket);
+# STATE is "accepted" once the control plane welcomed its connection (credential and hello taken).
 agent_state() {
   [ -S "$DATA/agent.sock" ] || return 0 # not up yet (without it, status would read the database and ask Docker)
   "$BIN_LINK" status --json 2>/dev/null | "$PREFIX/bin/node" -e '
     let s = ""; process.stdin.on("data", (d) => { s += d; }).on("end", () => {
-      try { const r = JSON.parse(s); process.stdout.write([r.agent.running, r.agent.version, r.controlPlane.state, r.controlPlane.connectedSince].join(" ")); } catch {}
+      try { const r = JSON.parse(s); process.stdout.write([r.agent.running, r.agent.version, r.controlPlane.acceptedAt ? "accepted" : r.controlPlane.state].join(" ")); } catch {}
     });' 2>/dev/null || true
 }
-# wait_for agent|control-plane VERSION: 0 once it runs VERSION (the agent: and stays connected to its
-# control plane), 1 after START_TIMEOUT seconds, 2 as soon as its process exited.
+# wait_for agent|control-plane VERSION: 0 once it runs VERSION (the agent: and its control plane
+# accepted it), 1 after START_TIMEOUT seconds, 2 as soon as its process exited.
 wait_for() {
   end=$(($(date +%s) + START_TIMEOUT))
-  last=""
   while :; do
     if [ "$1" = agent ]; then
-      st=$(agent_state)
-      # The same connection on two polls in a row: a control plane refusing the agent closes it at once.
-      case "$st" in "true $2 connected "*) [ "$st" != "$last" ] || return 0 ;; esac
-      last="$st"
+      [ "$(agent_state)" != "true $2 accepted" ] || return 0
     else
       ! cp_ready "$2" || return 0
     fi

@@ -29,6 +29,8 @@ export interface ConnectionState {
   status: 'idle' | 'connecting' | 'connected' | 'disconnected' | 'closed';
   url: string;
   connectedSince: string | null;
+  /** When the control plane welcomed this connection (it accepted the credential and the hello); null before. */
+  acceptedAt: string | null;
   lastSeenAt: string | null;
   nextRetryAt: string | null;
   lastError: string | null;
@@ -72,6 +74,7 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
   private attempt = 0;
   private status: ConnectionState['status'] = 'idle';
   private connectedSince: Date | null = null;
+  private acceptedAt: Date | null = null;
   private lastSeen: Date | null = null;
   private nextRetry: Date | null = null;
   private lastError: string | null = null;
@@ -110,6 +113,7 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
       status: this.status,
       url: this.opts.url,
       connectedSince: this.connectedSince?.toISOString() ?? null,
+      acceptedAt: this.acceptedAt?.toISOString() ?? null,
       lastSeenAt: this.lastSeen?.toISOString() ?? null,
       nextRetryAt: this.nextRetry?.toISOString() ?? null,
       lastError: this.lastError,
@@ -199,6 +203,7 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
       this.clearTimers();
       const wasConnected = this.status === 'connected';
       this.connectedSince = null;
+      this.acceptedAt = null;
       if (this.status === 'closed') return;
       this.status = 'disconnected';
       const why = reason.toString() || this.lastError || `code ${code}`;
@@ -221,6 +226,7 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
     const msg = parsed.msg;
     switch (msg.type) {
       case 'welcome':
+        this.acceptedAt = new Date();
         this.opts.logger.info({ server: msg.server }, 'control plane accepted this agent');
         return;
       case 'desired_state':

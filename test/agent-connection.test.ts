@@ -118,6 +118,11 @@ test('connects with the bearer credential and says hello first', async (t) => {
   assert.equal(state.status, 'connected');
   assert.ok(state.connectedSince && state.lastSeenAt);
   assert.equal(state.nextRetryAt, null);
+  // Open is not accepted: only the control plane's welcome says the credential and hello were taken.
+  assert.equal(state.acceptedAt, null);
+  first.ws.send(JSON.stringify({ type: 'welcome', v: PROTOCOL_VERSION, server: 'local' }));
+  for (let i = 0; i < 100 && conn.state().acceptedAt === null; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(conn.state().acceptedAt, 'accepted once the welcome arrived');
 });
 
 test('reconnects with backoff after the server drops it, and reports the retry', async (t) => {

@@ -64,6 +64,8 @@ export interface StatusReport {
     url: string | null;
     state: ConnectionState['status'] | 'agent-stopped';
     connectedSince: string | null;
+    /** When the control plane accepted this connection (its welcome); null until then. */
+    acceptedAt: string | null;
     lastSeenAt: string | null;
     nextRetryAt: string | null;
     lastError: string | null;
@@ -138,6 +140,7 @@ export function buildStatusReport(input: StatusInput): StatusReport {
       url: connection?.url ?? input.controlPlaneUrl,
       state: connection?.status ?? 'agent-stopped',
       connectedSince: connection?.connectedSince ?? null,
+      acceptedAt: connection?.acceptedAt ?? null,
       lastSeenAt: connection?.lastSeenAt ?? null,
       nextRetryAt: connection?.nextRetryAt ?? null,
       lastError: connection?.lastError ?? null,

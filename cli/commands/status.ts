@@ -45,7 +45,7 @@ function printHuman(r: StatusReport): void {
   const cp = r.controlPlane;
   const cpState =
     cp.state === 'connected'
-      ? `connected since ${ago(cp.connectedSince)}`
+      ? `connected since ${ago(cp.connectedSince)}${cp.acceptedAt ? '' : ' (not accepted yet)'}`
       : cp.state === 'agent-stopped'
         ? 'unknown (agent stopped)'
         : `${cp.state}${cp.lastError ? ` (${cp.lastError})` : ''}${cp.nextRetryAt ? `, next retry ${ago(cp.nextRetryAt)}` : ''}`;
