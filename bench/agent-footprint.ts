@@ -80,7 +80,11 @@ async function idle(stack: Stack, seconds: number): Promise<{ rssMb: { median: n
 async function main(): Promise<void> {
   await ensureDocker();
   await ensureBusyboxImage();
-  const stack = await Stack.create('footprint', { agentEnv: { BERTH_RECONCILE_INTERVAL_MS: '30000', BERTH_LOG_LEVEL: 'info' } });
+  // BENCH_AGENT_NODE_OPTIONS: V8/Node flags for the agent process only (e.g. to compare heap settings).
+  const nodeOptions = process.env.BENCH_AGENT_NODE_OPTIONS;
+  const stack = await Stack.create('footprint', {
+    agentEnv: { BERTH_RECONCILE_INTERVAL_MS: '30000', BERTH_LOG_LEVEL: 'info', ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) },
+  });
   try {
     await stack.startControlPlane();
     await stack.joinAndStartAgent();
