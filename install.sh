@@ -108,12 +108,16 @@ case "$START_TIMEOUT" in ''|*[!0-9]*) printf '%s\n' "berth: BERTH_UPGRADE_TIMEOU
 have() { command -v "$1" >/dev/null 2>&1; }
 systemd_running() { [ -d /run/systemd/system ] && have systemctl; }
 
-# The agent's data dir as the settings say (default /var/lib/berth).
-data_dir() {
-  d=""
-  [ ! -r "$ETC/agent.env" ] || d=$(sed -n 's/^BERTH_DATA=//p' "$ETC/agent.env" | tail -n 1)
-  printf '%s' "${d:-/var/lib/berth}"
+# agent_setting KEY DEFAULT: KEY's value in agent.env (the last one, surrounding quotes removed), else DEFAULT.
+agent_setting() {
+  v=""
+  [ ! -r "$ETC/agent.env" ] || v=$(sed -n "s/^$1=//p" "$ETC/agent.env" | tail -n 1 | sed -e 's/^"\(.*\)"$/\1/' -e "s/^'\(.*\)'\$/\1/")
+  printf '%s' "${v:-$2}"
 }
+# The agent's data dir as the settings say (default /var/lib/berth).
+data_dir() { agent_setting BERTH_DATA /var/lib/berth; }
+AGENT_DROPIN_DIR="$UNIT_DIR/berth-agent.service.d"
+AGENT_DROPIN="$AGENT_DROPIN_DIR/50-berth-paths.conf"
 
 # ---------------------------------------------------------------- background daemons (no systemd)
 # A process that exited but was not reaped (a container whose PID 1 does not wait) is a zombie: not running.
@@ -159,6 +163,9 @@ if [ "$MODE" = uninstall ]; then
     fi
     rm -f "$UNIT_DIR/$unit.service"
   done
+  # The installer's drop-in (the directory too when nothing of yours is left in it).
+  rm -f "$AGENT_DROPIN"
+  rmdir "$AGENT_DROPIN_DIR" 2>/dev/null || true
   ! systemd_running || systemctl daemon-reload || true
   stop_pidfile "$RUN_DIR/agent.pid"
   stop_pidfile "$RUN_DIR/control-plane.pid"
@@ -413,12 +420,43 @@ chmod 0700 "$DATA"
 mkdir -p "$LOG_DIR"
 
 # ---------------------------------------------------------------- daemons: start, check, roll back
+# The agent unit's ProtectSystem=strict leaves only its ReadWritePaths= writable, and a path missing
+# when the unit starts stays read-only. The unit lists the default paths; the directories the agent
+# writes as agent.env sets them (data, private nginx prefix, static sites, ACME webroot) are created here
+# and listed in a drop-in, so a BERTH_NGINX_PREFIX or another BERTH_DATA works under the unit too.
+agent_paths_dropin() { # -> sets UNIT_CHANGED=1 when the drop-in changed
+  paths=""
+  for p in "$(data_dir)" "$(agent_setting BERTH_NGINX_PREFIX '')" "$(agent_setting BERTH_STATIC_DIR /var/lib/berth-static)" \
+    "$(agent_setting BERTH_ACME_WEBROOT /var/lib/berth-acme)"; do
+    [ -n "$p" ] || continue
+    case "$p" in
+      /*) ;;
+      *) p="/$p" ;; # the unit's working directory is /
+    esac
+    case "$p" in
+      *[!A-Za-z0-9._/-]*) warn "$p (from $ETC/agent.env) has characters berth-agent.service cannot list as writable; use a path of letters, digits and \"._/-\"" ; continue ;;
+    esac
+    [ -d "$p" ] || { mkdir -p "$p" && chmod 0755 "$p"; } || die "could not create $p (from $ETC/agent.env)"
+    paths="$paths -$p"
+  done
+  cat >"$TMP/dropin" <<EOF
+# Written by install.sh from $ETC/agent.env (re-run the installer after changing these paths there).
+[Service]
+ReadWritePaths=$paths
+EOF
+  if ! cmp -s "$TMP/dropin" "$AGENT_DROPIN" 2>/dev/null; then
+    mkdir -p "$AGENT_DROPIN_DIR"
+    install -m 0644 "$TMP/dropin" "$AGENT_DROPIN"
+    UNIT_CHANGED=1
+  fi
+}
 install_unit() { # install_unit NAME RELEASE_DIR -> sets UNIT_CHANGED
   UNIT_CHANGED=0
   if ! cmp -s "$2/systemd/$1.service" "$UNIT_DIR/$1.service" 2>/dev/null; then
     install -m 0644 "$2/systemd/$1.service" "$UNIT_DIR/$1.service"
     UNIT_CHANGED=1
   fi
+  [ "$1" != berth-agent ] || agent_paths_dropin
 }
 # run_daemon NAME LABEL RELEASE_DIR ENVFILE ARGS...: berth-NAME.service with systemd as PID 1, else
 # `berth ARGS` in the background with RUN_DIR/NAME.pid. (Re)started when the release (CHANGED=1) or
@@ -444,8 +482,8 @@ run_daemon() {
     say "no systemd as PID 1 (a container?): started the $label in the background, pid $(cat "$RUN_DIR/$name.pid"), pid file $RUN_DIR/$name.pid, log $LOG_DIR/$name.log. It is not restarted on reboot or crash: re-run this installer to start it again."
   fi
 }
-daemon_log() { # daemon_log NAME LINES
-  if systemd_running; then journalctl -u "berth-$1" --no-pager -o cat -n "$2" 2>/dev/null || true; else tail -n "$2" "$LOG_DIR/$1.log" 2>/dev/null || true; fi
+daemon_log() { # daemon_log NAME LINES: the daemon's own last lines (under systemd without the manager's lines about the unit)
+  if systemd_running; then journalctl --no-pager -o cat -n "$2" "SYSLOG_IDENTIFIER=berth-$1" 2>/dev/null || true; else tail -n "$2" "$LOG_DIR/$1.log" 2>/dev/null || true; fi
 }
 # The daemon's process ended: its pid file's process is gone, or systemd is waiting to restart it
 # (RestartSec=2 in the units; a crash it restarts in between shows as a timeout instead).
@@ -648,7 +686,7 @@ if [ "$rc" != 0 ]; then
   printf '%s\n' "berth: the agent's log ends with:" >&2
   daemon_log agent 5 >&2
   if [ "$rc" = 2 ]; then
-    can_roll_back || die "the agent exited right after starting" "see $LOG_DIR/agent.log, fix the cause (often a BERTH_* setting in $ETC/agent.env) and re-run"
+    can_roll_back || die "the agent exited right after starting" "see ${HOW_LOGS% -f}, fix the cause (often a BERTH_* setting in $ETC/agent.env) and re-run"
     rollback "did not start: its agent exited right after starting"
   fi
   ! can_roll_back || rollback "did not start: its agent did not connect to $URL within $START_TIMEOUT s"

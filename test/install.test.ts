@@ -24,10 +24,11 @@ import {
   PACKAGE_VERSION as VERSION,
   removeInstallerContainer,
   sampleVersion,
+  startSampleLoad,
+  finishSampleLoad,
   showRun as show,
   startInstallerContainer,
 } from './helpers/installer-image.js';
-import { HttpLoad } from './helpers/load.js';
 import { Stack } from './helpers/stack.js';
 import { freePort, makeTmpDir } from './helpers/tmp.js';
 
@@ -233,8 +234,7 @@ describe('install.sh', { timeout: 20 * 60_000 }, () => {
     assert.equal((await berthJson<unknown[]>(['server', 'ls'], env)).length, 1);
 
     // Upgrade with a release from another control plane: both daemons restart on it, the app keeps serving.
-    const load = new HttpLoad({ port: httpPort, host: domain, keepAliveClients: 1, freshClients: 1, maxRequests: 100_000, maxDurationMs: 180_000, pauseMs: 5, version: sampleVersion });
-    await eventually(async () => load.answered, (n) => n >= 20, 10_000, 20);
+    const load = await startSampleLoad(httpPort, domain);
     started = Date.now();
     const up = await containerRun(c, ['berth', 'upgrade', '--url', stack.cpUrl, '--version', NEXT], 300_000);
     t.diagnostic(`all-in-one upgrade took ${Date.now() - started} ms`);
@@ -248,12 +248,7 @@ describe('install.sh', { timeout: 20 * 60_000 }, () => {
     assert.deepEqual([status.agent.version, status.controlPlane.state], [NEXT, 'connected']);
     // …and now serves the new release to the servers added next.
     assert.match(await (await fetch(`${local}/install/manifest?arch=${process.arch}`)).text(), new RegExp(`^berth_version=${NEXT.replace(/\./g, '\\.')}$`, 'm'));
-    const seen = load.answered;
-    await eventually(async () => load.answered, (n) => n >= seen + 50, 20_000, 20);
-    const report = await load.stop();
-    t.diagnostic(`load during the all-in-one upgrade: ${report.sent} requests, ${report.ok} ok, ${report.non2xx} non-2xx, ${report.connectionErrors} connection errors`);
-    assert.deepEqual(report.failures, [], 'no failed request');
-    assert.equal(report.hitBound, false);
+    await finishSampleLoad(t, load, 'the all-in-one upgrade');
   });
 
   it('the unit files pass systemd-analyze verify', async (t) => {

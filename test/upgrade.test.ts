@@ -6,7 +6,7 @@
 // an upgrade to the newer release (zero failed requests, the new version reported and connected, and
 // it deploys), and an upgrade to the broken one (the command fails clearly, `current` points back,
 // the agent is connected again, zero failed requests).
-import { after, before, describe, it, type TestContext } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,10 +25,11 @@ import {
   PACKAGE_VERSION,
   removeInstallerContainer,
   sampleVersion,
+  startSampleLoad,
+  finishSampleLoad,
   showRun,
   startInstallerContainer,
 } from './helpers/installer-image.js';
-import { HttpLoad, type LoadReport } from './helpers/load.js';
 import { Stack } from './helpers/stack.js';
 import { freePort, makeTmpDir } from './helpers/tmp.js';
 
@@ -73,34 +74,8 @@ describe('berth upgrade', { timeout: 20 * 60_000 }, () => {
       (list) => list.some((s) => s.name === server && s.connected),
       30_000,
     );
-  const startLoad = async () => {
-    const load = new HttpLoad({
-      port: httpPort,
-      host: domain,
-      keepAliveClients: 2,
-      freshClients: 2,
-      maxRequests: 200_000,
-      maxDurationMs: 240_000,
-      pauseMs: 5,
-      version: sampleVersion,
-    });
-    await eventually(async () => load.answered, (n) => n >= 20, 10_000, 20);
-    return load;
-  };
-  /** Keep the load on a little after the upgrade returned (the restarted agent reconciles), then judge it. */
-  const finishLoad = async (t: TestContext, load: HttpLoad, what: string): Promise<LoadReport> => {
-    const seen = load.answered;
-    await eventually(async () => load.answered, (n) => n >= seen + 100, 20_000, 20);
-    const report = await load.stop();
-    t.diagnostic(
-      `load during ${what}: ${report.sent} requests in ${(report.durationMs / 1000).toFixed(1)} s, ${report.ok} ok, ${report.non2xx} non-2xx, ` +
-        `${report.connectionErrors} connection errors, ${report.staleConnectionRetries} stale keep-alive connections re-sent`,
-    );
-    assert.equal(report.hitBound, false, 'the load ran until stopped (its bounds were not reached)');
-    assert.deepEqual(report.failures, [], 'no failed request');
-    assert.equal(report.non2xx + report.connectionErrors, 0);
-    return report;
-  };
+  const startLoad = () => startSampleLoad(httpPort, domain);
+  const finishLoad = finishSampleLoad;
 
   before(async () => {
     await ensureDocker();

@@ -8,10 +8,14 @@ import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import assert from 'node:assert/strict';
+import type { TestContext } from 'node:test';
 import { berth, berthJson } from './cli.js';
 import { debianImageOnce } from './debian-image.js';
 import type { DeploymentJson } from './fixtures.js';
 import type { TestRepo } from './git-repo.js';
+import { eventually } from './http.js';
+import { HttpLoad, type LoadReport } from './load.js';
 import { makeTmpDir } from './tmp.js';
 
 const execFileP = promisify(execFile);
@@ -19,7 +23,12 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 export const INSTALLER_IMAGE = 'berth-test/installer-base:bookworm';
 
-export const ensureInstallerImage = debianImageOnce({ name: INSTALLER_IMAGE, packages: ['curl', 'ca-certificates', 'nodejs'] });
+const INSTALLER_PACKAGES = ['curl', 'ca-certificates', 'nodejs'];
+export const ensureInstallerImage = debianImageOnce({ name: INSTALLER_IMAGE, packages: INSTALLER_PACKAGES });
+
+/** The installer image plus systemd as init (systemd, systemd-sysv, dbus): containers of it boot systemd as PID 1. */
+export const SYSTEMD_INSTALLER_IMAGE = 'berth-test/installer-systemd:bookworm';
+export const ensureSystemdInstallerImage = debianImageOnce({ name: SYSTEMD_INSTALLER_IMAGE, packages: [...INSTALLER_PACKAGES, 'systemd', 'systemd-sysv', 'dbus'] });
 
 /** The version in package.json: what `scripts/package.sh` builds without --version. */
 export const PACKAGE_VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -56,18 +65,44 @@ export async function containerRun(container: string, argv: string[], timeoutMs 
 
 /**
  * A fresh container of the installer image: host network, the host's Docker socket, `mounts`
- * (host paths, read-only, at the same path — e.g. a test Git remote), and /etc/berth/agent.env
+ * (host paths, read-only, at the same path — e.g. a test Git remote — or "HOST:CONTAINER"), and /etc/berth/agent.env
  * pre-seeded so the agent runs a private nginx on `httpPort` (nothing binds :80) with fast deploy timings.
+ *
+ * `systemd: true`: the systemd image with systemd as PID 1 (--cap-add SYS_ADMIN for its mounts,
+ * tmpfs /run and /run/lock, the cgroup tree; `--privileged` and `--cap-add SYS_RESOURCE` cannot be
+ * applied on these machines: their Docker engine itself lacks CAP_SYS_RESOURCE). It is booted (`systemctl
+ * is-system-running --wait`) before this returns, and the distribution's nginx.service is masked: the
+ * container shares the host's network, and apt would otherwise start that nginx on the host's :80 when
+ * the installer installs the package (the pid-file containers keep apt from starting it with policy-rc.d).
  */
-export async function startInstallerContainer(label: string, httpPort: number, mounts: string[] = []): Promise<string> {
-  const image = await ensureInstallerImage();
+export async function startInstallerContainer(label: string, httpPort: number, mounts: string[] = [], opts: { systemd?: boolean } = {}): Promise<string> {
+  const image = opts.systemd ? await ensureSystemdInstallerImage() : await ensureInstallerImage();
   const name = `berth-install-${label}-${Math.random().toString(36).slice(2, 8)}`;
+  const init = opts.systemd
+    ? {
+        flags: ['--cap-add', 'SYS_ADMIN', '--tmpfs', '/run', '--tmpfs', '/run/lock', '-v', '/sys/fs/cgroup:/sys/fs/cgroup:rw'],
+        command: ['/lib/systemd/systemd'],
+      }
+    : { flags: [], command: ['sleep', 'infinity'] };
   await execFileP('docker', [
     'run', '-d', '--name', name, '--network', 'host', '--label', 'berth.test=install',
+    ...init.flags,
     '-v', '/var/run/docker.sock:/var/run/docker.sock',
-    ...mounts.flatMap((m) => ['-v', `${m}:${m}:ro`]),
-    image, 'sleep', 'infinity',
+    ...mounts.flatMap((m) => ['-v', `${m.includes(':') ? m : `${m}:${m}`}:ro`]),
+    image, ...init.command,
   ]);
+  if (opts.systemd) {
+    // Until systemd's private socket exists, systemctl has nothing to talk to (bounded: 30 s).
+    const boot = await containerSh(
+      name,
+      'i=0; until [ -S /run/systemd/private ] || [ $i -ge 300 ]; do i=$((i+1)); sleep 0.1; done; systemctl mask nginx.service >/dev/null && systemctl is-system-running --wait',
+      120_000,
+    );
+    if (boot.stdout.trim() !== 'running') {
+      const failed = await containerSh(name, 'systemctl --failed --no-pager; journalctl -b --no-pager -n 40');
+      throw new Error(`systemd in ${name} did not reach "running": ${showRun(boot)}\n${failed.stdout}`);
+    }
+  }
   const env = [
     'BERTH_DATA=/var/lib/berth',
     'BERTH_NGINX_PREFIX=/var/lib/berth-nginx',
@@ -115,7 +150,7 @@ export async function packageRelease(outDir: string, version?: string): Promise<
 /**
  * A release `to` made from release `from` in `dir` whose agent exits as it starts, or hangs before it
  * ever connects (its --version, `berth status` and `agent join` still work): what a bad build looks
- * like to an upgrade.
+ * like to an upgrade. Its systemd/berth-agent.service ends with an extra comment line.
  */
 export async function packageBrokenRelease(dir: string, from: string, to: string, how: 'exits' | 'hangs' = 'exits'): Promise<void> {
   const arch = process.arch;
@@ -135,6 +170,9 @@ export async function packageBrokenRelease(dir: string, from: string, to: string
         ? `process.stderr.write('deliberately broken build: the agent exits as it starts\\n');\nprocess.exit(3);\n`
         : `process.stderr.write('deliberately broken build: the agent hangs as it starts\\n');\nsetInterval(() => undefined, 60_000);\nawait new Promise(() => undefined);\n`;
     writeFileSync(main, `${breakage}${readFileSync(main, 'utf8')}`);
+    // Its agent unit differs too (a comment), so a rollback under systemd can be seen restoring the previous unit.
+    const unit = join(tree, 'systemd/berth-agent.service');
+    writeFileSync(unit, `${readFileSync(unit, 'utf8')}# deliberately broken build ${to}\n`);
     const file = `berth-${to}-linux-${arch}.tar.gz`;
     await execFileP('tar', ['-C', work, '-czf', join(dir, file), `berth-${to}`]);
     const sha = createHash('sha256').update(readFileSync(join(dir, file))).digest('hex');
@@ -161,12 +199,46 @@ export function commitSampleApp(repo: TestRepo, n: number): string {
 export const sampleVersion = (body: string) => /^sample (\d+)$/m.exec(body)?.[1] ?? null;
 
 /** `berth app create` + `domain add` (once) and `deploy --wait` through a control plane; returns the deployment. */
-export async function deploySampleApp(env: Record<string, string>, opts: { app: string; server: string; domain: string; repo: TestRepo; create: boolean }): Promise<DeploymentJson> {
+export async function deploySampleApp(
+  env: Record<string, string>,
+  opts: { app: string; server: string; domain: string; repo: TestRepo; create: boolean; /** the remote as the agent sees it (default repo.url) */ repoUrl?: string },
+): Promise<DeploymentJson> {
   if (opts.create) {
-    await berthJson(['app', 'create', opts.app, '--repo', opts.repo.url, '--server', opts.server], env);
+    await berthJson(['app', 'create', opts.app, '--repo', opts.repoUrl ?? opts.repo.url, '--server', opts.server], env);
     await berthJson(['domain', 'add', opts.app, opts.domain], env);
   }
   const res = await berth(['deploy', opts.app, '--wait', '--json'], env, 300_000);
   if (res.code !== 0) throw new Error(`deploy of ${opts.app} failed (${res.code}): ${res.stderr}\n${res.stdout}`);
   return JSON.parse(res.stdout) as DeploymentJson;
+}
+
+/** Bounded load on the sample app through an installed agent's nginx (loopback), started once it answers. */
+export async function startSampleLoad(httpPort: number, domain: string): Promise<HttpLoad> {
+  const load = new HttpLoad({
+    port: httpPort,
+    host: domain,
+    keepAliveClients: 2,
+    freshClients: 2,
+    maxRequests: 200_000,
+    maxDurationMs: 240_000,
+    pauseMs: 5,
+    version: sampleVersion,
+  });
+  await eventually(async () => load.answered, (n) => n >= 20, 10_000, 20);
+  return load;
+}
+
+/** Keep the load on a little after the step returned (a restarted agent reconciles), then judge it: no failed request. */
+export async function finishSampleLoad(t: TestContext, load: HttpLoad, what: string): Promise<LoadReport> {
+  const seen = load.answered;
+  await eventually(async () => load.answered, (n) => n >= seen + 100, 20_000, 20);
+  const report = await load.stop();
+  t.diagnostic(
+    `load during ${what}: ${report.sent} requests in ${(report.durationMs / 1000).toFixed(1)} s, ${report.ok} ok, ${report.non2xx} non-2xx, ` +
+      `${report.connectionErrors} connection errors, ${report.staleConnectionRetries} stale keep-alive connections re-sent`,
+  );
+  assert.equal(report.hitBound, false, 'the load ran until stopped (its bounds were not reached)');
+  assert.deepEqual(report.failures, [], 'no failed request');
+  assert.equal(report.non2xx + report.connectionErrors, 0);
+  return report;
 }
