@@ -8,7 +8,9 @@
 // accepted, deploying a sample app served by the agent's nginx); `systemctl restart berth-agent` under
 // load (zero failed requests, app containers untouched); `berth upgrade` to a newer release and to a
 // broken one (rolled back: the previous release and its unit run again) under load; and --uninstall
-// (unit stopped, disabled, removed; apps keep running).
+// (unit stopped, disabled, removed; apps keep running). A second container of the same image runs
+// `install.sh --all-in-one`: berth-control-plane.service + berth-agent.service installed, upgraded under
+// load (both restarted on the new release) and uninstalled.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -318,5 +320,171 @@ describe('install.sh with systemd as PID 1', { timeout: 20 * 60_000 }, () => {
     const res = await httpGet(httpPort, domain);
     assert.equal(res.status, 200);
     assert.equal(sampleVersion(res.body), '2');
+  });
+
+  // --all-in-one under systemd: berth-control-plane.service next to berth-agent.service in a second
+  // container (same image and flags), its agent enrolled with it; the releases are the ones packaged above.
+  describe('--all-in-one with systemd as PID 1', () => {
+    let aio = '';
+    let aioHttp = 0;
+    let aioRepo: TestRepo;
+    let aioTmp = '';
+    const name = `sd-aio-${suffix}`;
+    const aioApp = `sd-aio-web-${suffix}`;
+    const aioDomain = `sd-aio-${suffix}.example.test`;
+    const AIO_REMOTE = '/srv/berth-test/aio-remote.git';
+    const UNITS = ['berth-control-plane', 'berth-agent'] as const;
+    let local = '';
+    let env: Record<string, string> = {};
+    const runIn = (argv: string[], timeoutMs?: number) => containerRun(aio, argv, timeoutMs);
+    /** ActiveState, SubState, UnitFileState and MainPID of a unit. */
+    const show = async (u: string) => {
+      const r = await runIn(['systemctl', 'show', '-p', 'ActiveState', '-p', 'SubState', '-p', 'UnitFileState', '-p', 'MainPID', `${u}.service`]);
+      assert.equal(r.code, 0, showRun(r));
+      return Object.fromEntries(r.stdout.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    };
+    /** Both units active, running and enabled; the control plane answers /healthz with `version`, the agent runs it and is accepted. */
+    const assertBothRun = async (version: string) => {
+      const pids: Record<string, number> = {};
+      for (const u of UNITS) {
+        const s = await show(u);
+        assert.deepEqual([s.ActiveState, s.SubState, s.UnitFileState], ['active', 'running', 'enabled'], `${u}: ${JSON.stringify(s)}`);
+        pids[u] = Number(s.MainPID);
+      }
+      const health = (await (await fetch(`${local}/healthz`)).json()) as { ok: boolean; version: string };
+      assert.deepEqual(health, { ok: true, version });
+      const st = await eventually(
+        async () => {
+          const r = await runIn(['berth', 'status', '--json'], 60_000);
+          assert.equal(r.code, 0, showRun(r));
+          return JSON.parse(r.stdout) as Status;
+        },
+        (s) => s.controlPlane.acceptedAt !== null,
+        30_000,
+      );
+      assert.equal(st.agent.running, true);
+      assert.equal(st.agent.version, version);
+      assert.equal(st.agent.pid, pids['berth-agent'], "berth status reports the agent unit's main process");
+      return pids;
+    };
+    const connected = () =>
+      eventually(
+        () => berthJson<Array<{ name: string; connected: boolean }>>(['server', 'ls'], env),
+        (list) => list.some((s) => s.name === name && s.connected),
+        30_000,
+      );
+
+    before(async () => {
+      aioTmp = makeTmpDir('install-systemd-aio');
+      aioRepo = new TestRepo(join(aioTmp, 'repo'));
+      aioHttp = await freePort();
+      // Outside /tmp in the container: berth-agent.service's PrivateTmp= hides the container's /tmp.
+      aio = await startInstallerContainer('systemd-aio', aioHttp, [`${aioRepo.bare}:${AIO_REMOTE}`], { systemd: true });
+    });
+
+    after(async () => {
+      if (aio) await removeInstallerContainer(aio, [name]);
+      if (aioTmp) rmSync(aioTmp, { recursive: true, force: true });
+    });
+
+    it('installs berth-control-plane.service and berth-agent.service: both active and enabled, the control plane answers with the printed admin token, the agent is accepted, a sample app deploys and is served', { timeout: 10 * 60_000 }, async (t) => {
+      const port = await freePort();
+      local = `http://127.0.0.1:${port}`;
+      let started = Date.now();
+      const r = await containerSh(aio, `curl -fsSL ${stack.cpUrl}/install.sh | sh -s -- --all-in-one --listen 127.0.0.1:${port} --public-url ${local} --name ${name}`, 600_000);
+      t.diagnostic(`all-in-one install under systemd took ${Date.now() - started} ms`);
+      assert.equal(r.code, 0, showRun(r));
+      assert.match(r.stdout, /restarted berth-control-plane\.service/);
+      assert.match(r.stdout, /restarted berth-agent\.service/);
+      assert.doesNotMatch(r.stdout, /no systemd as PID 1/);
+      assert.match(r.stdout, new RegExp(`berth ${esc(FIRST)} is installed: server "${name}" is enrolled with ${esc(local)}`));
+      const login = new RegExp(`berth login ${esc(local)} ([A-Za-z0-9_-]{20,})$`, 'm').exec(r.stdout);
+      assert.ok(login, `the admin token is printed: ${r.stdout}`);
+      const token = login[1]!;
+      assert.equal((await runIn(['cat', '/var/lib/berth-control-plane/admin-token'])).stdout.trim(), token);
+
+      for (const u of UNITS) {
+        assert.equal((await runIn(['systemctl', 'is-active', u])).stdout.trim(), 'active', u);
+        assert.equal((await runIn(['systemctl', 'is-enabled', u])).stdout.trim(), 'enabled', u);
+      }
+      await assertBothRun(FIRST);
+      // The printed token works against the control plane's API, and this machine is its one connected server.
+      env = { BERTH_URL: local, BERTH_TOKEN: token, XDG_CONFIG_HOME: join(aioTmp, 'client') };
+      assert.deepEqual((await connected()).map((s) => s.name), [name]);
+      const denied = await fetch(`${local}/api/servers`, { headers: { authorization: 'Bearer not-the-token' } });
+      assert.equal(denied.status, 401);
+      // The unit's hardening is in force for the control plane (so the writes above ran under it): no new
+      // privileges, and of root's capabilities only CAP_NET_BIND_SERVICE (bit 10) is left.
+      const cpStatus = (await runIn(['cat', `/proc/${(await show('berth-control-plane')).MainPID}/status`])).stdout;
+      assert.match(cpStatus, /^NoNewPrivs:\s+1$/m, 'NoNewPrivileges=true');
+      assert.match(cpStatus, /^CapEff:\s+0000000000000400$/m, 'CapabilityBoundingSet=CAP_NET_BIND_SERVICE');
+      // The data directory and the admin token are private to root.
+      const modes = await runIn(['stat', '-c', '%a %U', '/var/lib/berth-control-plane', '/var/lib/berth-control-plane/admin-token']);
+      assert.equal(modes.stdout, '700 root\n600 root\n', showRun(modes));
+
+      // journald has the control plane's own output, one JSON object per line.
+      const journal = await runIn(['journalctl', '--no-pager', '-o', 'cat', 'SYSLOG_IDENTIFIER=berth-control-plane']);
+      assert.equal(journal.code, 0, showRun(journal));
+      const lines = journal.stdout.split('\n').filter((l) => l.trim());
+      assert.ok(lines.length > 0, 'the journal has the control plane log');
+      const records = lines.map((l) => {
+        try {
+          return JSON.parse(l) as { msg?: string; server?: string };
+        } catch {
+          assert.fail(`a journal line of the control plane is not JSON: ${l}`);
+        }
+      });
+      assert.ok(records.some((j) => j.msg === 'agent connected' && j.server === name), journal.stdout.slice(-2000));
+
+      commitSampleApp(aioRepo, 1);
+      started = Date.now();
+      const d = await deploySampleApp(env, { app: aioApp, server: name, domain: aioDomain, repo: aioRepo, repoUrl: `file://${AIO_REMOTE}`, create: true });
+      t.diagnostic(`first deploy through the all-in-one control plane took ${Date.now() - started} ms`);
+      assert.equal(d.status, 'done');
+      const res = await httpGet(aioHttp, aioDomain);
+      assert.equal(res.status, 200);
+      assert.equal(sampleVersion(res.body), '1');
+    });
+
+    it(`berth upgrade --url … --version ${NEXT} restarts both units on ${NEXT} under load: zero failed requests`, { timeout: 5 * 60_000 }, async (t) => {
+      const before = await assertBothRun(FIRST);
+      const load = await startSampleLoad(aioHttp, aioDomain);
+      const started = Date.now();
+      const r = await runIn(['berth', 'upgrade', '--url', stack.cpUrl, '--version', NEXT], 300_000);
+      t.diagnostic(`all-in-one upgrade under systemd took ${Date.now() - started} ms`);
+      assert.equal(r.code, 0, showRun(r));
+      assert.match(r.stdout, /restarted berth-control-plane\.service/);
+      assert.match(r.stdout, /restarted berth-agent\.service/);
+      assert.match(r.stdout, new RegExp(`berth is upgraded from ${esc(FIRST)} to ${esc(NEXT)}: server "${name}" is connected to ${esc(local)}`));
+      await finishSampleLoad(t, load, 'the all-in-one upgrade under systemd');
+
+      assert.equal((await runIn(['readlink', '/opt/berth/current'])).stdout.trim(), `releases/${NEXT}`);
+      const now = await assertBothRun(NEXT);
+      for (const u of UNITS) assert.notEqual(now[u], before[u], `${u} runs a new process`);
+      await connected();
+      // …and the control plane now serves the new release to the servers added next.
+      assert.match(await (await fetch(`${local}/install/manifest?arch=${process.arch}`)).text(), new RegExp(`^berth_version=${esc(NEXT)}$`, 'm'));
+      assert.equal(sampleVersion((await httpGet(aioHttp, aioDomain)).body), '1');
+    });
+
+    it('--uninstall stops, disables and removes both units; the app keeps serving', { timeout: 3 * 60_000 }, async () => {
+      const r = await containerSh(aio, `curl -fsSL ${stack.cpUrl}/install.sh | sh -s -- --uninstall`, 120_000);
+      assert.equal(r.code, 0, showRun(r));
+      assert.match(r.stdout, /uninstalled\. Apps keep running/);
+      for (const u of UNITS) {
+        assert.notEqual((await runIn(['systemctl', 'is-active', u])).stdout.trim(), 'active', u);
+        const enabled = await runIn(['systemctl', 'is-enabled', u]);
+        assert.notEqual(enabled.code, 0, `${u} is not enabled: ${showRun(enabled)}`);
+        const gone = await runIn(['test', '!', '-e', `/etc/systemd/system/${u}.service`]);
+        assert.equal(gone.code, 0, `${u}.service is removed`);
+        const wants = await runIn(['test', '!', '-L', `/etc/systemd/system/multi-user.target.wants/${u}.service`]);
+        assert.equal(wants.code, 0, `${u}.service is no longer wanted by multi-user.target`);
+      }
+      assert.equal((await runIn(['test', '!', '-e', '/opt/berth'])).code, 0, '/opt/berth is removed');
+      await assert.rejects(fetch(`${local}/healthz`), 'the control plane no longer answers');
+      const res = await httpGet(aioHttp, aioDomain);
+      assert.equal(res.status, 200);
+      assert.equal(sampleVersion(res.body), '1');
+    });
   });
 });

@@ -191,7 +191,13 @@ describe('install.sh', { timeout: 20 * 60_000 }, () => {
     const name = `aio-${suffix}`;
     const app = `aio-web-${suffix}`;
     const domain = `aio-${suffix}.example.test`;
-    const repo = new TestRepo(makeTmpDir('aio-repo'));
+    const repoDir = makeTmpDir('aio-repo');
+    const clientDir = makeTmpDir('aio-client');
+    t.after(() => {
+      rmSync(repoDir, { recursive: true, force: true });
+      rmSync(clientDir, { recursive: true, force: true });
+    });
+    const repo = new TestRepo(repoDir);
     const httpPort = await freePort();
     // The Git remote is mounted at the same path: the agent in the container fetches the file:// URL.
     const c = await newContainer('aio', httpPort, [repo.bare], [name]);
@@ -205,7 +211,7 @@ describe('install.sh', { timeout: 20 * 60_000 }, () => {
     assert.match(r.stdout, /started the control plane in the background/);
     assert.match(r.stdout, new RegExp(`berth login ${local} [A-Za-z0-9_-]{20,}`));
     const token = (await sh(c, 'cat /var/lib/berth-control-plane/admin-token')).stdout.trim();
-    const env = { BERTH_URL: local, BERTH_TOKEN: token, XDG_CONFIG_HOME: makeTmpDir('aio-client') };
+    const env = { BERTH_URL: local, BERTH_TOKEN: token, XDG_CONFIG_HOME: clientDir };
     const connected = () =>
       eventually(
         () => berthJson<Array<{ name: string; connected: boolean }>>(['server', 'ls'], env),

@@ -37,12 +37,18 @@ export function registerDaemonCommands(program: Command): void {
       const firstStart = !existsSync(join(opts.data, 'admin-token'));
       const { startControlPlane } = await import('../../control-plane/main.js');
       const cp = await startControlPlane({ dataDir: opts.data, listen: opts.listen, publicUrl: opts.publicUrl, releaseDir: opts.releaseDir });
-      if (firstStart) {
-        process.stderr.write(
-          `berth control plane initialised.\nadmin token (also in ${join(opts.data, 'admin-token')}, mode 0600):\n  ${cp.adminToken}\nlog in with:\n  berth login ${cp.url} ${cp.adminToken}\n`,
-        );
+      // The human banner (it shows the admin token) is for a foreground run in a terminal. As a service
+      // (BERTH_LOG_FORMAT=json: the systemd unit, install.sh's background start) its output is a log —
+      // journald or /var/log/berth — where the token must not end up and every line is a JSON object;
+      // the JSON log already says where the token file is and where the control plane listens.
+      if (process.env.BERTH_LOG_FORMAT !== 'json') {
+        if (firstStart) {
+          process.stderr.write(
+            `berth control plane initialised.\nadmin token (also in ${join(opts.data, 'admin-token')}, mode 0600):\n  ${cp.adminToken}\nlog in with:\n  berth login ${cp.url} ${cp.adminToken}\n`,
+          );
+        }
+        process.stderr.write(`berth control plane listening on ${cp.url}\n`);
       }
-      process.stderr.write(`berth control plane listening on ${cp.url}\n`);
       await untilSignal(() => cp.close());
     });
 

@@ -1,14 +1,33 @@
 // Temp directories and free loopback ports for tests that run real daemons.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 
-/** A fresh directory under the OS temp dir: makeTmpDir('git') and makeTmpDir('berth-git-') both give /tmp/berth-git-AbC123. */
+const made: string[] = [];
+// Each test file runs in its own process: what it made goes when it exits (its daemons and
+// containers are stopped by then). BERTH_TEST_KEEP_TMP=1 keeps them to look at after a failure.
+process.on('exit', () => {
+  if (process.env.BERTH_TEST_KEEP_TMP === '1') return;
+  for (const dir of made) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // a file still in use: left for the OS's temp cleaning
+    }
+  }
+});
+
+/**
+ * A fresh directory under the OS temp dir, removed when the test process exits:
+ * makeTmpDir('git') and makeTmpDir('berth-git-') both give /tmp/berth-git-AbC123.
+ */
 export function makeTmpDir(prefix: string): string {
   let p = prefix.startsWith('berth-') ? prefix : `berth-${prefix}`;
   if (!p.endsWith('-')) p += '-';
-  return mkdtempSync(join(tmpdir(), p));
+  const dir = mkdtempSync(join(tmpdir(), p));
+  made.push(dir);
+  return dir;
 }
 
 /**
