@@ -27,11 +27,11 @@ import {
   containerSh,
   deploySampleApp,
   ensureSystemdInstallerImage,
-  packageBrokenRelease,
-  packageRelease,
   PACKAGE_VERSION,
   removeInstallerContainer,
   sampleVersion,
+  serverConnected,
+  startReleaseServer,
   startSampleLoad,
   finishSampleLoad,
   showRun,
@@ -90,12 +90,7 @@ describe('install.sh with systemd as PID 1', { timeout: 20 * 60_000 }, () => {
     return Object.fromEntries(r.stdout.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
   };
   const current = async () => (await run(['readlink', '/opt/berth/current'])).stdout.trim();
-  const connectedOnControlPlane = () =>
-    eventually(
-      () => berthJson<Array<{ name: string; connected: boolean }>>(['server', 'ls'], stack.env),
-      (list) => list.some((s) => s.name === server && s.connected),
-      30_000,
-    );
+  const connectedOnControlPlane = () => serverConnected(stack.env, server);
   /** The agent the unit runs: its MainPID is the process `berth status` reports, running `version`, accepted by the control plane. */
   const assertUnitRuns = async (version: string) => {
     const u = await unit('ActiveState', 'SubState', 'MainPID', 'UnitFileState');
@@ -122,15 +117,7 @@ describe('install.sh with systemd as PID 1', { timeout: 20 * 60_000 }, () => {
   before(async () => {
     await ensureDocker();
     await Promise.all([ensureSystemdInstallerImage(), ensureBusyboxImage()]);
-    releaseDir = join(makeTmpDir('install-systemd-test'), 'release');
-    const started = Date.now();
-    await packageRelease(releaseDir);
-    await packageRelease(releaseDir, NEXT);
-    await packageBrokenRelease(releaseDir, NEXT, BROKEN, 'exits');
-    process.stderr.write(`# packaged ${FIRST}, ${NEXT} and the broken ${BROKEN} in ${Date.now() - started} ms\n`);
-    process.env.BERTH_RELEASE_DIR = releaseDir; // the control plane below inherits it
-    stack = await Stack.create('install-systemd');
-    await stack.startControlPlane();
+    ({ stack, releaseDir } = await startReleaseServer('install-systemd', { next: NEXT, broken: [{ version: BROKEN, how: 'exits' }] }));
     repo = new TestRepo(join(stack.root, 'repo'));
     httpPort = await freePort();
     // The Git remote is mounted outside /tmp: the unit's PrivateTmp= gives the agent a /tmp of its own.
@@ -367,12 +354,7 @@ describe('install.sh with systemd as PID 1', { timeout: 20 * 60_000 }, () => {
       assert.equal(st.agent.pid, pids['berth-agent'], "berth status reports the agent unit's main process");
       return pids;
     };
-    const connected = () =>
-      eventually(
-        () => berthJson<Array<{ name: string; connected: boolean }>>(['server', 'ls'], env),
-        (list) => list.some((s) => s.name === name && s.connected),
-        30_000,
-      );
+    const connected = () => serverConnected(env, name);
 
     before(async () => {
       aioTmp = makeTmpDir('install-systemd-aio');

@@ -20,10 +20,11 @@ import {
   containerSh as sh,
   deploySampleApp,
   ensureInstallerImage,
-  packageRelease,
   PACKAGE_VERSION as VERSION,
   removeInstallerContainer,
   sampleVersion,
+  serverConnected,
+  startReleaseServer,
   startSampleLoad,
   finishSampleLoad,
   showRun as show,
@@ -57,15 +58,7 @@ describe('install.sh', { timeout: 20 * 60_000 }, () => {
   before(async () => {
     await ensureDocker();
     await Promise.all([ensureInstallerImage(), ensureBusyboxImage()]);
-    const tmp = makeTmpDir('install-test');
-    releaseDir = join(tmp, 'release');
-    const started = Date.now();
-    await packageRelease(releaseDir);
-    await packageRelease(releaseDir, NEXT);
-    process.stderr.write(`# packaged ${VERSION} and ${NEXT} in ${Date.now() - started} ms\n`);
-    process.env.BERTH_RELEASE_DIR = releaseDir; // the control plane below inherits it
-    stack = await Stack.create('install');
-    await stack.startControlPlane();
+    ({ stack, releaseDir } = await startReleaseServer('install', { next: NEXT }));
   });
 
   after(async () => {
@@ -212,12 +205,7 @@ describe('install.sh', { timeout: 20 * 60_000 }, () => {
     assert.match(r.stdout, new RegExp(`berth login ${local} [A-Za-z0-9_-]{20,}`));
     const token = (await sh(c, 'cat /var/lib/berth-control-plane/admin-token')).stdout.trim();
     const env = { BERTH_URL: local, BERTH_TOKEN: token, XDG_CONFIG_HOME: clientDir };
-    const connected = () =>
-      eventually(
-        () => berthJson<Array<{ name: string; connected: boolean }>>(['server', 'ls'], env),
-        (list) => list.some((s) => s.name === name && s.connected),
-        30_000,
-      );
+    const connected = () => serverConnected(env, name);
     assert.equal((await connected()).length, 1);
     // The local control plane serves the release it was installed from to the next servers.
     const manifest = await (await fetch(`${local}/install/manifest?arch=${process.arch}`)).text();

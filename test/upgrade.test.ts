@@ -13,25 +13,25 @@ import { join } from 'node:path';
 import { berthJson } from './helpers/cli.js';
 import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
 import { TestRepo } from './helpers/git-repo.js';
-import { eventually, httpGet } from './helpers/http.js';
+import { httpGet } from './helpers/http.js';
 import {
   commitSampleApp,
   containerRun,
   containerSh,
   deploySampleApp,
   ensureInstallerImage,
-  packageBrokenRelease,
-  packageRelease,
   PACKAGE_VERSION,
   removeInstallerContainer,
   sampleVersion,
+  serverConnected,
+  startReleaseServer,
   startSampleLoad,
   finishSampleLoad,
   showRun,
   startInstallerContainer,
 } from './helpers/installer-image.js';
 import { Stack } from './helpers/stack.js';
-import { freePort, makeTmpDir } from './helpers/tmp.js';
+import { freePort } from './helpers/tmp.js';
 
 /** PACKAGE_VERSION with its patch number raised by `by` (0.1.0 → 0.1.1): a newer release. */
 function bump(version: string, by: number): string {
@@ -68,28 +68,20 @@ describe('berth upgrade', { timeout: 20 * 60_000 }, () => {
     return JSON.parse(r.stdout) as Status;
   };
   const current = async () => (await containerRun(container, ['readlink', '/opt/berth/current'])).stdout.trim();
-  const connectedOnControlPlane = () =>
-    eventually(
-      () => berthJson<Array<{ name: string; connected: boolean }>>(['server', 'ls'], stack.env),
-      (list) => list.some((s) => s.name === server && s.connected),
-      30_000,
-    );
+  const connectedOnControlPlane = () => serverConnected(stack.env, server);
   const startLoad = () => startSampleLoad(httpPort, domain);
   const finishLoad = finishSampleLoad;
 
   before(async () => {
     await ensureDocker();
     await Promise.all([ensureInstallerImage(), ensureBusyboxImage()]);
-    releaseDir = join(makeTmpDir('upgrade-test'), 'release');
-    const started = Date.now();
-    await packageRelease(releaseDir);
-    await packageRelease(releaseDir, NEXT);
-    await packageBrokenRelease(releaseDir, NEXT, BROKEN, 'exits');
-    await packageBrokenRelease(releaseDir, NEXT, HANGS, 'hangs');
-    process.stderr.write(`# packaged ${FIRST}, ${NEXT} and the broken ${BROKEN} and ${HANGS} in ${Date.now() - started} ms\n`);
-    process.env.BERTH_RELEASE_DIR = releaseDir; // the control plane below inherits it
-    stack = await Stack.create('upgrade');
-    await stack.startControlPlane();
+    ({ stack, releaseDir } = await startReleaseServer('upgrade', {
+      next: NEXT,
+      broken: [
+        { version: BROKEN, how: 'exits' },
+        { version: HANGS, how: 'hangs' },
+      ],
+    }));
     repo = new TestRepo(join(stack.root, 'repo'));
     httpPort = await freePort();
     // The Git remote is mounted at the same path: the agent in the container fetches the file:// URL.

@@ -4,7 +4,7 @@ import type Docker from 'dockerode';
 import { LABEL } from '../labels.js';
 import { cronJobsOf, nextRun } from '../cron/schedule.js';
 import { listBerthContainers, type BerthContainer } from '../processes.js';
-import type { AgentStore } from '../store/index.js';
+import type { AgentStore, Release } from '../store/index.js';
 import { buildStatusReport, type CronStatus, type StatusInput, type StatusReport } from './report.js';
 
 export interface GatherOptions {
@@ -24,14 +24,13 @@ async function diskUsage(docker: Docker, server: string): Promise<StatusInput['d
 }
 
 /** Each live release's cron jobs, from the store alone (so a stopped agent's status shows them too). */
-function cronStatus(store: AgentStore, now: Date): CronStatus[] | undefined {
-  const desired = store.desired.get();
+function cronStatus(store: AgentStore, desired: StatusInput['desired'], releases: Release[], now: Date): CronStatus[] | undefined {
   const inSpec = new Set(desired?.spec.apps.map((a) => a.name) ?? []);
   try {
-    return store.releases.all().flatMap((release) =>
-      Object.entries(cronJobsOf(store.liveSnapshot(release)?.config)).map(([name, job]): CronStatus => {
+    return releases.flatMap((release) => {
+      const scheduled = !desired || inSpec.has(release.app);
+      return Object.entries(cronJobsOf(store.liveSnapshot(release)?.config)).map(([name, job]): CronStatus => {
         const last = store.cronRuns.last(release.app, name);
-        const scheduled = !desired || inSpec.has(release.app);
         return {
           app: release.app,
           name,
@@ -40,8 +39,8 @@ function cronStatus(store: AgentStore, now: Date): CronStatus[] | undefined {
           lastRun: last ? { status: last.status, exitCode: last.exitCode, startedAt: last.startedAt, finishedAt: last.finishedAt } : null,
           nextRunAt: scheduled ? (nextRun(job.schedule, job.timezone, now)?.toISOString() ?? null) : null,
         };
-      }),
-    );
+      });
+    });
   } catch {
     return undefined; // a database from before cron existed (read-only: not migrated)
   }
@@ -58,13 +57,15 @@ export async function gatherStatus(opts: GatherOptions): Promise<StatusReport> {
     dockerError = `cannot ask Docker: ${(err as Error).message.split('\n')[0]}`;
   }
   const now = new Date();
-  const cron = cronStatus(opts.store, now);
+  const desired = opts.store.desired.get();
+  const releases = opts.store.releases.all();
+  const cron = cronStatus(opts.store, desired, releases, now);
   return buildStatusReport({
     agent: opts.agent,
     connection: opts.connection,
     controlPlaneUrl: opts.controlPlaneUrl,
-    desired: opts.store.desired.get(),
-    releases: opts.store.releases.all(),
+    desired,
+    releases,
     deploys: opts.store.deploys.recent({ limit: 200 }),
     containers,
     ...(dockerError ? { dockerError } : {}),

@@ -18,7 +18,7 @@ import { bearerToken } from '../bearer.js';
 import { triggerDeploy, waitForEnd, type Triggered } from '../deploys.js';
 import { ControlPlaneError } from '../errors.js';
 import type { AppRow } from '../store/apps.js';
-import { deploymentInfo } from '../store/deployments.js';
+import { deploymentInfo, type DeploymentRow } from '../store/deployments.js';
 import { decide, deliveryId, detectHost, HOST_LABEL, parsePush, verifySignature, type Headers } from './hosts.js';
 
 export const HOOKS_PREFIX = '/hooks/';
@@ -299,30 +299,28 @@ export function registerWebhookRoutes(app: Hono, deps: ApiDeps): void {
     return c.json(res, status);
   });
 
-  const deploymentOfApp = (c: Context, target: AppRow) => {
-    const id = deploymentId.safeParse(c.req.param('id'));
-    const row = id.success ? stores.deployments.get(id.data) : undefined;
-    return row && row.app === target.name ? row : undefined;
-  };
-
-  app.get(`${HOOKS_PREFIX}:app/deployments/:id`, (c) => {
+  /** The :id deployment of the :app in the path, for a caller holding the app's deploy token; else the error response. */
+  const deploymentOfApp = (c: Context): DeploymentRow | Response => {
     const target = findApp(c);
     if (!target) return noSuchApp(c);
     const denied = checkToken(c, target);
     if (denied) return denied;
-    const row = deploymentOfApp(c, target);
-    if (!row) return fail(c, 404, `app ${target.name} has no deployment "${String(c.req.param('id')).slice(0, 60)}"`);
+    const id = deploymentId.safeParse(c.req.param('id'));
+    const row = id.success ? stores.deployments.get(id.data) : undefined;
+    if (!row || row.app !== target.name) return fail(c, 404, `app ${target.name} has no deployment "${String(c.req.param('id')).slice(0, 60)}"`);
+    return row;
+  };
+
+  app.get(`${HOOKS_PREFIX}:app/deployments/:id`, (c) => {
+    const row = deploymentOfApp(c);
+    if (row instanceof Response) return row;
     const body: DeploymentDetails = { ...deploymentInfo(row), phases: stores.deployments.phases(row.id) };
     return c.json(body);
   });
 
   app.get(`${HOOKS_PREFIX}:app/deployments/:id/events`, (c) => {
-    const target = findApp(c);
-    if (!target) return noSuchApp(c);
-    const denied = checkToken(c, target);
-    if (denied) return denied;
-    const row = deploymentOfApp(c, target);
-    if (!row) return fail(c, 404, `app ${target.name} has no deployment "${String(c.req.param('id')).slice(0, 60)}"`);
+    const row = deploymentOfApp(c);
+    if (row instanceof Response) return row;
     const rawAfter = c.req.query('after') ?? c.req.header('last-event-id');
     const after = rawAfter === undefined ? { success: true as const, data: -1 } : afterSeq.safeParse(rawAfter);
     if (!after.success) return fail(c, 400, 'invalid after: must be an integer of -1 or more');

@@ -16,6 +16,7 @@ import type { DeploymentJson } from './fixtures.js';
 import type { TestRepo } from './git-repo.js';
 import { eventually } from './http.js';
 import { HttpLoad, type LoadReport } from './load.js';
+import { Stack } from './stack.js';
 import { makeTmpDir } from './tmp.js';
 
 const execFileP = promisify(execFile);
@@ -241,4 +242,34 @@ export async function finishSampleLoad(t: TestContext, load: HttpLoad, what: str
   assert.deepEqual(report.failures, [], 'no failed request');
   assert.equal(report.non2xx + report.connectionErrors, 0);
   return report;
+}
+
+/**
+ * Package this checkout as a release (and as `next`, and broken builds of `next` under other versions)
+ * into a temp dir, and start a control plane on loopback that serves them (BERTH_RELEASE_DIR).
+ */
+export async function startReleaseServer(
+  name: string,
+  releases: { next?: string; broken?: Array<{ version: string; how: 'exits' | 'hangs' }> } = {},
+): Promise<{ stack: Stack; releaseDir: string }> {
+  const releaseDir = join(makeTmpDir(`${name}-test`), 'release');
+  const started = Date.now();
+  await packageRelease(releaseDir);
+  if (releases.next) await packageRelease(releaseDir, releases.next);
+  for (const b of releases.broken ?? []) await packageBrokenRelease(releaseDir, releases.next ?? PACKAGE_VERSION, b.version, b.how);
+  const made = [PACKAGE_VERSION, ...(releases.next ? [releases.next] : []), ...(releases.broken ?? []).map((b) => `${b.version} (broken: ${b.how})`)];
+  process.stderr.write(`# packaged ${made.join(', ')} in ${Date.now() - started} ms\n`);
+  process.env.BERTH_RELEASE_DIR = releaseDir; // the control plane below inherits it
+  const stack = await Stack.create(name);
+  await stack.startControlPlane();
+  return { stack, releaseDir };
+}
+
+/** Wait until the control plane behind `env` lists `server` as connected; resolves with the server list. */
+export function serverConnected(env: Record<string, string>, server: string): Promise<Array<{ name: string; connected: boolean }>> {
+  return eventually(
+    () => berthJson<Array<{ name: string; connected: boolean }>>(['server', 'ls'], env),
+    (list) => list.some((s) => s.name === server && s.connected),
+    30_000,
+  );
 }
