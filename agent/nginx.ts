@@ -23,7 +23,7 @@ import { request } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Logger } from '../shared/logger.js';
-import { appName, domainName } from '../shared/validation.js';
+import { appName, domainName, GENERATION_HOST } from '../shared/validation.js';
 
 export class NginxError extends Error {
   override name = 'NginxError';
@@ -87,8 +87,6 @@ const TLS_CIPHERS = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
-/** Host name of the tiny server block whose answer proves which config generation nginx runs. */
-export const GENERATION_HOST = 'berth-generation.invalid';
 const BASE_FILE = 'berth_base.conf'; // "_" can never appear in an app name, so no clash with berth-APP.conf
 const JOURNAL_FILE = '.berth-journal.json';
 const APP_FILE_RE = /^berth-([a-z][a-z0-9-]*)\.conf$/;
@@ -268,7 +266,6 @@ export class Nginx {
     for (const raw of site.domains) {
       const parsed = domainName.safeParse(raw);
       if (!parsed.success) throw new NginxError(`invalid domain ${JSON.stringify(raw)} for app ${app}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
-      if (parsed.data === GENERATION_HOST) throw new NginxError(`domain ${GENERATION_HOST} is reserved`);
       if (!domains.includes(parsed.data)) domains.push(parsed.data);
     }
     let body: string[];

@@ -74,6 +74,22 @@ export const gitUrl = z
     if (url.protocol === 'file:' && !url.pathname.startsWith('/')) return fail('file:// repo URL must be an absolute path');
   });
 
+/** Host name of the agent's own nginx server block that proves which config generation nginx runs. */
+export const GENERATION_HOST = 'berth-generation.invalid';
+
+/**
+ * Names the agent uses for itself: an app claiming one would take over (or break) the agent's own
+ * server block, so they are refused where a domain enters (`berth domain add`, base domains) and
+ * again by the agent before it writes a config. One list for both sides.
+ */
+export const RESERVED_HOSTS: ReadonlySet<string> = new Set([GENERATION_HOST]);
+
+/**
+ * Special-use TLDs (RFC 6761) refused for app domains: `.invalid` never resolves, so a name there
+ * can only be an internal one (berth's own live there).
+ */
+const RESERVED_TLDS: ReadonlySet<string> = new Set(['invalid']);
+
 /**
  * Domain names: RFC 1123 host names, lower-cased, IDNs as punycode. The value is written into
  * nginx `server_name`, so anything outside [a-z0-9.-] is refused rather than escaped.
@@ -86,15 +102,26 @@ export const domainName = z.string().transform((raw, ctx) => {
 });
 
 /**
+ * A domain to look up or remove: the same syntax as `domainName` but reserved names pass, so a name
+ * stored before they were refused can still be removed (`berth domain rm`).
+ */
+export const existingDomainName = z.string().transform((raw, ctx) => {
+  const r = normalizeDomain(raw, { allowReserved: true });
+  if (r.ok) return r.domain;
+  ctx.addIssue({ code: 'custom', message: r.error });
+  return z.NEVER;
+});
+
+/**
  * Normalize one domain: lower-case; an international name becomes punycode (node:url
  * domainToASCII). Refused: whitespace/control characters (never trimmed away: "a.com\n" is an
  * error, not "a.com"), anything but a-z 0-9 "-" ".", empty labels, labels over 63 and names over
- * 253 characters, IP addresses, wildcards (they need DNS-01, which berth does not do), and
+ * 253 characters, IP addresses, names the agent reserves and the ".invalid" TLD, wildcards (they need DNS-01, which berth does not do), and
  * look-alikes: characters IDNA silently maps to others (full-width letters, zero-width joiners),
  * labels that mix scripts (Latin "a" next to Cyrillic "р"), and labels written entirely in
  * letters that mimic Latin ones ("аррӏе").
  */
-export function normalizeDomain(raw: unknown): { ok: true; domain: string } | { ok: false; error: string } {
+export function normalizeDomain(raw: unknown, opts: { allowReserved?: boolean } = {}): { ok: true; domain: string } | { ok: false; error: string } {
   const no = (error: string) => ({ ok: false as const, error });
   if (typeof raw !== 'string') return no('domain must be a string');
   if (raw.length === 0) return no('domain is empty');
@@ -132,7 +159,11 @@ export function normalizeDomain(raw: unknown): { ok: true; domain: string } | { 
       if (lookalike) return no(`domain label "${uni}" (${label}) ${lookalike}`);
     }
   }
-  if (/^[0-9]+$/.test(labels[labels.length - 1]!)) return no('domain must not be an IP address');
+  const tld = labels[labels.length - 1]!;
+  if (/^[0-9]+$/.test(tld)) return no('domain must not be an IP address');
+  if (opts.allowReserved) return { ok: true, domain: ascii };
+  if (RESERVED_HOSTS.has(ascii)) return no(`domain ${ascii} is reserved: the berth agent uses it for its own nginx server block`);
+  if (RESERVED_TLDS.has(tld)) return no(`domain ${ascii} is under ".${tld}", a special-use name that never resolves (RFC 6761) and that berth reserves for internal names`);
   return { ok: true, domain: ascii };
 }
 

@@ -1,4 +1,5 @@
 // The agent's SQLite database: opened in WAL mode, schema migrated in code (PRAGMA user_version).
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 
 export type Db = Database.Database;
@@ -115,7 +116,26 @@ const MIGRATIONS: string[] = [
   `,
 ];
 
+/**
+ * The data dir holds the agent credential, ACME keys and the database: owner-only on every start,
+ * not only when created (a `chmod -R`, a restored backup or an older berth may have widened it).
+ */
+export function securePrivateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+}
+
+/**
+ * SQLite files are never world-readable: the database is created 0600 before SQLite opens it (its
+ * -wal and -shm files copy that mode), and a file left wider by an earlier run is narrowed.
+ */
+function securePrivateDbFiles(file: string): void {
+  closeSync(openSync(file, 'a', 0o600));
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
+}
+
 export function openDb(file: string): Db {
+  securePrivateDbFiles(file);
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
   // NORMAL in WAL mode survives a process crash (SIGKILL) intact; only an OS crash may lose the last commits.

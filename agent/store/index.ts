@@ -1,8 +1,7 @@
 // The agent's own state in DATA/agent.db: desired state, deploy journal, releases, outbox, reconcile runs, cron runs.
 import Database from 'better-sqlite3';
-import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { openDb, type Db } from './db.js';
+import { openDb, securePrivateDir, type Db } from './db.js';
 import { DeployJournal, type DeployRecord } from './deploys.js';
 import { DesiredStateStore } from './desired.js';
 import { Outbox, DEFAULT_OUTBOX_LIMIT } from './outbox.js';
@@ -73,11 +72,8 @@ export class AgentStore {
   }
 
   static open(dataDir: string, opts: StoreOptions = {}): AgentStore {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    const file = join(dataDir, AGENT_DB_FILE);
-    const db = openDb(file);
-    chmodSync(file, 0o600);
-    return new AgentStore(db, opts);
+    securePrivateDir(dataDir);
+    return new AgentStore(openDb(join(dataDir, AGENT_DB_FILE)), opts);
   }
 
   /**

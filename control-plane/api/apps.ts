@@ -2,7 +2,7 @@
 import type { Hono } from 'hono';
 import { z } from 'zod';
 import { addDomainBody, createAppBody, rotateWebhookBody, type AppDetails, type AppInfo, type DomainInfo, type WebhookSecrets } from '../../shared/api.js';
-import { appName, domainName } from '../../shared/validation.js';
+import { appName, existingDomainName } from '../../shared/validation.js';
 import { domainInfo, type AppRow } from '../store/apps.js';
 import { deploymentInfo } from '../store/deployments.js';
 import { webhookUrls } from '../webhooks/routes.js';
@@ -114,7 +114,7 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
 
   app.delete('/api/apps/:name/domains/:domain', (c) => {
     const name = appParam(c.req.param('name'));
-    const domain = validParam(domainName, c.req.param('domain'), 'domain');
+    const domain = validParam(existingDomainName, c.req.param('domain'), 'domain');
     const row = stores.apps.removeDomain(name, domain);
     log.info({ app: name, domain }, 'domain removed');
     hub.pushDesiredState(row.server);
