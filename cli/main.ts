@@ -2,6 +2,7 @@
 // The `berth` executable: one binary for the control plane, the agent and the client.
 import { Command, CommanderError } from 'commander';
 import { BERTH_VERSION } from '../shared/version.js';
+import { tty } from './terminal-safe.js';
 import { registerDaemonCommands } from './commands/daemons.js';
 import { registerStatusCommand } from './commands/status.js';
 import { registerUpgradeCommand } from './commands/upgrade.js';
@@ -34,7 +35,8 @@ registerUpgradeCommand(program);
 /** Every failure becomes one clear line on stderr and a non-zero exit code. */
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`berth: ${message.split('\n')[0]}\n`);
+  // Error messages can quote what an agent or a repo said (a deploy's reason): sanitised like all output.
+  process.stderr.write(tty`berth: ${message.split('\n')[0]}\n`);
   if (process.env.BERTH_DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
   process.exit(1);
 }

@@ -5,6 +5,7 @@ import type { CronJobInfo, CronRunInfo } from '../../shared/api.js';
 import { ApiClient, ApiRequestError, seg } from '../client.js';
 import { loadClientConfig } from '../config.js';
 import { CliError } from '../errors.js';
+import { tty } from '../terminal-safe.js';
 import { output, printTable } from '../output.js';
 
 const POLL_MS = 1_000;
@@ -58,7 +59,7 @@ async function waitForRun(client: ApiClient, app: string, run: CronRunInfo, quie
       if (!(err instanceof ApiRequestError) || (err.status !== null && err.status !== 503)) throw err;
       if (offlineSince === null) {
         offlineSince = Date.now();
-        if (!quiet) process.stderr.write(`berth: ${err.message}; still waiting for run ${run.id}…\n`);
+        if (!quiet) process.stderr.write(tty`berth: ${err.message}; still waiting for run ${run.id}…\n`);
       }
       if (Date.now() - offlineSince > OFFLINE_GIVE_UP_MS) {
         throw new CliError(`lost contact with the server of ${app} (${err.message}); run ${run.id} goes on there: see \`berth cron runs ${app} ${run.job}\``);
@@ -93,7 +94,7 @@ Examples:
       const client = new ApiClient(loadClientConfig());
       const jobs = await client.get<CronJobInfo[]>(`/api/apps/${seg(app)}/cron`);
       output(!!opts.json, jobs, (list) => {
-        if (list.length === 0) process.stdout.write(`app ${app} has no cron jobs in its live release (add them under "cron:" in berth.yml and deploy)\n`);
+        if (list.length === 0) process.stdout.write(tty`app ${app} has no cron jobs in its live release (add them under "cron:" in berth.yml and deploy)\n`);
         else printTable(jobRows(list), ['job', 'schedule', 'lastRun', 'result', 'nextRun', 'command']);
       });
     });
@@ -110,15 +111,15 @@ Examples:
       const started = await client.post<CronRunInfo>(`/api/apps/${seg(app)}/cron/${seg(job)}/run`, {});
       if (opts.detach) {
         output(!!opts.json, started, (r) => {
-          process.stdout.write(`run ${r.id} of ${app} ${r.job} started.\nsee it with: berth cron runs ${app} ${r.job}\n`);
+          process.stdout.write(tty`run ${r.id} of ${app} ${r.job} started.\nsee it with: berth cron runs ${app} ${r.job}\n`);
         });
         return;
       }
-      if (!opts.json) process.stderr.write(`run ${started.id} of ${app} ${started.job} started; waiting for it to end…\n`);
+      if (!opts.json) process.stderr.write(tty`run ${started.id} of ${app} ${started.job} started; waiting for it to end…\n`);
       const final = await waitForRun(client, app, started, !!opts.json);
       output(!!opts.json, final, (r) => {
-        for (const line of r.outputTail) process.stdout.write(`${line}\n`);
-        process.stderr.write(`${app} ${r.job}: ${describeRun(r)}\n`);
+        for (const line of r.outputTail) process.stdout.write(tty`${line}\n`);
+        process.stderr.write(tty`${app} ${r.job}: ${describeRun(r)}\n`);
       });
       if (final.status !== 'succeeded') {
         throw new CliError(`cron job ${final.job} of ${app} ${final.status === 'timed_out' ? 'timed out' : 'failed'}: ${final.reason ?? `exit code ${final.exitCode}`}`);

@@ -8,6 +8,7 @@ import { isTerminal } from '../../shared/deploy-status.js';
 import { ApiClient, seg, StreamUnavailable } from '../client.js';
 import { loadClientConfig } from '../config.js';
 import { CliError } from '../errors.js';
+import { tty } from '../terminal-safe.js';
 import { output, printTable } from '../output.js';
 import { readSse } from '../sse.js';
 
@@ -47,12 +48,12 @@ export async function followDeployment(client: ApiClient, id: string, opts: Foll
             if (line.seq <= after) continue;
             after = line.seq;
             opts.collect?.push(line);
-            if (!opts.quiet) process.stdout.write(`${line.text}\n`);
+            if (!opts.quiet) process.stdout.write(tty`${line.text}\n`);
           } else if (msg.event === DEPLOYMENT_EVENT.deployment || msg.event === DEPLOYMENT_EVENT.end) {
             const d = JSON.parse(msg.data) as DeploymentInfo;
             if (d.status !== lastStatus) {
               lastStatus = d.status;
-              if (!opts.quiet) process.stderr.write(`==> ${describe(d)}\n`);
+              if (!opts.quiet) process.stderr.write(tty`==> ${describe(d)}\n`);
             }
             if (msg.event === DEPLOYMENT_EVENT.end) return d;
           }
@@ -61,7 +62,7 @@ export async function followDeployment(client: ApiClient, id: string, opts: Foll
       } catch (err) {
         if (abort.signal.aborted) break;
         if (!(err instanceof StreamUnavailable) && !(err instanceof TypeError)) throw err;
-        if (!opts.quiet) process.stderr.write(`berth: lost the log stream (${err.message}); reconnecting…\n`);
+        if (!opts.quiet) process.stderr.write(tty`berth: lost the log stream (${err.message}); reconnecting…\n`);
       }
       if (Date.now() + retryMs > deadline) break;
       await new Promise((r) => setTimeout(r, retryMs));
@@ -90,9 +91,9 @@ async function cancelAll(client: ApiClient, ids: string[], json: boolean): Promi
   for (const id of ids) results.push(await client.post<CancelResult>(`/api/deployments/${seg(id)}/cancel`, {}));
   output(json, results, (list) => {
     for (const r of list) {
-      if (r.cancelPending) process.stdout.write(`deployment ${r.id}: cancel requested; it is still ${r.status} (the agent has not confirmed yet)\n`);
-      else if (r.status === 'done') process.stdout.write(`deployment ${r.id} had already switched traffic and is live (done)\n`);
-      else process.stdout.write(`deployment ${r.id} ${r.status}\n`);
+      if (r.cancelPending) process.stdout.write(tty`deployment ${r.id}: cancel requested; it is still ${r.status} (the agent has not confirmed yet)\n`);
+      else if (r.status === 'done') process.stdout.write(tty`deployment ${r.id} had already switched traffic and is live (done)\n`);
+      else process.stdout.write(tty`deployment ${r.id} ${r.status}\n`);
     }
   });
   const notStopped = results.filter((r) => r.cancelPending || r.status === 'done');
@@ -127,19 +128,19 @@ export function registerDeployCommands(program: Command): void {
       const created = await client.post<DeploymentInfo & { agentConnected?: boolean }>(`/api/apps/${seg(app)}/deploy`, opts.commit ? { commit: opts.commit } : {});
       if (!opts.wait) {
         output(!!opts.json, created, (d) => {
-          process.stdout.write(`deployment ${d.id} of ${d.app} queued.\n`);
+          process.stdout.write(tty`deployment ${d.id} of ${d.app} queued.\n`);
           if (d.agentConnected === false) process.stdout.write("the app's server is offline: the deploy runs when its agent reconnects.\n");
-          process.stdout.write(`follow it with: berth deployments logs ${d.id} -f\n`);
+          process.stdout.write(tty`follow it with: berth deployments logs ${d.id} -f\n`);
         });
         return;
       }
       if (!opts.json) {
-        process.stderr.write(`deployment ${created.id} of ${created.app}\n`);
+        process.stderr.write(tty`deployment ${created.id} of ${created.app}\n`);
         if (created.agentConnected === false) process.stderr.write("the app's server is offline: waiting for its agent to reconnect…\n");
       }
       const final = await followDeployment(client, created.id, { quiet: !!opts.json, timeoutMs });
       output(!!opts.json, final, (d) => {
-        if (d.status === 'done') process.stderr.write(`deployment ${d.id} is live (commit ${d.commit?.slice(0, 12) ?? '?'}).\n`);
+        if (d.status === 'done') process.stderr.write(tty`deployment ${d.id} is live (commit ${d.commit?.slice(0, 12) ?? '?'}).\n`);
       });
       failUnlessDone(final);
     });
@@ -184,19 +185,19 @@ export function registerDeployCommands(program: Command): void {
       const created = await client.post<DeploymentInfo & { agentConnected?: boolean }>(`/api/apps/${seg(app)}/rollback`, id ? { deploymentId: id } : {});
       if (!opts.wait) {
         output(!!opts.json, created, (d) => {
-          process.stdout.write(`rollback ${d.id} of ${d.app} to the release of deployment ${d.rollbackOf ?? '?'} queued.\n`);
+          process.stdout.write(tty`rollback ${d.id} of ${d.app} to the release of deployment ${d.rollbackOf ?? '?'} queued.\n`);
           if (d.agentConnected === false) process.stdout.write("the app's server is offline: the rollback runs when its agent reconnects.\n");
-          process.stdout.write(`follow it with: berth deployments logs ${d.id} -f\n`);
+          process.stdout.write(tty`follow it with: berth deployments logs ${d.id} -f\n`);
         });
         return;
       }
       if (!opts.json) {
-        process.stderr.write(`rollback ${created.id} of ${created.app} to the release of deployment ${created.rollbackOf ?? '?'} (commit ${created.commit?.slice(0, 12) ?? '?'})\n`);
+        process.stderr.write(tty`rollback ${created.id} of ${created.app} to the release of deployment ${created.rollbackOf ?? '?'} (commit ${created.commit?.slice(0, 12) ?? '?'})\n`);
         if (created.agentConnected === false) process.stderr.write("the app's server is offline: waiting for its agent to reconnect…\n");
       }
       const final = await followDeployment(client, created.id, { quiet: !!opts.json, timeoutMs });
       output(!!opts.json, final, (d) => {
-        if (d.status === 'done') process.stderr.write(`rolled back: the release of deployment ${d.rollbackOf ?? '?'} is live (commit ${d.commit?.slice(0, 12) ?? '?'}).\n`);
+        if (d.status === 'done') process.stderr.write(tty`rolled back: the release of deployment ${d.rollbackOf ?? '?'} is live (commit ${d.commit?.slice(0, 12) ?? '?'}).\n`);
       });
       failUnlessDone(final);
     });
@@ -227,8 +228,8 @@ export function registerDeployCommands(program: Command): void {
         after = page.lines[page.lines.length - 1]!.seq;
       }
       output(!!opts.json, { deployment: details, lines }, (r) => {
-        for (const l of r.lines) process.stdout.write(`${l.text}\n`);
-        process.stderr.write(`==> ${describe(r.deployment)}\n`);
+        for (const l of r.lines) process.stdout.write(tty`${l.text}\n`);
+        process.stderr.write(tty`==> ${describe(r.deployment)}\n`);
       });
     });
 }

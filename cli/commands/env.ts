@@ -6,6 +6,7 @@ import { envKey } from '../../shared/validation.js';
 import { ApiClient, seg } from '../client.js';
 import { loadClientConfig } from '../config.js';
 import { CliError } from '../errors.js';
+import { tty } from '../terminal-safe.js';
 import { output } from '../output.js';
 
 const client = () => new ApiClient(loadClientConfig());
@@ -47,7 +48,7 @@ export function registerEnvCommands(program: Command): void {
         set[key] = value;
       }
       const change = await client().patch<EnvChange>(`/api/apps/${seg(app)}/env`, { set });
-      output(!!opts.json, change, (c) => process.stdout.write(`set ${c.set.join(', ')} on ${c.app}; ${effect(c.app)}.\n`));
+      output(!!opts.json, change, (c) => process.stdout.write(tty`set ${c.set.join(', ')} on ${c.app}; ${effect(c.app)}.\n`));
     });
 
   env
@@ -60,8 +61,8 @@ export function registerEnvCommands(program: Command): void {
       for (const k of keys) checkKey(k);
       const change = await client().patch<EnvChange>(`/api/apps/${seg(app)}/env`, { unset: keys });
       output(!!opts.json, change, (c) => {
-        if (c.unset.length > 0) process.stdout.write(`unset ${c.unset.join(', ')} on ${c.app}; ${effect(c.app)}.\n`);
-        if (c.notSet.length > 0) process.stdout.write(`${c.notSet.join(', ')} ${c.notSet.length === 1 ? 'was' : 'were'} not set on ${c.app}.\n`);
+        if (c.unset.length > 0) process.stdout.write(tty`unset ${c.unset.join(', ')} on ${c.app}; ${effect(c.app)}.\n`);
+        if (c.notSet.length > 0) process.stdout.write(tty`${c.notSet.join(', ')} ${c.notSet.length === 1 ? 'was' : 'were'} not set on ${c.app}.\n`);
       });
     });
 
@@ -74,8 +75,8 @@ export function registerEnvCommands(program: Command): void {
     .action(async (app: string, opts: { reveal?: boolean; json?: boolean }) => {
       const vars = await client().get<EnvVar[]>(`/api/apps/${seg(app)}/env${opts.reveal ? '?reveal=1' : ''}`);
       output(!!opts.json, vars, (list) => {
-        if (list.length === 0) process.stdout.write(`(no env vars on ${app})\n`);
-        for (const v of list) process.stdout.write(`${v.key}=${shown(v.value)}\n`);
+        if (list.length === 0) process.stdout.write(tty`(no env vars on ${app})\n`);
+        for (const v of list) process.stdout.write(tty`${v.key}=${shown(v.value)}\n`);
       });
     });
 }

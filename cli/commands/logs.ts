@@ -5,6 +5,7 @@ import type { RuntimeLogLine } from '../../shared/protocol.js';
 import { ApiClient, seg, StreamUnavailable } from '../client.js';
 import { loadClientConfig } from '../config.js';
 import { CliError } from '../errors.js';
+import { tty } from '../terminal-safe.js';
 import { readSse } from '../sse.js';
 
 export function registerLogsCommand(program: Command): void {
@@ -36,7 +37,7 @@ export function registerLogsCommand(program: Command): void {
           if (msg.event === RUNTIME_LOG_EVENT.line) {
             const line = JSON.parse(msg.data) as RuntimeLogLine;
             if (opts.json) collected.push(line);
-            else process.stdout.write(`${opts.timestamps && line.ts ? `${line.ts} ` : ''}${line.process}.${line.replica ?? 1} | ${line.text}\n`);
+            else process.stdout.write(tty`${opts.timestamps && line.ts ? `${line.ts} ` : ''}${line.process}.${line.replica ?? 1} | ${line.text.replace(/\r$/, '')}\n`);
           } else if (msg.event === RUNTIME_LOG_EVENT.end) {
             const { error } = JSON.parse(msg.data) as { error?: string };
             if (error) throw new CliError(error);

@@ -4,6 +4,7 @@ import type { AppDetails, AppInfo, DomainInfo, ServerCreated, ServerInfo } from 
 import { ApiClient, seg } from '../client.js';
 import { loadClientConfig } from '../config.js';
 import { CliError } from '../errors.js';
+import { tty } from '../terminal-safe.js';
 import { output, printTable } from '../output.js';
 
 const client = () => new ApiClient(loadClientConfig());
@@ -19,7 +20,7 @@ export function registerServerCommands(program: Command): void {
     .action(async (name: string, opts: { json?: boolean; baseDomain?: string }) => {
       const created = await client().post<ServerCreated>('/api/servers', { name, ...(opts.baseDomain !== undefined ? { baseDomain: opts.baseDomain } : {}) });
       output(!!opts.json, created, (s) => {
-        process.stdout.write(`server ${s.name} added.\njoin token (valid 24 h, one use): ${s.joinToken}\nrun on the server:\n  ${s.installCommand}\n`);
+        process.stdout.write(tty`server ${s.name} added.\njoin token (valid 24 h, one use): ${s.joinToken}\nrun on the server:\n  ${s.installCommand}\n`);
       });
     });
   server
@@ -46,7 +47,7 @@ export function registerServerCommands(program: Command): void {
       if (opts.baseDomain === undefined) throw new CliError('nothing to change: give --base-domain DOMAIN or --no-base-domain');
       const updated = await client().patch<ServerInfo>(`/api/servers/${seg(name)}`, { baseDomain: opts.baseDomain === false ? null : opts.baseDomain });
       output(!!opts.json, updated, (s) =>
-        process.stdout.write(s.baseDomain ? `server ${s.name}: apps also answer APP.${s.baseDomain}\n` : `server ${s.name}: no base domain\n`),
+        process.stdout.write(s.baseDomain ? tty`server ${s.name}: apps also answer APP.${s.baseDomain}\n` : tty`server ${s.name}: no base domain\n`),
       );
     });
 }
@@ -64,8 +65,8 @@ export function registerAppCommands(program: Command): void {
     .action(async (name: string, opts: { repo: string; branch: string; server: string; json?: boolean }) => {
       const created = await client().post<AppDetails>('/api/apps', { name, repo: opts.repo, branch: opts.branch, server: opts.server });
       output(!!opts.json, created, (a) => {
-        process.stdout.write(`app ${a.name} created on server ${a.server} (${a.repo} @ ${a.branch}).\n`);
-        if (a.webhooks.push) process.stdout.write(`push webhook: ${a.webhooks.push} (its secret: berth app show ${a.name})\n`);
+        process.stdout.write(tty`app ${a.name} created on server ${a.server} (${a.repo} @ ${a.branch}).\n`);
+        if (a.webhooks.push) process.stdout.write(tty`push webhook: ${a.webhooks.push} (its secret: berth app show ${a.name})\n`);
       });
     });
   app
@@ -98,7 +99,7 @@ export function registerAppCommands(program: Command): void {
       const which = opts.push ? 'push' : opts.deploy ? 'deploy' : 'both';
       const a = await client().post<AppDetails>(`/api/apps/${seg(name)}/webhooks/rotate`, { which });
       output(!!opts.json, a, (x) => {
-        process.stdout.write(`rotated the ${which === 'both' ? 'push secret and deploy token' : which === 'push' ? 'push secret' : 'deploy token'} of ${x.name}: update your Git host / CI.\n`);
+        process.stdout.write(tty`rotated the ${which === 'both' ? 'push secret and deploy token' : which === 'push' ? 'push secret' : 'deploy token'} of ${x.name}: update your Git host / CI.\n`);
         printAppDetails(x);
       });
     });
@@ -115,8 +116,8 @@ export function registerAppCommands(program: Command): void {
       output(!!opts.json, res, (r) =>
         process.stdout.write(
           r.purgeVolumes
-            ? `app ${r.deleted} deleted; its volumes are deleted too.\n`
-            : `app ${r.deleted} deleted; its volumes are kept (an app of the same name on that server gets their data back).\n`,
+            ? tty`app ${r.deleted} deleted; its volumes are deleted too.\n`
+            : tty`app ${r.deleted} deleted; its volumes are kept (an app of the same name on that server gets their data back).\n`,
         ),
       );
     });
@@ -132,7 +133,7 @@ export function registerDomainCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (appName: string, domainName: string, opts: { json?: boolean }) => {
       const d = await client().post<DomainInfo>(`/api/apps/${seg(appName)}/domains`, { domain: domainName });
-      output(!!opts.json, d, (x) => process.stdout.write(`domain ${x.domain} added to ${x.app}.\n`));
+      output(!!opts.json, d, (x) => process.stdout.write(tty`domain ${x.domain} added to ${x.app}.\n`));
     });
   domain
     .command('rm')
@@ -142,7 +143,7 @@ export function registerDomainCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (appName: string, domainName: string, opts: { json?: boolean }) => {
       const res = await client().delete<unknown>(`/api/apps/${seg(appName)}/domains/${seg(domainName)}`);
-      output(!!opts.json, res, () => process.stdout.write(`domain ${domainName} removed from ${appName}.\n`));
+      output(!!opts.json, res, () => process.stdout.write(tty`domain ${domainName} removed from ${appName}.\n`));
     });
   domain
     .command('ls')
@@ -170,7 +171,7 @@ function printDomains(list: DomainInfo[]): void {
     ['domain', 'https', 'certificate', 'expires', 'lastRenewal', 'nextAttempt'],
   );
   const failed = list.find((d) => d.certLastResult === 'failed' && d.certLastError);
-  if (failed) process.stdout.write(`last error: ${failed.certLastError}\n`);
+  if (failed) process.stdout.write(tty`last error: ${failed.certLastError}\n`);
 }
 
 function printAppDetails(x: AppDetails): void {
@@ -186,5 +187,5 @@ function printAppDetails(x: AppDetails): void {
   if (x.webhookSecrets?.push) rows.push(['push secret', x.webhookSecrets.push]);
   if (x.webhooks.deploy) rows.push(['deploy webhook', x.webhooks.deploy]);
   if (x.webhookSecrets?.deploy) rows.push(['deploy token', x.webhookSecrets.deploy]);
-  for (const [k, v] of rows) process.stdout.write(`${k.padEnd(15)} ${v}\n`);
+  for (const [k, v] of rows) process.stdout.write(tty`${k.padEnd(15)} ${v}\n`);
 }

@@ -8,6 +8,7 @@ import type { StatusReport } from '../../agent/status/report.js';
 import { BERTH_VERSION } from '../../shared/version.js';
 import { CliError } from '../errors.js';
 import { output } from '../output.js';
+import { terminalSafe } from '../terminal-safe.js';
 
 function askAgent(socketPath: string): Promise<StatusReport | null> {
   return new Promise((resolve, reject) => {
@@ -38,7 +39,8 @@ const ago = (iso: string | null, now = Date.now()) => {
 };
 
 function printHuman(r: StatusReport): void {
-  const w = (line = '') => process.stdout.write(line + '\n');
+  // The report carries text from repos and apps (reasons, cron commands, errors): one sanitised line each.
+  const w = (line = '') => process.stdout.write(terminalSafe(line) + '\n');
   const a = r.agent;
   w(`agent          ${a.running ? `running (pid ${a.pid}, up ${ago(a.startedAt).replace(' ago', '')}, v${a.version})` : 'STOPPED — apps keep serving; start it with `berth agent`'}`);
   w(`server         ${a.server || '(not joined)'}   data ${a.dataDir}`);
