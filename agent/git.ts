@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
+import { maskUrlCredentials } from '../shared/repo-url.js';
 import { branchName, commitSha, gitUrl } from '../shared/validation.js';
 
 export class GitError extends Error {
@@ -65,7 +66,7 @@ export function redactUrl(text: string, repo: string): string {
   for (const s of secrets) {
     for (const form of new Set([s, decodeURIComponent(s)])) out = out.split(form).join('***');
   }
-  return out;
+  return maskUrlCredentials(out); // and any URL's userinfo (a short token as the user name)
 }
 
 interface RunResult {

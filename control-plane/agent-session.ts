@@ -6,6 +6,7 @@ import { agentMessage, parseMessage, PROTOCOL_VERSION, type AgentMessage, type C
 import { appSpecOf, serverSpecOf } from './desired-state.js';
 import type { DeploymentEvents } from './events.js';
 import { deploymentInfo, type DeploymentRow } from './store/deployments.js';
+import { LogThrottle } from './log-throttle.js';
 import type { RuntimeLogRelay } from './runtime-logs.js';
 import type { Stores } from './store/index.js';
 
@@ -29,13 +30,21 @@ export interface SessionDeps {
   runtimeLogs?: RuntimeLogRelay;
   /** An answer to a `berth cron` request; false when nobody is waiting for it (any more). */
   onCronResponse?(server: string, msg: CronResponse): boolean;
+  /** Shared by every connection of the hub, so reconnecting does not reset the log budget. */
+  badFrameLog?: LogThrottle;
 }
+
+/** Bad-frame log lines per server and minute, whatever the number of connections. */
+export const BAD_FRAME_LOG_BURST = 3;
+export const badFrameThrottle = () => new LogThrottle(BAD_FRAME_LOG_BURST, 60_000);
 
 export class AgentSession {
   /** Set once the agent said hello; desired state and deploy orders are only sent after that. */
   ready = false;
   missedPongs = 0;
   private badFrames = 0;
+  private closingForBadFrames = false;
+  private readonly ownThrottle = badFrameThrottle();
   private readonly log: Logger;
 
   constructor(
@@ -79,16 +88,11 @@ export class AgentSession {
   }
 
   private onFrame(data: WebSocket.RawData): void {
+    // Frames still arriving after the bad-frame limit closed the connection are neither handled nor logged.
+    if (this.closingForBadFrames) return;
     const parsed = parseMessage(agentMessage, Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer));
     if (!parsed.ok) {
-      this.badFrames++;
-      // Log the first few only: a broken agent must not be able to flood the log.
-      if (this.badFrames <= 3) this.log.warn({ error: parsed.error, badFrames: this.badFrames }, 'bad frame from agent');
-      this.sendError(parsed.error);
-      if (this.badFrames >= MAX_BAD_FRAMES) {
-        this.log.warn({ badFrames: this.badFrames }, 'too many bad frames; closing the agent connection');
-        this.ws.close(1008, 'too many invalid messages');
-      }
+      this.onBadFrame(parsed.error);
       return;
     }
     try {
@@ -98,6 +102,25 @@ export class AgentSession {
       this.log.error({ err, type: parsed.msg.type }, 'failed to handle agent message');
       this.sendError(`internal error handling ${parsed.msg.type}`);
     }
+  }
+
+  /**
+   * Answer a bad frame with an error; close the connection after MAX_BAD_FRAMES. Logged a few times
+   * per connection and, across reconnections, at most BAD_FRAME_LOG_BURST lines per server a minute.
+   */
+  private onBadFrame(error: string): void {
+    this.badFrames++;
+    const throttle = this.deps.badFrameLog ?? this.ownThrottle;
+    if (this.badFrames <= 3) {
+      const suppressed = throttle.take(`${this.server}\0frame`);
+      if (suppressed !== null) this.log.warn({ error, badFrames: this.badFrames, ...(suppressed ? { suppressed } : {}) }, 'bad frame from agent');
+    }
+    this.sendError(error);
+    if (this.badFrames < MAX_BAD_FRAMES) return;
+    this.closingForBadFrames = true;
+    const suppressed = throttle.take(`${this.server}\0close`);
+    if (suppressed !== null) this.log.warn({ badFrames: this.badFrames, ...(suppressed ? { suppressed } : {}) }, 'too many bad frames; closing the agent connection');
+    this.ws.close(1008, 'too many invalid messages');
   }
 
   private handle(msg: AgentMessage): void {

@@ -1,16 +1,19 @@
 // What each agent is told to run: built from the database on demand, so it is never stale, and
 // only ever from the apps of the agent's own server.
 import type { AppSpec, ServerSpec } from '../shared/spec.js';
+import { normalizeDomain } from '../shared/validation.js';
 import type { AppRow } from './store/apps.js';
 import type { Stores } from './store/index.js';
 
 export function appSpecOf(stores: Stores, app: AppRow): AppSpec {
   return {
     name: app.name,
-    repo: app.repo,
+    // The full URL (credentials unsealed) goes only to the app's own agent, like env values.
+    repo: stores.apps.repoUrl(app),
     branch: app.branch,
     // Explicit domains plus the default hostname APP.BASE_DOMAIN when the server has a base domain.
-    domains: stores.apps.servedDomains(app),
+    // A name stored before it became reserved is left out: the agent refuses a spec that has one.
+    domains: stores.apps.servedDomains(app).filter((d) => normalizeDomain(d).ok),
     // Decrypted only here, on the way to the app's own agent (over its authenticated connection).
     env: stores.env.record(app.name),
   };

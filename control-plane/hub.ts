@@ -8,7 +8,7 @@ import { sha256 } from '../shared/ids.js';
 import type { Logger } from '../shared/logger.js';
 import { newId } from '../shared/ids.js';
 import { AGENT_WS_PATH, PROTOCOL_VERSION, type CronRequest, type CronResponse, type LogsRequest } from '../shared/protocol.js';
-import { AgentSession, type ObservedState } from './agent-session.js';
+import { AgentSession, badFrameThrottle, type ObservedState } from './agent-session.js';
 import { bearerToken } from './bearer.js';
 import { AgentUnavailableError } from './errors.js';
 import type { DeploymentEvents } from './events.js';
@@ -53,6 +53,7 @@ export class AgentHub {
   private readonly cronPending = new Map<string, PendingCron>();
   private readonly pinger: NodeJS.Timeout;
   private readonly log: Logger;
+  private readonly badFrameLog = badFrameThrottle();
 
   constructor(private readonly opts: HubOptions) {
     this.log = opts.logger.child({ component: 'hub' });
@@ -170,6 +171,7 @@ export class AgentHub {
       onObservedState: (s, state) => this.observed.set(s, state),
       runtimeLogs: this.runtimeLogs,
       onCronResponse: (s, msg) => this.cronAnswered(s, msg),
+      badFrameLog: this.badFrameLog,
     });
     this.current.set(server, session);
     this.live.add(session);

@@ -1,14 +1,19 @@
 // Apps and their domains. Every change bumps the owning server's spec revision in the same
 // transaction, so the revision an agent sees always matches the apps it describes.
 import type { AppInfo, DomainInfo } from '../../shared/api.js';
+import { hasUrlCredentials, maskUrlCredentials } from '../../shared/repo-url.js';
 import { normalizeDomain } from '../../shared/validation.js';
 import { ConflictError, NotFoundError } from '../errors.js';
+import type { SecretBox } from '../secret-box.js';
 import { now, type Db } from './db.js';
 import type { ServerStore } from './servers.js';
 
 export interface AppRow {
   name: string;
+  /** The repo URL as shown: credentials in it are masked (the full URL is `repo_sealed`, see `repoUrl`). */
   repo: string;
+  /** The full repo URL sealed with the secret box, when it carries credentials. */
+  repo_sealed: Buffer | null;
   branch: string;
   server: string;
   created_at: string;
@@ -24,6 +29,7 @@ export class AppStore {
   constructor(
     private readonly db: Db,
     private readonly servers: ServerStore,
+    private readonly box: SecretBox,
   ) {}
 
   create(app: { name: string; repo: string; branch: string; server: string }): AppRow {
@@ -34,14 +40,44 @@ export class AppStore {
       const host = defaultHostname(app.name, server.base_domain);
       const owner = host ? this.domainOwner(host) : undefined;
       if (host && owner) throw new ConflictError(`app "${app.name}" would answer ${host} (server ${server.name}'s base domain), which already belongs to app "${owner}"`);
+      const { shown, sealed } = this.sealRepo(app.name, app.repo);
       this.db
-        .prepare('INSERT INTO apps (name, repo, branch, server, created_at) VALUES (?, ?, ?, ?, ?)')
-        .run(app.name, app.repo, app.branch, app.server, now());
+        .prepare('INSERT INTO apps (name, repo, repo_sealed, branch, server, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(app.name, shown, sealed, app.branch, app.server, now());
       // A purge ordered for an earlier app of this name on this server must not hit the new one's volumes.
       this.db.prepare('DELETE FROM volume_purges WHERE server = ? AND app = ?').run(app.server, app.name);
       this.servers.bumpRevision(app.server);
       return this.require(app.name);
     })();
+  }
+
+  /** The full repo URL, credentials included: only for the desired state sent to the app's own agent. */
+  repoUrl(app: AppRow): string {
+    return app.repo_sealed ? this.box.open(app.repo_sealed, repoContext(app.name)) : app.repo;
+  }
+
+  /**
+   * Seal the credentials of repo URLs stored in clear by an earlier berth (run at every start; a
+   * no-op once done). The database is then vacuumed so the old pages holding them are rewritten.
+   */
+  sealRepoCredentials(): void {
+    const legacy = (this.db.prepare('SELECT name, repo FROM apps WHERE repo_sealed IS NULL').all() as Array<{ name: string; repo: string }>).filter((a) =>
+      hasUrlCredentials(a.repo),
+    );
+    if (legacy.length === 0) return;
+    const update = this.db.prepare('UPDATE apps SET repo = ?, repo_sealed = ? WHERE name = ?');
+    this.db.transaction(() => {
+      for (const a of legacy) {
+        const { shown, sealed } = this.sealRepo(a.name, a.repo);
+        update.run(shown, sealed, a.name);
+      }
+    })();
+    this.db.exec('VACUUM');
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+  }
+
+  private sealRepo(app: string, repo: string): { shown: string; sealed: Buffer | null } {
+    return hasUrlCredentials(repo) ? { shown: maskUrlCredentials(repo), sealed: this.box.seal(repo, repoContext(app)) } : { shown: repo, sealed: null };
   }
 
   get(name: string): AppRow | undefined {
@@ -178,6 +214,9 @@ export class AppStore {
     };
   }
 }
+
+/** Additional data of a sealed repo URL: a ciphertext copied onto another app's row does not open. */
+const repoContext = (app: string) => `app-repo\0${app}`;
 
 /** APP.BASE, or null when there is no base domain or the result is not a valid domain (too long). */
 export function defaultHostname(app: string, baseDomain: string | null | undefined): string | null {

@@ -131,6 +131,10 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (server, app)
   ) STRICT, WITHOUT ROWID;
   `,
+  // 6 (issue 13): a repo URL with credentials is stored sealed (secret-box.ts); \`repo\` holds it masked.
+  `
+  ALTER TABLE apps ADD COLUMN repo_sealed BLOB;
+  `,
 ];
 
 export class MigrationError extends Error {

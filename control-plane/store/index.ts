@@ -35,7 +35,8 @@ export function openStores(file: string, opts: StoreOptions = {}): Stores {
     const box = opts.secretBox ?? new SecretBox(randomBytes(32));
     checkKey(db, box);
     const servers = new ServerStore(db);
-    const apps = new AppStore(db, servers);
+    const apps = new AppStore(db, servers, box);
+    apps.sealRepoCredentials();
     return {
       db,
       servers,

@@ -1,0 +1,48 @@
+// Bounds the log lines one source can cause: a broken or hostile peer that keeps sending garbage
+// (and reconnects to start over) must not be able to fill the disk through the control plane's log.
+
+interface Window {
+  start: number;
+  used: number;
+  suppressed: number;
+}
+
+/** Keys kept before windows that have run out are forgotten (keys are server names: few). */
+const MAX_KEYS = 10_000;
+
+export class LogThrottle {
+  private readonly windows = new Map<string, Window>();
+
+  constructor(
+    /** Lines allowed per key and window. */
+    private readonly burst: number,
+    private readonly windowMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /**
+   * May one more line for `key` be logged? null: no (it is counted as suppressed); otherwise the
+   * number of lines suppressed before this one, to be mentioned in it.
+   */
+  take(key: string): number | null {
+    const t = this.now();
+    let w = this.windows.get(key);
+    if (!w || t - w.start >= this.windowMs) {
+      if (!w && this.windows.size >= MAX_KEYS) this.forgetExpired(t);
+      w = { start: t, used: 0, suppressed: w?.suppressed ?? 0 };
+      this.windows.set(key, w);
+    }
+    if (w.used >= this.burst) {
+      w.suppressed++;
+      return null;
+    }
+    w.used++;
+    const suppressed = w.suppressed;
+    w.suppressed = 0;
+    return suppressed;
+  }
+
+  private forgetExpired(t: number): void {
+    for (const [k, w] of this.windows) if (t - w.start >= this.windowMs) this.windows.delete(k);
+  }
+}
