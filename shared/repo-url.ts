@@ -2,8 +2,9 @@
 // `https://TOKEN@github.com/x.git`). The full URL is a secret: the control plane stores it sealed
 // and sends it only to the app's own agent; everywhere a URL is shown or logged it is masked.
 
-// scheme://USERINFO@ — userinfo stops at the first "/", "?", "#" or whitespace, as in a URL.
-const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@]+)@/gi;
+// scheme://USERINFO@ — the authority ends at the first "/", "?", "#" or whitespace, and the userinfo
+// at its last "@" (as URL parsers read it: an unencoded "@" in a password stays hidden).
+const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#]+)@/gi;
 
 function maskUserinfo(scheme: string, userinfo: string): string {
   const colon = userinfo.indexOf(':');

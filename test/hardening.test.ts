@@ -195,6 +195,7 @@ describe('credentials in repo URLs', () => {
     assert.equal(maskUrlCredentials(`fatal: could not read ${CRED_REPO}`), `fatal: could not read ${MASKED_REPO}`);
     assert.equal(maskUrlCredentials('https://abc123@github.com/x.git'), 'https://***@github.com/x.git');
     assert.equal(maskUrlCredentials('ssh://git@github.com/x.git'), 'ssh://git@github.com/x.git');
+    assert.equal(maskUrlCredentials('https://u:p@ss@host.example/x.git'), 'https://u:***@host.example/x.git');
     assert.equal(maskUrlCredentials('git@github.com:x.git'), 'git@github.com:x.git');
   });
 });

@@ -58,7 +58,7 @@ export function registerAppCommands(program: Command): void {
     .command('create')
     .description('create an app deployed from a Git repository to a server')
     .argument('<name>', 'app name (DNS label: lower-case letters, digits, "-")')
-    .requiredOption('--repo <url>', 'Git repository URL (https://, ssh://, git://, file:// or user@host:path)')
+    .requiredOption('--repo <url>', 'Git repository URL (https://, ssh://, git://, file:// or user@host:path); credentials in it (https://user:TOKEN@…) are stored encrypted and shown masked')
     .option('--branch <branch>', 'branch to deploy', 'main')
     .requiredOption('--server <server>', 'server to run the app on')
     .option('--json', 'print JSON')
