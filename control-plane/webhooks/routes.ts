@@ -19,6 +19,7 @@ import { triggerDeploy, waitForEnd, type Triggered } from '../deploys.js';
 import { ControlPlaneError } from '../errors.js';
 import type { AppRow } from '../store/apps.js';
 import { deploymentInfo, type DeploymentRow } from '../store/deployments.js';
+import { replayVerdict } from './replay.js';
 import { decide, deliveryId, detectHost, HOST_LABEL, parsePush, verifySignature, type Headers } from './hosts.js';
 
 export const HOOKS_PREFIX = '/hooks/';
@@ -212,10 +213,23 @@ export function registerWebhookRoutes(app: Hono, deps: ApiDeps): void {
       };
       return c.json(res, 200);
     }
+    const replay = replayVerdict(stores, target.name, commit, body);
+    if (replay.skip) {
+      log.info({ app: target.name, host, delivery: delivery.id, reason: replay.reason, deploymentId: replay.earlier?.id }, 'push webhook replayed or old; not deploying');
+      const res: WebhookResult = {
+        deployed: false,
+        skipped: true,
+        reason: replay.reason,
+        message: replay.message,
+        host,
+        ...(replay.earlier ? { deployment: deploymentInfo(replay.earlier) } : {}),
+      };
+      return c.json(res, 200);
+    }
     const t = triggerDeploy(deps, target, {
       commit,
       trigger: 'push',
-      inTransaction: (row) => stores.webhooks.remember({ app: target.name, delivery: delivery.id, host, deploymentId: row.id }),
+      inTransaction: (row) => stores.webhooks.remember({ app: target.name, delivery: delivery.id, host, deploymentId: row.id, body }),
     });
     log.info({ app: target.name, host, delivery: delivery.id, deploymentId: t.row.id, commit }, 'push webhook: deploying');
     return c.json(respond(t, { message: note, host, statusUrl: `${deps.url()}/api/deployments/${t.row.id}` }), 202);
