@@ -5,38 +5,51 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import pino from 'pino';
 import { startControlPlane, type RunningControlPlane } from '../control-plane/main.js';
 import { adminApi, FakeAgent } from './helpers/fake-agent.js';
-import { delivery, HOSTS, post, withFreshId, type Delivery, type Host } from './helpers/push-delivery.js';
+import { AUTH_HEADERS, delivery, hmac, HOSTS, post, withFreshId, type Delivery, type Host } from './helpers/push-delivery.js';
 import { makeTmpDir } from './helpers/tmp.js';
+import { eventually } from './helpers/http.js';
+import { MAX_UNAUTHENTICATED_READS } from '../control-plane/webhooks/routes.js';
 
 const sha = () => randomBytes(20).toString('hex');
 const MAIN = 'refs/heads/main';
+
+/** An in-process control plane with a FakeAgent enrolled as server replay-srv, and one app per Git host (replay-HOST). */
+async function controlPlaneWithApps(prefix: string): Promise<{ cp: RunningControlPlane; agent: FakeAgent; secrets: Map<Host, string>; deployTokens: Map<Host, string> }> {
+  const cp = await startControlPlane({ dataDir: join(makeTmpDir(prefix), 'cp'), listen: '127.0.0.1:0', logger: pino({ level: 'silent' }) });
+  const api = adminApi(cp);
+  const server = await api('POST', '/api/servers', { name: 'replay-srv' });
+  const joined = await fetch(`${cp.url}/api/agent/join`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ token: server.body.joinToken, name: 'replay-srv', hostname: 'replay.local' }),
+  });
+  const agent = await FakeAgent.join(cp.url, ((await joined.json()) as { credential: string }).credential);
+  const secrets = new Map<Host, string>();
+  const deployTokens = new Map<Host, string>();
+  for (const host of HOSTS) {
+    const app = await api('POST', '/api/apps', { name: `replay-${host}`, repo: 'https://example.com/acme/web.git', branch: 'main', server: 'replay-srv' });
+    assert.equal(app.status, 201, JSON.stringify(app.body));
+    secrets.set(host, app.body.webhookSecrets.push);
+    deployTokens.set(host, app.body.webhookSecrets.deploy);
+  }
+  return { cp, agent, secrets, deployTokens };
+}
 
 describe('push webhook replay: the control plane deploys a payload once and never an earlier commit', () => {
   let cp: RunningControlPlane;
   let api: ReturnType<typeof adminApi>;
   let agent: FakeAgent;
-  const secrets = new Map<Host, string>();
+  let secrets: Map<Host, string>;
   const hookUrl = (host: Host) => `${cp.url}/hooks/replay-${host}/push`;
 
   before(async () => {
-    cp = await startControlPlane({ dataDir: join(makeTmpDir('berth-replay-'), 'cp'), listen: '127.0.0.1:0', logger: pino({ level: 'silent' }) });
+    ({ cp, agent, secrets } = await controlPlaneWithApps('berth-replay-'));
     api = adminApi(cp);
-    const server = await api('POST', '/api/servers', { name: 'replay-srv' });
-    const joined = await fetch(`${cp.url}/api/agent/join`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ token: server.body.joinToken, name: 'replay-srv', hostname: 'replay.local' }),
-    });
-    agent = await FakeAgent.join(cp.url, ((await joined.json()) as { credential: string }).credential);
-    for (const host of HOSTS) {
-      const app = await api('POST', '/api/apps', { name: `replay-${host}`, repo: 'https://example.com/acme/web.git', branch: 'main', server: 'replay-srv' });
-      assert.equal(app.status, 201, JSON.stringify(app.body));
-      secrets.set(host, app.body.webhookSecrets.push);
-    }
   });
   after(async () => {
     agent?.close();
@@ -119,4 +132,112 @@ describe('push webhook replay: the control plane deploys a payload once and neve
       await agent.none('deploy');
     });
   }
+});
+
+describe('unauthenticated webhook requests: 1 MB push bodies, a cap on concurrent reads, no app-existence oracle', () => {
+  let cp: RunningControlPlane;
+  let agent: FakeAgent;
+  let secrets: Map<Host, string>;
+  let deployTokens: Map<Host, string>;
+  const sockets: Socket[] = [];
+
+  before(async () => {
+    ({ cp, agent, secrets, deployTokens } = await controlPlaneWithApps('berth-hook-limits-'));
+  });
+  after(async () => {
+    for (const s of sockets) s.destroy();
+    agent?.close();
+    await cp?.close();
+  });
+
+  it('an unknown app answers exactly what a wrong or missing signature or token answers', async () => {
+    for (const host of HOSTS) {
+      const forged = delivery(host, 'not-the-secret', { ref: MAIN, after: sha() });
+      const unsigned = delivery(host, secrets.get(host)!, { ref: MAIN, after: sha() });
+      for (const h of AUTH_HEADERS[host]) delete unsigned.headers[h];
+      for (const [what, d] of [['wrong signature', forged], ['missing signature', unsigned]] as const) {
+        const known = await post(`${cp.url}/hooks/replay-${host}/push`, d);
+        const unknown = await post(`${cp.url}/hooks/no-such-app/push`, d);
+        assert.equal(known.status, 401, `${host} ${what}: ${JSON.stringify(known.body)}`);
+        assert.deepEqual([unknown.status, unknown.body], [known.status, known.body], `${host} ${what}: an unknown app answers the same`);
+      }
+    }
+    const tokens: Array<[string, Record<string, string>]> = [
+      ['no token', {}],
+      ['wrong token', { authorization: 'Bearer wrong-token' }],
+      ['another app’s token', { authorization: `Bearer ${deployTokens.get('github')}` }],
+    ];
+    for (const path of ['deploy', 'deployments/abcdefgh12']) {
+      for (const [what, headers] of tokens) {
+        const ask = async (app: string) => {
+          const res = await fetch(`${cp.url}/hooks/${app}/${path}`, { method: path === 'deploy' ? 'POST' : 'GET', headers, ...(path === 'deploy' ? { body: '{}' } : {}) });
+          return [res.status, await res.json()];
+        };
+        const known = await ask('replay-gitlab');
+        assert.equal(known[0], 401, `${path} ${what}`);
+        assert.deepEqual(await ask('no-such-app'), known, `${path} ${what}: an unknown app answers the same`);
+      }
+    }
+    // A name no app can have is a plain validation error: it reveals nothing about which apps exist.
+    const invalid = await post(`${cp.url}/hooks/Not_An_App/push`, unsignedGithub());
+    assert.equal(invalid.status, 404);
+    assert.match(invalid.body.error, /is not a valid app name/);
+    await agent.none('deploy');
+  });
+
+  const unsignedGithub = () => delivery('github', 'not-the-secret', { ref: MAIN, after: sha() });
+
+  it('a validly signed push body over 1 MB is refused with 413 and deploys nothing', async () => {
+    for (const host of HOSTS) {
+      const d = delivery(host, secrets.get(host)!, { ref: MAIN, after: sha() });
+      const padded = Buffer.concat([d.body.subarray(0, -1), Buffer.from(`, "padding": "${'x'.repeat(1024 * 1024)}"}`)]);
+      const signed = delivery(host, secrets.get(host)!, { ref: MAIN, after: sha() });
+      // Re-sign the padded body the way the host would.
+      const headers = { ...signed.headers };
+      for (const h of AUTH_HEADERS[host]) {
+        if (!(h in headers) || h === 'x-gitlab-token') continue;
+        const value = hmac(h === 'x-hub-signature' && host !== 'bitbucket' ? 'sha1' : 'sha256', secrets.get(host)!, padded);
+        headers[h] = h.startsWith('x-hub-signature') ? `${h === 'x-hub-signature' && host !== 'bitbucket' ? 'sha1' : 'sha256'}=${value}` : value;
+      }
+      const res = await post(`${cp.url}/hooks/replay-${host}/push`, { headers, body: padded });
+      assert.equal(res.status, 413, `${host}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error, 'request body is larger than 1 MB');
+    }
+    await agent.none('deploy');
+  });
+
+  it(`at most ${MAX_UNAUTHENTICATED_READS} push bodies are read at once: the next request gets 503 with Retry-After, unread`, async () => {
+    const port = Number(new URL(cp.url).port);
+    // Stalled uploads: headers and a first byte, then nothing. Half to an app that does not exist.
+    for (let i = 0; i < MAX_UNAUTHENTICATED_READS; i++) {
+      const app = i % 2 === 0 ? 'replay-github' : `nobody-${i}`;
+      const s = netConnect(port, '127.0.0.1');
+      s.on('error', () => {});
+      sockets.push(s);
+      await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+      s.write(`POST /hooks/${app}/push HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{`);
+    }
+    // Every stalled upload has reached its handler once a later request on a fresh connection is answered.
+    assert.equal((await fetch(`${cp.url}/healthz`)).status, 200);
+    const res = await fetch(`${cp.url}/hooks/replay-gitea/push`, { method: 'POST', headers: unsignedGithub().headers, body: new Uint8Array(unsignedGithub().body) });
+    const text = await res.text();
+    assert.equal(res.status, 503, text);
+    assert.equal(res.headers.get('retry-after'), '5');
+    assert.equal(res.headers.get('connection'), 'close');
+    assert.match((JSON.parse(text) as { error: string }).error, /too many webhook requests/);
+    // Authenticated routes are not held up by them.
+    const ci = await fetch(`${cp.url}/hooks/replay-gitlab/deploy`, { method: 'POST', headers: { authorization: `Bearer ${deployTokens.get('gitlab')}` }, body: JSON.stringify({ branch: 'other' }) });
+    assert.equal(ci.status, 200);
+
+    // The stalled clients go away: their slots are free again.
+    for (const s of sockets.splice(0)) s.destroy();
+    const after = await eventually(
+      async () => (await post(`${cp.url}/hooks/replay-gitea/push`, unsignedGithub())).status,
+      (status) => status !== 503,
+      5000,
+      50,
+    );
+    assert.equal(after, 401);
+    await agent.none('deploy');
+  });
 });
