@@ -12,7 +12,12 @@ import { startControlPlane, type RunningControlPlane } from '../control-plane/ma
 import { adminApi, FakeAgent } from './helpers/fake-agent.js';
 import { AUTH_HEADERS, delivery, hmac, HOSTS, post, withFreshId, type Delivery, type Host } from './helpers/push-delivery.js';
 import { makeTmpDir } from './helpers/tmp.js';
-import { eventually } from './helpers/http.js';
+import { berth, berthJson } from './helpers/cli.js';
+import { ensureDocker } from './helpers/docker.js';
+import type { DeploymentJson } from './helpers/fixtures.js';
+import { TestRepo } from './helpers/git-repo.js';
+import { Stack } from './helpers/stack.js';
+import { eventually, httpGet } from './helpers/http.js';
 import { MAX_UNAUTHENTICATED_READS } from '../control-plane/webhooks/routes.js';
 
 const sha = () => randomBytes(20).toString('hex');
@@ -63,6 +68,7 @@ describe('push webhook replay: the control plane deploys a payload once and neve
     const order = await agent.next('deploy');
     assert.equal(order.deploymentId, res.body.deployment.id);
     assert.equal(order.commit, commit);
+    assert.equal(order.skipIfAncestorOfLive, true, 'a push order tells the agent to refuse older commits');
     if (status) {
       agent.progress(order.deploymentId, 'fetching', { commit });
       agent.progress(order.deploymentId, status, { commit, ...(status === 'failed' ? { reason: 'build failed: test' } : {}) });
@@ -132,6 +138,24 @@ describe('push webhook replay: the control plane deploys a payload once and neve
       await agent.none('deploy');
     });
   }
+
+  it('only push orders ask the agent to refuse older commits; explicit deploys and rollbacks of an earlier commit do not', async () => {
+    const deployments = await api('GET', '/api/apps/replay-github/deployments');
+    const earlier = deployments.body.at(-1) as { id: string; commit: string };
+    const pushed = sha();
+    await deployed('github', push('github', pushed), pushed); // asserts skipIfAncestorOfLive on the order
+    const manual = await api('POST', '/api/apps/replay-github/deploy', { commit: earlier.commit });
+    assert.equal(manual.status, 201, JSON.stringify(manual.body));
+    const order = await agent.next('deploy');
+    assert.deepEqual([order.deploymentId, order.commit, order.skipIfAncestorOfLive], [manual.body.id, earlier.commit, undefined]);
+    agent.progress(order.deploymentId, 'done', { commit: earlier.commit });
+    await agent.sync();
+    const rollback = await api('POST', '/api/apps/replay-github/rollback', {});
+    assert.equal(rollback.status, 201, JSON.stringify(rollback.body));
+    const back = await agent.next('deploy');
+    assert.equal(back.skipIfAncestorOfLive, undefined);
+    assert.equal(typeof back.rollbackOf, 'string');
+  });
 });
 
 describe('unauthenticated webhook requests: 1 MB push bodies, a cap on concurrent reads, no app-existence oracle', () => {
@@ -239,5 +263,78 @@ describe('unauthenticated webhook requests: 1 MB push bodies, a cap on concurren
     );
     assert.equal(after, 401);
     await agent.none('deploy');
+  });
+});
+
+describe('the agent does not deploy a push of an ancestor of the live commit (real git, real agent, nginx)', () => {
+  const APP = 'replay-site';
+  const DOMAIN = 'replay.e2e.test';
+  let stack: Stack;
+  let repo: TestRepo;
+  let secret = '';
+  const pushUrl = () => `${stack.cpUrl}/hooks/${APP}/push`;
+  const site = (text: string) => ({ 'berth.yml': 'build: { static: public }\n', 'public/index.html': `${text}\n` });
+  const page = async () => (await httpGet(stack.httpPort, DOMAIN)).body;
+  const finished = (id: string) =>
+    eventually(
+      async () => (await (await fetch(`${stack.cpUrl}/api/deployments/${id}`, { headers: { authorization: `Bearer ${stack.adminToken}` } })).json()) as DeploymentJson,
+      (d) => ['done', 'failed', 'cancelled', 'superseded'].includes(d.status),
+      60_000,
+      100,
+    );
+  /** Commits made before the live one: never deployed, so only a checkout knows they are older. */
+  const older = new Map<Host, string>();
+
+  before(async () => {
+    await ensureDocker();
+    stack = await Stack.create('replay');
+    stack.apps.add(APP);
+    repo = new TestRepo(join(stack.root, 'repo'));
+    for (const host of HOSTS) older.set(host, repo.commit(site(`older, for ${host}`), `older ${host}`));
+    await stack.startControlPlane();
+    await stack.joinAndStartAgent();
+    const created = await berthJson<{ webhookSecrets: { push: string } }>(['app', 'create', APP, '--repo', repo.url, '--server', stack.serverName], stack.env);
+    secret = created.webhookSecrets.push;
+    await berthJson(['domain', 'add', APP, DOMAIN], stack.env);
+  });
+  after(async () => {
+    await stack?.destroy();
+  });
+
+  it('each host: the pushed ancestor ends cancelled with the reason and the live release keeps serving; berth deploy --commit, berth rollback and new pushes still deploy', async () => {
+    const live = repo.commit(site('live'), 'live');
+    const first = await post(pushUrl(), delivery('github', secret, { ref: MAIN, after: live }));
+    assert.equal(first.status, 202, JSON.stringify(first.body));
+    assert.equal((await finished(first.body.deployment.id)).status, 'done', stack.tail('agent.log', 20));
+    assert.equal(await page(), 'live\n');
+
+    for (const host of HOSTS) {
+      const old = older.get(host)!;
+      // The control plane has never seen this commit: only the agent's checkout can tell it is older.
+      const res = await post(pushUrl(), delivery(host, secret, { ref: MAIN, after: old }));
+      assert.equal(res.status, 202, `${host}: ${JSON.stringify(res.body)}`);
+      const final = await finished(res.body.deployment.id);
+      assert.equal(final.status, 'cancelled', `${host}: ${final.status} ${final.reason}`);
+      assert.equal(final.reason, `skipped: commit ${old.slice(0, 12)} is an ancestor of the live commit ${live.slice(0, 12)} (release ${first.body.deployment.id}); a push never deploys an older commit — use berth deploy --commit or berth rollback`);
+      const logs = await berthJson<{ lines: Array<{ text: string }> }>(['deployments', 'logs', final.id], stack.env);
+      assert.ok(logs.lines.some((l) => l.text === final.reason), `${host}: the deploy log says why`);
+      assert.equal(await page(), 'live\n', `${host}: the live release keeps serving`);
+    }
+
+    // Explicit deploys and rollbacks still deploy an older commit; a new push still deploys.
+    const old = older.get('gitea')!;
+    const manual = await berth(['deploy', APP, '--commit', old, '--wait'], stack.env);
+    assert.equal(manual.code, 0, manual.stderr);
+    assert.equal(await page(), 'older, for gitea\n');
+
+    const fresh = repo.commit(site('new'), 'new');
+    const res = await post(pushUrl(), delivery('bitbucket', secret, { ref: MAIN, after: fresh }));
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    assert.equal((await finished(res.body.deployment.id)).status, 'done');
+    assert.equal(await page(), 'new\n');
+
+    const rolled = await berth(['rollback', APP], stack.env);
+    assert.equal(rolled.code, 0, rolled.stderr);
+    assert.equal(await page(), 'older, for gitea\n');
   });
 });
