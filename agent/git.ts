@@ -242,6 +242,17 @@ export async function fetchSource(opts: FetchOptions): Promise<{ commit: string 
 }
 
 /**
+ * Whether `commit` is `of` or an ancestor of it (`git merge-base --is-ancestor`), both full SHAs in
+ * the cache; null when git cannot tell (e.g. `of` is no longer in the cache).
+ */
+export async function isAncestor(opts: { cacheDir: string; commit: string; of: string; signal?: AbortSignal }): Promise<boolean | null> {
+  for (const sha of [opts.commit, opts.of]) if (!/^[0-9a-f]{40}$/.test(sha)) throw new GitError(`invalid commit "${sha}"`);
+  const cacheDir = resolve(opts.cacheDir);
+  const r = await runGit(['merge-base', '--is-ancestor', opts.commit, opts.of], { cwd: cacheDir, env: gitEnv({ GIT_DIR: cacheDir }), signal: opts.signal });
+  return r.code === 0 ? true : r.code === 1 ? false : null;
+}
+
+/**
  * Write the tree of `commit` into `dest` (emptied first). Uses a throwaway index and
  * `checkout-index`, so the result is exactly the committed files — no `.git`, and unlike
  * `git archive` no `export-ignore` attributes silently dropping files the Dockerfile needs.

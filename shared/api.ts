@@ -121,6 +121,11 @@ export const deployWebhookBody = z
     branch: branchName.optional(),
   })
   .strict();
+/**
+ * Why a push webhook was skipped: the same body was deployed before, or its commit is live, was
+ * deployed earlier, or is being deployed now.
+ */
+export type WebhookSkipReason = 'duplicate_payload' | 'commit_live' | 'commit_deployed' | 'commit_deploying';
 /** Every webhook answer (push and deploy webhooks, 2xx and the wait=1 outcomes). */
 export interface WebhookResult {
   /** A deployment was created for this request (false: acknowledged, see `message`). */
@@ -132,6 +137,10 @@ export interface WebhookResult {
   deployment?: DeploymentInfo;
   /** true when this delivery id was seen before: nothing new was deployed. */
   duplicate?: boolean;
+  /** true when a push was authenticated but deliberately not deployed (a replay, or an old commit); see `reason`. */
+  skipped?: boolean;
+  /** Why a push was skipped (with `skipped`). */
+  reason?: WebhookSkipReason;
   /** false: the app's server is offline; the deploy is queued and runs when its agent reconnects. */
   agentConnected?: boolean;
   /** Poll this for the deployment (deploy webhook: with the same token; push webhook: the admin API). */

@@ -169,6 +169,12 @@ export const cpDeployOrder = z.object({
    * release's commit, so an agent that predates rollbacks rebuilds the same version instead.
    */
   rollbackOf: deploymentId.optional(),
+  /**
+   * A Git push triggered this deploy: the agent, which has the checkout, ends it `cancelled` without
+   * building when the commit is the live release's commit or an ancestor of it, so a replayed push of
+   * an older commit can never roll the app back. Absent for `berth deploy --commit`, CI and rollbacks.
+   */
+  skipIfAncestorOfLive: z.boolean().optional(),
 });
 export const cpHeartbeat = z.object({ type: z.literal('heartbeat'), v, ts: z.string() });
 export const cpError = z.object({ type: z.literal('error'), v, message: z.string() });

@@ -25,6 +25,7 @@ import { staticReleaseDir } from '../static.js';
 import type { AgentStore, DeployPatch, Release } from '../store/index.js';
 import { runBuildPhase } from './build-phase.js';
 import { DeployCancelled } from './cancel.js';
+import { DeploySkipped, refuseOlderThanLive } from './push-guard.js';
 import { withDeadline, type PhaseLimit } from './deadline.js';
 import { checkFreeDisk } from './disk.js';
 import { BuildImageTracker, formatBytes, pruneApp, removeBuildLeftovers } from './images.js';
@@ -315,17 +316,22 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
   } catch (err) {
     const cancelled = signal.aborted && signal.reason instanceof DeployCancelled ? signal.reason : null;
     const aborted = signal.aborted && !cancelled;
+    // A push of an older commit: not deployed, and not a failure either.
+    const skipped = !signal.aborted && err instanceof DeploySkipped ? err : null;
     const reason = cancelled
       ? mask(`${cancelled.message} (while ${phase})`)
       : aborted
         ? `agent stopped while the deploy was ${phase}`
+        : skipped
+          ? skipped.message
         : err instanceof ConfigError
           ? mask(`invalid app config: ${oneLine(err)}`)
           : err instanceof RollbackError
             ? mask(`rollback failed: ${oneLine(err)}`)
           : mask(`${FAILURE_PREFIX[phase] ?? 'deploy failed'}: ${oneLine(err)}`);
     // Not the error itself: its message can carry container output, and so env values.
-    if (!aborted && !cancelled) log.warn({ reason, error: err instanceof Error ? err.name : typeof err }, 'deploy failed');
+    if (skipped) log.info({ reason }, 'push deploy skipped');
+    else if (!aborted && !cancelled) log.warn({ reason, error: err instanceof Error ? err.name : typeof err }, 'deploy failed');
     // A failed (or overrun) switch: the previous release is current again before its replacement goes.
     if (switched.activated && store.releases.get(app)?.deploymentId === id) store.releases.restore(app, switched.previous);
     for (const c of started) {
@@ -347,10 +353,10 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
     }
     try {
       // The detail after the first line (a crashed process's last output) goes to the log, masked like everything else.
-      const detail = err instanceof Error && !aborted && !cancelled ? err.message.split('\n').slice(1).join('\n').trim() : '';
+      const detail = err instanceof Error && !aborted && !cancelled && !skipped ? err.message.split('\n').slice(1).join('\n').trim() : '';
       if (detail) stream.system(detail);
       stream.system(reason);
-      transition(cancelled ? cancelled.status : 'failed', { reason });
+      transition(cancelled ? cancelled.status : skipped ? 'cancelled' : 'failed', { reason });
     } catch (e) {
       log.error({ err: e, reason }, 'could not journal the failed deploy');
     }
@@ -381,6 +387,9 @@ async function prepareBuild(
       stream.system(`fetching ${order.app.repo} (branch ${order.app.branch}${order.commit ? `, commit ${order.commit}` : ''})`);
       const fetched = await fetchSource({ cacheDir, repo: order.app.repo, branch: order.app.branch, commit: order.commit, log: (l) => stream.system(l), signal });
       ctx.onCommit(fetched.commit);
+      if (order.skipIfAncestorOfLive) {
+        await refuseOlderThanLive({ cacheDir, commit: fetched.commit, live: store.releases.get(app), log: (l) => stream.system(l), signal });
+      }
       stream.system(`deploying commit ${fetched.commit}`);
       await checkoutTo({ cacheDir, commit: fetched.commit, dest: buildDir });
       // The config is read before anything is built: a bad key fails the deploy here, named.

@@ -95,6 +95,20 @@ export class DeploymentStore {
     return this.db.prepare(`SELECT * FROM deployments WHERE app = ? AND status = 'done' ORDER BY rowid DESC LIMIT ?`).all(app, limit) as DeploymentRow[];
   }
 
+  /**
+   * The app's newest deployment of `commit` that went live or is still under way (failed, cancelled
+   * and superseded ones never served it). A deployment queued with an abbreviated commit matches too.
+   */
+  liveOrPendingWithCommit(app: string, commit: string): DeploymentRow | undefined {
+    return this.db
+      .prepare(
+        `SELECT * FROM deployments WHERE app = ? AND status NOT IN ('failed', 'cancelled', 'superseded')
+           AND ("commit" = ? OR (length("commit") BETWEEN 7 AND 39 AND substr(?, 1, length("commit")) = "commit"))
+         ORDER BY rowid DESC LIMIT 1`,
+      )
+      .get(app, commit, commit) as DeploymentRow | undefined;
+  }
+
   /** Deployments of this server that ended as superseded/cancelled recently: re-announced to a reconnecting agent. */
   recentlyWithdrawn(server: string, since: string, limit = 200): DeploymentRow[] {
     return this.db

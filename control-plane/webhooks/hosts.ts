@@ -3,7 +3,8 @@
 // the event says was pushed. Pure functions of headers + body, so they are easy to test and fuzz.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { secretEquals, sha256 } from '../../shared/ids.js';
+import { secretEquals } from '../../shared/ids.js';
+import { payloadKey } from '../store/webhooks.js';
 
 export type GitHost = 'github' | 'gitlab' | 'gitea' | 'bitbucket';
 export const HOST_LABEL: Record<GitHost, string> = { github: 'GitHub', gitlab: 'GitLab', gitea: 'Gitea/Forgejo', bitbucket: 'Bitbucket Cloud' };
@@ -90,7 +91,7 @@ export function deliveryId(host: GitHost, h: Headers, body: Buffer): { ok: true;
     bitbucket: ['x-request-uuid'],
   };
   const name = names[host].find((n) => h(n) !== undefined);
-  if (!name) return { ok: true, id: `body-sha256:${sha256(body.toString('latin1'))}` };
+  if (!name) return { ok: true, id: payloadKey(body) };
   const value = h(name)!.trim();
   if (!/^[\x21-\x7e]{1,200}$/.test(value)) return { ok: false, error: `malformed ${headerName(name)} header: expected 1-200 printable characters` };
   return { ok: true, id: value };

@@ -7,7 +7,7 @@ import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import { deployWebhookBody, type DeploymentDetails, type WebhookResult } from '../../shared/api.js';
 import type { DeployStatus } from '../../shared/deploy-status.js';
-import { secretEquals } from '../../shared/ids.js';
+import { newSecret, secretEquals } from '../../shared/ids.js';
 import type { Logger } from '../../shared/logger.js';
 import { deploymentId } from '../../shared/protocol.js';
 import { appName } from '../../shared/validation.js';
@@ -16,14 +16,22 @@ import { deploymentEventStream } from '../api/sse.js';
 import { afterSeq } from '../api/deployments.js';
 import { bearerToken } from '../bearer.js';
 import { triggerDeploy, waitForEnd, type Triggered } from '../deploys.js';
-import { ControlPlaneError } from '../errors.js';
 import type { AppRow } from '../store/apps.js';
 import { deploymentInfo, type DeploymentRow } from '../store/deployments.js';
+import { HookError, readRawBody, ReadSlots } from './body.js';
+import { replayVerdict } from './replay.js';
 import { decide, deliveryId, detectHost, HOST_LABEL, parsePush, verifySignature, type Headers } from './hosts.js';
 
 export const HOOKS_PREFIX = '/hooks/';
-/** Push payloads carry commit lists; GitHub caps them at 25 MB, real pushes are far smaller. */
-export const MAX_PUSH_BODY_BYTES = 5 * 1024 * 1024;
+/**
+ * Push payloads carry commit lists (GitHub: at most 20 commits, Bitbucket a few per change), so real
+ * pushes are a few KB to a few hundred KB; anything larger is read unauthenticated for nothing.
+ */
+export const MAX_PUSH_BODY_BYTES = 1024 * 1024;
+/** Push bodies read at once across all apps, before their signature can be checked. */
+export const MAX_UNAUTHENTICATED_READS = 32;
+/** What a request beyond MAX_UNAUTHENTICATED_READS is told (Retry-After, seconds): hosts retry failed deliveries. */
+export const BUSY_RETRY_AFTER_S = 5;
 export const MAX_DEPLOY_BODY_BYTES = 64 * 1024;
 export const DEFAULT_WAIT_S = 20 * 60;
 export const MAX_WAIT_S = 60 * 60;
@@ -46,57 +54,6 @@ const waitSeconds = z
   .regex(/^\d{1,5}$/, 'must be a whole number of seconds')
   .transform(Number)
   .pipe(z.number().int().min(1, 'must be at least 1 second').max(MAX_WAIT_S, `must be at most ${MAX_WAIT_S} seconds`));
-
-class HookError extends ControlPlaneError {
-  /** Set when the rest of the request body was left unread: the connection cannot be reused. */
-  closeConnection = false;
-}
-
-/**
- * An oversized body is still read (and thrown away) up to this much, so the client gets its 413
- * instead of a connection reset mid-upload; beyond it, or after DISCARD_MS, the connection is closed.
- */
-const DISCARD_MAX_BYTES = 32 * 1024 * 1024;
-const DISCARD_MS = 10_000;
-
-/** Reading a body ourselves: the exact bytes (signatures cover them) and a hard size limit. */
-async function readRawBody(c: Context, limit: number): Promise<Buffer> {
-  const declared = c.req.header('content-length');
-  const tooLarge = (close: boolean) => {
-    const err = new HookError(413, `request body is larger than ${limit >= 1024 * 1024 ? `${limit / 1024 / 1024} MB` : `${limit / 1024} KB`}`);
-    err.closeConnection = close;
-    return err;
-  };
-  if (declared !== undefined && /^\d+$/.test(declared.trim()) && Number(declared) > DISCARD_MAX_BYTES) throw tooLarge(true);
-  const stream = c.req.raw.body;
-  if (!stream) return Buffer.alloc(0);
-  const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  let discardUntil = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.byteLength;
-      if (total <= limit) {
-        chunks.push(value);
-        continue;
-      }
-      chunks.length = 0;
-      discardUntil ||= Date.now() + DISCARD_MS;
-      if (total > DISCARD_MAX_BYTES || Date.now() > discardUntil) {
-        void reader.cancel().catch(() => {});
-        throw tooLarge(true);
-      }
-    }
-  } catch (err) {
-    if (err instanceof HookError) throw err;
-    throw new HookError(400, 'the request body could not be read');
-  }
-  if (total > limit) throw tooLarge(false);
-  return Buffer.concat(chunks);
-}
 
 /** Rejections are logged, but at most a few a minute: a flood of bad requests must not flood the log. */
 class RejectLog {
@@ -122,7 +79,7 @@ export function registerWebhookRoutes(app: Hono, deps: ApiDeps): void {
   const log = deps.logger.child({ component: 'webhooks' });
   const rejects = new RejectLog(log);
 
-  const fail = (c: Context, status: 400 | 401 | 404 | 413, error: string, extra: Record<string, unknown> = {}) => {
+  const fail = (c: Context, status: 400 | 401 | 404 | 413 | 503, error: string, extra: Record<string, unknown> = {}) => {
     if (status !== 404) rejects.note({ path: c.req.path, status, error, ...extra }, 'webhook rejected');
     if (status === 401) c.header('WWW-Authenticate', 'Bearer');
     return c.json({ error }, status);
@@ -132,22 +89,39 @@ export function registerWebhookRoutes(app: Hono, deps: ApiDeps): void {
     if (err.closeConnection) c.header('Connection', 'close');
     return fail(c, err.status as 400 | 413, err.message);
   };
-  const findApp = (c: Context): AppRow | undefined => {
+  /**
+   * An app that does not exist is checked against this secret, which nobody has: its webhooks answer
+   * exactly what a wrong signature or token answers, so they cannot be used to find out app names.
+   */
+  const unknownAppSecret = newSecret();
+  const unauthenticatedReads = new ReadSlots(MAX_UNAUTHENTICATED_READS);
+  /** The app name in the path, or the error response for a name no app can have (which reveals nothing). */
+  const nameIn = (c: Context): string | Response => {
     const name = c.req.param('app');
-    return appName.safeParse(name).success ? stores.apps.get(name!) : undefined;
+    return appName.safeParse(name).success ? name! : fail(c, 404, `no webhook here: "${String(name).slice(0, 60)}" is not a valid app name`);
   };
-  const noSuchApp = (c: Context) => fail(c, 404, `no webhook here: app "${String(c.req.param('app')).slice(0, 60)}" does not exist`);
-  /** The body (bounded), then the app looked up again: it may have been deleted while the body arrived. */
-  const readBody = async (c: Context, limit: number): Promise<{ body: Buffer; target: AppRow } | Response> => {
-    let body: Buffer;
+  const read = async (c: Context, limit: number): Promise<Buffer | Response> => {
     try {
-      body = await readRawBody(c, limit);
+      return await readRawBody(c, limit);
     } catch (err) {
       if (err instanceof HookError) return bodyFailed(c, err);
       throw err;
     }
-    const target = findApp(c);
-    return target ? { body, target } : noSuchApp(c);
+  };
+  /** A bounded body from a sender not yet authenticated; turned away unread when too many are being read. */
+  const readUnauthenticated = async (c: Context, limit: number): Promise<Buffer | Response> => {
+    const release = unauthenticatedReads.acquire();
+    if (!release) {
+      // Nothing of the body is read: the connection cannot be reused.
+      c.header('Retry-After', String(BUSY_RETRY_AFTER_S));
+      c.header('Connection', 'close');
+      return fail(c, 503, `too many webhook requests are being received at once: retry in ${BUSY_RETRY_AFTER_S} seconds`);
+    }
+    try {
+      return await read(c, limit);
+    } finally {
+      release();
+    }
   };
   const headers = (c: Context): Headers => (name) => c.req.header(name);
 
@@ -163,17 +137,20 @@ export function registerWebhookRoutes(app: Hono, deps: ApiDeps): void {
 
   // ---- push webhooks ------------------------------------------------------------------------
   app.post(`${HOOKS_PREFIX}:app/push`, async (c) => {
-    if (!findApp(c)) return noSuchApp(c);
-    const read = await readBody(c, MAX_PUSH_BODY_BYTES);
-    if (read instanceof Response) return read;
-    const { body, target } = read;
+    const name = nameIn(c);
+    if (name instanceof Response) return name;
+    // Known app or not, the same steps in the same order: the answer never tells whether it exists.
+    const body = await readUnauthenticated(c, MAX_PUSH_BODY_BYTES);
+    if (body instanceof Response) return body;
+    const target = stores.apps.get(name);
     const h = headers(c);
     const host = detectHost(h);
     if (!host) {
-      return fail(c, 400, 'not a push webhook berth knows: expected the headers GitHub, GitLab, Gitea/Forgejo or Bitbucket Cloud send (X-GitHub-Event, X-Gitlab-Event, X-Gitea-Event, X-Event-Key)', { app: target.name });
+      return fail(c, 400, 'not a push webhook berth knows: expected the headers GitHub, GitLab, Gitea/Forgejo or Bitbucket Cloud send (X-GitHub-Event, X-Gitlab-Event, X-Gitea-Event, X-Event-Key)', { app: name });
     }
-    const verdict = verifySignature(host, h, body, stores.webhooks.secrets(target.name).push);
-    if (!verdict.ok) return fail(c, verdict.status, verdict.error, { app: target.name, host });
+    const verdict = verifySignature(host, h, body, target ? stores.webhooks.secrets(target.name).push : unknownAppSecret);
+    if (!verdict.ok) return fail(c, verdict.status, verdict.error, { app: name, host });
+    if (!target) return fail(c, 401, 'push webhook refused', { app: name, host }); // unreachable: nobody has unknownAppSecret
 
     // Authenticated from here on.
     const event = parsePush(host, h, body);
@@ -212,10 +189,23 @@ export function registerWebhookRoutes(app: Hono, deps: ApiDeps): void {
       };
       return c.json(res, 200);
     }
+    const replay = replayVerdict(stores, target.name, commit, body);
+    if (replay.skip) {
+      log.info({ app: target.name, host, delivery: delivery.id, reason: replay.reason, deploymentId: replay.earlier?.id }, 'push webhook replayed or old; not deploying');
+      const res: WebhookResult = {
+        deployed: false,
+        skipped: true,
+        reason: replay.reason,
+        message: replay.message,
+        host,
+        ...(replay.earlier ? { deployment: deploymentInfo(replay.earlier) } : {}),
+      };
+      return c.json(res, 200);
+    }
     const t = triggerDeploy(deps, target, {
       commit,
       trigger: 'push',
-      inTransaction: (row) => stores.webhooks.remember({ app: target.name, delivery: delivery.id, host, deploymentId: row.id }),
+      inTransaction: (row) => stores.webhooks.remember({ app: target.name, delivery: delivery.id, host, deploymentId: row.id, body }),
     });
     log.info({ app: target.name, host, delivery: delivery.id, deploymentId: t.row.id, commit }, 'push webhook: deploying');
     return c.json(respond(t, { message: note, host, statusUrl: `${deps.url()}/api/deployments/${t.row.id}` }), 202);
@@ -226,24 +216,30 @@ export function registerWebhookRoutes(app: Hono, deps: ApiDeps): void {
   );
 
   // ---- deploy webhook (CI) ------------------------------------------------------------------
-  /** The deploy token from `Authorization: Bearer` (or `?token=` for tools that can only call a URL). */
-  const checkToken = (c: Context, target: AppRow): Response | undefined => {
+  /**
+   * The app in the path, for a caller holding its deploy token (`Authorization: Bearer`, or `?token=`
+   * for tools that can only call a URL); else the error response — the same for an unknown app.
+   */
+  const authorize = (c: Context): AppRow | Response => {
+    const name = nameIn(c);
+    if (name instanceof Response) return name;
+    const target = stores.apps.get(name);
     const token = bearerToken(c.req.header('authorization')) ?? c.req.query('token');
-    if (!token) return fail(c, 401, "missing deploy token: send Authorization: Bearer <the app's deploy token> (berth app show)", { app: target.name });
-    if (token.length > 1024 || !secretEquals(token, stores.webhooks.secrets(target.name).deploy)) {
-      return fail(c, 401, 'deploy token is invalid', { app: target.name });
-    }
-    return undefined;
+    if (!token) return fail(c, 401, "missing deploy token: send Authorization: Bearer <the app's deploy token> (berth app show)", { app: name });
+    const expected = target ? stores.webhooks.secrets(target.name).deploy : unknownAppSecret;
+    if (token.length > 1024 || !secretEquals(token, expected) || !target) return fail(c, 401, 'deploy token is invalid', { app: name });
+    return target;
   };
 
   app.post(`${HOOKS_PREFIX}:app/deploy`, async (c) => {
-    const found = findApp(c);
-    if (!found) return noSuchApp(c);
-    const denied = checkToken(c, found);
-    if (denied) return denied;
-    const read = await readBody(c, MAX_DEPLOY_BODY_BYTES);
-    if (read instanceof Response) return read;
-    const { body: raw, target } = read;
+    const found = authorize(c);
+    if (found instanceof Response) return found;
+    // Authenticated: this read does not take an unauthenticated slot.
+    const raw = await read(c, MAX_DEPLOY_BODY_BYTES);
+    if (raw instanceof Response) return raw;
+    // The app may have been deleted while the body arrived: its token went with it.
+    const target = stores.apps.get(found.name);
+    if (!target) return fail(c, 401, 'deploy token is invalid', { app: found.name });
 
     let data: unknown = {};
     const text = raw.toString('utf8');
@@ -301,10 +297,8 @@ export function registerWebhookRoutes(app: Hono, deps: ApiDeps): void {
 
   /** The :id deployment of the :app in the path, for a caller holding the app's deploy token; else the error response. */
   const deploymentOfApp = (c: Context): DeploymentRow | Response => {
-    const target = findApp(c);
-    if (!target) return noSuchApp(c);
-    const denied = checkToken(c, target);
-    if (denied) return denied;
+    const target = authorize(c);
+    if (target instanceof Response) return target;
     const id = deploymentId.safeParse(c.req.param('id'));
     const row = id.success ? stores.deployments.get(id.data) : undefined;
     if (!row || row.app !== target.name) return fail(c, 404, `app ${target.name} has no deployment "${String(c.req.param('id')).slice(0, 60)}"`);
