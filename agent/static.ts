@@ -101,21 +101,7 @@ export async function publishFromImage(
       }
       throw err;
     }
-    // The archive's entries start with the directory's own name: strip it.
-    await pipeline(
-      archive as NodeJS.ReadableStream & AsyncIterable<Buffer>,
-      tar.extract(staging, {
-        map: (header) => {
-          header.name = header.name.replace(/^[^/]*\/?/, '');
-          return header;
-        },
-        ignore: (_name, header) => header?.type !== 'file' && header?.type !== 'directory',
-        chown: false,
-        dmode: 0o755,
-        fmode: 0o644,
-      } as tar.ExtractOptions),
-      { signal: opts.signal },
-    );
+    await extractSite(archive, staging, opts.signal);
   } catch (err) {
     rmSync(staging, { recursive: true, force: true });
     if (err instanceof StaticSiteError) throw err;
@@ -124,6 +110,28 @@ export async function publishFromImage(
     await container.remove({ force: true }).catch(() => {});
   }
   return { ...finish(staging, dest), dropped: [] };
+}
+
+/**
+ * Unpack a container archive of a site directory into `staging`: regular files and directories only
+ * (no links, devices or hard links), the leading directory name stripped. tar-fs places every name
+ * under `staging` (it joins names onto "/" first, so "../" cannot climb out).
+ */
+export async function extractSite(archive: NodeJS.ReadableStream, staging: string, signal?: AbortSignal): Promise<void> {
+  await pipeline(
+    archive as NodeJS.ReadableStream & AsyncIterable<Buffer>,
+    tar.extract(staging, {
+      map: (header) => {
+        header.name = header.name.replace(/^[^/]*\/?/, '');
+        return header;
+      },
+      ignore: (_name, header) => header?.type !== 'file' && header?.type !== 'directory',
+      chown: false,
+      dmode: 0o755,
+      fmode: 0o644,
+    } as tar.ExtractOptions),
+    { signal },
+  );
 }
 
 /**

@@ -5,11 +5,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, createReadStream, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { contextFiles } from '../agent/build.js';
 import { ConfigError, loadAppConfig } from '../agent/config/index.js';
-import { publishFromDir, StaticSiteError } from '../agent/static.js';
+import { extractSite, publishFromDir, StaticSiteError } from '../agent/static.js';
 import { berth, berthJson } from './helpers/cli.js';
 import { TestRepo } from './helpers/git-repo.js';
 import { httpGet } from './helpers/http.js';
@@ -127,6 +127,36 @@ describe('static sites from the checkout', () => {
     ]);
     assert.equal(statSync(join(site.dir, 'index.html')).mode & 0o777, 0o644);
     assert.equal(host.snapshot(), before);
+  });
+});
+
+describe('a site copied out of an image', () => {
+  it('an archive with "../" names, a link and a file through that link writes nothing outside staging', async () => {
+    const root = makeTmpDir('archive');
+    const outside = join(root, 'outside');
+    const cwd = join(root, 'a', 'b');
+    mkdirSync(outside);
+    mkdirSync(join(cwd, 'site'), { recursive: true });
+    writeFileSync(join(cwd, 'site', 'index.html'), 'home');
+    writeFileSync(join(root, 'a', 'climb.txt'), 'climbed');
+    writeFileSync(join(root, 'escape.txt'), 'escaped');
+    writeFileSync(join(root, 'via-link.txt'), 'through a link');
+    symlinkSync(root, join(cwd, 'site', 'link'));
+    const archive = join(root, 'site.tar');
+    // -P keeps "../" in member names, as a hostile archive would have them.
+    execFileSync('tar', ['-cPf', archive, 'site/index.html', 'site/link', 'site/../../climb.txt', 'site/link/via-link.txt', 'site/../../../escape.txt'], { cwd, stdio: 'pipe' });
+    // Gone before extraction: any of them showing up again was written by it.
+    for (const f of [join(root, 'a', 'climb.txt'), join(root, 'escape.txt'), join(root, 'via-link.txt')]) rmSync(f);
+    const members = execFileSync('tar', ['-tPf', archive], { encoding: 'utf8' });
+    assert.match(members, /^site\/\.\.\/\.\.\/climb\.txt$/m, 'the archive really holds a "../" name');
+    const staging = join(root, 'staging');
+    mkdirSync(staging);
+    await extractSite(createReadStream(archive), staging);
+    assert.equal(readFileSync(join(staging, 'index.html'), 'utf8'), 'home');
+    assert.ok(!lstatSync(join(staging, 'link'), { throwIfNoEntry: false })?.isSymbolicLink(), 'no link is created');
+    assert.deepEqual(readdirSync(outside), [], 'nothing written outside staging');
+    assert.deepEqual(readdirSync(root).sort(), ['a', 'outside', 'site.tar', 'staging']);
+    assert.deepEqual(readdirSync(join(root, 'a')), ['b']);
   });
 });
 
