@@ -97,6 +97,7 @@ describe('static sites from the checkout', () => {
     assert.throws(() => publish(repo.work, path, out), new RegExp(`build\\.static "${path}" points outside the repository through a symbolic link`));
     assert.ok(!allContent(out).includes(HOST_SECRET), 'no host file was published');
     assert.ok(!existsSync(join(out, 'site', 'd1')), 'no release directory');
+    assert.throws(() => publish(repo.work, host.dir, out), new RegExp(`build\\.static "${host.dir}" points outside the repository$`), 'an absolute path is not taken from the host either');
   });
 
   it('a static root linked inside the repository is refused too: the site is named by its real directory', () => {
