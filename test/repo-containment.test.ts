@@ -294,7 +294,7 @@ describe('real deploys: the old release keeps serving', { timeout: 300_000 }, ()
   it('static: x/<host dir> with x -> / fails at building; the host files are not served', async () => {
     const hd = hostDir();
     const d = await deployFails({ 'berth.yml': `build: { static: x${hd.dir} }\n` }, { x: '/' });
-    assert.match(d.dep.reason ?? '', /^build failed: build\.static "x\/tmp\/[^"]+" points outside the repository through a symbolic link$/);
+    assert.equal(d.dep.reason, `build failed: build.static "x${hd.dir}" points outside the repository through a symbolic link`);
     assert.notEqual((await get('/key')).body, `${HOST_SECRET}\n`);
   });
 
