@@ -2,10 +2,11 @@
 // does. A failing RUN does not reject dockerode's buildImage — its error only arrives in the
 // progress stream — so the stream is the source of truth for success.
 import type Docker from 'dockerode';
-import { existsSync, lstatSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs';
 import { isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import dockerignore from '@balena/dockerignore';
 import tar from 'tar-fs';
+import { isRepoFile, readRepoFile } from './repo-paths.js';
 
 // A CommonJS module whose typings declare an ES default export: under NodeNext the default
 // import is `module.exports`, and the package sets `factory.default = factory` for this case.
@@ -13,6 +14,8 @@ const ignore = dockerignore.default;
 
 /** Name under which a Dockerfile given as text travels in the build context. */
 export const INLINE_DOCKERFILE = '.berth.Dockerfile';
+
+const MAX_DOCKERIGNORE_BYTES = 1024 * 1024;
 
 export class BuildError extends Error {
   override name = 'BuildError';
@@ -50,8 +53,7 @@ interface ProgressEvent {
  */
 export function contextFiles(contextDir: string, dockerfile: string): Set<string> {
   const ig = ignore({ ignorecase: false });
-  const ignoreFile = join(contextDir, '.dockerignore');
-  const rules = existsSync(ignoreFile) ? readFileSync(ignoreFile, 'utf8') : '';
+  const rules = readRepoFile(contextDir, '.dockerignore', '.dockerignore', MAX_DOCKERIGNORE_BYTES) ?? '';
   ig.add(rules);
   // Without `!` exceptions an excluded directory can be skipped whole (think node_modules/).
   const hasExceptions = rules.split(/\r?\n/).some((l) => l.trim().startsWith('!'));
@@ -80,6 +82,15 @@ export function contextFiles(contextDir: string, dockerfile: string): Set<string
   return keep;
 }
 
+/** The Dockerfile is a regular file of the context, reached through no link that leaves it. */
+function dockerfileInContext(contextDir: string, dfRel: string): boolean {
+  try {
+    return isRepoFile(contextDir, dfRel, `the Dockerfile "${toPosix(dfRel)}"`);
+  } catch (err) {
+    throw new BuildError((err as Error).message);
+  }
+}
+
 function toPosix(p: string): string {
   return sep === '/' ? p : p.split(sep).join('/');
 }
@@ -97,7 +108,7 @@ export async function buildImage(docker: Docker, opts: BuildOptions): Promise<{ 
   if (isAbsolute(dockerfile) || dfRel.startsWith('..') || dfRel === '') {
     throw new BuildError(`Dockerfile path "${dockerfile}" must be inside the build context`);
   }
-  if (inline === undefined && (!existsSync(dfAbs) || !statSync(dfAbs).isFile())) {
+  if (inline === undefined && !dockerfileInContext(contextDir, dfRel)) {
     throw new BuildError(`no Dockerfile: "${toPosix(dfRel)}" not found in the build context`);
   }
 

@@ -4,11 +4,12 @@
 // atomic switch), files are world-readable for nginx's unprivileged workers, and links are
 // dropped so a site can never expose files outside its own directory.
 import type Docker from 'dockerode';
-import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { dirname, join, posix, relative, resolve } from 'node:path';
+import { chmodSync, constants, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-fs';
 import { berthLabels, LABEL } from './labels.js';
+import { isInside, RepoPathError, repoDirNoLinks } from './repo-paths.js';
 
 export class StaticSiteError extends Error {
   override name = 'StaticSiteError';
@@ -40,8 +41,12 @@ function prepareParent(staticDir: string, app: string): string {
   return appDir;
 }
 
-/** Make a tree world-readable (dirs 755, files 644) and drop anything that is not a file or directory. */
+/**
+ * Make a tree world-readable (dirs 755, files 644) and drop anything that is not a file or directory.
+ * Everything is lstat-ed first and links are never followed: chmod and rm act inside `root` only.
+ */
 function normalizeTree(root: string): { files: number } {
+  if (!lstatSync(root).isDirectory()) throw new StaticSiteError(`the staging directory ${root} is not a plain directory`);
   let files = 0;
   const walk = (dir: string) => {
     chmodSync(dir, 0o755);
@@ -52,7 +57,7 @@ function normalizeTree(root: string): { files: number } {
       else if (st.isFile()) {
         chmodSync(p, 0o644);
         files++;
-      } else rmSync(p, { force: true, recursive: true });
+      } else rmSync(p, { force: true }); // a link itself, never its target
     }
   };
   walk(root);
@@ -62,6 +67,8 @@ function normalizeTree(root: string): { files: number } {
 export interface PublishResult {
   dir: string;
   files: number;
+  /** What was left out of a site copied from the checkout (links, FIFOs, ...), "path: why", for the deploy log. */
+  dropped: string[];
 }
 
 /** Extract `path` (relative to the image's working dir, or absolute) from the image into the release directory. */
@@ -94,21 +101,7 @@ export async function publishFromImage(
       }
       throw err;
     }
-    // The archive's entries start with the directory's own name: strip it.
-    await pipeline(
-      archive as NodeJS.ReadableStream & AsyncIterable<Buffer>,
-      tar.extract(staging, {
-        map: (header) => {
-          header.name = header.name.replace(/^[^/]*\/?/, '');
-          return header;
-        },
-        ignore: (_name, header) => header?.type !== 'file' && header?.type !== 'directory',
-        chown: false,
-        dmode: 0o755,
-        fmode: 0o644,
-      } as tar.ExtractOptions),
-      { signal: opts.signal },
-    );
+    await extractSite(archive, staging, opts.signal);
   } catch (err) {
     rmSync(staging, { recursive: true, force: true });
     if (err instanceof StaticSiteError) throw err;
@@ -116,25 +109,79 @@ export async function publishFromImage(
   } finally {
     await container.remove({ force: true }).catch(() => {});
   }
-  return finish(staging, dest);
+  return { ...finish(staging, dest), dropped: [] };
 }
 
-/** Copy `path` (relative to the checkout) into the release directory: a site of plain files, no build. */
+/**
+ * Unpack a container archive of a site directory into `staging`: regular files and directories only
+ * (no links, devices or hard links), the leading directory name stripped. tar-fs places every name
+ * under `staging` (it joins names onto "/" first, so "../" cannot climb out).
+ */
+export async function extractSite(archive: NodeJS.ReadableStream, staging: string, signal?: AbortSignal): Promise<void> {
+  await pipeline(
+    archive as NodeJS.ReadableStream & AsyncIterable<Buffer>,
+    tar.extract(staging, {
+      map: (header) => {
+        header.name = header.name.replace(/^[^/]*\/?/, '');
+        return header;
+      },
+      ignore: (_name, header) => header?.type !== 'file' && header?.type !== 'directory',
+      chown: false,
+      dmode: 0o755,
+      fmode: 0o644,
+    } as tar.ExtractOptions),
+    { signal },
+  );
+}
+
+/**
+ * Copy `path` (relative to the checkout) into the release directory: a site of plain files, no build.
+ * The root must be a real directory of the checkout (no symbolic link on the way); inside it only
+ * files and directories are copied, found with lstat, so no link is ever followed or kept.
+ */
 export function publishFromDir(opts: { checkout: string; path: string; staticDir: string; app: string; deploymentId: string }): PublishResult {
-  const src = resolve(opts.checkout, opts.path);
-  const rel = relative(resolve(opts.checkout), src);
-  if (rel.startsWith('..')) throw new StaticSiteError(`build.static "${opts.path}" points outside the repository`);
-  if (!existsSync(src) || !statSync(src).isDirectory()) throw new StaticSiteError(`build.static: directory "${opts.path}" does not exist in the repository`);
+  let src: string | null;
+  try {
+    src = repoDirNoLinks(opts.checkout, opts.path, `build.static "${opts.path}"`);
+  } catch (err) {
+    if (err instanceof RepoPathError) throw new StaticSiteError(err.message);
+    throw err;
+  }
+  if (src === null) throw new StaticSiteError(`build.static: directory "${opts.path}" does not exist in the repository`);
   const appDir = prepareParent(opts.staticDir, opts.app);
   const dest = staticReleaseDir(opts.staticDir, opts.app, opts.deploymentId);
   const staging = join(appDir, `.staging-${opts.deploymentId}`);
   rmSync(staging, { recursive: true, force: true });
-  // Links are copied as links and then dropped by normalizeTree; .git never reaches the site.
-  cpSync(src, staging, { recursive: true, verbatimSymlinks: true, filter: (p) => !/(^|\/)\.git(\/|$)/.test(relative(src, p)) });
-  return finish(staging, dest);
+  const dropped: string[] = [];
+  copySite(src, staging, posix.normalize(opts.path), realpathSync(opts.checkout), dropped);
+  return { ...finish(staging, dest), dropped };
 }
 
-function finish(staging: string, dest: string): PublishResult {
+/** Files and directories of `src` into `dest` (created); everything else is named in `dropped`. .git never reaches the site. */
+function copySite(src: string, dest: string, shown: string, checkout: string, dropped: string[]): void {
+  mkdirSync(dest, { mode: 0o755 });
+  for (const name of readdirSync(src)) {
+    if (name === '.git') continue;
+    const from = join(src, name);
+    const st = lstatSync(from);
+    if (st.isDirectory()) copySite(from, join(dest, name), `${shown}/${name}`, checkout, dropped);
+    else if (st.isFile()) copyFileSync(from, join(dest, name), constants.COPYFILE_EXCL);
+    else dropped.push(`${shown}/${name}: ${whyDropped(from, st.isSymbolicLink(), checkout)}`);
+  }
+}
+
+function whyDropped(path: string, isLink: boolean, checkout: string): string {
+  if (!isLink) return 'not a regular file or directory';
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch {
+    return 'a symbolic link to nothing';
+  }
+  return isInside(checkout, real) ? 'a symbolic link (links are not published)' : 'a symbolic link pointing outside the repository';
+}
+
+function finish(staging: string, dest: string): Omit<PublishResult, 'dropped'> {
   const { files } = normalizeTree(staging);
   if (files === 0) {
     rmSync(staging, { recursive: true, force: true });

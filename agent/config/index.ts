@@ -1,13 +1,13 @@
 // Loading an app's configuration from its checkout: berth.yml, else appliku.yml, else Procfile,
 // else detection. A berth.yml without processes still takes them (and the release) from a
 // Procfile, so a Heroku-style repo only needs berth.yml for what the Procfile cannot say.
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { lstatSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { parseAppliku } from './appliku.js';
 import { parseBerthYml, type PartialConfig } from './berth-yml.js';
 import { detectImage, nodeStartScript } from './detect.js';
 import { parseProcfile } from './procfile.js';
+import { isRepoFile, readRepoFile, RepoPathError, resolveInsideRepo } from '../repo-paths.js';
 import { ConfigError, type AppConfig, type ConfigSource } from './types.js';
 
 export { ConfigError } from './types.js';
@@ -15,13 +15,19 @@ export type { AppConfig, BuildImage, ConfigSource, LanguageKind, ProcessConfig }
 
 const MAX_CONFIG_BYTES = 256 * 1024;
 
+/** A config file's text, or null when the repo has none; a link leading outside the checkout is an error naming the file. */
 function readSmall(dir: string, file: string): string | null {
-  const path = join(dir, file);
-  if (!existsSync(path)) return null;
-  const st = statSync(path);
-  if (!st.isFile()) throw new ConfigError(`${file}: is not a regular file`);
-  if (st.size > MAX_CONFIG_BYTES) throw new ConfigError(`${file}: is larger than ${MAX_CONFIG_BYTES / 1024} KiB`);
-  return readFileSync(path, 'utf8');
+  return contained(() => readRepoFile(dir, file, file, MAX_CONFIG_BYTES));
+}
+
+/** Repository path checks (realpath, kept inside the checkout), reported as config errors. */
+function contained<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    if (err instanceof RepoPathError) throw new ConfigError(err.message);
+    throw err;
+  }
 }
 
 function readYaml(text: string, file: string): unknown {
@@ -77,14 +83,14 @@ export function loadAppConfig(dir: string): AppConfig {
   }
 
   const context = partial.context ?? '.';
-  const contextDir = insideRepo(dir, context, source, 'build.context');
-  if (!existsSync(contextDir) || !statSync(contextDir).isDirectory()) throw new ConfigError(`${source}: key "build.context": directory "${context}" does not exist in the repository`);
+  const contextDir = contained(() => resolveInsideRepo(dir, context, `${source}: key "build.context": "${context}"`));
+  if (contextDir === null || !lstatSync(contextDir).isDirectory()) throw new ConfigError(`${source}: key "build.context": directory "${context}" does not exist in the repository`);
   // A Dockerfile path given without a context is relative to the repo root, as is the context itself.
   const dockerfile = partial.dockerfile ?? (context === '.' ? 'Dockerfile' : `${context}/Dockerfile`);
 
   let image = partial.image;
   if (!image) {
-    const found = detectImage(dir, dockerfile) ?? (context !== '.' ? detectImage(contextDir) : null);
+    const found = contained(() => detectImage(dir, dockerfile) ?? (context !== '.' ? detectImage(contextDir) : null));
     if (found) {
       image = found.image;
       notes.push(`build image: ${image.kind} (${found.because})`);
@@ -95,8 +101,8 @@ export function loadAppConfig(dir: string): AppConfig {
     }
   }
   if (image?.kind === 'dockerfile') {
-    const df = insideRepo(dir, dockerfile, source, 'build.dockerfile');
-    if (!existsSync(df) || !statSync(df).isFile()) throw new ConfigError(`${source}: key "build.dockerfile": "${dockerfile}" not found in the repository`);
+    const found = contained(() => isRepoFile(dir, dockerfile, `${source}: key "build.dockerfile": "${dockerfile}"`));
+    if (!found) throw new ConfigError(`${source}: key "build.dockerfile": "${dockerfile}" not found in the repository`);
   } else if (partial.dockerfile !== undefined) {
     notes.push(`build.dockerfile is ignored: the build image is ${image ? image.kind : 'none (plain static files)'}`);
   }
@@ -111,7 +117,7 @@ export function loadAppConfig(dir: string): AppConfig {
   } else if (!processes.web && Object.keys(processes).length === 0) {
     // No processes named anywhere: the conventional web process, when there is one.
     if (image?.kind === 'dockerfile') processes.web = { command: null, scale: 1 };
-    else if (image?.kind === 'node' && nodeStartScript(contextDir)) {
+    else if (image?.kind === 'node' && contained(() => nodeStartScript(contextDir))) {
       processes.web = { command: 'npm start', scale: 1 };
       notes.push('web process: npm start (package.json has a start script)');
     } else {
@@ -138,19 +144,4 @@ export function loadAppConfig(dir: string): AppConfig {
     volumes: partial.volumes ?? {},
     notes,
   };
-}
-
-/** `rel` resolved inside the checkout, symlinks included: a config can never point the build outside it. */
-function insideRepo(dir: string, rel: string, file: string, key: string): string {
-  const root = realpathSync(dir);
-  const abs = resolve(root, rel);
-  let real = abs;
-  try {
-    real = realpathSync(abs);
-  } catch {
-    return abs; // does not exist: the caller reports that
-  }
-  const r = relative(root, real);
-  if (r.startsWith('..') || resolve(root, r) !== real) throw new ConfigError(`${file}: key "${key}": "${rel}" points outside the repository`);
-  return real;
 }

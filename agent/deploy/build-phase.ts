@@ -1,16 +1,20 @@
 // The building phase of a deploy: the image (generated Dockerfile for a language, or the repo's own),
 // then build.command inside it, then — for a static site — the built directory published to disk.
 import type Docker from 'dockerode';
-import { readFileSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { buildImage } from '../build.js';
+import { BuildError, buildImage } from '../build.js';
 import { runBuildCommand } from '../build-command.js';
 import type { AppConfig } from '../config/index.js';
 import { DEFAULT_PORT } from '../config/types.js';
+import { buildArgsFor } from '../dockerfile-args.js';
 import { baseImageFor, generateDockerfile } from '../dockerfile.js';
 import { berthLabels, LABEL } from '../labels.js';
 import type { AgentSettings } from '../settings.js';
+import { readRepoFile, resolveInsideRepo } from '../repo-paths.js';
 import { publishFromDir, publishFromImage } from '../static.js';
+
+const MAX_DOCKERFILE_BYTES = 1024 * 1024;
 
 export interface BuildPhaseOptions {
   app: string;
@@ -42,26 +46,32 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
   const kind = config.build.image.kind;
   const server: Record<string, string> = settings.server ? { [LABEL.server]: settings.server } : {};
   const labels = berthLabels(o.app, o.deploymentId, { [LABEL.commit]: o.commit, ...server });
-  const contextDir = join(o.checkout, config.build.context);
+  // Resolved again here (loadAppConfig checked it too): the build reads only inside the checkout.
+  const contextDir = resolveInsideRepo(o.checkout, config.build.context, `build.context "${config.build.context}"`) ?? join(o.checkout, config.build.context);
 
   if (kind === 'none') {
     const site = publishFromDir({ checkout: o.checkout, path: config.build.static!, staticDir: settings.staticDir, app: o.app, deploymentId: o.deploymentId });
+    logDropped(site.dropped, o.system);
     o.system(`published ${site.files} files of ${config.build.static} (no build needed) to ${site.dir}`);
     return { image: null, staticRoot: site.dir, port: undefined };
   }
 
   let port: number | undefined = config.build.port ?? undefined;
   if (kind === 'dockerfile') {
-    const dfRel = relative(contextDir, join(o.checkout, config.build.dockerfile));
+    const dfRel = relative(contextDir, join(realpathSync(o.checkout), config.build.dockerfile));
     const outside = dfRel.startsWith('..');
+    const dockerfile = readRepoFile(o.checkout, config.build.dockerfile, `build.dockerfile "${config.build.dockerfile}"`, MAX_DOCKERFILE_BYTES);
+    if (dockerfile === null) throw new BuildError(`no Dockerfile: "${config.build.dockerfile}" not found in the repository`);
+    // Only what the Dockerfile declares with ARG: Docker records consumed args in the image history.
+    const buildArgs = buildArgsFor(dockerfile, o.env);
     o.system(`building image ${o.tag} from ${config.build.dockerfile} (context ${config.build.context})`);
+    if (Object.keys(buildArgs).length > 0) o.system(`build args from the app's env (declared by ARG): ${Object.keys(buildArgs).join(', ')}`);
     await buildImage(docker, {
       contextDir,
-      ...(outside ? { dockerfileContent: readFileSync(join(o.checkout, config.build.dockerfile), 'utf8') } : { dockerfile: dfRel }),
+      ...(outside ? { dockerfileContent: dockerfile } : { dockerfile: dfRel }),
       tag: o.tag,
       labels,
-      // A Dockerfile that declares `ARG KEY` gets the env value; Docker records consumed args in the image history.
-      buildArgs: o.env,
+      buildArgs,
       log: o.log,
       signal: o.signal,
     });
@@ -111,4 +121,12 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
     staticRoot = site.dir;
   }
   return { image: o.tag, staticRoot, port };
+}
+
+const MAX_DROPPED_LINES = 20;
+
+/** One deploy-log line per path left out of a static site, so a link that was not published is never a mystery. */
+function logDropped(dropped: string[], system: (line: string) => void): void {
+  for (const d of dropped.slice(0, MAX_DROPPED_LINES)) system(`not published: ${d}`);
+  if (dropped.length > MAX_DROPPED_LINES) system(`not published: ${dropped.length - MAX_DROPPED_LINES} more paths that are not regular files or directories`);
 }
