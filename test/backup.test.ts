@@ -134,7 +134,7 @@ describe('control plane backup and restore', () => {
     assert.equal(readFileSync(backupFile).length, result.bytes);
     assert.equal(readFileSync(backupFile).includes(Buffer.from('SQLite format')), false, 'the file is encrypted');
     assert.ok(done.length > serversDoneBeforeBackup.length, 'writes went on during the backup');
-    assert.equal(readdirSync(work).filter((n) => n.startsWith('.berth-backup-')).length, 0, 'no staging dir left behind');
+    assert.equal(readdirSync(stack.cpData).filter((n) => n.startsWith('.berth-backup-')).length, 0, 'no staging dir left behind');
 
     // Restore into a scratch dir and look inside the copy.
     const scratch = join(makeTmpDir('backup-scratch'), 'data');

@@ -1,11 +1,11 @@
 // `berth control-plane backup`: a consistent, encrypted copy of a control plane's data directory,
 // made while it runs, written atomically; into a directory with --keep N the N newest are kept.
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { DB_FILE, type Db } from '../store/db.js';
-import { BACKUP_EXT, packDir, stageBundle } from './bundle.js';
+import { BACKUP_EXT, packDir, stageBundle, STAGING_PREFIX } from './bundle.js';
 import { sealBackup } from './envelope.js';
 
 export class BackupError extends Error {
@@ -60,12 +60,13 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
   if (opts.keep !== undefined && (!Number.isInteger(opts.keep) || opts.keep < 1)) throw new BackupError(`--keep must be a whole number ≥ 1, not ${opts.keep}`);
   const at = opts.now ?? new Date();
   const { file, dir } = targetFile(opts.out, opts.keep, at);
-  // Next to the output (same file system, its owner's permissions), private (mkdtemp: 0700):
-  // the staged database and key are in clear until they are packed and encrypted.
   const db = opts.db ?? openLiveDatabase(opts.dataDir);
   let staging: string | undefined;
   try {
-    staging = mkdtempSync(join(dirname(file), '.berth-backup-'));
+    // Inside the (0700) data dir: the staged database and key are in clear until they are packed
+    // and encrypted, so they never sit anywhere the originals do not.
+    removeStaleStaging(opts.dataDir);
+    staging = mkdtempSync(join(opts.dataDir, STAGING_PREFIX));
     const manifest = await stageBundle(opts.dataDir, db, staging, at);
     const sealed = sealBackup(gzipSync(await packDir(staging, manifest)), opts.passphrase);
     const tmp = `${file}.partial-${process.pid}`;
@@ -76,6 +77,14 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
   } finally {
     if (!opts.db) db.close();
     if (staging) rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+/** Staging dirs left by a backup that was killed (older than an hour: not one running now). */
+function removeStaleStaging(dataDir: string): void {
+  for (const name of readdirSync(dataDir)) {
+    const path = join(dataDir, name);
+    if (name.startsWith(STAGING_PREFIX) && Date.now() - statSync(path).mtimeMs > 60 * 60 * 1000) rmSync(path, { recursive: true, force: true });
   }
 }
 

@@ -16,6 +16,9 @@ export const BACKUP_EXT = '.berth-backup';
 /** Pre-migration copies (store/db.ts): large, local, and not needed to restore. */
 export const LOCAL_BACKUPS_DIR = 'backups';
 const MAX_DEPTH = 4;
+/** Private working dirs of a backup and a restore inside the data dir: never bundled. */
+export const STAGING_PREFIX = '.berth-backup-';
+export const RESTORE_PREFIX = '.berth-restore-';
 
 export const manifestSchema = z.object({
   format: z.literal('berth-control-plane-backup'),
@@ -46,7 +49,7 @@ export function dataFiles(dataDir: string): string[] {
   const walk = (rel: string, depth: number) => {
     for (const name of readdirSync(join(dataDir, rel)).sort()) {
       const relName = rel ? `${rel}/${name}` : name;
-      if ((!rel && skipTop.has(name)) || name.endsWith(BACKUP_EXT) || name.startsWith('.berth-backup-')) continue;
+      if ((!rel && skipTop.has(name)) || name.endsWith(BACKUP_EXT) || name.startsWith(STAGING_PREFIX) || name.startsWith(RESTORE_PREFIX)) continue;
       const st = lstatSync(join(dataDir, relName));
       if (st.isFile()) out.push(relName);
       else if (st.isDirectory() && depth < MAX_DEPTH) walk(relName, depth + 1);

@@ -5,7 +5,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { dirname, join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { DB_FILE, SCHEMA_VERSION } from '../store/db.js';
-import { checkDatabaseCopy, unpackTo, type Manifest } from './bundle.js';
+import { checkDatabaseCopy, RESTORE_PREFIX, unpackTo, type Manifest } from './bundle.js';
 import { openBackup } from './envelope.js';
 
 export class RestoreError extends Error {
@@ -48,7 +48,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   const tar = unzip(openBackup(sealed, opts.passphrase));
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   chmodSync(dataDir, 0o700);
-  const staging = mkdtempSync(join(dataDir, '.berth-restore-'));
+  const staging = mkdtempSync(join(dataDir, RESTORE_PREFIX));
   try {
     const manifest = await unpackTo(tar, staging);
     const version = checkDatabaseCopy(join(staging, DB_FILE));
