@@ -15,7 +15,7 @@ import { AgentHub } from './hub.js';
 import { loadOrCreateSecretKey, SecretBox } from './secret-box.js';
 import { openStores } from './store/index.js';
 import { DB_FILE } from './store/db.js';
-import { BackupScheduler, backupSettingsFromEnv, type ScheduledBackupSettings } from './backup/scheduler.js';
+import { BackupScheduler, backupSettingsFromEnv, checkBackupSettings, type ScheduledBackupSettings } from './backup/scheduler.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -47,21 +47,15 @@ export { DB_FILE };
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<RunningControlPlane> {
   const logger = opts.logger ?? createLogger('control-plane');
   const { host, port } = parseListen(opts.listen);
+  const backup = opts.backup === undefined ? backupSettingsFromEnv() : opts.backup;
+  if (backup) checkBackupSettings(backup); // before anything is opened: a bad setting stops the start
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   const { token: adminToken } = loadOrCreateAdminToken(opts.dataDir, logger);
   const secretBox = new SecretBox(loadOrCreateSecretKey(opts.dataDir, logger));
   const stores = openStores(join(opts.dataDir, DB_FILE), { secretBox });
   const events = new DeploymentEvents(logger);
   const hub = new AgentHub({ stores, logger, events });
-  let backups: BackupScheduler | undefined;
-  try {
-    const backup = opts.backup === undefined ? backupSettingsFromEnv() : opts.backup;
-    if (backup) backups = new BackupScheduler(backup, { db: stores.db, dataDir: opts.dataDir, logger: logger.child({ component: 'backup' }) });
-  } catch (err) {
-    await hub.close();
-    stores.db.close();
-    throw err;
-  }
+  const backups = backup ? new BackupScheduler(backup, { db: stores.db, dataDir: opts.dataDir, logger: logger.child({ component: 'backup' }) }) : undefined;
 
   let url = opts.publicUrl?.replace(/\/+$/, '') ?? '';
   const api = createApi({ stores, hub, events, logger, adminToken, url: () => url, releaseDir: opts.releaseDir, backups });
