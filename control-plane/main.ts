@@ -14,6 +14,8 @@ import { DeploymentEvents } from './events.js';
 import { AgentHub } from './hub.js';
 import { loadOrCreateSecretKey, SecretBox } from './secret-box.js';
 import { openStores } from './store/index.js';
+import { DB_FILE } from './store/db.js';
+import { BackupScheduler, backupSettingsFromEnv, checkBackupSettings, type ScheduledBackupSettings } from './backup/scheduler.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -28,6 +30,8 @@ export interface ControlPlaneOptions {
   staleDeploymentMs?: number;
   /** How often to look for such deployments (default 60 s). */
   staleSweepIntervalMs?: number;
+  /** Scheduled encrypted backups (default: from BERTH_BACKUP_*; null: off). */
+  backup?: ScheduledBackupSettings | null;
 }
 
 export const DEFAULT_STALE_DEPLOYMENT_MS = 3 * 60 * 60 * 1000;
@@ -38,20 +42,23 @@ export interface RunningControlPlane {
   close(): Promise<void>;
 }
 
-export const DB_FILE = 'control-plane.db';
+export { DB_FILE };
 
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<RunningControlPlane> {
   const logger = opts.logger ?? createLogger('control-plane');
   const { host, port } = parseListen(opts.listen);
+  const backup = opts.backup === undefined ? backupSettingsFromEnv() : opts.backup;
+  if (backup) checkBackupSettings(backup); // before anything is opened: a bad setting stops the start
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   const { token: adminToken } = loadOrCreateAdminToken(opts.dataDir, logger);
   const secretBox = new SecretBox(loadOrCreateSecretKey(opts.dataDir, logger));
   const stores = openStores(join(opts.dataDir, DB_FILE), { secretBox });
   const events = new DeploymentEvents(logger);
   const hub = new AgentHub({ stores, logger, events });
+  const backups = backup ? new BackupScheduler(backup, { db: stores.db, dataDir: opts.dataDir, logger: logger.child({ component: 'backup' }) }) : undefined;
 
   let url = opts.publicUrl?.replace(/\/+$/, '') ?? '';
-  const api = createApi({ stores, hub, events, logger, adminToken, url: () => url, releaseDir: opts.releaseDir });
+  const api = createApi({ stores, hub, events, logger, adminToken, url: () => url, releaseDir: opts.releaseDir, backups });
   // No `createServer` option is passed, so this is a plain node:http server.
   const server = createAdaptorServer({ fetch: api.fetch, hostname: host }) as Server;
   server.on('upgrade', hub.handleUpgrade);
@@ -87,11 +94,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     }
   }, opts.staleSweepIntervalMs ?? 60_000);
   sweep.unref();
+  backups?.start();
 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       clearInterval(sweep);
+      await backups?.stop();
       await hub.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

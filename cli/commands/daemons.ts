@@ -8,6 +8,7 @@ import { ApiClient } from '../client.js';
 import { saveClientConfig } from '../config.js';
 import { CliError } from '../errors.js';
 import { output } from '../output.js';
+import { registerControlPlaneSubcommands } from './control-plane.js';
 
 const DEFAULT_CP_DATA = '/var/lib/berth/control-plane';
 
@@ -103,4 +104,6 @@ export function registerDaemonCommands(program: Command): void {
         process.stdout.write(`logged in to ${r.url} (${r.servers} server(s)); saved to ${r.configFile}.\n`),
       );
     });
+
+  registerControlPlaneSubcommands(program);
 }

@@ -17,6 +17,7 @@ import { registerServerRoutes } from './servers.js';
 import { registerInstallRoutes } from './install.js';
 import { registerLogRoutes } from './logs.js';
 import { registerCronRoutes } from './cron.js';
+import { registerControlPlaneRoutes } from './control-plane.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -43,6 +44,7 @@ export function createApi(deps: ApiDeps): Hono {
   registerInstallRoutes(app, deps);
   registerLogRoutes(app, deps);
   registerCronRoutes(app, deps);
+  registerControlPlaneRoutes(app, deps);
 
   app.notFound((c) => c.json(fail(`no such route: ${c.req.method} ${c.req.path}`), 404));
   app.onError((err, c) => {

@@ -1,4 +1,5 @@
 import type { Logger } from '../../shared/logger.js';
+import type { BackupScheduleStatus } from '../backup/scheduler.js';
 import type { DeploymentEvents } from '../events.js';
 import type { AgentHub } from '../hub.js';
 import type { Stores } from '../store/index.js';
@@ -14,4 +15,6 @@ export interface ApiDeps {
   url(): string;
   /** Where release tarballs for install.sh are (default: $BERTH_RELEASE_DIR, else PACKAGE_ROOT/release). */
   releaseDir?: string;
+  /** Scheduled backups (--backup-schedule), for GET /api/control-plane/status. */
+  backups?: { status(): BackupScheduleStatus };
 }

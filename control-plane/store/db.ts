@@ -1,8 +1,14 @@
 // The control plane's SQLite database: opened in WAL mode with foreign keys on, and migrated in
-// code. Migrations are an append-only list; `user_version` records how many have run.
+// code. Migrations are an append-only list; `user_version` records how many have run. They only go
+// forward, each in its own transaction, after a copy of the database is taken (DATA/backups/).
+import { chmodSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 
 export type Db = Database.Database;
+
+/** The control plane's database file in its data directory. */
+export const DB_FILE = 'control-plane.db';
 
 /** Append only: never edit a migration that has shipped, add a new one. */
 const MIGRATIONS: readonly string[] = [
@@ -141,6 +147,11 @@ export class MigrationError extends Error {
   override name = 'MigrationError';
 }
 
+/** The schema version this berth writes and understands. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+/** Pre-migration copies go to DATA/backups/ (next to the database file). */
+export const PRE_MIGRATION_DIR = 'backups';
+
 export function openDatabase(file: string): Db {
   const db = new Database(file);
   try {
@@ -157,16 +168,32 @@ export function openDatabase(file: string): Db {
 
 function migrate(db: Db): void {
   const current = db.pragma('user_version', { simple: true }) as number;
-  if (current > MIGRATIONS.length) {
+  if (current > SCHEMA_VERSION) {
     // A newer berth wrote this database; running old code on it could corrupt it.
-    throw new MigrationError(`database schema version ${current} is newer than this berth supports (${MIGRATIONS.length})`);
+    throw new MigrationError(
+      `database schema version ${current} is newer than this berth supports (${SCHEMA_VERSION}): run the berth version that wrote it, or restore a backup made with this one`,
+    );
   }
-  for (let i = current; i < MIGRATIONS.length; i++) {
+  if (current === SCHEMA_VERSION) return;
+  // An existing database (not a new one) is copied before its schema changes: a migration that goes
+  // wrong, or a berth downgrade, can go back to this file.
+  if (current > 0) copyBeforeMigration(db, current);
+  for (let i = current; i < SCHEMA_VERSION; i++) {
     db.transaction(() => {
       db.exec(MIGRATIONS[i]!);
       db.pragma(`user_version = ${i + 1}`);
     })();
   }
+}
+
+/** A consistent copy (VACUUM INTO: SQLite's own online copy, synchronous) at DATA/backups/pre-migration-vN-TIME.db, 0600. */
+function copyBeforeMigration(db: Db, version: number): string {
+  const dir = join(dirname(db.name), PRE_MIGRATION_DIR);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, `pre-migration-v${version}-${new Date().toISOString().replace(/[-:.]/g, '')}.db`);
+  db.prepare('VACUUM INTO ?').run(file);
+  chmodSync(file, 0o600);
+  return file;
 }
 
 export const now = (): string => new Date().toISOString();
