@@ -1,6 +1,7 @@
 import type { Logger } from '../../shared/logger.js';
 import type { DeploymentEvents } from '../events.js';
 import type { AgentHub } from '../hub.js';
+import type { ReleaseSigner } from '../release-signing.js';
 import type { Stores } from '../store/index.js';
 
 /** What the route modules need from the running control plane. */
@@ -14,4 +15,6 @@ export interface ApiDeps {
   url(): string;
   /** Where release tarballs for install.sh are (default: $BERTH_RELEASE_DIR, else PACKAGE_ROOT/release). */
   releaseDir?: string;
+  /** Signs the releases, Node.js binary and install.sh served to servers (DATA/release-key.pem). */
+  releaseSigner: ReleaseSigner;
 }
