@@ -215,6 +215,10 @@ describe('install.sh', { timeout: 20 * 60_000 }, () => {
     const manifest = await (await fetch(`${local}/install/manifest?arch=${process.arch}`)).text();
     assert.match(manifest, new RegExp(`^berth_version=${VERSION.replace(/\./g, '\\.')}$`, 'm'));
     assert.match(await (await fetch(`${local}/install.sh`)).text(), new RegExp(`^BERTH_URL_BAKED='${local.replace(/\./g, '\\.')}'$`, 'm'));
+    // It trusts the releases of the control plane it came from and of its own (which signs what it serves).
+    const pinned = (await sh(c, 'cat /etc/berth/release.pub')).stdout;
+    const ownKey = await (await fetch(`${local}/install/release.pub`)).text();
+    assert.equal(pinned, readFileSync(join(stack.cpData, 'release-key.pub'), 'utf8') + ownKey);
 
     // A sample app deploys through the local control plane to the local agent and is served by its nginx.
     commitSampleApp(repo, 1);

@@ -112,7 +112,10 @@ export function installerFailure(stderr: string): string | null {
 export function registerUpgradeCommand(program: Command): void {
   program
     .command('upgrade')
-    .description('on a server (as root): switch berth to a newer release from the control plane; rolled back automatically when it does not start and connect')
+    .description(
+      'on a server (as root): switch berth to a newer release from the control plane; rolled back automatically when it does not start and connect. ' +
+        'The installer and the release must be signed with a key this server pinned at install (/etc/berth/release.pub)',
+    )
     .option('--url <url>', 'control plane to take the release and installer from (default: the one this server is enrolled with)')
     .option('--version <version>', "a specific release (default: the control plane's own version, else the newest it has; never older than the installed one)")
     .option('--timeout <seconds>', 'how long the new release has to start and connect before it is rolled back (default: 60)')
