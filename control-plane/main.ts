@@ -12,6 +12,7 @@ import { createApi } from './api/app.js';
 import { ConfigError } from './errors.js';
 import { DeploymentEvents } from './events.js';
 import { AgentHub } from './hub.js';
+import { loadOrCreateReleaseSigner } from './release-signing.js';
 import { loadOrCreateSecretKey, SecretBox } from './secret-box.js';
 import { openStores } from './store/index.js';
 import { DB_FILE } from './store/db.js';
@@ -52,13 +53,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   const { token: adminToken } = loadOrCreateAdminToken(opts.dataDir, logger);
   const secretBox = new SecretBox(loadOrCreateSecretKey(opts.dataDir, logger));
+  const releaseSigner = loadOrCreateReleaseSigner(opts.dataDir, logger);
   const stores = openStores(join(opts.dataDir, DB_FILE), { secretBox });
   const events = new DeploymentEvents(logger);
   const hub = new AgentHub({ stores, logger, events });
   const backups = backup ? new BackupScheduler(backup, { db: stores.db, dataDir: opts.dataDir, logger: logger.child({ component: 'backup' }) }) : undefined;
 
   let url = opts.publicUrl?.replace(/\/+$/, '') ?? '';
-  const api = createApi({ stores, hub, events, logger, adminToken, url: () => url, releaseDir: opts.releaseDir, backups });
+  const api = createApi({ stores, hub, events, logger, adminToken, url: () => url, releaseDir: opts.releaseDir, backups, releaseSigner });
   // No `createServer` option is passed, so this is a plain node:http server.
   const server = createAdaptorServer({ fetch: api.fetch, hostname: host }) as Server;
   server.on('upgrade', hub.handleUpgrade);

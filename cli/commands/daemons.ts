@@ -9,6 +9,12 @@ import { saveClientConfig } from '../config.js';
 import { CliError } from '../errors.js';
 import { output } from '../output.js';
 import { registerControlPlaneSubcommands } from './control-plane.js';
+import { readToken } from '../token-input.js';
+
+interface TokenOptions {
+  tokenFile?: string;
+  tokenStdin?: boolean;
+}
 
 const DEFAULT_CP_DATA = '/var/lib/berth/control-plane';
 
@@ -69,11 +75,14 @@ export function registerDaemonCommands(program: Command): void {
     .command('join')
     .description('enrol this server with a control plane using a one-time join token')
     .argument('<url>', 'control plane URL, e.g. https://berth.example.com')
-    .argument('<token>', 'join token from `berth server add`')
+    .argument('[token]', 'join token from `berth server add` (shows in `ps`: prefer $BERTH_JOIN_TOKEN, --token-file or stdin; `-` reads stdin)')
+    .option('--token-file <file>', 'read the join token from FILE (must not be readable by group or others)')
+    .option('--token-stdin', 'read the join token from stdin')
     .option('--name <name>', 'server name (must match the name the token was created for)')
     .option('--data <dir>', 'data directory (default: $BERTH_DATA or /var/lib/berth)')
     .option('--json', 'print JSON')
-    .action(async (url: string, token: string, opts: { name?: string; data?: string; json?: boolean }) => {
+    .action(async (url: string, positional: string | undefined, opts: TokenOptions & { name?: string; data?: string; json?: boolean }) => {
+      const token = readToken({ positional, tokenFile: opts.tokenFile, tokenStdin: opts.tokenStdin, envName: 'BERTH_JOIN_TOKEN', what: 'join token' });
       const { joinControlPlane } = await import('../../agent/join.js');
       const { loadSettings } = await import('../../agent/settings.js');
       const dataDir = opts.data ?? loadSettings().dataDir;
@@ -87,9 +96,12 @@ export function registerDaemonCommands(program: Command): void {
     .command('login')
     .description('store the control plane URL and API token for client commands')
     .argument('<url>', 'control plane URL')
-    .argument('<token>', 'admin API token')
+    .argument('[token]', 'admin API token (shows in `ps`: prefer $BERTH_TOKEN, --token-file or stdin; `-` reads stdin)')
+    .option('--token-file <file>', 'read the admin token from FILE (must not be readable by group or others)')
+    .option('--token-stdin', 'read the admin token from stdin')
     .option('--json', 'print JSON')
-    .action(async (url: string, token: string, opts: { json?: boolean }) => {
+    .action(async (url: string, positional: string | undefined, opts: TokenOptions & { json?: boolean }) => {
+      const token = readToken({ positional, tokenFile: opts.tokenFile, tokenStdin: opts.tokenStdin, envName: 'BERTH_TOKEN', what: 'admin token' });
       let parsed: URL;
       try {
         parsed = new URL(url);
