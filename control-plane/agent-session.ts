@@ -6,7 +6,7 @@ import { agentMessage, parseMessage, PROTOCOL_VERSION, type AgentMessage, type C
 import { appSpecOf, serverSpecOf } from './desired-state.js';
 import type { DeploymentEvents } from './events.js';
 import { deploymentInfo, type DeploymentRow } from './store/deployments.js';
-import { LogThrottle } from './log-throttle.js';
+import { LogThrottle } from '../shared/log-rate-limit.js';
 import type { RuntimeLogRelay } from './runtime-logs.js';
 import type { Stores } from './store/index.js';
 
