@@ -2,6 +2,7 @@ import type { Logger } from '../../shared/logger.js';
 import type { BackupScheduleStatus } from '../backup/scheduler.js';
 import type { DeploymentEvents } from '../events.js';
 import type { AgentHub } from '../hub.js';
+import type { Notifier } from '../notify/index.js';
 import type { Stores } from '../store/index.js';
 
 /** What the route modules need from the running control plane. */
@@ -17,4 +18,6 @@ export interface ApiDeps {
   releaseDir?: string;
   /** Scheduled backups (--backup-schedule), for GET /api/control-plane/status. */
   backups?: { status(): BackupScheduleStatus };
+  /** Notifications (issue 18): channels, test, delivery log. */
+  notify?: Notifier;
 }
