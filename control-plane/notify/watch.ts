@@ -63,16 +63,14 @@ export class Watcher {
     }
   }
 
-  /** Disk below the agent's threshold: told when it goes below, again only after it went back above. */
+  /** Disk below the agent's threshold (any of its data locations): told once per server, again only after it recovered. */
   disk(server: string, disks: readonly DiskFree[]): void {
-    for (const d of disks) {
-      const key = `disk:${server}:${d.path}`;
-      const low = d.minFreeMb > 0 && d.freeMb < d.minFreeMb;
-      const prev = this.store.state(key);
-      if (low === (prev === 'low')) continue;
-      this.store.setState(key, low ? 'low' : 'ok');
-      if (low) this.pipeline.emit(diskLowEvent(server, d));
-    }
+    const low = disks.filter((d) => d.minFreeMb > 0 && d.freeMb < d.minFreeMb).sort((a, b) => a.freeMb - b.freeMb);
+    const key = `disk:${server}`;
+    const prev = this.store.state(key);
+    if ((low.length > 0) === (prev === 'low')) return;
+    this.store.setState(key, low.length > 0 ? 'low' : 'ok');
+    if (low[0]) this.pipeline.emit(diskLowEvent(server, { ...low[0], path: low.map((d) => d.path).join(', ') }));
   }
 
   /** A cron job's first failure and its recovery, never every failed run. */
