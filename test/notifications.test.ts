@@ -17,9 +17,12 @@ import type { NotifySettings } from '../control-plane/notify/index.js';
 import { verifySignature } from '../control-plane/notify/sign.js';
 import { adminApi, FakeAgent } from './helpers/fake-agent.js';
 import { berth } from './helpers/cli.js';
-import { makeTmpDir } from './helpers/tmp.js';
+import { freePort, makeTmpDir } from './helpers/tmp.js';
 import { Stack } from './helpers/stack.js';
 import { TestRepo } from './helpers/git-repo.js';
+import { busyboxDockerfile } from './helpers/fixtures.js';
+import { ensureBusyboxImage } from './helpers/docker.js';
+import { startPebble } from './helpers/pebble.js';
 
 const logger = pino({ level: process.env.BERTH_TEST_LOG ?? 'silent' });
 const SECRET_VALUE = 'pg-pass-Zq8v1rT3';
@@ -626,45 +629,77 @@ describe('notifications: the berth CLI', () => {
 });
 
 describe('notifications: a real agent end to end', () => {
-  it('a real deploy failing for want of disk produces one deploy.failed and one disk.low, with no env value', async () => {
+  it('a real deploy failing for want of disk, the disk report, and a certificate Pebble cannot validate each produce one message, with no env value', async () => {
+    await ensureBusyboxImage();
     const rx = await new Receiver().start();
-    // A threshold no disk meets: the real agent reports low disk, and its deploy fails at the
-    // building phase's disk check (before any image is built: no base image needed).
-    const stack = await Stack.create('notify-e2e', { agentEnv: { BERTH_MIN_FREE_DISK_MB: '10000000', BERTH_RECONCILE_INTERVAL_MS: '1000' } });
+    // Pebble validates HTTP-01 on a port where nothing listens: every certificate order fails.
+    const pebble = await startPebble({ httpPort: await freePort() });
+    // A disk threshold no disk meets: the real agent reports low disk, and its deploy fails at the
+    // building phase's disk check (before any image is built).
+    const stack = await Stack.create('notify-e2e', {
+      https: true,
+      agentEnv: {
+        BERTH_MIN_FREE_DISK_MB: '10000000',
+        BERTH_RECONCILE_INTERVAL_MS: '1000',
+        BERTH_ACME_DIRECTORY: pebble.directoryUrl,
+        BERTH_ACME_CA: pebble.caFile,
+        BERTH_ACME_EMAIL: 'ops@notify.test',
+        BERTH_ACME_SKIP_PRECHECK: '1',
+      },
+    });
+    const of = (event: string) => rx.requests.filter((r) => r.json.event === event);
     try {
       await stack.startControlPlane();
       // The channel first: what the agent reports from its first pass on is told.
-      const add = await berth(['notify', 'add', 'ops', '--webhook', rx.url()], stack.env);
+      const add = await berth(['notify', 'add', 'ops', '--webhook', rx.url(), '--event', 'deploy.failed,deploy.succeeded,disk.low,cert.failing'], stack.env);
       assert.equal(add.code, 0, add.stderr);
       await stack.joinAndStartAgent();
       const repo = new TestRepo(makeTmpDir('notify-repo'));
-      const commit = repo.commit({ Dockerfile: 'FROM scratch\n', 'berth.yml': 'build:\n  image: dockerfile\n' });
+      const commit = repo.commit({ Dockerfile: busyboxDockerfile(), 'index.html': 'hello\n' });
       const api = adminApi({ url: stack.cpUrl, adminToken: stack.adminToken });
       assert.equal((await api('POST', '/api/apps', { name: 'real', repo: repo.url, branch: 'main', server: stack.serverName })).status, 201);
       stack.apps.add('real');
       assert.equal((await api('PATCH', '/api/apps/real/env', { set: { API_TOKEN: SECRET_VALUE } })).status, 200);
       const d = await api('POST', '/api/apps/real/deploy', {});
       assert.equal(d.status, 201);
-      await eventually(() => rx.requests.some((r) => r.json.event === 'deploy.failed'), 'deploy.failed from the real agent', 60_000);
-      await eventually(() => rx.requests.some((r) => r.json.event === 'disk.low'), 'disk.low from the real agent', 30_000);
+      await eventually(() => of('deploy.failed').length > 0, 'deploy.failed from the real agent', 60_000);
+      await eventually(() => of('disk.low').length > 0, 'disk.low from the real agent', 30_000);
       await sleep(2500); // more reconcile passes: disk.low must not repeat
-      const failed = rx.requests.filter((r) => r.json.event === 'deploy.failed');
-      assert.equal(failed.length, 1);
-      const p = failed[0]!.json;
+      assert.equal(of('deploy.failed').length, 1);
+      const p = of('deploy.failed')[0]!.json;
       assert.equal(p.app, 'real');
       assert.equal(p.data.deploymentId, d.body.id);
       assert.equal(p.data.phase, 'building');
       assert.equal(p.data.commit, commit);
       assert.match(p.data.reason, /not enough free disk space/);
-      assert.equal(rx.requests.filter((r) => r.json.event === 'disk.low').length, 1);
-      const disk = rx.requests.find((r) => r.json.event === 'disk.low')!.json;
+      assert.equal(of('disk.low').length, 1);
+      const disk = of('disk.low')[0]!.json;
       assert.equal(disk.data.minFreeMb, 10000000);
       assert.equal(disk.server, stack.serverName);
+
+      // Space again (the default threshold): a deploy goes live, then the domain's certificate fails.
+      await stack.stopAgent();
+      stack.setAgentEnv({ BERTH_MIN_FREE_DISK_MB: undefined });
+      await stack.startAgent();
+      const ok = await api('POST', '/api/apps/real/deploy', {});
+      await eventually(async () => (await api('GET', `/api/deployments/${ok.body.id}`)).body.status === 'done', 'the second deploy', 90_000);
+      await eventually(() => of('deploy.succeeded').length > 0, 'deploy.succeeded (asked for)', 10_000);
+      assert.equal((await api('POST', '/api/apps/real/domains', { domain: 'real.notify.test' })).status, 201);
+      await eventually(() => of('cert.failing').length > 0, 'cert.failing from the real agent', 60_000);
+      await sleep(1500);
+      assert.equal(of('cert.failing').length, 1);
+      const cert = of('cert.failing')[0]!.json;
+      assert.equal(cert.app, 'real');
+      assert.equal(cert.data.domains, 'real.notify.test');
+      assert.ok(cert.data.lastError);
+      assert.equal(of('disk.low').length, 1);
+      assert.equal(of('deploy.failed').length, 1);
       for (const r of rx.requests) assert.ok(!r.body.includes(SECRET_VALUE));
       const logged = JSON.parse((await berth(['notify', 'log', '--json'], stack.env)).stdout) as any[];
       assert.equal(logged.filter((e) => e.result === 'delivered').length, rx.requests.length);
     } finally {
       await stack.destroy();
+      await pebble.stop();
       await rx.stop();
     }
   });

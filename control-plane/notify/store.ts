@@ -160,6 +160,8 @@ export class NotifyStore {
 
   /** Finished deliveries older than `before` (with their attempts) are dropped: the log stays bounded. */
   prune(before: string): number {
+    // A finished deployment's "already told" mark is no longer needed once no report of it can come.
+    this.db.prepare(`DELETE FROM notify_state WHERE key LIKE 'deploy:%' AND updated_at < ?`).run(before);
     return this.db.prepare(`DELETE FROM notify_outbox WHERE status != 'pending' AND finished_at < ?`).run(before).changes;
   }
 
