@@ -620,6 +620,9 @@ describe('notifications: the berth CLI', () => {
       const help = await berth(['notify', 'add', '--help'], cli);
       assert.match(help.stdout, /--webhook <url>/);
       assert.match(help.stdout, /--email <address>/);
+      const top = await berth(['notify', '--help'], cli);
+      assert.match(top.stdout, /X-Berth-Signature = "v1=" \+ hex HMAC-SHA256/);
+      assert.match(top.stdout, /BERTH_SMTP_HOST/);
     } finally {
       env.agent.close();
       await env.cp.close();

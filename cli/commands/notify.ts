@@ -31,7 +31,17 @@ function channelTarget(opts: AddOptions): { kind: string; target: string } {
 export function registerNotifyCommands(program: Command): void {
   const notify = program
     .command('notify')
-    .description('notification channels: failed deploys, certificates, offline servers, low disk, cron failures (docs/notifications.md)');
+    .description('notification channels: failed deploys, certificates, offline servers, low disk, cron failures (docs/notifications.md)')
+    .addHelpText(
+      'after',
+      `
+Events: ${NOTIFY_EVENTS.join(', ')} (deploy.succeeded only when a channel asks for it).
+Webhooks are signed: X-Berth-Signature = "v1=" + hex HMAC-SHA256(secret, X-Berth-Timestamp + "." + body).
+Failed deliveries are retried with backoff for up to a day (not on a 4xx other than 429); repeated
+failures of one app and event are sent at most once per 10 minutes, with a count.
+Control plane settings: BERTH_SMTP_HOST, BERTH_SMTP_PORT [587], BERTH_SMTP_SECURITY [starttls|tls|none],
+BERTH_SMTP_USER, BERTH_SMTP_PASSWORD_FILE, BERTH_SMTP_FROM, BERTH_SMTP_CA_FILE, BERTH_NOTIFY_OFFLINE_MINUTES [5].`,
+    );
   notify
     .command('add')
     .description('add a channel; a --webhook channel prints its signing secret once')
