@@ -16,6 +16,7 @@ import { loadOrCreateReleaseSigner } from './release-signing.js';
 import { loadOrCreateSecretKey, SecretBox } from './secret-box.js';
 import { openStores } from './store/index.js';
 import { DB_FILE } from './store/db.js';
+import { Notifier, notifySettingsFromEnv, type NotifySettings } from './notify/index.js';
 import { BackupScheduler, backupSettingsFromEnv, checkBackupSettings, type ScheduledBackupSettings } from './backup/scheduler.js';
 
 export interface ControlPlaneOptions {
@@ -33,6 +34,8 @@ export interface ControlPlaneOptions {
   staleSweepIntervalMs?: number;
   /** Scheduled encrypted backups (default: from BERTH_BACKUP_*; null: off). */
   backup?: ScheduledBackupSettings | null;
+  /** Notifications: SMTP server, offline threshold (default: from BERTH_SMTP_*, BERTH_NOTIFY_OFFLINE_MINUTES). */
+  notify?: NotifySettings;
 }
 
 export const DEFAULT_STALE_DEPLOYMENT_MS = 3 * 60 * 60 * 1000;
@@ -50,17 +53,19 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   const { host, port } = parseListen(opts.listen);
   const backup = opts.backup === undefined ? backupSettingsFromEnv() : opts.backup;
   if (backup) checkBackupSettings(backup); // before anything is opened: a bad setting stops the start
+  const notifySettings = opts.notify ?? notifySettingsFromEnv();
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   const { token: adminToken } = loadOrCreateAdminToken(opts.dataDir, logger);
   const secretBox = new SecretBox(loadOrCreateSecretKey(opts.dataDir, logger));
   const releaseSigner = loadOrCreateReleaseSigner(opts.dataDir, logger);
   const stores = openStores(join(opts.dataDir, DB_FILE), { secretBox });
   const events = new DeploymentEvents(logger);
-  const hub = new AgentHub({ stores, logger, events });
+  const notifier = new Notifier({ stores, box: secretBox, logger, url: () => url, isConnected: (s) => hub.isConnected(s) }, notifySettings);
+  const hub = new AgentHub({ stores, logger, events, notify: notifier });
   const backups = backup ? new BackupScheduler(backup, { db: stores.db, dataDir: opts.dataDir, logger: logger.child({ component: 'backup' }) }) : undefined;
 
   let url = opts.publicUrl?.replace(/\/+$/, '') ?? '';
-  const api = createApi({ stores, hub, events, logger, adminToken, url: () => url, releaseDir: opts.releaseDir, backups, releaseSigner });
+  const api = createApi({ stores, hub, events, logger, adminToken, url: () => url, releaseDir: opts.releaseDir, backups, releaseSigner, notify: notifier });
   // No `createServer` option is passed, so this is a plain node:http server.
   const server = createAdaptorServer({ fetch: api.fetch, hostname: host }) as Server;
   server.on('upgrade', hub.handleUpgrade);
@@ -90,6 +95,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
       for (const d of stores.deployments.failStale(new Date(Date.now() - staleMs).toISOString(), (s) => hub.isConnected(s))) {
         logger.warn({ deploymentId: d.id, app: d.app, server: d.server }, d.reason ?? 'stale deployment failed');
         events.deployment(deploymentInfo(d));
+        notifier.deployment(d);
       }
     } catch (err) {
       logger.error({ err }, 'stale deployment sweep failed');
@@ -97,12 +103,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   }, opts.staleSweepIntervalMs ?? 60_000);
   sweep.unref();
   backups?.start();
+  notifier.start();
 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       clearInterval(sweep);
       await backups?.stop();
+      await notifier.stop();
       await hub.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -3,6 +3,7 @@ import type { BackupScheduleStatus } from '../backup/scheduler.js';
 import type { DeploymentEvents } from '../events.js';
 import type { AgentHub } from '../hub.js';
 import type { ReleaseSigner } from '../release-signing.js';
+import type { Notifier } from '../notify/index.js';
 import type { Stores } from '../store/index.js';
 
 /** What the route modules need from the running control plane. */
@@ -20,4 +21,6 @@ export interface ApiDeps {
   backups?: { status(): BackupScheduleStatus };
   /** Signs the releases, Node.js binary and install.sh served to servers (DATA/release-key.pem). */
   releaseSigner: ReleaseSigner;
+  /** Notifications (issue 18): channels, test, delivery log. */
+  notify?: Notifier;
 }

@@ -141,6 +141,56 @@ const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE apps ADD COLUMN repo_sealed BLOB;
   `,
+  // (issue 18) notifications: channels (targets and signing secrets sealed), the durable outbox of
+  // deliveries, every attempt, the last known state of what is watched (so a restart does not alert
+  // twice) and the rate limit of repeated failures.
+  `
+  CREATE TABLE notify_channels (
+    name       TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    target     BLOB NOT NULL,
+    secret     BLOB,
+    apps       TEXT NOT NULL,
+    events     TEXT NOT NULL,
+    created_at TEXT NOT NULL
+  ) STRICT;
+  CREATE TABLE notify_outbox (
+    id           INTEGER PRIMARY KEY,
+    key          TEXT NOT NULL UNIQUE,
+    channel      TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    app          TEXT,
+    payload      TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    finished_at  TEXT
+  ) STRICT;
+  CREATE INDEX notify_outbox_due ON notify_outbox(status, next_at);
+  CREATE TABLE notify_attempts (
+    id        INTEGER PRIMARY KEY,
+    outbox_id INTEGER NOT NULL REFERENCES notify_outbox(id) ON DELETE CASCADE,
+    at        TEXT NOT NULL,
+    attempt   INTEGER NOT NULL,
+    result    TEXT NOT NULL,
+    code      INTEGER,
+    error     TEXT,
+    next_at   TEXT
+  ) STRICT;
+  CREATE INDEX notify_attempts_by_outbox ON notify_attempts(outbox_id);
+  CREATE TABLE notify_state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  ) STRICT;
+  CREATE TABLE notify_rate (
+    key          TEXT PRIMARY KEY,
+    window_start TEXT NOT NULL,
+    suppressed   INTEGER NOT NULL DEFAULT 0,
+    last_event   TEXT
+  ) STRICT;
+  `,
 ];
 
 export class MigrationError extends Error {
