@@ -1,5 +1,6 @@
 // The control plane's SQLite database: opened in WAL mode with foreign keys on, and migrated in
 // code. Migrations are an append-only list; `user_version` records how many have run.
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 
 export type Db = Database.Database;
@@ -137,13 +138,28 @@ export class MigrationError extends Error {
   override name = 'MigrationError';
 }
 
+/**
+ * The database holds every secret's ciphertext, agent credential hashes and deploy logs: owner only.
+ * SQLite creates -wal and -shm with the main file's mode, so the main file is made 0600 before it is
+ * opened; all three are forced to 0600 after (files left looser by an older berth or a restore).
+ */
+function restrictModes(file: string): void {
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
+}
+
 export function openDatabase(file: string): Db {
+  const onDisk = file !== ':memory:';
+  if (onDisk) {
+    closeSync(openSync(file, 'a', 0o600));
+    restrictModes(file);
+  }
   const db = new Database(file);
   try {
     db.pragma('journal_mode = WAL');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
     migrate(db);
+    if (onDisk) restrictModes(file);
     return db;
   } catch (err) {
     db.close();
