@@ -267,12 +267,7 @@ export class AcmeIssuer {
     });
     const log = this.deps.log;
     try {
-      // createAccount with a known key returns the existing account (RFC 8555 §7.3.1): one account
-      // per key and directory, robust against a CA that forgot us. Its URL is kept for reference.
-      await client.createAccount({
-        termsOfServiceAgreed: true,
-        ...(this.config.email ? { contact: [`mailto:${this.config.email}`] } : {}),
-      });
+      await this.ensureAccount(client);
       this.rememberAccount(client.getAccountUrl());
 
       const key = this.config.keyType === 'rsa' ? await acme.crypto.createPrivateRsaKey(2048) : await acme.crypto.createPrivateEcdsaKey('P-256');
@@ -309,6 +304,25 @@ export class AcmeIssuer {
       if (err instanceof AcmeError) throw err;
       throw new AcmeError(`certificate for ${label} not issued: ${describeAcmeError(err)}`);
     }
+  }
+
+  /**
+   * createAccount with a known key returns the existing account (RFC 8555 §7.3.1): one account per
+   * key and directory, robust against a CA that forgot us. acme-client then sends the payload as an
+   * account update; without a contact to update that is an empty update, which strict CAs (Pebble)
+   * refuse — so without an e-mail the existing account is looked up first (POST-as-GET).
+   */
+  private async ensureAccount(client: AcmeClient.Client): Promise<void> {
+    const contact = this.config.email ? { contact: [`mailto:${this.config.email}`] } : undefined;
+    if (!contact) {
+      try {
+        await client.createAccount({ onlyReturnExisting: true });
+        return;
+      } catch {
+        // no account for this key yet (or the CA is unreachable, which the next call reports)
+      }
+    }
+    await client.createAccount({ termsOfServiceAgreed: true, ...contact });
   }
 
   /** Create the challenge directory world-readable: nginx workers (nobody) must read the tokens. */

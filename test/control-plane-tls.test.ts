@@ -13,9 +13,12 @@ import { connect as netConnect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
+import { Writable } from 'node:stream';
 import pino from 'pino';
 import WebSocket from 'ws';
 import { startControlPlane, DB_FILE, type RunningControlPlane } from '../control-plane/main.js';
+import { AcmeCertificate, renewAt, type CertPair } from '../control-plane/tls/certificates.js';
+import { ChallengeServer } from '../control-plane/tls/challenges.js';
 import { DEFAULT_SERVER_TIMEOUTS } from '../control-plane/tls/listener.js';
 import { isLoopbackHost } from '../control-plane/tls/transport.js';
 import { AGENT_WS_PATH } from '../shared/protocol.js';
@@ -401,6 +404,77 @@ describe("control plane: its own certificate from an ACME CA (--domain, Pebble)"
     const ok = await eventually(() => viaPebbleChain(port, domain, '/healthz').catch((e) => ({ status: 0, body: String(e) }) as Reply), (r) => r.status === 200, 90_000, 500);
     assert.equal(ok.status, 200, cp.output());
     assert.ok(existsSync(join(webroot, '.well-known', 'acme-challenge')), 'challenges went through the webroot');
+  });
+});
+
+describe('control plane: renewing its ACME certificate', { timeout: 120_000 }, () => {
+  let pebble: Pebble | undefined;
+  let httpPort: number;
+  let challenges: ChallengeServer | undefined;
+  const domain = 'renew.berth-test.com';
+  before(async () => {
+    httpPort = await freePort();
+    // Certificates that live 15 s: renewal at 2/3 of the lifetime comes 10 s after issuance.
+    pebble = await startPebble({ httpPort, certValiditySeconds: 15 });
+    challenges = new ChallengeServer(() => `https://${domain}`, SHORT);
+    await challenges.listen(httpPort, '127.0.0.1');
+  });
+  after(async () => {
+    await challenges?.close();
+    await pebble?.stop();
+  });
+
+  it('orders a new certificate once 2/3 of the lifetime has passed, and serves and stores it', async () => {
+    const dir = join(makeTmpDir('cp-renew'), 'tls');
+    const got: Array<{ pair: CertPair; at: number }> = [];
+    const cert = new AcmeCertificate({
+      domain,
+      acme: { directoryUrl: pebble!.directoryUrl, caFile: pebble!.caFile, skipChallengeVerification: true, pollMinMs: 100 },
+      dir,
+      challenges: challenges!,
+      onPair: (pair) => got.push({ pair, at: Date.now() }),
+      log: logger,
+    });
+    try {
+      cert.start();
+      await eventually(async () => got.length, (n) => n >= 2, 60_000, 100);
+    } finally {
+      await cert.stop();
+    }
+    const [first, second] = got as [(typeof got)[0], (typeof got)[0]];
+    assert.notEqual(new X509Certificate(second.pair.cert).serialNumber, new X509Certificate(first.pair.cert).serialNumber);
+    assert.ok(second.at >= renewAt(first.pair).getTime() - 1000, 'not renewed before 2/3 of the lifetime');
+    assert.equal(readText(join(dir, 'fullchain.pem')), second.pair.cert, 'the renewed certificate is stored');
+    assert.equal(mode(join(dir, 'privkey.pem')), 0o600);
+  });
+
+  it('retries a failed order with a doubling backoff up to its cap', async () => {
+    const lines: Array<Record<string, any>> = [];
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+        done();
+      },
+    });
+    const cert = new AcmeCertificate({
+      domain,
+      acme: { directoryUrl: 'https://127.0.0.1:1/dir', preflightTimeoutMs: 500 },
+      dir: join(makeTmpDir('cp-renew'), 'tls'),
+      challenges: challenges!,
+      onPair: () => assert.fail('no certificate from an unreachable CA'),
+      log: pino({ level: 'info' }, sink),
+      retryMinMs: 100,
+      retryMaxMs: 400,
+    });
+    const failures = () => lines.filter((l) => l.msg === 'TLS certificate not obtained');
+    try {
+      cert.start();
+      await eventually(async () => failures().length, (n) => n >= 5, 20_000, 50);
+    } finally {
+      await cert.stop();
+    }
+    assert.deepEqual(failures().slice(0, 5).map((l) => l.retryInMs), [100, 200, 400, 400, 400]);
+    assert.match(failures()[0]!.err, /ACME directory https:\/\/127\.0\.0\.1:1\/dir unreachable: ECONNREFUSED/);
   });
 });
 

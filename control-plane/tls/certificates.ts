@@ -173,7 +173,7 @@ export class AcmeCertificate {
     } catch (err) {
       this.failures += 1;
       const delay = Math.min((this.opts.retryMinMs ?? 30_000) * 2 ** (this.failures - 1), this.opts.retryMaxMs ?? 6 * 3600_000);
-      log.error({ domain, err: oneLine(err), retryInS: Math.round(delay / 1000) }, 'TLS certificate not obtained');
+      log.error({ domain, err: oneLine(err), retryInMs: delay, retryAt: new Date(Date.now() + delay).toISOString() }, 'TLS certificate not obtained');
       this.schedule(new Date(Date.now() + delay));
     }
   }

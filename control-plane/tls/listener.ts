@@ -43,8 +43,6 @@ export interface Frontend {
   listen(port: number, host: string): Promise<number>;
   /** Serve this certificate from now on (new handshakes; open connections keep theirs). */
   setCertificate(pair: { cert: string; key: string }): void;
-  /** Whether a certificate has been set (TLS handshakes fail before). */
-  hasCertificate(): boolean;
   /** The timeouts as the node server that parses requests has them. */
   timeouts(): ServerTimeouts;
   close(): Promise<void>;
@@ -74,7 +72,6 @@ export function createFrontend(opts: FrontendOptions): Frontend {
   const redirect = createHttpServer(httpServerOptions(opts.timeouts), opts.tls.redirect);
   redirect.on('upgrade', refuseUpgrade);
   const inner = [http, https, redirect];
-  let hasCert = false;
 
   const front: NetServer = createNetServer({ pauseOnConnect: true }, (socket: Socket) => {
     socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => socket.destroy());
@@ -105,9 +102,7 @@ export function createFrontend(opts: FrontendOptions): Frontend {
     },
     setCertificate(pair) {
       https.setSecureContext(pair);
-      hasCert = true;
     },
-    hasCertificate: () => hasCert,
     timeouts: () => timeoutsOf(https),
     async close() {
       const closed = new Promise<void>((resolve) => front.close(() => resolve()));
@@ -129,7 +124,6 @@ function plainFrontend(http: HttpServer): Frontend {
     setCertificate() {
       throw new Error('this control plane serves plain HTTP');
     },
-    hasCertificate: () => false,
     timeouts: () => timeoutsOf(http),
     close: () => closeServer(http),
   };

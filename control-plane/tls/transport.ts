@@ -81,6 +81,10 @@ export function isLoopbackHost(host: string): boolean {
  * is https:// (a TLS-terminating proxy in front), or the explicit opt-out.
  */
 export function checkTransport(opts: { host: string; port: number; tls: boolean; publicUrl?: string; insecureHttp?: boolean }): void {
+  if (opts.tls && opts.publicUrl && !/^https:\/\//i.test(opts.publicUrl)) {
+    // Plain requests from other hosts are redirected to the public URL: it must be the https one.
+    throw new ConfigError(`--public-url ${opts.publicUrl} must be https:// when the control plane serves TLS`);
+  }
   if (opts.tls || opts.insecureHttp || isLoopbackHost(opts.host)) return;
   if (opts.publicUrl && /^https:\/\//i.test(opts.publicUrl)) return;
   const where = `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`;
