@@ -10,7 +10,13 @@ const CHALLENGE_PATH = /^\/\.well-known\/acme-challenge\/([A-Za-z0-9_-]{1,256})$
 /** 308 to the same path on the https public URL (its origin only: the Host header is never used). */
 export function redirectToHttps(publicUrl: () => string): RequestListener {
   return (req, res) => {
-    const origin = new URL(publicUrl()).origin;
+    let origin: string;
+    try {
+      origin = new URL(publicUrl()).origin;
+    } catch {
+      res.writeHead(503, { connection: 'close' }).end('starting\n'); // the public URL is known once listening
+      return;
+    }
     const path = (req.url ?? '/').startsWith('/') ? req.url! : '/';
     res.writeHead(308, { location: origin + path, 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
     res.end(`this control plane is served over HTTPS: ${origin}\n`);
