@@ -71,7 +71,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     serving = await serve({
       host,
       port,
-      handler: getRequestListener(api.fetch),
+      handler: getRequestListener(api.fetch, { hostname: host }),
       onUpgrade: hub.handleUpgrade,
       ...(opts.tls ? { tls: opts.tls } : {}),
       dataDir: opts.dataDir,
