@@ -47,6 +47,7 @@ PREVIOUS=""
 CHANGED=0
 CP_LISTEN="0.0.0.0:8080"
 CP_PUBLIC_URL=""
+CP_DOMAIN=""
 
 STEP="start"
 HINT=""
@@ -80,7 +81,7 @@ usage() {
   cat <<EOF
 usage: BERTH_JOIN_TOKEN=TOKEN install.sh [--name NAME] [--url CONTROL_PLANE_URL] [--version V]
        install.sh --token JOIN_TOKEN [--name NAME] ...   (the token then shows in \`ps\` while this runs)
-       install.sh --all-in-one [--listen HOST:PORT] [--public-url URL] [--name NAME] [--version V]
+       install.sh --all-in-one [--domain NAME] [--listen HOST:PORT] [--public-url URL] [--name NAME] [--version V]
        install.sh --upgrade [--url CONTROL_PLANE_URL] [--version V]    (what \`berth upgrade\` runs)
        install.sh --uninstall [--purge]
 EOF
@@ -97,6 +98,7 @@ while [ $# -gt 0 ]; do
     --all-in-one) ALL_IN_ONE=1; shift ;;
     --listen) [ $# -ge 2 ] || { usage >&2; exit 2; }; CP_LISTEN="$2"; shift 2 ;;
     --public-url) [ $# -ge 2 ] || { usage >&2; exit 2; }; CP_PUBLIC_URL="$2"; shift 2 ;;
+    --domain) [ $# -ge 2 ] || { usage >&2; exit 2; }; CP_DOMAIN="$2"; shift 2 ;;
     --version) [ $# -ge 2 ] || { usage >&2; exit 2; }; WANT_VERSION="$2"; shift 2 ;;
     --version=*) WANT_VERSION="${1#*=}"; shift ;;
     --upgrade) MODE=upgrade; shift ;;
@@ -628,7 +630,30 @@ LOCAL_URL=""
 if [ "$ALL_IN_ONE" = 1 ]; then
   step "control-plane" "installing the control plane on this machine"
   CP_PORT=${CP_LISTEN##*:}
+  warn_plain_http() {
+    warn "the control plane serves plain HTTP: the admin token, env values and install lines cross the network in clear. For HTTPS set BERTH_DOMAIN=NAME (a DNS name pointing here; or BERTH_TLS_CERT/BERTH_TLS_KEY) in $ETC/control-plane.env, remove BERTH_INSECURE_HTTP and restart berth-control-plane (docs/install.md)"
+  }
+  if [ -f "$ETC/control-plane.env" ] && ! grep -Eq '^(BERTH_DOMAIN|BERTH_TLS_CERT|BERTH_INSECURE_HTTP)=' "$ETC/control-plane.env" &&
+    ! grep -Eq '^BERTH_PUBLIC_URL=https://' "$ETC/control-plane.env"; then
+    # Written before the control plane refused plain HTTP off loopback: keep it serving as it did.
+    printf '%s\n' "BERTH_INSECURE_HTTP=1" >>"$ETC/control-plane.env"
+    warn_plain_http
+  fi
   if [ ! -f "$ETC/control-plane.env" ]; then
+    # TLS: with --domain the control plane gets its own certificate over HTTP-01 through the agent's
+    # ACME webroot (nginx serves it on port 80 for every host); without, plain HTTP is an explicit choice.
+    CP_TLS=""
+    if [ -n "$CP_DOMAIN" ]; then
+      case "$CP_DOMAIN" in *[!A-Za-z0-9.-]*|.*|*.|*..*) die "invalid --domain \"$CP_DOMAIN\": expected a host name like cp.example.com" ;; esac
+      webroot=$(agent_setting BERTH_ACME_WEBROOT /var/lib/berth-acme)
+      mkdir -p "$webroot" && chmod 0755 "$webroot" # exists before the unit starts, so it can be writable there
+      [ -n "$CP_PUBLIC_URL" ] || { CP_PUBLIC_URL="https://$CP_DOMAIN"; [ "$CP_PORT" = 443 ] || CP_PUBLIC_URL="$CP_PUBLIC_URL:$CP_PORT"; }
+      CP_TLS="BERTH_DOMAIN=$CP_DOMAIN
+BERTH_ACME_WEBROOT=$webroot"
+    elif [ "${CP_PUBLIC_URL#https://}" = "$CP_PUBLIC_URL" ]; then
+      CP_TLS="BERTH_INSECURE_HTTP=1"
+      warn_plain_http
+    fi
     if [ -z "$CP_PUBLIC_URL" ]; then
       ip=$(hostname -I 2>/dev/null | awk '{print $1}')
       CP_PUBLIC_URL="http://${ip:-127.0.0.1}:$CP_PORT"
@@ -639,6 +664,7 @@ BERTH_CP_DATA=/var/lib/berth-control-plane
 BERTH_LISTEN=$CP_LISTEN
 BERTH_PUBLIC_URL=$CP_PUBLIC_URL
 BERTH_RELEASE_DIR=$PREFIX/release-files
+$CP_TLS
 EOF
     say "wrote $ETC/control-plane.env"
   fi

@@ -1,7 +1,7 @@
 // The control plane's SQLite database: opened in WAL mode with foreign keys on, and migrated in
 // code. Migrations are an append-only list; `user_version` records how many have run. They only go
 // forward, each in its own transaction, after a copy of the database is taken (DATA/backups/).
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 
@@ -201,14 +201,28 @@ export class MigrationError extends Error {
 export const SCHEMA_VERSION = MIGRATIONS.length;
 /** Pre-migration copies go to DATA/backups/ (next to the database file). */
 export const PRE_MIGRATION_DIR = 'backups';
+/**
+ * The database holds every secret's ciphertext, agent credential hashes and deploy logs: owner only.
+ * SQLite creates -wal and -shm with the main file's mode, so the main file is made 0600 before it is
+ * opened; all three are forced to 0600 after (files left looser by an older berth or a restore).
+ */
+function restrictModes(file: string): void {
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
+}
 
 export function openDatabase(file: string): Db {
+  const onDisk = file !== ':memory:';
+  if (onDisk) {
+    closeSync(openSync(file, 'a', 0o600));
+    restrictModes(file);
+  }
   const db = new Database(file);
   try {
     db.pragma('journal_mode = WAL');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
     migrate(db);
+    if (onDisk) restrictModes(file);
     return db;
   } catch (err) {
     db.close();
