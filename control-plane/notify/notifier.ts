@@ -1,7 +1,7 @@
 // The notification pipeline: an event is scrubbed of the apps' env values, held back if it repeats a
 // failure told less than a window ago (counted, and summed up in one message when the window ends),
 // then queued in the outbox once per matching channel. The worker delivers from there.
-import { makeMasker } from '../../agent/deploy/mask.js';
+import { makeMasker } from '../../shared/secret-mask.js';
 import type { Logger } from '../../shared/logger.js';
 import type { NotifyEventKind } from '../../shared/notify.js';
 import type { Stores } from '../store/index.js';
