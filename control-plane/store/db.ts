@@ -11,7 +11,7 @@ export type Db = Database.Database;
 export const DB_FILE = 'control-plane.db';
 
 /** Append only: never edit a migration that has shipped, add a new one. */
-const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE servers (
     name                  TEXT PRIMARY KEY,
