@@ -143,7 +143,7 @@ export async function removeInstallerContainer(container: string, servers: strin
 export async function packageRelease(outDir: string, version?: string): Promise<void> {
   const { stdout } = await execFileP('sh', [join(ROOT, 'scripts/package.sh'), '--out', outDir, ...(version ? ['--version', version] : [])], {
     cwd: ROOT,
-    timeout: 900_000, // npm prune on a busy 2-core machine can take minutes
+    timeout: 300_000,
     maxBuffer: 16 * 1024 * 1024,
   });
   if (!/built .*berth-.*-linux-(x64|arm64)\.tar\.gz/.test(stdout)) throw new Error(`package.sh did not report a tarball:\n${stdout}`);
