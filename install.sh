@@ -493,7 +493,8 @@ mkdir -p "$LOG_DIR"
 # and listed in a drop-in, so a BERTH_NGINX_PREFIX or another BERTH_DATA works under the unit too.
 agent_paths_dropin() { # -> sets UNIT_CHANGED=1 when the drop-in changed
   paths=""
-  for p in "$(data_dir)" "$(agent_setting BERTH_NGINX_PREFIX '')" "$(agent_setting BERTH_STATIC_DIR /var/lib/berth-static)" \
+  nginx_prefix=$(agent_setting BERTH_NGINX_PREFIX '')
+  for p in "$(data_dir)" "$nginx_prefix" "$(agent_setting BERTH_STATIC_DIR /var/lib/berth-static)" \
     "$(agent_setting BERTH_ACME_WEBROOT /var/lib/berth-acme)"; do
     [ -n "$p" ] || continue
     case "$p" in
@@ -506,6 +507,8 @@ agent_paths_dropin() { # -> sets UNIT_CHANGED=1 when the drop-in changed
     [ -d "$p" ] || { mkdir -p "$p" && chmod 0755 "$p"; } || die "could not create $p (from $ETC/agent.env)"
     paths="$paths -$p"
   done
+  # The system nginx (no private prefix): its config, logs, temp dirs and pid file (/run/nginx.pid).
+  [ -n "$nginx_prefix" ] || paths="$paths -/etc/nginx -/var/log/nginx -/var/lib/nginx -/var/cache/nginx -/run"
   cat >"$TMP/dropin" <<EOF
 # Written by install.sh from $ETC/agent.env (re-run the installer after changing these paths there).
 [Service]
@@ -516,6 +519,15 @@ EOF
     install -m 0644 "$TMP/dropin" "$AGENT_DROPIN"
     UNIT_CHANGED=1
   fi
+}
+# berth-control-plane.service runs as the system user berth. With --domain it answers its own ACME
+# challenges through the agent's nginx: the challenge directory is root:berth 1775 (berth adds files;
+# the sticky bit keeps it from removing or replacing the agent's); the webroot stays root's.
+cp_service_user() {
+  id -u berth >/dev/null 2>&1 || useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin berth ||
+    die "could not create the system user \"berth\" the control plane runs as"
+  w="$(agent_setting BERTH_ACME_WEBROOT /var/lib/berth-acme)/.well-known/acme-challenge"
+  mkdir -p "$w" && chmod 0755 "${w%/*/*}" "${w%/*}" && chown root:berth "$w" && chmod 1775 "$w" || die "could not prepare $w for the control plane"
 }
 install_unit() { # install_unit NAME RELEASE_DIR -> sets UNIT_CHANGED
   UNIT_CHANGED=0
@@ -671,6 +683,7 @@ EOF
   CP_DATA=$(sed -n 's/^BERTH_CP_DATA=//p' "$ETC/control-plane.env" | tail -n 1)
   CP_PORT=$(sed -n 's/^BERTH_LISTEN=.*://p' "$ETC/control-plane.env" | tail -n 1)
   LOCAL_URL="http://127.0.0.1:$CP_PORT"
+  ! systemd_running || cp_service_user
   run_daemon control-plane "control plane" "$REL" "$ETC/control-plane.env" control-plane
   rc=0
   wait_for control-plane "$VERSION" || rc=$?

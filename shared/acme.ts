@@ -14,7 +14,7 @@ import { rootCertificates } from 'node:tls';
 import type * as AcmeClient from 'acme-client';
 import type { Logger } from './logger.js';
 import { domainName } from './validation.js';
-import { ensureDir, oneLine, writeFileAtomic } from './files.js';
+import { ensureDir, ensureDirAtLeast, oneLine, writeFileAtomic } from './files.js';
 
 export class AcmeError extends Error {
   override name = 'AcmeError';
@@ -328,9 +328,9 @@ export class AcmeIssuer {
   /** Create the challenge directory world-readable: nginx workers (nobody) must read the tokens. */
   private prepareWebroot(): void {
     try {
-      ensureDir(this.deps.webroot, 0o755);
-      ensureDir(join(this.deps.webroot, '.well-known'), 0o755);
-      ensureDir(this.challengeDir, 0o755);
+      ensureDirAtLeast(this.deps.webroot, 0o755);
+      ensureDirAtLeast(join(this.deps.webroot, '.well-known'), 0o755);
+      ensureDirAtLeast(this.challengeDir, 0o755);
     } catch (err) {
       throw new AcmeError(`ACME webroot ${this.deps.webroot} not usable: ${oneLine(err)}`);
     }

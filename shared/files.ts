@@ -1,6 +1,6 @@
 // Small file helpers shared by the agent's certificate engine and the control plane's TLS: atomic writes (temp file + fsync + rename) with an
 // explicit mode that the process umask cannot loosen or tighten.
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -8,6 +8,17 @@ import { randomBytes } from 'node:crypto';
 export function ensureDir(dir: string, mode: number): void {
   mkdirSync(dir, { recursive: true, mode });
   chmodSync(dir, mode);
+}
+
+/**
+ * mkdir -p, then add the bits of `mode` the leaf lacks, keeping any others: the ACME challenge dir of an
+ * all-in-one machine is root:berth 1775 (install.sh) so the control plane's user can add its own tokens.
+ * No chmod when nothing is missing, so a process that does not own the directory can use it too.
+ */
+export function ensureDirAtLeast(dir: string, mode: number): void {
+  mkdirSync(dir, { recursive: true, mode });
+  const have = statSync(dir).mode & 0o7777;
+  if ((have & mode) !== mode) chmodSync(dir, have | mode);
 }
 
 /** fsync a directory so a rename inside it survives a power cut. Best effort. */

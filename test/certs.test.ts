@@ -626,8 +626,13 @@ describe('certs: ACME issuance against Pebble through a real nginx', { timeout: 
 
   it('re-issues without a removed domain, reusing the account', async () => {
     const m = manager(); // a new manager over the same data dir: state survives a restart
+    // An all-in-one install shares the challenge dir with the control plane's user (root:berth 1775):
+    // issuing keeps those bits instead of resetting the dir to 0755.
+    const challengeDir = join(webroot, '.well-known', 'acme-challenge');
+    chmodSync(challengeDir, 0o1775);
     const res = await m.ensure('shop', [WWW]);
     assert.ok(res);
+    assert.equal(statSync(challengeDir).mode & 0o7777, 0o1775, 'the shared challenge dir keeps its group-write and sticky bits');
     assert.deepEqual(res.domains, [WWW]);
     const leaf = assertChainsTo(readFileSync(res.certPath, 'utf8'), pebble!.rootPem);
     assert.deepEqual(sanList(leaf), [WWW]);

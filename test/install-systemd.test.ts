@@ -54,6 +54,24 @@ const BROKEN = bump(PACKAGE_VERSION, 2);
 const esc = (s: string) => s.replace(/[.+]/g, '\\$&');
 const UNIT = '/etc/systemd/system/berth-agent.service';
 const CAP_SYS_RESOURCE = 24;
+/** The agent's capability bounding set: CAP_CHOWN, DAC_OVERRIDE, FOWNER, KILL, SETGID, SETUID, NET_BIND_SERVICE (bits 0 1 3 5 6 7 10). */
+const AGENT_CAPS = [0, 1, 3, 5, 6, 7, 10].reduce((m, bit) => m | (1n << BigInt(bit)), 0n);
+/** `systemd-analyze security` exposure (0 safest … 10) bounds, set from docs/install.md's measurements (before: agent 6.2, control plane 3.7). */
+const MAX_AGENT_EXPOSURE = 3.5;
+const MAX_CP_EXPOSURE = 2.0;
+/** A /proc/PID/status capability line as a number. */
+function capLine(procStatus: string, name: string): bigint {
+  const m = new RegExp(`^${name}:\\s+([0-9a-f]+)$`, 'm').exec(procStatus);
+  assert.ok(m, `${name} in /proc/PID/status: ${procStatus}`);
+  return BigInt(`0x${m[1]}`);
+}
+/** `systemd-analyze security UNIT` inside the container: the overall exposure level it prints. */
+async function exposure(run: (argv: string[]) => Promise<{ code: number; stdout: string; stderr: string }>, unit: string): Promise<number> {
+  const r = await run(['systemd-analyze', 'security', '--no-pager', unit]);
+  const m = /Overall exposure level for \S+: (\d+\.\d+)/.exec(r.stdout);
+  assert.ok(m, `systemd-analyze security ${unit}: ${showRun(r)}`);
+  return Number(m[1]);
+}
 /** Where the test's Git remote is mounted in the container. */
 const REMOTE = '/srv/berth-test/remote.git';
 
@@ -198,6 +216,26 @@ describe('install.sh with systemd as PID 1', { timeout: 20 * 60_000 }, () => {
     const ro = await run(['nsenter', '-t', String(pid), '-m', 'touch', '/opt/berth/.write-test']);
     assert.notEqual(ro.code, 0, 'ProtectSystem=strict: /opt is read-only for the agent');
     assert.match(ro.stderr, /Read-only file system/);
+    // With a private nginx (BERTH_NGINX_PREFIX) the system nginx's paths are not writable either.
+    for (const path of ['/etc/nginx/.berth-write-test', '/var/log/nginx/.berth-write-test']) {
+      const w = await run(['nsenter', '-t', String(pid), '-m', 'touch', path]);
+      assert.notEqual(w.code, 0, `${path} is read-only for the agent`);
+      assert.match(w.stderr, /Read-only file system/, path);
+    }
+    assert.doesNotMatch((await run(['cat', '/etc/systemd/system/berth-agent.service.d/50-berth-paths.conf'])).stdout, / -\/run( |$)/m);
+    // Root's powers are bounded (the app below deploys and nginx reloads within them), system calls filtered.
+    assert.equal(capLine(procStatus, 'CapBnd'), AGENT_CAPS, `CapabilityBoundingSet: ${/^CapBnd:.*$/m.exec(procStatus)?.[0]}`);
+    assert.match(procStatus, /^Seccomp:\s+2$/m, 'a seccomp filter (SystemCallFilter=) is in force');
+    const sec = await unit('SystemCallFilter', 'SystemCallErrorNumber', 'RestrictAddressFamilies', 'PrivateDevices');
+    const allowed = new Set(sec.SystemCallFilter!.split(' '));
+    for (const call of ['execve', 'setuid', 'setgroups', 'chown', 'kill']) assert.ok(allowed.has(call), `${call} is allowed (nginx, git)`);
+    for (const call of ['mount', 'reboot', 'init_module', 'kexec_load', 'swapon', 'ptrace']) assert.ok(!allowed.has(call), `${call} is filtered`);
+    assert.ok(['EPERM', '1'].includes(sec.SystemCallErrorNumber!), `SystemCallErrorNumber=${sec.SystemCallErrorNumber}`);
+    assert.deepEqual(sec.RestrictAddressFamilies!.split(' ').sort(), ['AF_INET', 'AF_INET6', 'AF_UNIX']);
+    assert.equal(sec.PrivateDevices, 'yes');
+    const agentExposure = await exposure(run, 'berth-agent.service');
+    t.diagnostic(`systemd-analyze security berth-agent.service: ${agentExposure}`);
+    assert.ok(agentExposure <= MAX_AGENT_EXPOSURE, `exposure ${agentExposure} > ${MAX_AGENT_EXPOSURE}`);
 
     commitSampleApp(repo, 1);
     started = Date.now();
@@ -401,9 +439,18 @@ describe('install.sh with systemd as PID 1', { timeout: 20 * 60_000 }, () => {
       const cpStatus = (await runIn(['cat', `/proc/${(await show('berth-control-plane')).MainPID}/status`])).stdout;
       assert.match(cpStatus, /^NoNewPrivs:\s+1$/m, 'NoNewPrivileges=true');
       assert.match(cpStatus, /^CapEff:\s+0000000000000400$/m, 'CapabilityBoundingSet=CAP_NET_BIND_SERVICE');
-      // The data directory and the admin token are private to root.
+      assert.match(cpStatus, /^CapBnd:\s+0000000000000400$/m, 'CapabilityBoundingSet=CAP_NET_BIND_SERVICE');
+      assert.match(cpStatus, /^Seccomp:\s+2$/m, 'a seccomp filter (SystemCallFilter=) is in force');
+      // It runs as the unprivileged system user berth, not root.
+      const berthUid = (await runIn(['id', '-u', 'berth'])).stdout.trim();
+      assert.match(berthUid, /^[1-9]\d*$/, 'the installer created the system user berth');
+      assert.match(cpStatus, new RegExp(`^Uid:\\s+${berthUid}\\s+${berthUid}\\s+${berthUid}\\s+${berthUid}$`, 'm'), 'the control plane runs as berth');
+      // The data directory and the admin token are private to it.
       const modes = await runIn(['stat', '-c', '%a %U', '/var/lib/berth-control-plane', '/var/lib/berth-control-plane/admin-token']);
-      assert.equal(modes.stdout, '700 root\n600 root\n', showRun(modes));
+      assert.equal(modes.stdout, '700 berth\n600 berth\n', showRun(modes));
+      const cpExposure = await exposure(runIn, 'berth-control-plane.service');
+      t.diagnostic(`systemd-analyze security berth-control-plane.service: ${cpExposure}`);
+      assert.ok(cpExposure <= MAX_CP_EXPOSURE, `exposure ${cpExposure} > ${MAX_CP_EXPOSURE}`);
 
       // journald has the control plane's own output, one JSON object per line.
       const journal = await runIn(['journalctl', '--no-pager', '-o', 'cat', 'SYSLOG_IDENTIFIER=berth-control-plane']);
@@ -427,6 +474,35 @@ describe('install.sh with systemd as PID 1', { timeout: 20 * 60_000 }, () => {
       const res = await httpGet(aioHttp, aioDomain);
       assert.equal(res.status, 200);
       assert.equal(sampleVersion(res.body), '1');
+    });
+
+    it('the control plane as berth: a data dir left root-owned by an older release is re-owned on start; it adds ACME challenges to the agent\'s webroot and writes nowhere else', { timeout: 3 * 60_000 }, async () => {
+      // What a release that ran the control plane as root leaves behind: every file root's.
+      const restart = await runIn(['sh', '-c', 'systemctl stop berth-control-plane && chown -R root:root /var/lib/berth-control-plane && systemctl start berth-control-plane']);
+      assert.equal(restart.code, 0, showRun(restart));
+      await eventually(() => fetch(`${local}/healthz`).then((r) => r.ok, () => false), (ok) => ok, 30_000);
+      await assertBothRun(FIRST);
+      const owners = await runIn(['sh', '-c', 'find /var/lib/berth-control-plane ! -user berth | wc -l; find /var/lib/berth-control-plane -type f | wc -l']);
+      const [notBerth, files] = owners.stdout.trim().split('\n').map(Number);
+      assert.equal(notBerth, 0, `systemd re-owned the whole data dir: ${showRun(owners)}`);
+      assert.ok(files! >= 3, `database, admin token and key are there: ${showRun(owners)}`);
+      // Same database and token: the API answers with the token printed at install, the server is still known.
+      assert.deepEqual((await connected()).map((s) => s.name), [name]);
+
+      // The challenge dir is shared (root:berth, sticky); as the unit's user, in the unit's mount namespace:
+      const dir = '/var/lib/berth-acme/.well-known/acme-challenge';
+      assert.equal((await runIn(['stat', '-c', '%a %U %G', dir])).stdout.trim(), '1775 root berth');
+      const pid = (await show('berth-control-plane')).MainPID!;
+      const [uid, gid] = [(await runIn(['id', '-u', 'berth'])).stdout.trim(), (await runIn(['id', '-g', 'berth'])).stdout.trim()];
+      const touchAsCp = (path: string) => runIn(['nsenter', '-t', pid, '-m', '-S', uid, '-G', gid, 'touch', path]);
+      const probe = await touchAsCp(`${dir}/cp-probe`);
+      assert.equal(probe.code, 0, `the control plane can write a challenge file: ${showRun(probe)}`);
+      assert.equal((await runIn(['rm', `${dir}/cp-probe`])).code, 0);
+      for (const path of ['/var/lib/berth-acme/.well-known/probe', '/var/lib/berth/probe', '/opt/berth/release-files/probe', '/etc/berth/probe']) {
+        const w = await touchAsCp(path);
+        assert.notEqual(w.code, 0, `the control plane cannot write ${path}`);
+        assert.match(w.stderr, /Read-only file system|Permission denied/, path);
+      }
     });
 
     it(`berth upgrade --url … --version ${NEXT} restarts both units on ${NEXT} under load: zero failed requests`, { timeout: 5 * 60_000 }, async (t) => {

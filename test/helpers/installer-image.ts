@@ -75,7 +75,8 @@ export async function containerRun(container: string, argv: string[], timeoutMs 
  * (host paths, read-only, at the same path — e.g. a test Git remote — or "HOST:CONTAINER"), and /etc/berth/agent.env
  * pre-seeded so the agent runs a private nginx on `httpPort` (nothing binds :80) with fast deploy timings.
  *
- * `systemd: true`: the systemd image with systemd as PID 1 (--cap-add SYS_ADMIN for its mounts,
+ * `systemd: true`: the systemd image with systemd as PID 1 (--cap-add SYS_ADMIN for its mounts, SYS_PTRACE
+ * so the test can enter the mount namespace of a service running as another user (`nsenter -t PID -m`),
  * tmpfs /run and /run/lock, the cgroup tree; `--privileged` and `--cap-add SYS_RESOURCE` cannot be
  * applied on these machines: their Docker engine itself lacks CAP_SYS_RESOURCE). It is booted (`systemctl
  * is-system-running --wait`) before this returns, and the distribution's nginx.service is masked: the
@@ -87,7 +88,7 @@ export async function startInstallerContainer(label: string, httpPort: number, m
   const name = `berth-install-${label}-${Math.random().toString(36).slice(2, 8)}`;
   const init = opts.systemd
     ? {
-        flags: ['--cap-add', 'SYS_ADMIN', '--tmpfs', '/run', '--tmpfs', '/run/lock', '-v', '/sys/fs/cgroup:/sys/fs/cgroup:rw'],
+        flags: ['--cap-add', 'SYS_ADMIN', '--cap-add', 'SYS_PTRACE', '--tmpfs', '/run', '--tmpfs', '/run/lock', '-v', '/sys/fs/cgroup:/sys/fs/cgroup:rw'],
         command: ['/lib/systemd/systemd'],
       }
     : { flags: [], command: ['sleep', 'infinity'] };
