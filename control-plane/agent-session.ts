@@ -47,7 +47,8 @@ export class AgentSession {
   missedPongs = 0;
   private badFrames = 0;
   private closingForBadFrames = false;
-  private readonly ownThrottle = badFrameThrottle();
+  /** Only when the hub shares none (tests): one per connection would be 10,000 maps for nothing. */
+  private ownThrottle: LogThrottle | null = null;
   private readonly log: Logger;
 
   constructor(
@@ -115,7 +116,7 @@ export class AgentSession {
    */
   private onBadFrame(error: string): void {
     this.badFrames++;
-    const throttle = this.deps.badFrameLog ?? this.ownThrottle;
+    const throttle = this.deps.badFrameLog ?? (this.ownThrottle ??= badFrameThrottle());
     if (this.badFrames <= 3) {
       const suppressed = throttle.take(`${this.server}\0frame`);
       if (suppressed !== null) this.log.warn({ error, badFrames: this.badFrames, ...(suppressed ? { suppressed } : {}) }, 'bad frame from agent');

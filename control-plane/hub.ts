@@ -19,6 +19,8 @@ import type { Stores } from './store/index.js';
 
 export const MAX_FRAME_BYTES = 1024 * 1024;
 export const PING_INTERVAL_MS = 15_000;
+/** Heartbeat times are written to the database in one batch this often (see ServerStore.touch). */
+export const SEEN_FLUSH_MS = 5_000;
 /** A connection is dead after this many pings in a row went unanswered. */
 const MAX_MISSED_PONGS = 2;
 /** Close code for a connection replaced by a newer one from the same server. */
@@ -44,7 +46,9 @@ export interface HubOptions {
 }
 
 export class AgentHub {
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  // No compression (its zlib contexts cost ~300 KB per connection) and no client set of ws's own:
+  // `live` already holds every connection.
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
   /** The current connection of each server. */
   private readonly current = new Map<string, AgentSession>();
   /** Every open session, including replaced ones still closing: all of them get pinged. */
@@ -55,6 +59,7 @@ export class AgentHub {
   /** `berth cron` requests waiting for their agent's answer. */
   private readonly cronPending = new Map<string, PendingCron>();
   private readonly pinger: NodeJS.Timeout;
+  private readonly seenFlusher: NodeJS.Timeout;
   private readonly log: Logger;
   private readonly badFrameLog = badFrameThrottle();
 
@@ -62,6 +67,8 @@ export class AgentHub {
     this.log = opts.logger.child({ component: 'hub' });
     this.pinger = setInterval(() => this.pingAll(), opts.pingIntervalMs ?? PING_INTERVAL_MS);
     this.pinger.unref();
+    this.seenFlusher = setInterval(() => this.flushSeen(), SEEN_FLUSH_MS);
+    this.seenFlusher.unref();
   }
 
   /** The http server's `upgrade` listener. */
@@ -157,6 +164,8 @@ export class AgentHub {
 
   async close(): Promise<void> {
     clearInterval(this.pinger);
+    clearInterval(this.seenFlusher);
+    this.flushSeen();
     for (const s of this.live) s.ws.terminate();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
@@ -192,9 +201,20 @@ export class AgentHub {
           clearTimeout(p.timer);
           p.reject(new AgentUnavailableError(`the agent of server "${server}" disconnected before answering`));
         }
+        // Its last heartbeat is what "offline since" is computed from: written now, not in a few seconds.
+        this.flushSeen();
         this.log.info({ server, code }, 'agent disconnected');
       }
     });
+  }
+
+  private flushSeen(): void {
+    try {
+      this.opts.stores.servers.flushSeen();
+    } catch (err) {
+      // Only timestamps are lost (the next heartbeat brings new ones); the hub keeps running.
+      this.log.error({ err }, 'failed to write agent heartbeat times');
+    }
   }
 
   private pingAll(): void {

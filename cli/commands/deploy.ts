@@ -150,10 +150,13 @@ export function registerDeployCommands(program: Command): void {
     .description("list an app's deployments, newest first (or: berth deployments logs ID [-f])")
     .argument('[app]')
     .option('--json', 'print JSON')
-    .action(async (app: string | undefined, opts: { json?: boolean }) => {
+    .option('--limit <n>', 'only the newest N deployments (1-1000)')
+    .action(async (app: string | undefined, opts: { json?: boolean; limit?: string }) => {
       if (!app) throw new CliError('missing app: berth deployments APP, or berth deployments logs ID [-f]');
+      if (opts.limit !== undefined && !/^(?:[1-9]\d{0,2}|1000)$/.test(opts.limit)) throw new CliError(`invalid --limit "${opts.limit}": must be a whole number from 1 to 1000`);
       const client = new ApiClient(loadClientConfig());
-      const list = await client.get<DeploymentInfo[]>(`/api/apps/${seg(app)}/deployments`);
+      const query = opts.limit !== undefined ? `?limit=${opts.limit}` : '';
+      const list = await client.get<DeploymentInfo[]>(`/api/apps/${seg(app)}/deployments${query}`);
       output(!!opts.json, list, (l) =>
         printTable(
           l.map((d) => ({ ...d, commit: d.commit?.slice(0, 12) ?? null })),

@@ -8,7 +8,7 @@ import { deploymentInfo } from '../store/deployments.js';
 import { webhookUrls } from '../webhooks/routes.js';
 import type { Stores } from '../store/index.js';
 import type { ApiDeps } from './deps.js';
-import { readJson, validParam } from './http.js';
+import { pageLimit, readJson, validParam } from './http.js';
 
 /**
  * An app's domains (explicit ones, then its default hostname) with the certificate state its agent
@@ -60,8 +60,13 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
     return c.json(body, 201);
   });
 
+  // `?limit=N&after=NAME` pages through them by name (the cursor is the last name of the previous page).
   app.get('/api/apps', (c) => {
-    const body: AppInfo[] = stores.apps.list().map(info);
+    const limit = pageLimit(c.req.query('limit'));
+    const rawAfter = c.req.query('after');
+    const after = rawAfter === undefined ? undefined : appParam(rawAfter);
+    const urls = (name: string) => webhookUrls(deps.url(), name);
+    const body: AppInfo[] = stores.apps.infoMany(stores.apps.list({ ...(limit ? { limit } : {}), ...(after ? { after } : {}) })).map((a) => ({ ...a, webhooks: urls(a.name) }));
     return c.json(body);
   });
 

@@ -9,7 +9,7 @@ import { appName } from '../../shared/validation.js';
 import { cancelDeployment, resolveRollbackTarget, triggerDeploy } from '../deploys.js';
 import { deploymentInfo } from '../store/deployments.js';
 import type { ApiDeps } from './deps.js';
-import { readJson, validParam } from './http.js';
+import { pageLimit, readJson, validParam } from './http.js';
 import { deploymentEventStream } from './sse.js';
 
 export const afterSeq = z
@@ -50,7 +50,12 @@ export function registerDeploymentRoutes(app: Hono, deps: ApiDeps): void {
 
   app.get('/api/apps/:name/deployments', (c) => {
     const target = stores.apps.require(validParam(appName, c.req.param('name'), 'app name'));
-    const body: DeploymentInfo[] = stores.deployments.listByApp(target.name).map(deploymentInfo);
+    // `?limit=N&before=ID` pages back in time (the cursor is the last id of the previous page).
+    const limit = pageLimit(c.req.query('limit'));
+    const rawBefore = c.req.query('before');
+    const before = rawBefore === undefined ? undefined : validParam(deploymentId, rawBefore, 'before');
+    const page = { ...(limit ? { limit } : {}), ...(before ? { before } : {}) };
+    const body: DeploymentInfo[] = stores.deployments.listByApp(target.name, page).map(deploymentInfo);
     return c.json(body);
   });
 

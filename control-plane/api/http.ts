@@ -43,3 +43,14 @@ export function validParam<T>(schema: z.ZodType<T>, value: string | undefined, l
   if (result.success) return result.data;
   throw new BadRequestError(`invalid ${label}: ${result.error.issues[0]?.message ?? 'invalid value'}`);
 }
+
+/** The most items one page of a listing holds (`?limit=`). */
+export const MAX_PAGE_LIMIT = 1000;
+
+/** `?limit=N` of a listing: absent means everything (what clients before pagination got). */
+export function pageLimit(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const n = /^\d{1,7}$/.test(raw) ? Number(raw) : NaN;
+  if (!(n >= 1 && n <= MAX_PAGE_LIMIT)) throw new BadRequestError(`invalid limit: must be a whole number from 1 to ${MAX_PAGE_LIMIT}`);
+  return n;
+}

@@ -90,8 +90,11 @@ export class AppStore {
     return row;
   }
 
-  list(): AppRow[] {
-    return this.db.prepare('SELECT * FROM apps ORDER BY name').all() as AppRow[];
+  /** By name; a page of at most `limit` apps after the name `after` when asked (the cursor is the last name seen). */
+  list(page: { limit?: number; after?: string } = {}): AppRow[] {
+    return this.db
+      .prepare('SELECT * FROM apps WHERE name > ? ORDER BY name LIMIT ?')
+      .all(page.after ?? '', page.limit ?? -1) as AppRow[];
   }
 
   listByServer(server: string): AppRow[] {
@@ -200,19 +203,45 @@ export class AppStore {
     })();
   }
 
-  info(row: AppRow): AppInfo {
-    return {
-      name: row.name,
-      repo: row.repo,
-      branch: row.branch,
-      server: row.server,
-      domains: this.domains(row.name).map((d) => d.domain),
-      webhooks: {},
-      createdAt: row.created_at,
-      // Only present when there is one (older clients and checks compare app objects exactly).
-      ...(this.defaultDomain(row) ? { defaultDomain: this.defaultDomain(row) } : {}),
-    };
+  /**
+   * `info` of many apps with two queries in all (one per app made GET /api/apps with 20,000 apps run
+   * 60,000 queries): their domains and their servers' base domains.
+   */
+  infoMany(rows: readonly AppRow[]): AppInfo[] {
+    if (rows.length === 0) return [];
+    const names = JSON.stringify(rows.map((r) => r.name));
+    const domains = new Map<string, string[]>();
+    const domainRows = this.db
+      .prepare('SELECT app, domain FROM domains WHERE app IN (SELECT value FROM json_each(?)) ORDER BY domain')
+      .all(names) as Array<{ app: string; domain: string }>;
+    for (const d of domainRows) (domains.get(d.app) ?? domains.set(d.app, []).get(d.app)!).push(d.domain);
+    const bases = new Map(
+      (
+        this.db
+          .prepare('SELECT name, base_domain FROM servers WHERE base_domain IS NOT NULL AND name IN (SELECT value FROM json_each(?))')
+          .all(JSON.stringify([...new Set(rows.map((r) => r.server))])) as Array<{ name: string; base_domain: string }>
+      ).map((s) => [s.name, s.base_domain]),
+    );
+    return rows.map((row) => appInfo(row, domains.get(row.name) ?? [], defaultHostname(row.name, bases.get(row.server))));
   }
+
+  info(row: AppRow): AppInfo {
+    return appInfo(row, this.domains(row.name).map((d) => d.domain), this.defaultDomain(row));
+  }
+}
+
+function appInfo(row: AppRow, domains: string[], defaultDomain: string | null): AppInfo {
+  return {
+    name: row.name,
+    repo: row.repo,
+    branch: row.branch,
+    server: row.server,
+    domains,
+    webhooks: {},
+    createdAt: row.created_at,
+    // Only present when there is one (older clients and checks compare app objects exactly).
+    ...(defaultDomain ? { defaultDomain } : {}),
+  };
 }
 
 /** Additional data of a sealed repo URL: a ciphertext copied onto another app's row does not open. */

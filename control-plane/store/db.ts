@@ -191,6 +191,12 @@ export const MIGRATIONS: readonly string[] = [
     last_event   TEXT
   ) STRICT;
   `,
+  // (issue 20) scale: the stale-deployment sweep (every minute) reads only unfinished deployments
+  // instead of scanning the whole history; the same expression as its query, so SQLite uses it.
+  `
+  CREATE INDEX deployments_unfinished ON deployments(updated_at)
+    WHERE status NOT IN ('queued', 'done', 'failed', 'cancelled', 'superseded');
+  `,
 ];
 
 export class MigrationError extends Error {

@@ -4,7 +4,7 @@ import type { DeploymentInfo, DeploymentLogs, DeploymentPhase } from '../../shar
 import { isTerminal, type DeployStatus } from '../../shared/deploy-status.js';
 import { newId } from '../../shared/ids.js';
 import type { LogLine } from '../../shared/protocol.js';
-import { NotFoundError } from '../errors.js';
+import { BadRequestError, NotFoundError } from '../errors.js';
 import { now, type Db } from './db.js';
 
 export interface DeploymentRow {
@@ -24,10 +24,57 @@ export interface DeploymentRow {
 
 export const MAX_LOG_LINES_PER_PAGE = 5000;
 
+/** Deployments per app whose log lines are kept (BERTH_DEPLOYMENT_LOGS_KEEP); older ones keep metadata and phases only. */
+export const DEFAULT_KEEP_DEPLOYMENT_LOGS = 100;
+/** Deployments past the kept window looked at when one more finishes (it pushes at most one out). */
+const COMPACT_WINDOW = 100;
+/** cp_meta key: the window the whole history was last compacted to (a smaller one compacts again at start). */
+const COMPACTED_KEY = 'deployment_logs_kept';
+
 export type ProgressResult = 'updated' | 'unchanged' | 'not_found' | 'already_finished';
 
 export class DeploymentStore {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    /** Retention: only the newest this many deployments of each app keep their log lines. */
+    readonly keepLogs = DEFAULT_KEEP_DEPLOYMENT_LOGS,
+  ) {}
+
+  /**
+   * Delete the log lines of the app's finished deployments that fell out of the kept window. Called
+   * whenever one finishes, so the work is bounded (COMPACT_WINDOW rows), whatever the history's size.
+   */
+  compactLogs(app: string): number {
+    return this.db
+      .prepare(
+        `DELETE FROM deployment_logs WHERE deployment_id IN (
+           SELECT id FROM (SELECT id, finished_at FROM deployments WHERE app = ? ORDER BY rowid DESC LIMIT ? OFFSET ?)
+           WHERE finished_at IS NOT NULL)`,
+      )
+      .run(app, COMPACT_WINDOW, this.keepLogs).changes;
+  }
+
+  /**
+   * The whole history at once (at start, only when the window shrank or was never applied): one scan of
+   * the deployments. Returns the number of log lines deleted.
+   */
+  compactAllLogs(): number {
+    const done = this.db.prepare('SELECT value FROM cp_meta WHERE key = ?').get(COMPACTED_KEY) as { value: Buffer } | undefined;
+    if (done && Number(done.value.toString()) <= this.keepLogs) return 0;
+    return this.db.transaction(() => {
+      const deleted = this.db
+        .prepare(
+          `DELETE FROM deployment_logs WHERE deployment_id IN (
+             SELECT id FROM (SELECT id, finished_at, row_number() OVER (PARTITION BY app ORDER BY rowid DESC) AS n FROM deployments)
+             WHERE n > ? AND finished_at IS NOT NULL)`,
+        )
+        .run(this.keepLogs).changes;
+      this.db
+        .prepare('INSERT INTO cp_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
+        .run(COMPACTED_KEY, Buffer.from(String(this.keepLogs)));
+      return deleted;
+    })();
+  }
 
   create(d: { app: string; server: string; commit: string | null; trigger: string; rollbackOf?: string | null }): DeploymentRow {
     const id = newId();
@@ -150,9 +197,20 @@ export class DeploymentStore {
     return row;
   }
 
-  /** Newest first (rowid is insertion order; timestamps can tie within a millisecond). */
-  listByApp(app: string): DeploymentRow[] {
-    return this.db.prepare('SELECT * FROM deployments WHERE app = ? ORDER BY rowid DESC').all(app) as DeploymentRow[];
+  /**
+   * Newest first (rowid is insertion order; timestamps can tie within a millisecond): at most `limit`,
+   * older than deployment `before` when given (which must be one of the app's).
+   */
+  listByApp(app: string, page: { limit?: number; before?: string } = {}): DeploymentRow[] {
+    let below = Number.MAX_SAFE_INTEGER;
+    if (page.before !== undefined) {
+      const cursor = this.db.prepare('SELECT rowid AS r, app FROM deployments WHERE id = ?').get(page.before) as { r: number; app: string } | undefined;
+      if (!cursor || cursor.app !== app) throw new BadRequestError(`invalid before: deployment "${page.before}" is not one of app "${app}"'s`);
+      below = cursor.r;
+    }
+    return this.db
+      .prepare('SELECT * FROM deployments WHERE app = ? AND rowid < ? ORDER BY rowid DESC LIMIT ?')
+      .all(app, below, page.limit ?? -1) as DeploymentRow[];
   }
 
   /** Deployments waiting for this server's agent, oldest first: the order they must run in. */
@@ -181,6 +239,7 @@ export class DeploymentStore {
         .run(p.status, p.commit ?? null, p.reason ?? null, at, isTerminal(p.status) ? at : null, p.deploymentId);
       // A repeated report of the same phase (e.g. replayed after a reconnect) is not a new phase.
       if (p.status !== row.status) this.recordPhase(p.deploymentId, p.status, p.reason ?? null, at);
+      if (isTerminal(p.status)) this.compactLogs(row.app);
     })();
     return 'updated';
   }

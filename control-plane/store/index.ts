@@ -5,7 +5,7 @@ import { SecretBox, SecretBoxError, SECRET_KEY_FILE } from '../secret-box.js';
 import { openDatabase, type Db } from './db.js';
 import { AppStore } from './apps.js';
 import { CertStatusStore } from './certs.js';
-import { DeploymentStore } from './deployments.js';
+import { DEFAULT_KEEP_DEPLOYMENT_LOGS, DeploymentStore } from './deployments.js';
 import { EnvStore } from './env.js';
 import { ServerStore } from './servers.js';
 import { WebhookStore } from './webhooks.js';
@@ -24,6 +24,16 @@ export interface Stores {
 export interface StoreOptions {
   /** Seals secrets at rest. Without one a throwaway key is used: only for tests that never reopen the file. */
   secretBox?: SecretBox;
+  /** Deployments per app whose log lines are kept (default: $BERTH_DEPLOYMENT_LOGS_KEEP, else 100). */
+  keepDeploymentLogs?: number;
+}
+
+/** BERTH_DEPLOYMENT_LOGS_KEEP: a whole number from 1 up. */
+export function keepDeploymentLogsFromEnv(raw = process.env.BERTH_DEPLOYMENT_LOGS_KEEP): number {
+  if (raw === undefined || raw === '') return DEFAULT_KEEP_DEPLOYMENT_LOGS;
+  const n = /^\d{1,9}$/.test(raw) ? Number(raw) : NaN;
+  if (!(n >= 1)) throw new ConfigError(`invalid BERTH_DEPLOYMENT_LOGS_KEEP "${raw}": must be a whole number of deployments, 1 or more`);
+  return n;
 }
 
 const KEY_CHECK = 'secret_key_check';
@@ -37,11 +47,13 @@ export function openStores(file: string, opts: StoreOptions = {}): Stores {
     const servers = new ServerStore(db);
     const apps = new AppStore(db, servers, box);
     apps.sealRepoCredentials();
+    const deployments = new DeploymentStore(db, opts.keepDeploymentLogs ?? keepDeploymentLogsFromEnv());
+    deployments.compactAllLogs();
     return {
       db,
       servers,
       apps,
-      deployments: new DeploymentStore(db),
+      deployments,
       env: new EnvStore(db, apps, servers, box),
       webhooks: new WebhookStore(db, box),
       certs: new CertStatusStore(db),
