@@ -73,6 +73,30 @@ describe('listings: pages of apps and deployments', () => {
     assert.deepEqual(pages, all.body);
   });
 
+  it('pages through servers with ?limit=&after=; every change shows in the next listing', async () => {
+    for (const name of ['zz-srv', 'mm-srv', 'aa-srv']) assert.equal((await api('POST', '/api/servers', { name })).status, 201);
+    const names = async (q = '') => ((await api('GET', `/api/servers${q}`)).body as Array<{ name: string }>).map((s) => s.name);
+    assert.deepEqual(await names(), ['aa-srv', 'mm-srv', 'pager', 'zz-srv']);
+    assert.deepEqual(await names('?limit=2'), ['aa-srv', 'mm-srv']);
+    assert.deepEqual(await names('?limit=2&after=mm-srv'), ['pager', 'zz-srv']);
+    assert.deepEqual(await names('?after=n'), ['pager', 'zz-srv']);
+    assert.deepEqual(await names('?after=zz-srv'), []);
+    // Listed, changed, listed again: the change is there (the listing is cached between writes).
+    const patched = await api('PATCH', '/api/servers/mm-srv', { baseDomain: 'mm.test' });
+    assert.equal(patched.status, 200);
+    const mm = ((await api('GET', '/api/servers?limit=1&after=aa-srv')).body as Array<{ name: string; baseDomain?: string }>)[0];
+    assert.equal(mm?.baseDomain, 'mm.test');
+    // A refused change leaves the listing as it was.
+    assert.equal((await api('POST', '/api/apps', { name: 'shop', repo: 'https://example.com/x.git', server: 'aa-srv' })).status, 201);
+    assert.equal((await api('POST', '/api/apps/e-app/domains', { domain: 'shop.mm.test' })).status, 201);
+    assert.equal((await api('PATCH', '/api/servers/aa-srv', { baseDomain: 'mm.test' })).status, 409);
+    const aa = ((await api('GET', '/api/servers?limit=1')).body as Array<{ name: string; baseDomain?: string }>)[0];
+    assert.equal(aa?.baseDomain, undefined);
+    const bad = await api('GET', '/api/servers?after=Bad_Name');
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.error, /^invalid after: /);
+  });
+
   it('pages back through deployments with ?limit=&before=, newest first', async () => {
     const all = (await api('GET', '/api/apps/a-app/deployments')).body as Array<{ id: string; app: string }>;
     assert.equal(all.length, 5);

@@ -64,7 +64,7 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
   app.get('/api/apps', (c) => {
     const limit = pageLimit(c.req.query('limit'));
     const rawAfter = c.req.query('after');
-    const after = rawAfter === undefined ? undefined : appParam(rawAfter);
+    const after = rawAfter === undefined ? undefined : validParam(appName, rawAfter, 'after');
     const urls = (name: string) => webhookUrls(deps.url(), name);
     const body: AppInfo[] = stores.apps.infoMany(stores.apps.list({ ...(limit ? { limit } : {}), ...(after ? { after } : {}) })).map((a) => ({ ...a, webhooks: urls(a.name) }));
     return c.json(body);

@@ -7,7 +7,7 @@ import { newCliSafeSecret } from '../tokens.js';
 import { BadRequestError, UnauthorizedError } from '../errors.js';
 import { serverInfo } from '../store/servers.js';
 import type { ApiDeps } from './deps.js';
-import { readJson, validParam } from './http.js';
+import { pageLimit, readJson, validParam } from './http.js';
 
 export const JOIN_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
 
@@ -34,8 +34,13 @@ export function registerServerRoutes(app: Hono, deps: ApiDeps): void {
     return c.json(body, 201);
   });
 
+  // `?limit=N&after=NAME` pages through them by name (the cursor is the last name of the previous page).
   app.get('/api/servers', (c) => {
-    const body: ServerInfo[] = stores.servers.list().map((s) => serverInfo(s, hub.isConnected(s.name)));
+    const limit = pageLimit(c.req.query('limit'));
+    const rawAfter = c.req.query('after');
+    const after = rawAfter === undefined ? undefined : validParam(serverName, rawAfter, 'after');
+    const page = { ...(limit ? { limit } : {}), ...(after ? { after } : {}) };
+    const body: ServerInfo[] = stores.servers.list(page).map((s) => serverInfo(s, hub.isConnected(s.name)));
     return c.json(body);
   });
 
