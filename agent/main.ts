@@ -1,7 +1,7 @@
 // `berth agent`: wires settings, credentials, the store, Docker, nginx, the connection, the deploy
 // queue and the reconcile loop together. Apps keep being reconciled from the stored desired state
 // whether or not the control plane is reachable.
-import Docker from 'dockerode';
+import Docker from './docker-client.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import { PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../shared/protocol.js';
 import type { ServerSpec } from '../shared/spec.js';
