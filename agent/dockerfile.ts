@@ -1,8 +1,9 @@
 // Generated Dockerfiles for the build images python-X.Y, node-NN and ruby-X.Y. Layer order keeps
 // the dependency install cached while only app code changes: the dependency manifests are copied
-// and installed first, the rest of the code after. Nothing from the app's config is written into
-// the file — only the base image (validated agent setting) and fixed file names — so config values
-// can never break out of it; the build command runs separately (see build-command.ts).
+// and installed first, the rest of the code after. From the app's config only volume targets are
+// written into the file (re-validated, in exec form), besides the base image (validated agent
+// setting) and fixed file names, so config values cannot break out of it; the build command runs
+// separately (see build-command.ts).
 import type { LanguageKind } from './config/index.js';
 import { isRepoFile } from './repo-paths.js';
 import type { AgentSettings } from './settings.js';
@@ -42,8 +43,26 @@ export function baseImageFor(kind: LanguageKind, version: string | null, setting
 // Create the app user on Debian-style (useradd) and Alpine-style (adduser) bases alike.
 const CREATE_USER = `RUN (id -u ${APP_USER} >/dev/null 2>&1 || useradd --create-home --uid ${APP_UID} --user-group --shell /bin/sh ${APP_USER} 2>/dev/null || adduser -D -u ${APP_UID} ${APP_USER}) && mkdir -p ${APP_DIR} && chown ${APP_UID}:${APP_UID} ${APP_DIR}`;
 
+// A volume target goes into the Dockerfile: validated again here (the config schema checked it too).
+const VOLUME_TARGET_RE = /^\/[A-Za-z0-9._\/-]*$/;
+
+/**
+ * The app's volume mount points, made to exist owned by the app user. Docker initialises a new
+ * (empty) named volume with the ownership of the image's directory at its target, so the app user
+ * can write to it; a root-owned volume would refuse every write of a non-root process. Exec form:
+ * no shell sees the paths.
+ */
+function volumeTargetsStep(targets: string[]): string | null {
+  const sorted = [...new Set(targets)].sort();
+  for (const t of sorted) {
+    if (!VOLUME_TARGET_RE.test(t) || t === '/' || t.split('/').includes('..')) throw new DockerfileError(`invalid volume target "${t}"`);
+  }
+  if (sorted.length === 0) return null;
+  return `RUN ${JSON.stringify(['install', '-d', '-o', String(APP_UID), '-g', String(APP_UID), ...sorted])}`;
+}
+
 /** The Dockerfile for a language build image, given the build context on disk. */
-export function generateDockerfile(opts: { kind: LanguageKind; baseImage: string; contextDir: string; port: number }): string {
+export function generateDockerfile(opts: { kind: LanguageKind; baseImage: string; contextDir: string; port: number; volumeTargets?: string[] }): string {
   if (!IMAGE_RE.test(opts.baseImage)) throw new DockerfileError(`invalid base image "${opts.baseImage}"`);
   if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) throw new DockerfileError(`invalid port ${opts.port}`);
   // A manifest linked out of the checkout is an error naming it (never a host file copied in).
@@ -85,7 +104,10 @@ export function generateDockerfile(opts: { kind: LanguageKind; baseImage: string
       break;
     }
   }
-  lines.push(`COPY ${chown} . ./`, `USER ${APP_USER}`, `ENV PORT=${opts.port}`, `EXPOSE ${opts.port}`);
+  lines.push(`COPY ${chown} . ./`);
+  const volumes = volumeTargetsStep(opts.volumeTargets ?? []);
+  if (volumes) lines.push(volumes);
+  lines.push(`USER ${APP_USER}`, `ENV PORT=${opts.port}`, `EXPOSE ${opts.port}`);
   if (opts.kind === 'node') lines.push('ENV NODE_ENV=production');
   lines.push('');
   return lines.join('\n');

@@ -80,7 +80,8 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
     const base = baseImageFor(kind, version, settings);
     if (base.note) o.system(base.note);
     port ??= DEFAULT_PORT;
-    const dockerfile = generateDockerfile({ kind, baseImage: base.image, contextDir, port });
+    const volumeTargets = Object.values(config.volumes).map((v) => v.target);
+    const dockerfile = generateDockerfile({ kind, baseImage: base.image, contextDir, port, volumeTargets });
     o.system(`building image ${o.tag} for ${kind}${version ? ` ${version}` : ''} on ${base.image}`);
     await buildImage(docker, { contextDir, dockerfileContent: dockerfile, tag: o.tag, labels, log: o.log, signal: o.signal });
   }
