@@ -7,6 +7,7 @@ import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { envKey } from '../shared/validation.js';
 import { OneOffError, runOneOff } from './one-off.js';
+import { outOfMemory, type ResourceLimits } from './resource-limits.js';
 
 export class BuildCommandError extends Error {
   override name = 'BuildCommandError';
@@ -43,6 +44,7 @@ export interface BuildCommandOptions {
   log: (line: string) => void;
   timeoutMs: number;
   signal?: AbortSignal;
+  limits?: ResourceLimits;
 }
 
 export async function runBuildCommand(docker: Docker, opts: BuildCommandOptions): Promise<{ imageId: string }> {
@@ -54,7 +56,7 @@ export async function runBuildCommand(docker: Docker, opts: BuildCommandOptions)
   // World-readable file in a private directory: the app user in the container can read it, no one on the host can reach it.
   writeFileSync(envFile, shellEnvFile(opts.env), { mode: 0o444 });
   try {
-    const { exitCode, container } = await runOneOff(docker, {
+    const { exitCode, oomKilled, container } = await runOneOff(docker, {
       name: opts.containerName,
       image: opts.image,
       // Past the image's entrypoint (if any): the command runs exactly as given.
@@ -65,11 +67,13 @@ export async function runBuildCommand(docker: Docker, opts: BuildCommandOptions)
       timeoutMs: opts.timeoutMs,
       signal: opts.signal,
       keep: true,
+      ...(opts.limits ? { limits: opts.limits } : {}),
     }).catch((err: unknown) => {
       if (err instanceof OneOffError) throw new BuildCommandError(`build command ${err.message}`);
       throw err;
     });
     try {
+      if (oomKilled) throw new BuildCommandError(`${outOfMemory(opts.limits?.memory)}: the build command was killed at the build's memory cap (raise build.memory in berth.yml or BERTH_BUILD_MEMORY)`);
       if (exitCode !== 0) throw new BuildCommandError(`build command exited with code ${exitCode}`);
       // The committed config is the container's: put the image's own entrypoint and command back.
       // (An empty list would not clear them: commit fills empty fields from the container.)

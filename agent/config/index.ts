@@ -136,6 +136,8 @@ export function loadAppConfig(dir: string): AppConfig {
       context,
       static: partial.static ?? null,
       port: partial.port ?? null,
+      memory: partial.memory ?? null,
+      cpus: partial.cpus ?? null,
     },
     release: partial.release ?? null,
     processes,

@@ -14,6 +14,10 @@ export interface ProcessConfig {
   /** Shell command (run with /bin/sh -c); null = the image's own CMD (dockerfile builds only). */
   command: string | null;
   scale: number;
+  /** Memory cap in bytes (berth.yml `memory:`); absent = none. */
+  memory?: number;
+  /** CPU cap (berth.yml `cpus:`); absent = none. */
+  cpus?: number;
 }
 
 export interface AppConfig {
@@ -31,6 +35,9 @@ export interface AppConfig {
     static: string | null;
     /** The port the web process listens on ($PORT); null = the image's EXPOSE, else 8000. */
     port: number | null;
+    /** Caps of the build (image build, build command, release command); null = the server's default (BERTH_BUILD_MEMORY / _CPUS). */
+    memory: number | null;
+    cpus: number | null;
   };
   release: string | null;
   processes: Record<string, ProcessConfig>;

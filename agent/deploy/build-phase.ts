@@ -13,6 +13,7 @@ import { berthLabels, LABEL } from '../labels.js';
 import type { AgentSettings } from '../settings.js';
 import { readRepoFile, resolveInsideRepo } from '../repo-paths.js';
 import { publishFromDir, publishFromImage } from '../static.js';
+import { describeLimits, type ResourceLimits } from '../resource-limits.js';
 
 const MAX_DOCKERFILE_BYTES = 1024 * 1024;
 
@@ -41,6 +42,16 @@ export interface BuildPhaseResult {
   port: number | undefined;
 }
 
+/** The build's caps: berth.yml's build.memory / build.cpus, else the server's BERTH_BUILD_MEMORY / _CPUS. */
+export function buildLimits(config: AppConfig, settings: Pick<AgentSettings, 'buildMemory' | 'buildCpus'>): ResourceLimits {
+  return { memory: config.build.memory ?? settings.buildMemory, cpus: config.build.cpus ?? settings.buildCpus };
+}
+
+function limitsLine(config: AppConfig, limits: ResourceLimits): string {
+  const from = config.build.memory !== null || config.build.cpus !== null ? 'build.memory / build.cpus in the app config' : 'the server default, BERTH_BUILD_MEMORY / BERTH_BUILD_CPUS';
+  return `build limits: ${describeLimits(limits)} (${from})`;
+}
+
 export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promise<BuildPhaseResult> {
   const { config, settings } = o;
   const kind = config.build.image.kind;
@@ -56,6 +67,8 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
     return { image: null, staticRoot: site.dir, port: undefined };
   }
 
+  const limits = buildLimits(config, settings);
+  o.system(limitsLine(config, limits));
   let port: number | undefined = config.build.port ?? undefined;
   if (kind === 'dockerfile') {
     const dfRel = relative(contextDir, join(realpathSync(o.checkout), config.build.dockerfile));
@@ -72,6 +85,7 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
       tag: o.tag,
       labels,
       buildArgs,
+      limits,
       log: o.log,
       signal: o.signal,
     });
@@ -83,7 +97,7 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
     const volumeTargets = Object.values(config.volumes).map((v) => v.target);
     const dockerfile = generateDockerfile({ kind, baseImage: base.image, contextDir, port, volumeTargets });
     o.system(`building image ${o.tag} for ${kind}${version ? ` ${version}` : ''} on ${base.image}`);
-    await buildImage(docker, { contextDir, dockerfileContent: dockerfile, tag: o.tag, labels, log: o.log, signal: o.signal });
+    await buildImage(docker, { contextDir, dockerfileContent: dockerfile, tag: o.tag, labels, limits, log: o.log, signal: o.signal });
   }
 
   if (config.build.command) {
@@ -103,6 +117,7 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
       log: o.log,
       timeoutMs: settings.releaseTimeoutMs,
       signal: o.signal,
+      limits,
     });
     o.system('build command finished');
   }

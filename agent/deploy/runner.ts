@@ -23,7 +23,7 @@ import { writeAppFiles } from '../compose.js';
 import type { AgentSettings } from '../settings.js';
 import { staticReleaseDir } from '../static.js';
 import type { AgentStore, DeployPatch, Release } from '../store/index.js';
-import { runBuildPhase } from './build-phase.js';
+import { buildLimits, runBuildPhase } from './build-phase.js';
 import { DeployCancelled } from './cancel.js';
 import { DeploySkipped, refuseOlderThanLive } from './push-guard.js';
 import { withDeadline, type PhaseLimit } from './deadline.js';
@@ -437,6 +437,7 @@ async function prepareBuild(
           log: (l) => stream.release(l),
           timeoutMs: settings.releaseTimeoutMs,
           signal,
+          limits: buildLimits(config, settings),
         });
         stream.system('release command finished');
       });

@@ -104,7 +104,8 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
     }
     case 'start-release-container': {
       const r = action.release;
-      const command = r.processes?.find((p) => p.name === action.process)?.command ?? null;
+      const proc = r.processes?.find((p) => p.name === action.process);
+      const command = proc?.command ?? null;
       const started = await startProcessContainer(docker, {
         app: r.app,
         deploymentId: r.deploymentId,
@@ -116,6 +117,7 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
         port: r.containerPort ?? undefined,
         server: settings.server,
         volumes: volumeMounts(r.app, r.volumes),
+        limits: { memory: proc?.memory ?? null, cpus: proc?.cpus ?? null },
       });
       if (action.process !== 'web') return;
       if (action.replica === 1) store.releases.updateContainer(r.app, r.deploymentId, started.id, started.hostPort);
