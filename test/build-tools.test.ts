@@ -64,3 +64,42 @@ test('memory and cpus: berth.yml build and per-process caps, validated; agent de
   assert.throws(() => loadSettings({}, { BERTH_BUILD_MEMORY: 'big' }), /invalid BERTH_BUILD_MEMORY="big": must be a memory size/);
   assert.throws(() => loadSettings({}, { BERTH_BUILD_CPUS: '-1' }), /invalid BERTH_BUILD_CPUS/);
 });
+
+test('package managers from the lockfile: the generated dependency layer', () => {
+  const df = (kind: 'node' | 'python' | 'ruby', files: Record<string, string>) => generateDockerfile({ kind, baseImage: 'base:1', contextDir: repo(files), port: 8000 });
+  assert.match(df('node', { 'package.json': '{}', 'package-lock.json': '{}' }), /COPY --chown=10001:10001 package\.json package-lock\.json \.\/\nUSER berth\nRUN npm ci\n/);
+  assert.match(df('node', { 'package.json': '{}' }), /RUN npm install\n/);
+  const pnpm = df('node', { 'package.json': '{"packageManager":"pnpm@9.12.1+sha512.abc"}', 'pnpm-lock.yaml': '' });
+  assert.match(pnpm, /COPY --chown=10001:10001 package\.json pnpm-lock\.yaml \.\/\nRUN if command -v corepack >\/dev\/null 2>&1; then corepack enable pnpm; else npm install -g pnpm@9\.12\.1; fi\nUSER berth\nRUN pnpm install --frozen-lockfile\n/);
+  assert.match(df('node', { 'package.json': '{}', 'yarn.lock': '' }), /npm install -g yarn; fi\nUSER berth\nRUN yarn install --frozen-lockfile\n/);
+  const berry = df('node', { 'package.json': '{"packageManager":"yarn@4.1.0"}', 'yarn.lock': '', '.yarnrc.yml': 'nodeLinker: node-modules\n' });
+  assert.match(berry, /COPY --chown=10001:10001 package\.json yarn\.lock \.yarnrc\.yml \.\/\n.*npm install -g @yarnpkg\/cli-dist@4\.1\.0; fi\nUSER berth\nRUN yarn install --immutable\n/);
+  // A packageManager value that is not a plain version never reaches the Dockerfile.
+  assert.match(df('node', { 'package.json': '{"packageManager":"pnpm@1.0.0;rm -rf /"}', 'pnpm-lock.yaml': '' }), /npm install -g pnpm; fi/);
+
+  assert.match(df('python', { 'pyproject.toml': '', 'poetry.lock': '' }), /COPY pyproject\.toml poetry\.lock \.\/\nRUN \(command -v poetry >\/dev\/null 2>&1 \|\| python3 -m pip install poetry\) && poetry install --no-root --only main --no-ansi\n/);
+  assert.match(df('python', { 'pyproject.toml': '', 'uv.lock': '' }), /COPY pyproject\.toml uv\.lock \.\/\nRUN .*uv sync --frozen --no-dev --no-install-project\n/);
+  assert.match(df('python', { Pipfile: '', 'Pipfile.lock': '{}' }), /COPY Pipfile Pipfile\.lock \.\/\nRUN .*pipenv install --deploy --system\n/);
+  assert.match(df('python', { 'pyproject.toml': '' }), /COPY --chown=10001:10001 \. \.\/\nRUN python3 -m pip install \.\n/);
+  assert.match(df('python', { 'requirements.txt': '', 'poetry.lock': '', 'pyproject.toml': '' }), /COPY requirements\.txt \.\/\nRUN if grep/, 'requirements.txt wins');
+
+  const lock = 'GEM\n  specs:\n\nBUNDLED WITH\n   2.5.6\n';
+  assert.match(df('ruby', { Gemfile: '', 'Gemfile.lock': lock }), /COPY Gemfile Gemfile\.lock \.\/\nRUN gem list -i -e bundler -v 2\.5\.6 >\/dev\/null \|\| gem install bundler -v 2\.5\.6\nRUN bundle install\n/);
+  assert.doesNotMatch(df('ruby', { Gemfile: '', 'Gemfile.lock': 'BUNDLED WITH\n   2;id\n' }), /gem install/);
+});
+
+test('runtime versions: .nvmrc, .node-version, engines.node, .python-version, runtime.txt, requires-python, .ruby-version, Gemfile; berth.yml wins', () => {
+  const image = (files: Record<string, string>) => loadAppConfig(repo({ Procfile: 'web: x\n', ...files })).build.image;
+  assert.deepEqual(image({ 'package.json': '{}', '.nvmrc': 'v18.20.1\n' }), { kind: 'node', version: '18', from: 'from .nvmrc' });
+  assert.deepEqual(image({ 'package.json': '{}', '.node-version': '22\n' }), { kind: 'node', version: '22', from: 'from .node-version' });
+  assert.deepEqual(image({ 'package.json': '{"engines":{"node":">=20.0.0"}}' }), { kind: 'node', version: '20', from: 'from package.json engines.node' });
+  assert.deepEqual(image({ 'package.json': '{}', '.nvmrc': 'lts/*\n' }), { kind: 'node', version: null }, 'a name is not a version: the server default');
+  assert.deepEqual(image({ 'requirements.txt': '', '.python-version': '3.11.4\n' }), { kind: 'python', version: '3.11', from: 'from .python-version' });
+  assert.deepEqual(image({ 'requirements.txt': '', 'runtime.txt': 'python-3.10.13\n' }), { kind: 'python', version: '3.10', from: 'from runtime.txt' });
+  assert.deepEqual(image({ 'pyproject.toml': '[project]\nrequires-python = ">=3.9"\n' }), { kind: 'python', version: '3.9', from: 'from pyproject.toml requires-python' });
+  assert.deepEqual(image({ Gemfile: 'source "x"\nruby "3.2.2"\n' }), { kind: 'ruby', version: '3.2', from: 'from the Gemfile ruby line' });
+  assert.deepEqual(image({ Gemfile: '', '.ruby-version': 'ruby-3.1.4\n' }), { kind: 'ruby', version: '3.1', from: 'from .ruby-version' });
+  assert.deepEqual(image({ 'requirements.txt': '', '.python-version': '3.11\n', 'berth.yml': 'build: { image: python-3.12 }\n' }), { kind: 'python', version: '3.12' });
+  assert.deepEqual(image({ 'requirements.txt': '', '.python-version': '$(id)\n' }), { kind: 'python', version: null });
+  assert.equal(loadAppConfig(repo({ 'package.json': '{"scripts":{"start":"node s.js"}}', 'pnpm-lock.yaml': '' })).processes.web?.command, 'pnpm start');
+});

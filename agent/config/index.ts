@@ -6,9 +6,10 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { parseAppliku } from './appliku.js';
 import { parseBerthYml, type PartialConfig } from './berth-yml.js';
 import { detectImage, nodeStartScript } from './detect.js';
+import { detectRuntimeVersion } from './toolchain.js';
 import { parseProcfile } from './procfile.js';
 import { isRepoFile, readRepoFile, RepoPathError, resolveInsideRepo } from '../repo-paths.js';
-import { ConfigError, type AppConfig, type ConfigSource } from './types.js';
+import { ConfigError, type AppConfig, type BuildImage, type ConfigSource } from './types.js';
 
 export { ConfigError } from './types.js';
 export type { AppConfig, BuildImage, ConfigSource, LanguageKind, ProcessConfig } from './types.js';
@@ -42,6 +43,12 @@ function readYaml(text: string, file: string): unknown {
     }
     throw new ConfigError(`${file}: invalid YAML: ${(err as Error).message.split('\n')[0]}`);
   }
+}
+
+function webExample(image: BuildImage | undefined): string {
+  if (image?.kind === 'python') return 'gunicorn app:app --bind 0.0.0.0:$PORT';
+  if (image?.kind === 'ruby') return 'bundle exec puma -p $PORT';
+  return 'node server.js';
 }
 
 /** Read and validate the app's config in `dir` (a checkout). Throws ConfigError naming the file and key. */
@@ -100,6 +107,15 @@ export function loadAppConfig(dir: string): AppConfig {
       );
     }
   }
+  if (image && image.kind !== 'dockerfile' && image.kind !== 'none' && image.version === null) {
+    // berth.yml's version wins; else the repo's own version files; else the server's default.
+    const kind = image.kind;
+    const detected = contained(() => detectRuntimeVersion(kind, contextDir));
+    if (detected) {
+      image = { kind, version: detected.version, from: detected.because };
+      notes.push(`${kind} ${detected.version} (${detected.because})`);
+    }
+  }
   if (image?.kind === 'dockerfile') {
     const found = contained(() => isRepoFile(dir, dockerfile, `${source}: key "build.dockerfile": "${dockerfile}"`));
     if (!found) throw new ConfigError(`${source}: key "build.dockerfile": "${dockerfile}" not found in the repository`);
@@ -118,11 +134,12 @@ export function loadAppConfig(dir: string): AppConfig {
     // No processes named anywhere: the conventional web process, when there is one.
     if (image?.kind === 'dockerfile') processes.web = { command: null, scale: 1 };
     else if (image?.kind === 'node' && contained(() => nodeStartScript(contextDir))) {
-      processes.web = { command: 'npm start', scale: 1 };
-      notes.push('web process: npm start (package.json has a start script)');
+      const start = contained(() => nodeStartScript(contextDir))!;
+      processes.web = { command: start, scale: 1 };
+      notes.push(`web process: ${start} (package.json has a start script)`);
     } else {
       throw new ConfigError(
-        `${source === 'detected' ? 'repository' : source}: no web process: add processes.web to berth.yml, or a Procfile with a "web:" line`,
+        `${source === 'detected' ? 'repository' : source}: no web process: add processes.web to berth.yml, or a Procfile with a "web:" line (e.g. "web: ${webExample(image)}")${image?.kind === 'node' ? ', or a "start" script to package.json' : ''}`,
       );
     }
   }

@@ -3,7 +3,8 @@
 
 export type LanguageKind = 'python' | 'node' | 'ruby';
 export type BuildImage =
-  | { kind: LanguageKind; version: string | null }
+  /** `from`: why this version ("from .nvmrc", "berth.yml build.image"); absent = the server's default. */
+  | { kind: LanguageKind; version: string | null; from?: string }
   | { kind: 'dockerfile' }
   /** No build at all: a static site of plain files straight from the repository. */
   | { kind: 'none' };

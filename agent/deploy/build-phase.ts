@@ -14,6 +14,7 @@ import type { AgentSettings } from '../settings.js';
 import { readRepoFile, resolveInsideRepo } from '../repo-paths.js';
 import { publishFromDir, publishFromImage } from '../static.js';
 import { describeLimits, type ResourceLimits } from '../resource-limits.js';
+import { detectToolchain, type PackageManager } from '../config/toolchain.js';
 
 const MAX_DOCKERFILE_BYTES = 1024 * 1024;
 
@@ -68,7 +69,6 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
   }
 
   const limits = buildLimits(config, settings);
-  o.system(limitsLine(config, limits));
   let port: number | undefined = config.build.port ?? undefined;
   if (kind === 'dockerfile') {
     const dfRel = relative(contextDir, join(realpathSync(o.checkout), config.build.dockerfile));
@@ -78,6 +78,7 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
     // Only what the Dockerfile declares with ARG: Docker records consumed args in the image history.
     const buildArgs = buildArgsFor(dockerfile, o.env);
     o.system(`building image ${o.tag} from ${config.build.dockerfile} (context ${config.build.context})`);
+    o.system(limitsLine(config, limits));
     if (Object.keys(buildArgs).length > 0) o.system(`build args from the app's env (declared by ARG): ${Object.keys(buildArgs).join(', ')}`);
     await buildImage(docker, {
       contextDir,
@@ -90,9 +91,16 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
       signal: o.signal,
     });
   } else {
-    const version = 'version' in config.build.image ? config.build.image.version : null;
+    const img = config.build.image as Extract<AppConfig['build']['image'], { version: string | null }>;
+    const version = img.version;
     const base = baseImageFor(kind, version, settings);
+    // The first lines of the build log: what was detected and chosen, and why.
+    const why = img.from ?? (version ? `${config.source}: build.image` : `the server default, BERTH_BASE_IMAGE_${kind.toUpperCase()}`);
+    o.system(`base image: ${base.image} for ${kind}${version ? ` ${version}` : ''} (${why})`);
     if (base.note) o.system(base.note);
+    const tc = detectToolchain(kind, contextDir);
+    o.system(tc.manager ? `dependencies: ${describeManager(tc.manager, tc.toolVersion)} (${tc.because})` : `dependencies: none to install (${tc.because})`);
+    o.system(limitsLine(config, limits));
     port ??= DEFAULT_PORT;
     const volumeTargets = Object.values(config.volumes).map((v) => v.target);
     const dockerfile = generateDockerfile({ kind, baseImage: base.image, contextDir, port, volumeTargets });
@@ -137,6 +145,22 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
     staticRoot = site.dir;
   }
   return { image: o.tag, staticRoot, port };
+}
+
+function describeManager(m: PackageManager, version: string | null): string {
+  const names: Record<PackageManager, string> = {
+    npm: 'npm',
+    yarn: 'yarn (classic), through corepack or npm',
+    'yarn-berry': 'yarn 2+, through corepack or npm',
+    pnpm: 'pnpm, through corepack or npm',
+    pip: 'pip',
+    'pip-project': 'pip install . (pyproject.toml without a lockfile)',
+    poetry: 'Poetry',
+    uv: 'uv',
+    pipenv: 'Pipenv',
+    bundler: 'bundler',
+  };
+  return `${names[m]}${version ? ` ${version}` : ''}`;
 }
 
 const MAX_DROPPED_LINES = 20;
