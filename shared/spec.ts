@@ -2,6 +2,7 @@
 // last one it received and reconciles against it, with or without a connection.
 import { z } from 'zod';
 import { appName, branchName, domainName, envKey, gitUrl, serverName } from './validation.js';
+import { rootDir } from './monorepo.js';
 
 export const appSpec = z.object({
   name: appName,
@@ -10,6 +11,8 @@ export const appSpec = z.object({
   domains: z.array(domainName),
   /** The app's env vars (secrets): reach the build, the release command and every process. Never logged. */
   env: z.record(envKey, z.string().max(65_536)).default({}),
+  /** Monorepos: the app is built from this subdirectory of the checkout (absent = the repository root). */
+  rootDir: rootDir.optional(),
 });
 export type AppSpec = z.infer<typeof appSpec>;
 

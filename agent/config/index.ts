@@ -45,6 +45,18 @@ function readYaml(text: string, file: string): unknown {
   }
 }
 
+/**
+ * The directory the app is built from: the checkout, or its `rootDir` subdirectory (monorepos,
+ * `berth app create --root-dir`), resolved inside the checkout like every repository path.
+ */
+export function appRoot(checkout: string, rootDir: string | undefined, log?: (line: string) => void): string {
+  if (rootDir === undefined || rootDir === '.') return checkout;
+  const dir = contained(() => resolveInsideRepo(checkout, rootDir, `the app's root directory "${rootDir}"`));
+  if (dir === null || !lstatSync(dir).isDirectory()) throw new ConfigError(`the app's root directory "${rootDir}" (berth app create --root-dir) is not a directory of the repository at this commit`);
+  log?.(`building from the repository's subdirectory ${rootDir} (the app's root directory)`);
+  return dir;
+}
+
 function webExample(image: BuildImage | undefined): string {
   if (image?.kind === 'python') return 'gunicorn app:app --bind 0.0.0.0:$PORT';
   if (image?.kind === 'ruby') return 'bundle exec puma -p $PORT';

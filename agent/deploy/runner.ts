@@ -12,7 +12,7 @@ import type { DeployStatus } from '../../shared/deploy-status.js';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../../shared/protocol.js';
 import type { AppSpec } from '../../shared/spec.js';
-import { ConfigError, loadAppConfig, type AppConfig } from '../config/index.js';
+import { appRoot, ConfigError, loadAppConfig, type AppConfig } from '../config/index.js';
 import { checkoutTo, fetchSource } from '../git.js';
 import { berthLabels, LABEL } from '../labels.js';
 import type { AppSite } from '../nginx.js';
@@ -393,7 +393,7 @@ async function prepareBuild(
       stream.system(`deploying commit ${fetched.commit}`);
       await checkoutTo({ cacheDir, commit: fetched.commit, dest: buildDir });
       // The config is read before anything is built: a bad key fails the deploy here, named.
-      const loaded = loadAppConfig(buildDir);
+      const loaded = loadAppConfig(appRoot(buildDir, order.app.rootDir, (l) => stream.system(l)));
       describeConfig(loaded, (l) => stream.system(l));
       return { commit: fetched.commit, config: loaded };
     });
@@ -407,7 +407,7 @@ async function prepareBuild(
         app,
         deploymentId: id,
         commit,
-        checkout: buildDir,
+        checkout: appRoot(buildDir, order.app.rootDir),
         config,
         env,
         tag,

@@ -32,7 +32,7 @@ export class AppStore {
     private readonly box: SecretBox,
   ) {}
 
-  create(app: { name: string; repo: string; branch: string; server: string }): AppRow {
+  create(app: { name: string; repo: string; branch: string; server: string; rootDir?: string; watch?: string[] }): AppRow {
     return this.db.transaction(() => {
       const server = this.servers.require(app.server);
       if (this.get(app.name)) throw new ConflictError(`app "${app.name}" already exists`);
@@ -44,6 +44,9 @@ export class AppStore {
       this.db
         .prepare('INSERT INTO apps (name, repo, repo_sealed, branch, server, created_at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(app.name, shown, sealed, app.branch, app.server, now());
+      if (app.rootDir !== undefined || app.watch !== undefined) {
+        this.db.prepare('INSERT INTO app_monorepo (app, root_dir, watch) VALUES (?, ?, ?)').run(app.name, app.rootDir ?? null, app.watch ? JSON.stringify(app.watch) : null);
+      }
       // A purge ordered for an earlier app of this name on this server must not hit the new one's volumes.
       this.db.prepare('DELETE FROM volume_purges WHERE server = ? AND app = ?').run(app.server, app.name);
       this.servers.bumpRevision(app.server);
@@ -200,6 +203,13 @@ export class AppStore {
     })();
   }
 
+  /** Monorepo settings (`--root-dir`, `--watch`); empty for an app built from its whole repository. */
+  monorepo(name: string): { rootDir?: string; watch?: string[] } {
+    const r = this.db.prepare('SELECT root_dir, watch FROM app_monorepo WHERE app = ?').get(name) as { root_dir: string | null; watch: string | null } | undefined;
+    if (!r) return {};
+    return { ...(r.root_dir !== null ? { rootDir: r.root_dir } : {}), ...(r.watch !== null ? { watch: JSON.parse(r.watch) as string[] } : {}) };
+  }
+
   info(row: AppRow): AppInfo {
     return {
       name: row.name,
@@ -211,6 +221,7 @@ export class AppStore {
       createdAt: row.created_at,
       // Only present when there is one (older clients and checks compare app objects exactly).
       ...(this.defaultDomain(row) ? { defaultDomain: this.defaultDomain(row) } : {}),
+      ...this.monorepo(row.name),
     };
   }
 }

@@ -141,6 +141,14 @@ const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE apps ADD COLUMN repo_sealed BLOB;
   `,
+  // (issue 17): monorepos: the app's subdirectory and the watch globs (JSON array) a push must touch.
+  `
+  CREATE TABLE app_monorepo (
+    app      TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE,
+    root_dir TEXT,
+    watch    TEXT
+  ) STRICT, WITHOUT ROWID;
+  `,
 ];
 
 export class MigrationError extends Error {
