@@ -102,3 +102,30 @@ describe('monorepos: --root-dir and --watch', () => {
     assert.equal(await served(API), 'api v1');
   });
 });
+
+describe('watch globs and changed files (no Docker)', () => {
+  it('globs: * within a directory, ** across them, ? one character', async () => {
+    const { firstWatched, globRegExp } = await import('../shared/monorepo.js');
+    assert.ok(globRegExp('api/**').test('api/src/x.ts'));
+    assert.ok(!globRegExp('api/**').test('apiary/x'));
+    assert.ok(globRegExp('*.md').test('README.md') && !globRegExp('*.md').test('docs/a.md'));
+    assert.ok(globRegExp('**/*.md').test('docs/a.md') && globRegExp('**/*.md').test('a.md'));
+    assert.ok(globRegExp('v?.txt').test('v1.txt') && !globRegExp('v?.txt').test('v10.txt'));
+    assert.ok(globRegExp('a.b').test('a.b') && !globRegExp('a.b').test('axb'), 'a dot is a dot');
+    assert.equal(firstWatched(['README.md', 'web/x'], ['api/**', 'web/**']), 'web/x');
+    assert.equal(firstWatched(['README.md'], ['api/**']), null);
+  });
+
+  it('changed files come from GitHub and GitLab payloads; an incomplete list means "unknown"', async () => {
+    const { changedFiles } = await import('../control-plane/webhooks/watch.js');
+    const h = () => 'application/json';
+    const body = (o: unknown) => Buffer.from(JSON.stringify(o));
+    const c = (m: string[]) => ({ added: [], removed: [], modified: m });
+    assert.deepEqual(changedFiles('github', h, body({ commits: [c(['a']), c(['b', 'a'])] })), ['a', 'b']);
+    assert.equal(changedFiles('github', h, body({ commits: Array.from({ length: 20 }, () => c(['a'])) })), null, 'GitHub cuts the list at 20 commits');
+    assert.equal(changedFiles('gitlab', h, body({ total_commits_count: 30, commits: [c(['a'])] })), null);
+    assert.equal(changedFiles('github', h, body({ commits: [{ id: 'x' }] })), null, 'a commit without file lists');
+    assert.equal(changedFiles('github', h, body({ commits: [] })), null);
+    assert.equal(changedFiles('bitbucket', h, body({})), null);
+  });
+});
