@@ -257,15 +257,15 @@ describe('control plane backup and restore', () => {
     const dir = join(makeTmpDir('backup-migrate'), 'data');
     const restored = await berthStdin(['control-plane', 'restore', backupFile, '--data', dir], PASSPHRASE + '\n');
     assert.equal(restored.code, 0, restored.stderr);
-    // Undo the last migration (6: apps.repo_sealed) so the database is one version behind.
+    // Undo the last migration (7: the app_monorepo table) so the database is one version behind.
     const old = new Database(join(dir, DB_FILE));
-    old.exec('ALTER TABLE apps DROP COLUMN repo_sealed');
+    old.exec('DROP TABLE app_monorepo');
     old.pragma(`user_version = ${SCHEMA_VERSION - 1}`);
     old.close();
     const db = openDatabase(join(dir, DB_FILE));
     try {
       assert.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
-      assert.ok((db.prepare('SELECT * FROM pragma_table_info(?)').all('apps') as Array<{ name: string }>).some((c) => c.name === 'repo_sealed'));
+      assert.ok((db.prepare('SELECT * FROM pragma_table_info(?)').all('app_monorepo') as Array<{ name: string }>).some((c) => c.name === 'root_dir'));
     } finally {
       db.close();
     }
