@@ -2,9 +2,9 @@
 // managers and runtime versions, and what the config loader detects from which file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { loadAppConfig } from '../agent/config/index.js';
+import { appRoot, loadAppConfig } from '../agent/config/index.js';
 import { generateDockerfile } from '../agent/dockerfile.js';
 import { loadSettings } from '../agent/settings.js';
 import { makeTmpDir } from './helpers/tmp.js';
@@ -102,4 +102,22 @@ test('runtime versions: .nvmrc, .node-version, engines.node, .python-version, ru
   assert.deepEqual(image({ 'requirements.txt': '', '.python-version': '3.11\n', 'berth.yml': 'build: { image: python-3.12 }\n' }), { kind: 'python', version: '3.12' });
   assert.deepEqual(image({ 'requirements.txt': '', '.python-version': '$(id)\n' }), { kind: 'python', version: null });
   assert.equal(loadAppConfig(repo({ 'package.json': '{"scripts":{"start":"node s.js"}}', 'pnpm-lock.yaml': '' })).processes.web?.command, 'pnpm start');
+});
+
+test('build.root in the repository root berth.yml moves the app to a subdirectory; --root-dir wins', () => {
+  const dir = repo({ 'berth.yml': 'build:\n  root: services/web\n', 'services/web/Procfile': 'web: python3 app.py\n', 'services/web/requirements.txt': '', 'api/package.json': '{"scripts":{"start":"x"}}' });
+  const lines: string[] = [];
+  const root = appRoot(dir, undefined, (l) => lines.push(l));
+  assert.equal(root, join(realpathSync(dir), 'services/web'));
+  assert.deepEqual(lines, ["building from the repository's subdirectory services/web (build.root in berth.yml)"]);
+  assert.equal(loadAppConfig(root).processes.web?.command, 'python3 app.py');
+  assert.equal(appRoot(dir, 'api'), join(realpathSync(dir), 'api'));
+  assert.equal(appRoot(repo({ Procfile: 'web: x\n' }), undefined).length > 0, true);
+  assert.throws(() => appRoot(repo({ 'berth.yml': 'build: { root: web }\nprocesses: { web: x }\n', 'web/Procfile': 'web: x\n' }), undefined), /key "build\.root" moves the app to "web", so this file says nothing else: move "processes" to web\/berth\.yml/);
+  assert.throws(() => appRoot(repo({ 'berth.yml': 'build: { root: ../x }\n' }), undefined), /key "build\.root": path must stay inside the repository/);
+  assert.throws(() => appRoot(repo({ 'berth.yml': 'build: { root: nope }\n' }), undefined), /root directory "nope" \(build\.root in berth\.yml\) is not a directory/);
+  const linked = repo({ Procfile: 'web: x\n' });
+  symlinkSync('/etc', join(linked, 'out'));
+  assert.throws(() => appRoot(linked, 'out'), /root directory "out" points outside the repository through a symbolic link/);
+  assert.throws(() => loadAppConfig(repo({ 'berth.yml': 'build: { root: web }\n' })), /build\.root": moves the app to a subdirectory, so it is only read from the berth\.yml at the repository root/);
 });

@@ -2,7 +2,7 @@
 // fails the deploy with the key named instead of being silently ignored.
 import { z } from 'zod';
 import { buildImage, command, cpus, cronJob, memory, distinctTargets, healthPath, imagePath, parseConfig, port, processName, repoPath, scale, volumeName, volumeTarget } from './fields.js';
-import { DEFAULT_CRON_TIMEOUT_S, type BuildImage, type CronJobConfig, type ProcessConfig } from './types.js';
+import { ConfigError, DEFAULT_CRON_TIMEOUT_S, type BuildImage, type CronJobConfig, type ProcessConfig } from './types.js';
 
 // `web: cmd` is short for `web: { command: cmd }`; normalising first keeps errors about the inner key.
 const processEntry = z.preprocess(
@@ -25,6 +25,8 @@ export const berthYmlSchema = z.strictObject(
         port: port.optional(),
         memory: memory.optional(),
         cpus: cpus.optional(),
+        // Monorepos: read by appRoot() from the repository root's berth.yml, alone there.
+        root: repoPath.optional(),
       })
       .optional(),
     release: command.optional(),
@@ -72,8 +74,10 @@ export function parseBerthYml(data: unknown, file = 'berth.yml'): PartialConfig 
         { command: p.command, scale: p.scale, ...(p.memory !== undefined ? { memory: p.memory } : {}), ...(p.cpus !== undefined ? { cpus: p.cpus } : {}) },
       ]))
     : undefined;
+  const { root, ...build } = c.build ?? {};
+  if (root !== undefined) throw new ConfigError(`${file}: key "build.root": moves the app to a subdirectory, so it is only read from the berth.yml at the repository root, alone`);
   return {
-    ...c.build,
+    ...build,
     ...(c.release !== undefined ? { release: c.release } : {}),
     ...(processes ? { processes } : {}),
     ...(c.healthcheck

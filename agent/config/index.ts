@@ -7,6 +7,8 @@ import { parseAppliku } from './appliku.js';
 import { parseBerthYml, type PartialConfig } from './berth-yml.js';
 import { detectImage, nodeStartScript } from './detect.js';
 import { detectRuntimeVersion } from './toolchain.js';
+import { z } from 'zod';
+import { parseConfig, repoPath } from './fields.js';
 import { parseProcfile } from './procfile.js';
 import { isRepoFile, readRepoFile, RepoPathError, resolveInsideRepo } from '../repo-paths.js';
 import { ConfigError, type AppConfig, type BuildImage, type ConfigSource } from './types.js';
@@ -46,15 +48,39 @@ function readYaml(text: string, file: string): unknown {
 }
 
 /**
- * The directory the app is built from: the checkout, or its `rootDir` subdirectory (monorepos,
- * `berth app create --root-dir`), resolved inside the checkout like every repository path.
+ * The directory the app is built from: the checkout, or a subdirectory (monorepos) named by
+ * `berth app create --root-dir`, else by `build.root` in the repository root's berth.yml. Resolved
+ * inside the checkout like every repository path.
  */
 export function appRoot(checkout: string, rootDir: string | undefined, log?: (line: string) => void): string {
-  if (rootDir === undefined || rootDir === '.') return checkout;
-  const dir = contained(() => resolveInsideRepo(checkout, rootDir, `the app's root directory "${rootDir}"`));
-  if (dir === null || !lstatSync(dir).isDirectory()) throw new ConfigError(`the app's root directory "${rootDir}" (berth app create --root-dir) is not a directory of the repository at this commit`);
-  log?.(`building from the repository's subdirectory ${rootDir} (the app's root directory)`);
-  return dir;
+  let dir = rootDir;
+  let from = 'the app\'s root directory, --root-dir';
+  if (dir === undefined) {
+    dir = rootFromBerthYml(checkout);
+    from = 'build.root in berth.yml';
+  }
+  if (dir === undefined || dir === '.') return checkout;
+  const name = dir;
+  const real = contained(() => resolveInsideRepo(checkout, name, `the app's root directory "${name}"`));
+  if (real === null || !lstatSync(real).isDirectory()) throw new ConfigError(`the app's root directory "${name}" (${from}) is not a directory of the repository at this commit`);
+  log?.(`building from the repository's subdirectory ${name} (${from})`);
+  return real;
+}
+
+/** `build.root` of the repository root's berth.yml, which must then say nothing else (the app's own config lives in that directory). */
+function rootFromBerthYml(checkout: string): string | undefined {
+  const file = readSmall(checkout, 'berth.yml') !== null ? 'berth.yml' : 'berth.yaml';
+  const text = readSmall(checkout, file);
+  if (text === null) return undefined;
+  const data = readYaml(text, file) as { build?: { root?: unknown } } | null;
+  const root = data && typeof data === 'object' && data.build && typeof data.build === 'object' ? data.build.root : undefined;
+  if (root === undefined) return undefined;
+  const parsed = parseConfig(z.object({ build: z.object({ root: repoPath }) }), data, file);
+  const others = [...Object.keys(data!).filter((k) => k !== 'build'), ...Object.keys(data!.build!).filter((k) => k !== 'root').map((k) => `build.${k}`)];
+  if (others.length > 0) {
+    throw new ConfigError(`${file}: key "build.root" moves the app to "${parsed.build.root}", so this file says nothing else: move ${others.map((k) => `"${k}"`).join(', ')} to ${parsed.build.root}/berth.yml`);
+  }
+  return parsed.build.root;
 }
 
 function webExample(image: BuildImage | undefined): string {
