@@ -14,8 +14,9 @@ export class BuildCommandError extends Error {
 }
 
 const ENV_TARGET = '/run/berth-build.env';
-// $0 is a label, $1 the user's command: `set -a` exports every variable the env file assigns.
-const WRAPPER = `set -a && . ${ENV_TARGET} && set +a && exec /bin/sh -c "$1"`;
+// $0 is a label, $1 the user's command, $2 berth's own prune step (or empty): `set -a` exports
+// every variable the env file assigns.
+const WRAPPER = `set -a && . ${ENV_TARGET} && set +a && /bin/sh -c "$1" && if [ -n "$2" ]; then echo "berth: $2" && /bin/sh -c "$2"; fi`;
 
 /** `KEY='value'` lines a POSIX shell can source: single quotes keep every value literal. */
 export function shellEnvFile(env: Record<string, string>): string {
@@ -36,6 +37,8 @@ export interface BuildCommandOptions {
   repo: string;
   tag: string;
   command: string;
+  /** berth's fixed step run after the command (dev dependencies pruned), never from the config. */
+  after?: string;
   env: Record<string, string>;
   /** A private scratch directory for the env file (removed afterwards). */
   workDir: string;
@@ -60,7 +63,7 @@ export async function runBuildCommand(docker: Docker, opts: BuildCommandOptions)
       name: opts.containerName,
       image: opts.image,
       // Past the image's entrypoint (if any): the command runs exactly as given.
-      ...(hasEntrypoint ? { entrypoint: ['/bin/sh'], cmd: ['-c', WRAPPER, 'berth-build', opts.command] } : { cmd: ['/bin/sh', '-c', WRAPPER, 'berth-build', opts.command] }),
+      ...(hasEntrypoint ? { entrypoint: ['/bin/sh'], cmd: ['-c', WRAPPER, 'berth-build', opts.command, opts.after ?? ''] } : { cmd: ['/bin/sh', '-c', WRAPPER, 'berth-build', opts.command, opts.after ?? ''] }),
       labels: opts.labels,
       mounts: [{ source: envFile, target: ENV_TARGET }],
       log: opts.log,

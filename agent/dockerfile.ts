@@ -62,7 +62,15 @@ function volumeTargetsStep(targets: string[]): string | null {
 }
 
 /** The Dockerfile for a language build image, given the build context on disk. */
-export function generateDockerfile(opts: { kind: LanguageKind; baseImage: string; contextDir: string; port: number; volumeTargets?: string[] }): string {
+export function generateDockerfile(opts: {
+  kind: LanguageKind;
+  baseImage: string;
+  contextDir: string;
+  port: number;
+  volumeTargets?: string[];
+  /** No build command will need dev dependencies: install production ones only. */
+  prodOnly?: boolean;
+}): string {
   if (!IMAGE_RE.test(opts.baseImage)) throw new DockerfileError(`invalid base image "${opts.baseImage}"`);
   if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) throw new DockerfileError(`invalid port ${opts.port}`);
   // Detection reads only inside the checkout: a manifest linked out of it is an error naming it.
@@ -81,7 +89,7 @@ export function generateDockerfile(opts: { kind: LanguageKind; baseImage: string
       );
       break;
     case 'node':
-      lines.push('ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false COREPACK_ENABLE_DOWNLOAD_PROMPT=0', CREATE_USER, `WORKDIR ${APP_DIR}`, ...nodeDeps(tc, chown));
+      lines.push('ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false COREPACK_ENABLE_DOWNLOAD_PROMPT=0', CREATE_USER, `WORKDIR ${APP_DIR}`, ...nodeDeps(tc, chown, opts.prodOnly ?? false));
       break;
     case 'ruby':
       lines.push('ENV BUNDLE_SILENCE_ROOT_WARNING=1 BUNDLE_WITHOUT=development:test', CREATE_USER, `WORKDIR ${APP_DIR}`, ...rubyDeps(tc));
@@ -125,18 +133,23 @@ function pythonDeps(tc: Toolchain): string[] {
 }
 
 /** The dependency layer of a node image: npm ci, or yarn / pnpm through corepack (npm when the base has no corepack). */
-function nodeDeps(tc: Toolchain, chown: string): string[] {
+function nodeDeps(tc: Toolchain, chown: string, prodOnly: boolean): string[] {
   if (tc.manager === null) return [];
   const copy = `COPY ${chown} ${tc.manifests.join(' ')} ./`;
   if (tc.manager === 'npm') {
     const locked = tc.manifests.some((m) => m === 'package-lock.json' || m === 'npm-shrinkwrap.json');
-    return [copy, `USER ${APP_USER}`, locked ? 'RUN npm ci' : 'RUN npm install', 'USER root'];
+    return [copy, `USER ${APP_USER}`, `RUN ${locked ? 'npm ci' : 'npm install'}${prodOnly ? ' --omit=dev' : ''}`, 'USER root'];
   }
   const tool = tc.manager === 'pnpm' ? 'pnpm' : 'yarn';
   // corepack honours package.json's packageManager by itself; without it, npm installs the pinned (or latest) release.
   const npmPackage = tc.manager === 'yarn-berry' ? '@yarnpkg/cli-dist' : tool;
   const spec = tc.toolVersion ? `${npmPackage}@${tc.toolVersion}` : npmPackage;
-  const install = { pnpm: 'pnpm install --frozen-lockfile', yarn: 'yarn install --frozen-lockfile', 'yarn-berry': 'yarn install --immutable' }[tc.manager as 'pnpm' | 'yarn' | 'yarn-berry'];
+  const install = {
+    pnpm: `pnpm install --frozen-lockfile${prodOnly ? ' --prod' : ''}`,
+    yarn: `yarn install --frozen-lockfile${prodOnly ? ' --production' : ''}`,
+    // yarn 2+ prunes only with `workspaces focus` (a plugin before yarn 4): dev dependencies stay.
+    'yarn-berry': 'yarn install --immutable',
+  }[tc.manager as 'pnpm' | 'yarn' | 'yarn-berry'];
   return [
     copy,
     `RUN if command -v corepack >/dev/null 2>&1; then corepack enable ${tool}; else npm install -g ${spec}; fi`,
@@ -151,4 +164,11 @@ function rubyDeps(tc: Toolchain): string[] {
   if (tc.manager === null) return [];
   const bundler = tc.toolVersion ? [`RUN gem list -i -e bundler -v ${tc.toolVersion} >/dev/null || gem install bundler -v ${tc.toolVersion}`] : [];
   return [`COPY ${tc.manifests.join(' ')} ./`, ...bundler, 'RUN bundle install'];
+}
+
+/** After a build command: drop the dev dependencies it may have needed, where the tool can (offline). */
+export function pruneAfterBuild(kind: LanguageKind, contextDir: string): string | null {
+  if (kind !== 'node') return null;
+  const m = detectToolchain(kind, contextDir).manager;
+  return m === 'npm' ? 'npm prune --omit=dev' : m === 'pnpm' ? 'pnpm prune --prod' : null;
 }

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { appRoot, loadAppConfig } from '../agent/config/index.js';
-import { generateDockerfile } from '../agent/dockerfile.js';
+import { generateDockerfile, pruneAfterBuild } from '../agent/dockerfile.js';
 import { loadSettings } from '../agent/settings.js';
 import { makeTmpDir } from './helpers/tmp.js';
 
@@ -120,4 +120,15 @@ test('build.root in the repository root berth.yml moves the app to a subdirector
   symlinkSync('/etc', join(linked, 'out'));
   assert.throws(() => appRoot(linked, 'out'), /root directory "out" points outside the repository through a symbolic link/);
   assert.throws(() => loadAppConfig(repo({ 'berth.yml': 'build: { root: web }\n' })), /build\.root": moves the app to a subdirectory, so it is only read from the berth\.yml at the repository root/);
+});
+
+test('dev dependencies: production-only installs without a build command; pruned after one where the tool can', () => {
+  const node = (files: Record<string, string>) => generateDockerfile({ kind: 'node', baseImage: 'base:1', contextDir: repo(files), port: 8000, prodOnly: true });
+  assert.match(node({ 'package.json': '{}', 'package-lock.json': '{}' }), /\nRUN npm ci --omit=dev\n/);
+  assert.match(node({ 'package.json': '{}', 'pnpm-lock.yaml': '' }), /\nRUN pnpm install --frozen-lockfile --prod\n/);
+  assert.match(node({ 'package.json': '{}', 'yarn.lock': '' }), /\nRUN yarn install --frozen-lockfile --production\n/);
+  assert.equal(pruneAfterBuild('node', repo({ 'package.json': '{}', 'package-lock.json': '{}' })), 'npm prune --omit=dev');
+  assert.equal(pruneAfterBuild('node', repo({ 'package.json': '{}', 'pnpm-lock.yaml': '' })), 'pnpm prune --prod');
+  assert.equal(pruneAfterBuild('node', repo({ 'package.json': '{}', 'yarn.lock': '' })), null);
+  assert.equal(pruneAfterBuild('python', repo({ 'requirements.txt': '' })), null);
 });

@@ -8,7 +8,7 @@ import { runBuildCommand } from '../build-command.js';
 import type { AppConfig } from '../config/index.js';
 import { DEFAULT_PORT } from '../config/types.js';
 import { buildArgsFor } from '../dockerfile-args.js';
-import { baseImageFor, generateDockerfile } from '../dockerfile.js';
+import { baseImageFor, generateDockerfile, pruneAfterBuild } from '../dockerfile.js';
 import { berthLabels, LABEL } from '../labels.js';
 import type { AgentSettings } from '../settings.js';
 import { readRepoFile, resolveInsideRepo } from '../repo-paths.js';
@@ -103,7 +103,7 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
     o.system(limitsLine(config, limits));
     port ??= DEFAULT_PORT;
     const volumeTargets = Object.values(config.volumes).map((v) => v.target);
-    const dockerfile = generateDockerfile({ kind, baseImage: base.image, contextDir, port, volumeTargets });
+    const dockerfile = generateDockerfile({ kind, baseImage: base.image, contextDir, port, volumeTargets, prodOnly: !config.build.command });
     o.system(`building image ${o.tag} for ${kind}${version ? ` ${version}` : ''} on ${base.image}`);
     await buildImage(docker, { contextDir, dockerfileContent: dockerfile, tag: o.tag, labels, limits, log: o.log, signal: o.signal });
   }
@@ -117,6 +117,7 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
       repo,
       tag,
       command: config.build.command,
+      ...(kind !== 'dockerfile' && pruneAfterBuild(kind, contextDir) ? { after: pruneAfterBuild(kind, contextDir)! } : {}),
       env: o.env,
       workDir: join(settings.dataDir, 'builds', `${o.deploymentId}-env`),
       containerName: `berth-${o.app}-build-${o.deploymentId}`,
