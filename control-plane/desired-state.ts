@@ -18,6 +18,8 @@ export function appSpecOf(stores: Stores, app: AppRow): AppSpec {
     // Decrypted only here, on the way to the app's own agent (over its authenticated connection).
     env: stores.env.record(app.name),
     ...(rootDir !== undefined ? { rootDir } : {}),
+    // Unsealed only here, on the way to the app's own agent, like the env values.
+    ...(stores.apps.deployKey(app.name) ? { deployKey: stores.apps.deployKey(app.name)!.privateKey() } : {}),
   };
 }
 

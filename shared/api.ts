@@ -52,6 +52,8 @@ export interface AppInfo {
   /** Added by issue 17 (monorepos), present when set: the app's subdirectory and its watch globs. */
   rootDir?: string;
   watch?: string[];
+  /** Added by issue 17, for SSH repositories: the public half of the app's deploy key, to add to the Git host. */
+  deployKey?: string;
 }
 /** Domains */
 export interface DomainInfo {

@@ -13,6 +13,8 @@ export const appSpec = z.object({
   env: z.record(envKey, z.string().max(65_536)).default({}),
   /** Monorepos: the app is built from this subdirectory of the checkout (absent = the repository root). */
   rootDir: rootDir.optional(),
+  /** SSH repositories: the app's private deploy key (OpenSSH format), a secret like the env values. */
+  deployKey: z.string().max(8192).regex(/^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+\/=\n]+-----END OPENSSH PRIVATE KEY-----\n$/).optional(),
 });
 export type AppSpec = z.infer<typeof appSpec>;
 

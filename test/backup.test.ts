@@ -257,9 +257,9 @@ describe('control plane backup and restore', () => {
     const dir = join(makeTmpDir('backup-migrate'), 'data');
     const restored = await berthStdin(['control-plane', 'restore', backupFile, '--data', dir], PASSPHRASE + '\n');
     assert.equal(restored.code, 0, restored.stderr);
-    // Undo the last migration (7: the app_monorepo table) so the database is one version behind.
+    // Undo the last migration (7: the app_monorepo and app_deploy_keys tables) so the database is one version behind.
     const old = new Database(join(dir, DB_FILE));
-    old.exec('DROP TABLE app_monorepo');
+    old.exec('DROP TABLE app_monorepo; DROP TABLE app_deploy_keys');
     old.pragma(`user_version = ${SCHEMA_VERSION - 1}`);
     old.close();
     const db = openDatabase(join(dir, DB_FILE));

@@ -12,6 +12,7 @@ import type { DeployStatus } from '../../shared/deploy-status.js';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../../shared/protocol.js';
 import type { AppSpec } from '../../shared/spec.js';
+import { writeDeployKey } from '../deploy-key.js';
 import { appRoot, ConfigError, loadAppConfig, type AppConfig } from '../config/index.js';
 import { checkoutTo, fetchSource } from '../git.js';
 import { berthLabels, LABEL } from '../labels.js';
@@ -385,7 +386,9 @@ async function prepareBuild(
   try {
     const { commit, config } = await runPhase('fetching', {}, async (signal) => {
       stream.system(`fetching ${order.app.repo} (branch ${order.app.branch}${order.commit ? `, commit ${order.commit}` : ''})`);
-      const fetched = await fetchSource({ cacheDir, repo: order.app.repo, branch: order.app.branch, commit: order.commit, log: (l) => stream.system(l), signal });
+      const deployKey = order.app.deployKey ? writeDeployKey(settings.dataDir, app, order.app.deployKey) : undefined;
+      if (deployKey) stream.system(`using the app's deploy key ${deployKey.fingerprint}`);
+      const fetched = await fetchSource({ cacheDir, repo: order.app.repo, branch: order.app.branch, commit: order.commit, log: (l) => stream.system(l), signal, ...(deployKey ? { deployKey } : {}) });
       ctx.onCommit(fetched.commit);
       if (order.skipIfAncestorOfLive) {
         await refuseOlderThanLive({ cacheDir, commit: fetched.commit, live: store.releases.get(app), log: (l) => stream.system(l), signal });

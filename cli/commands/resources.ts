@@ -76,6 +76,7 @@ export function registerAppCommands(program: Command): void {
       output(!!opts.json, created, (a) => {
         process.stdout.write(tty`app ${a.name} created on server ${a.server} (${a.repo} @ ${a.branch}${a.rootDir ? `, root directory ${a.rootDir}` : ''}).\n`);
         if (a.watch) process.stdout.write(tty`deploys on pushes that change: ${a.watch.join(' ')}\n`);
+        if (a.deployKey) process.stdout.write(tty`deploy key (add it to the repository's deploy keys, read access):\n${a.deployKey}\n`);
         if (a.webhooks.push) process.stdout.write(tty`push webhook: ${a.webhooks.push} (its secret: berth app show ${a.name})\n`);
       });
     });
@@ -195,6 +196,7 @@ function printAppDetails(x: AppDetails): void {
   ];
   if (x.rootDir) rows.push(['root directory', x.rootDir]);
   if (x.watch) rows.push(['watch', x.watch.join(' ')]);
+  if (x.deployKey) rows.push(['deploy key', x.deployKey]);
   if (x.webhooks.push) rows.push(['push webhook', x.webhooks.push]);
   if (x.webhookSecrets?.push) rows.push(['push secret', x.webhookSecrets.push]);
   if (x.webhooks.deploy) rows.push(['deploy webhook', x.webhooks.deploy]);

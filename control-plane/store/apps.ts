@@ -5,6 +5,10 @@ import { hasUrlCredentials, maskUrlCredentials } from '../../shared/repo-url.js'
 import { normalizeDomain } from '../../shared/validation.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { SecretBox } from '../secret-box.js';
+import { generateDeployKey, isSshRepo } from '../../shared/deploy-key.js';
+
+/** The secret box context of an app's deploy key: a sealed key cannot be passed off as another app's. */
+const deployKeyContext = (app: string) => `deploy-key:${app}`;
 import { now, type Db } from './db.js';
 import type { ServerStore } from './servers.js';
 
@@ -46,6 +50,11 @@ export class AppStore {
         .run(app.name, shown, sealed, app.branch, app.server, now());
       if (app.rootDir !== undefined || app.watch !== undefined) {
         this.db.prepare('INSERT INTO app_monorepo (app, root_dir, watch) VALUES (?, ?, ?)').run(app.name, app.rootDir ?? null, app.watch ? JSON.stringify(app.watch) : null);
+      }
+      if (isSshRepo(app.repo)) {
+        // An SSH repository gets its own deploy key; the Git host is told the public half (berth app show).
+        const key = generateDeployKey(app.name);
+        this.db.prepare('INSERT INTO app_deploy_keys (app, public_key, private_sealed) VALUES (?, ?, ?)').run(app.name, key.publicKey, this.box.seal(key.privateKey, deployKeyContext(app.name)));
       }
       // A purge ordered for an earlier app of this name on this server must not hit the new one's volumes.
       this.db.prepare('DELETE FROM volume_purges WHERE server = ? AND app = ?').run(app.server, app.name);
@@ -203,6 +212,12 @@ export class AppStore {
     })();
   }
 
+  /** The app's SSH deploy key: the public half, and the private one unsealed (only for the app's own agent). */
+  deployKey(name: string): { publicKey: string; privateKey: () => string } | null {
+    const r = this.db.prepare('SELECT public_key, private_sealed FROM app_deploy_keys WHERE app = ?').get(name) as { public_key: string; private_sealed: Buffer } | undefined;
+    return r ? { publicKey: r.public_key, privateKey: () => this.box.open(r.private_sealed, deployKeyContext(name)) } : null;
+  }
+
   /** Monorepo settings (`--root-dir`, `--watch`); empty for an app built from its whole repository. */
   monorepo(name: string): { rootDir?: string; watch?: string[] } {
     const r = this.db.prepare('SELECT root_dir, watch FROM app_monorepo WHERE app = ?').get(name) as { root_dir: string | null; watch: string | null } | undefined;
@@ -222,6 +237,7 @@ export class AppStore {
       // Only present when there is one (older clients and checks compare app objects exactly).
       ...(this.defaultDomain(row) ? { defaultDomain: this.defaultDomain(row) } : {}),
       ...this.monorepo(row.name),
+      ...(this.deployKey(row.name) ? { deployKey: this.deployKey(row.name)!.publicKey } : {}),
     };
   }
 }

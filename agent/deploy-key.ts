@@ -1,0 +1,15 @@
+// The app's SSH deploy key on the server: written 0600 in a 0700 directory of the agent's data dir
+// for ssh to read, next to the app's own known_hosts (its Git host's key, pinned on first use).
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { privateKeyFingerprint } from '../shared/deploy-key.js';
+
+export function writeDeployKey(dataDir: string, app: string, privateKey: string): { keyFile: string; knownHosts: string; fingerprint: string } {
+  const dir = join(dataDir, 'keys', app);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const keyFile = join(dir, 'id_ed25519');
+  writeFileSync(keyFile, privateKey, { mode: 0o600 });
+  chmodSync(keyFile, 0o600);
+  return { keyFile, knownHosts: join(dir, 'known_hosts'), fingerprint: privateKeyFingerprint(privateKey) ?? `in ${keyFile}` };
+}
