@@ -1,6 +1,7 @@
 // The app's SSH deploy key on the server: written 0600 in a 0700 directory of the agent's data dir
 // for ssh to read, next to the app's own known_hosts (its Git host's key, pinned on first use).
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { privateKeyFingerprint } from '../shared/deploy-key.js';
 
@@ -12,4 +13,9 @@ export function writeDeployKey(dataDir: string, app: string, privateKey: string)
   writeFileSync(keyFile, privateKey, { mode: 0o600 });
   chmodSync(keyFile, 0o600);
   return { keyFile, knownHosts: join(dir, 'known_hosts'), fingerprint: privateKeyFingerprint(privateKey) ?? `in ${keyFile}` };
+}
+
+/** The app is gone from this server: its key goes with its other files. */
+export async function removeDeployKey(dataDir: string, app: string): Promise<void> {
+  await rm(join(dataDir, 'keys', app), { recursive: true, force: true });
 }

@@ -128,4 +128,10 @@ describe('private repositories: a per-app SSH deploy key', () => {
     const json = await berth(['app', 'show', APP, '--json'], stack.env);
     assert.ok(!json.stdout.includes('PRIVATE'));
   });
+
+  it('berth app rm removes the key from the server', async () => {
+    const rm = await berth(['app', 'rm', APP], stack.env);
+    assert.equal(rm.code, 0, rm.stderr);
+    await eventually(async () => existsSync(join(stack.agentData, 'keys', APP)), (exists) => !exists, 30_000);
+  });
 });

@@ -5,6 +5,7 @@ import type { Logger } from '../../shared/logger.js';
 import type { ServerSpec } from '../../shared/spec.js';
 import type { AppSite } from '../nginx.js';
 import { listAppFileDirs, removeAppFiles, writeAppFiles } from '../compose.js';
+import { removeDeployKey } from '../deploy-key.js';
 import { pruneApp } from '../deploy/images.js';
 import { listBerthContainers, removeContainer, startProcessContainer, type BerthContainer } from '../processes.js';
 import { listBerthVolumes, removeVolume, volumeMounts } from '../volumes.js';
@@ -163,6 +164,7 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
       return;
     case 'remove-app-files':
       await removeAppFiles(settings.dataDir, action.app);
+      await removeDeployKey(settings.dataDir, action.app);
       return;
     case 'remove-volume':
       await removeVolume(docker, action.volume);
