@@ -5,14 +5,22 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { privateKeyFingerprint } from '../shared/deploy-key.js';
 
-export function writeDeployKey(dataDir: string, app: string, privateKey: string): { keyFile: string; knownHosts: string; fingerprint: string } {
+export function writeDeployKey(
+  dataDir: string,
+  app: string,
+  privateKey: string,
+  /** Given with --known-hosts: replaces the pinned file, and only these keys are accepted. */
+  knownHostsText?: string,
+): { keyFile: string; knownHosts: string; fingerprint: string; strict: boolean } {
   const dir = join(dataDir, 'keys', app);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
   const keyFile = join(dir, 'id_ed25519');
   writeFileSync(keyFile, privateKey, { mode: 0o600 });
   chmodSync(keyFile, 0o600);
-  return { keyFile, knownHosts: join(dir, 'known_hosts'), fingerprint: privateKeyFingerprint(privateKey) ?? `in ${keyFile}` };
+  const knownHosts = join(dir, 'known_hosts');
+  if (knownHostsText !== undefined) writeFileSync(knownHosts, knownHostsText.endsWith('\n') ? knownHostsText : `${knownHostsText}\n`, { mode: 0o600 });
+  return { keyFile, knownHosts, fingerprint: privateKeyFingerprint(privateKey) ?? `in ${keyFile}`, strict: knownHostsText !== undefined };
 }
 
 /** The app is gone from this server: its key goes with its other files. */

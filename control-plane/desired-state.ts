@@ -19,7 +19,7 @@ export function appSpecOf(stores: Stores, app: AppRow): AppSpec {
     env: stores.env.record(app.name),
     ...(rootDir !== undefined ? { rootDir } : {}),
     // Unsealed only here, on the way to the app's own agent, like the env values.
-    ...(stores.apps.deployKey(app.name) ? { deployKey: stores.apps.deployKey(app.name)!.privateKey() } : {}),
+    ...deployKeySpec(stores.apps.deployKey(app.name)),
   };
 }
 
@@ -37,4 +37,9 @@ export function serverSpecOf(stores: Stores, server: string): ServerSpec | undef
       ...(purges.length > 0 ? { purgeVolumes: purges } : {}),
     };
   })();
+}
+
+function deployKeySpec(key: { privateKey: () => string; knownHosts: string | null } | null): Pick<AppSpec, 'deployKey' | 'knownHosts'> {
+  if (!key) return {};
+  return { deployKey: key.privateKey(), ...(key.knownHosts !== null ? { knownHosts: key.knownHosts } : {}) };
 }

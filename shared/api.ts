@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { appName, branchName, commitSha, domainName, envKey, gitUrl, serverName } from './validation.js';
 import type { DeployStatus } from './deploy-status.js';
 import { rootDir, watchList } from './monorepo.js';
+import { validKnownHosts } from './deploy-key.js';
 
 export const createServerBody = z.object({ name: serverName, baseDomain: domainName.optional() });
 export const joinBody = z.object({ token: z.string().min(1).max(200), name: serverName.optional(), hostname: z.string().max(255).optional() });
@@ -15,6 +16,14 @@ export const createAppBody = z.object({
   /** Monorepos (issue 17): the app's subdirectory, and the globs a push must touch to deploy. */
   rootDir: rootDir.optional(),
   watch: watchList.optional(),
+  /** SSH repos: the Git host's keys (known_hosts lines) instead of pinning them on first use. */
+  knownHosts: z
+    .string()
+    .superRefine((v, ctx) => {
+      const problem = validKnownHosts(v);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .optional(),
 });
 export const addDomainBody = z.object({ domain: domainName });
 export const deployBody = z.object({ commit: commitSha.optional() });

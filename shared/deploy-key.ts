@@ -72,3 +72,12 @@ export function privateKeyFingerprint(privateKey: string): string | null {
   const pub = next();
   return pub ? `SHA256:${createHash('sha256').update(pub).digest('base64').replace(/=+$/, '')}` : null;
 }
+
+/** known_hosts text as given with `--known-hosts`: host-key lines (and comments), nothing else. */
+export function validKnownHosts(text: string): string | null {
+  if (text.length > 65_536) return 'is larger than 64 KiB';
+  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '' && !l.trim().startsWith('#'));
+  if (lines.length === 0) return 'has no host key lines';
+  const bad = lines.find((l) => !/^(@cert-authority |@revoked )?[^\s]+ (ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+\/=]+( [^\n]*)?$/.test(l.trim()));
+  return bad === undefined ? null : `has a line that is not "HOST KEYTYPE KEY": ${JSON.stringify(bad.slice(0, 60))}`;
+}

@@ -14,6 +14,8 @@ export const appSpec = z.object({
   /** Monorepos: the app is built from this subdirectory of the checkout (absent = the repository root). */
   rootDir: rootDir.optional(),
   /** SSH repositories: the app's private deploy key (OpenSSH format), a secret like the env values. */
+  /** The Git host's keys given with --known-hosts (absent: pinned on first use). */
+  knownHosts: z.string().max(65_536).optional(),
   deployKey: z.string().max(8192).regex(/^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+\/=\n]+-----END OPENSSH PRIVATE KEY-----\n$/).optional(),
 });
 export type AppSpec = z.infer<typeof appSpec>;

@@ -129,6 +129,33 @@ describe('private repositories: a per-app SSH deploy key', () => {
     assert.ok(!json.stdout.includes('PRIVATE'));
   });
 
+  it('--known-hosts: only the host keys given are accepted', async () => {
+    const port = /127\.0\.0\.1:(\d+)/.exec(created.repo)![1];
+    const hostPub = readFileSync(join(sshDir, 'host_key.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ');
+    const other = join(stack.root, 'other_key');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
+    const otherPub = readFileSync(`${other}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ');
+    const make = async (app: string, hostKey: string) => {
+      const file = join(stack.root, `${app}.known_hosts`);
+      writeFileSync(file, `[127.0.0.1]:${port} ${hostKey}\n`);
+      stack.apps.add(app);
+      const a = await berthJson<AppDetails>(['app', 'create', app, '--repo', created.repo, '--server', stack.serverName, '--known-hosts', file], stack.env);
+      appendFileSync(join(sshDir, 'authorized_keys'), `${a.deployKey}\n`);
+      const res = await berth(['deploy', app, '--wait'], stack.env);
+      const [dep] = await berthJson<Array<{ status: string; reason?: string | null }>>(['deployments', app], stack.env);
+      return { res, dep: dep! };
+    };
+    const wrong = await make(`${APP}w`, otherPub);
+    assert.equal(wrong.dep.status, 'failed');
+    assert.match(wrong.dep.reason ?? '', /^fetch failed: the SSH host key of .* is not among the keys given with --known-hosts/, wrong.dep.reason ?? '');
+    const right = await make(`${APP}r`, hostPub);
+    assert.equal(right.dep.status, 'done', `${right.dep.reason}\n${right.res.stdout}`);
+
+    const bad = await berth(['app', 'create', `${APP}x`, '--repo', created.repo, '--server', stack.serverName, '--known-hosts', join(sshDir, 'sshd_config')], stack.env);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /known hosts.*has a line that is not "HOST KEYTYPE KEY"/);
+  });
+
   it('berth app rm removes the key from the server', async () => {
     const rm = await berth(['app', 'rm', APP], stack.env);
     assert.equal(rm.code, 0, rm.stderr);

@@ -386,7 +386,7 @@ async function prepareBuild(
   try {
     const { commit, config } = await runPhase('fetching', {}, async (signal) => {
       stream.system(`fetching ${order.app.repo} (branch ${order.app.branch}${order.commit ? `, commit ${order.commit}` : ''})`);
-      const deployKey = order.app.deployKey ? writeDeployKey(settings.dataDir, app, order.app.deployKey) : undefined;
+      const deployKey = order.app.deployKey ? writeDeployKey(settings.dataDir, app, order.app.deployKey, order.app.knownHosts) : undefined;
       if (deployKey) stream.system(`using the app's deploy key ${deployKey.fingerprint}`);
       const fetched = await fetchSource({ cacheDir, repo: order.app.repo, branch: order.app.branch, commit: order.commit, log: (l) => stream.system(l), signal, ...(deployKey ? { deployKey } : {}) });
       ctx.onCommit(fetched.commit);

@@ -1,4 +1,5 @@
 // Client commands for servers, apps and domains.
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { AppDetails, AppInfo, DomainInfo, ServerCreated, ServerInfo } from '../../shared/api.js';
 import { ApiClient, seg } from '../client.js';
@@ -63,8 +64,17 @@ export function registerAppCommands(program: Command): void {
     .requiredOption('--server <server>', 'server to run the app on')
     .option('--root-dir <path>', "monorepos: build the app from this subdirectory of the repository (its berth.yml, Procfile, Dockerfile…)")
     .option('--watch <glob...>', "monorepos: a push deploys only when it changes a file these globs match, e.g. 'api/**' 'shared/**'")
+    .option('--known-hosts <file>', "SSH repos: a known_hosts file with the Git host's keys (default: pinned on first use)")
     .option('--json', 'print JSON')
-    .action(async (name: string, opts: { repo: string; branch: string; server: string; rootDir?: string; watch?: string[]; json?: boolean }) => {
+    .action(async (name: string, opts: { repo: string; branch: string; server: string; rootDir?: string; watch?: string[]; knownHosts?: string; json?: boolean }) => {
+      let knownHosts: string | undefined;
+      if (opts.knownHosts !== undefined) {
+        try {
+          knownHosts = readFileSync(opts.knownHosts, 'utf8');
+        } catch (err) {
+          throw new CliError(`cannot read --known-hosts ${opts.knownHosts}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+      }
       const created = await client().post<AppDetails>('/api/apps', {
         name,
         repo: opts.repo,
@@ -72,6 +82,7 @@ export function registerAppCommands(program: Command): void {
         server: opts.server,
         ...(opts.rootDir !== undefined ? { rootDir: opts.rootDir } : {}),
         ...(opts.watch !== undefined ? { watch: opts.watch } : {}),
+        ...(knownHosts !== undefined ? { knownHosts } : {}),
       });
       output(!!opts.json, created, (a) => {
         process.stdout.write(tty`app ${a.name} created on server ${a.server} (${a.repo} @ ${a.branch}${a.rootDir ? `, root directory ${a.rootDir}` : ''}).\n`);

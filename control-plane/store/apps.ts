@@ -3,7 +3,7 @@
 import type { AppInfo, DomainInfo } from '../../shared/api.js';
 import { hasUrlCredentials, maskUrlCredentials } from '../../shared/repo-url.js';
 import { normalizeDomain } from '../../shared/validation.js';
-import { ConflictError, NotFoundError } from '../errors.js';
+import { BadRequestError, ConflictError, NotFoundError } from '../errors.js';
 import type { SecretBox } from '../secret-box.js';
 import { generateDeployKey, isSshRepo } from '../../shared/deploy-key.js';
 
@@ -36,7 +36,7 @@ export class AppStore {
     private readonly box: SecretBox,
   ) {}
 
-  create(app: { name: string; repo: string; branch: string; server: string; rootDir?: string; watch?: string[] }): AppRow {
+  create(app: { name: string; repo: string; branch: string; server: string; rootDir?: string; watch?: string[]; knownHosts?: string }): AppRow {
     return this.db.transaction(() => {
       const server = this.servers.require(app.server);
       if (this.get(app.name)) throw new ConflictError(`app "${app.name}" already exists`);
@@ -51,10 +51,13 @@ export class AppStore {
       if (app.rootDir !== undefined || app.watch !== undefined) {
         this.db.prepare('INSERT INTO app_monorepo (app, root_dir, watch) VALUES (?, ?, ?)').run(app.name, app.rootDir ?? null, app.watch ? JSON.stringify(app.watch) : null);
       }
+      if (app.knownHosts !== undefined && !isSshRepo(app.repo)) throw new BadRequestError('--known-hosts is for SSH repositories (git@host:path or ssh://)');
       if (isSshRepo(app.repo)) {
         // An SSH repository gets its own deploy key; the Git host is told the public half (berth app show).
         const key = generateDeployKey(app.name);
-        this.db.prepare('INSERT INTO app_deploy_keys (app, public_key, private_sealed) VALUES (?, ?, ?)').run(app.name, key.publicKey, this.box.seal(key.privateKey, deployKeyContext(app.name)));
+        this.db
+          .prepare('INSERT INTO app_deploy_keys (app, public_key, private_sealed, known_hosts) VALUES (?, ?, ?, ?)')
+          .run(app.name, key.publicKey, this.box.seal(key.privateKey, deployKeyContext(app.name)), app.knownHosts ?? null);
       }
       // A purge ordered for an earlier app of this name on this server must not hit the new one's volumes.
       this.db.prepare('DELETE FROM volume_purges WHERE server = ? AND app = ?').run(app.server, app.name);
@@ -213,9 +216,11 @@ export class AppStore {
   }
 
   /** The app's SSH deploy key: the public half, and the private one unsealed (only for the app's own agent). */
-  deployKey(name: string): { publicKey: string; privateKey: () => string } | null {
-    const r = this.db.prepare('SELECT public_key, private_sealed FROM app_deploy_keys WHERE app = ?').get(name) as { public_key: string; private_sealed: Buffer } | undefined;
-    return r ? { publicKey: r.public_key, privateKey: () => this.box.open(r.private_sealed, deployKeyContext(name)) } : null;
+  deployKey(name: string): { publicKey: string; privateKey: () => string; knownHosts: string | null } | null {
+    const r = this.db.prepare('SELECT public_key, private_sealed, known_hosts FROM app_deploy_keys WHERE app = ?').get(name) as
+      | { public_key: string; private_sealed: Buffer; known_hosts: string | null }
+      | undefined;
+    return r ? { publicKey: r.public_key, privateKey: () => this.box.open(r.private_sealed, deployKeyContext(name)), knownHosts: r.known_hosts } : null;
   }
 
   /** Monorepo settings (`--root-dir`, `--watch`); empty for an app built from its whole repository. */

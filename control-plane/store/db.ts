@@ -152,7 +152,8 @@ const MIGRATIONS: readonly string[] = [
   CREATE TABLE app_deploy_keys (
     app            TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE,
     public_key     TEXT NOT NULL,
-    private_sealed BLOB NOT NULL
+    private_sealed BLOB NOT NULL,
+    known_hosts    TEXT
   ) STRICT, WITHOUT ROWID;
   `,
 ];
