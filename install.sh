@@ -1,7 +1,7 @@
 #!/bin/sh
 # berth installer. Served by a berth control plane with its URL filled in:
 #
-#   curl -fsSL https://CP/install.sh | sudo sh -s -- --token JOIN_TOKEN [--name NAME]
+#   curl -fsSL https://CP/install.sh | BERTH_JOIN_TOKEN=TOKEN sudo --preserve-env=BERTH_JOIN_TOKEN sh -s -- [--name NAME]
 #   curl -fsSL https://CP/install.sh | sudo sh -s -- --all-in-one      # control plane + agent on this machine
 #   curl -fsSL https://CP/install.sh | sudo sh -s -- --uninstall [--purge]
 #   sudo berth upgrade [--version V]        # runs this script with --upgrade (see docs/install.md)
@@ -14,10 +14,14 @@
 # Layout: /opt/berth/releases/VERSION (unpacked release), /opt/berth/current -> releases/VERSION,
 # /opt/berth/bin/node, /usr/local/bin/berth, /etc/berth/*.env (settings), /var/lib/berth (data),
 # units in /etc/systemd/system, or without systemd as PID 1 a background agent with /run/berth/agent.pid.
-# See docs/install.md.
+# Releases are signed by the control plane's Ed25519 key (baked in below when it serves this script,
+# pinned in /etc/berth/release.pub at the first install) and checked before anything is unpacked.
+# The join token comes from BERTH_JOIN_TOKEN (or --token) and reaches `berth agent join` through its
+# environment, never its command line. See docs/install.md.
 set -eu
 
 BERTH_URL_BAKED=''
+BERTH_RELEASE_KEY_BAKED=''
 
 PREFIX="${BERTH_PREFIX:-/opt/berth}"
 ETC="${BERTH_ETC:-/etc/berth}"
@@ -30,7 +34,9 @@ WARN_DISK_MB=5120
 START_TIMEOUT="${BERTH_UPGRADE_TIMEOUT_S:-60}"
 
 URL=""
-TOKEN=""
+# The join token from the environment (out of `ps`); not passed on to anything this script starts.
+TOKEN="${BERTH_JOIN_TOKEN:-}"
+unset BERTH_JOIN_TOKEN
 NAME=""
 MODE=install
 ALL_IN_ONE=0
@@ -41,6 +47,7 @@ PREVIOUS=""
 CHANGED=0
 CP_LISTEN="0.0.0.0:8080"
 CP_PUBLIC_URL=""
+CP_DOMAIN=""
 
 STEP="start"
 HINT=""
@@ -72,8 +79,9 @@ trap 'exit 130' INT TERM
 
 usage() {
   cat <<EOF
-usage: install.sh --token JOIN_TOKEN [--name NAME] [--url CONTROL_PLANE_URL] [--version V]
-       install.sh --all-in-one [--listen HOST:PORT] [--public-url URL] [--name NAME] [--version V]
+usage: BERTH_JOIN_TOKEN=TOKEN install.sh [--name NAME] [--url CONTROL_PLANE_URL] [--version V]
+       install.sh --token JOIN_TOKEN [--name NAME] ...   (the token then shows in \`ps\` while this runs)
+       install.sh --all-in-one [--domain NAME] [--listen HOST:PORT] [--public-url URL] [--name NAME] [--version V]
        install.sh --upgrade [--url CONTROL_PLANE_URL] [--version V]    (what \`berth upgrade\` runs)
        install.sh --uninstall [--purge]
 EOF
@@ -90,6 +98,7 @@ while [ $# -gt 0 ]; do
     --all-in-one) ALL_IN_ONE=1; shift ;;
     --listen) [ $# -ge 2 ] || { usage >&2; exit 2; }; CP_LISTEN="$2"; shift 2 ;;
     --public-url) [ $# -ge 2 ] || { usage >&2; exit 2; }; CP_PUBLIC_URL="$2"; shift 2 ;;
+    --domain) [ $# -ge 2 ] || { usage >&2; exit 2; }; CP_DOMAIN="$2"; shift 2 ;;
     --version) [ $# -ge 2 ] || { usage >&2; exit 2; }; WANT_VERSION="$2"; shift 2 ;;
     --version=*) WANT_VERSION="${1#*=}"; shift ;;
     --upgrade) MODE=upgrade; shift ;;
@@ -254,6 +263,44 @@ fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/berth-install.XXXXXX")
 
+# ---------------------------------------------------------------- release signatures
+# openssl checks them (Ed25519 needs OpenSSL >= 1.1.1 for `pkeyutl -rawin`): installed before any download.
+if ! have openssl; then
+  have apt-get || die "the command \"openssl\" is missing (it checks the release's signature)" "install it (apt-get install -y openssl) and re-run"
+  say "installing openssl from the distribution (it checks the release's signature)"
+  if ! { DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openssl; } >"$TMP/apt.log" 2>&1; then
+    tail -n 15 "$TMP/apt.log" >&2
+    die "apt-get could not install openssl" "check the package mirror (apt-get update) and re-run"
+  fi
+fi
+openssl pkeyutl -help 2>&1 | grep -q -- -rawin || die "$(openssl version) cannot check Ed25519 signatures" "install OpenSSL 1.1.1 or newer and re-run"
+# The keys a release must be signed with: the ones pinned in $RELEASE_PUB at the first install (one PEM
+# block each; an all-in-one machine adds its own control plane's), else the one baked into this script.
+RELEASE_PUB="$ETC/release.pub"
+pem_of() { printf '%s\n' '-----BEGIN PUBLIC KEY-----' "$1" '-----END PUBLIC KEY-----'; }
+mkdir "$TMP/keys"
+if [ -s "$RELEASE_PUB" ]; then
+  awk -v d="$TMP/keys" '/-----BEGIN PUBLIC KEY-----/ { n++; f = d "/" n ".pem"; inb = 1 } inb { print > f } /-----END PUBLIC KEY-----/ { inb = 0; close(f) }' "$RELEASE_PUB"
+  KEYS_FROM="the release key this server pinned at install ($RELEASE_PUB)"
+elif [ -n "$BERTH_RELEASE_KEY_BAKED" ]; then
+  pem_of "$BERTH_RELEASE_KEY_BAKED" >"$TMP/keys/1.pem"
+  KEYS_FROM="the control plane's release key baked into this installer"
+else
+  die "this install.sh has no release key baked in, and $RELEASE_PUB does not exist" "download the installer from your control plane (curl -fsSL https://CONTROL_PLANE/install.sh | ...) rather than a copy"
+fi
+# signed STATEMENT BASE64_SIGNATURE: the statement (one line) is signed by a trusted key.
+signed() {
+  printf '%s\n' "$1" >"$TMP/signed.txt"
+  printf '%s' "$2" | base64 -d >"$TMP/signed.sig" 2>/dev/null || return 1
+  for key in "$TMP/keys/"*.pem; do
+    [ -f "$key" ] || continue
+    ! openssl pkeyutl -verify -pubin -inkey "$key" -rawin -in "$TMP/signed.txt" -sigfile "$TMP/signed.sig" >/dev/null 2>&1 || return 0
+  done
+  return 1
+}
+# A manifest field that is base64 (signatures).
+mf64() { sed -n "s/^$1=//p" "$TMP/manifest" | head -n 1 | tr -cd 'A-Za-z0-9+/='; }
+
 # ---------------------------------------------------------------- 2. control plane
 step "control plane" "contacting ${URL:-(none)}"
 [ -n "$URL" ] || die "--all-in-one needs a URL to download the release from" "run it as: curl -fsSL https://HOST/install.sh | sudo sh -s -- --all-in-one"
@@ -276,6 +323,14 @@ SHA=$(mf berth_sha256)
 NEED_ABI=$(mf berth_node_abi)
 NEED_NODE=$(mf berth_node_version)
 [ -n "$VERSION" ] && [ -n "$FILE" ] && [ -n "$SHA" ] && [ -n "$NEED_ABI" ] || die "the control plane's install manifest is incomplete (is $URL a berth control plane?)"
+# Before anything is downloaded or unpacked: the release (file, checksum, version, ABI) is one the
+# control plane signed; the tarball is then checked against this checksum.
+SIG=$(mf64 berth_signature)
+[ -n "$SIG" ] || die "the control plane at $URL does not sign its releases (a berth control plane older than this installer?): refusing berth $VERSION"
+signed "berth-release-v1 $FILE $SHA $VERSION $NEED_ABI" "$SIG" ||
+  die "berth $VERSION from $URL is not signed by $KEYS_FROM: refusing to install it; nothing was unpacked or changed" \
+    "its manifest or tarball was altered on the way, or the control plane's release key changed. If you moved to a new control plane on purpose, compare its key ($URL/install/release.pub) out of band, put it in $RELEASE_PUB and re-run"
+say "release signature checked ($KEYS_FROM)"
 say "release $VERSION for linux-$ARCH (Node.js ABI $NEED_ABI)"
 INSTALLED=$(readlink "$PREFIX/current" 2>/dev/null | sed -n 's:^releases/::p')
 if [ "$MODE" = upgrade ]; then
@@ -313,8 +368,18 @@ else
   mkdir -p "$PREFIX/release-files"
   cp "$TMP/$FILE" "$PREFIX/release-files/$FILE"
   printf '%s  %s\n' "$SHA" "$FILE" >"$PREFIX/release-files/$FILE.sha256"
-  curl -fsS --max-time 30 -o "$PREFIX/release-files/${FILE%.tar.gz}.json" "$URL/install/releases/${FILE%.tar.gz}.json" || rm -f "$PREFIX/release-files/${FILE%.tar.gz}.json"
+  # Its description from the signed fields (not downloaded: nothing unsigned is kept).
+  printf '{"version":"%s","platform":"linux","arch":"%s","nodeVersion":"%s","nodeAbi":"%s","file":"%s","sha256":"%s"}\n' \
+    "$VERSION" "$ARCH" "$NEED_NODE" "$NEED_ABI" "$FILE" "$SHA" >"$PREFIX/release-files/${FILE%.tar.gz}.json"
   printf '%s\n' "$SHA" >"$REL/.berth-complete"
+fi
+# Trust on first use: later upgrades and re-runs accept only releases signed with this key.
+if [ ! -s "$RELEASE_PUB" ]; then
+  mkdir -p "$ETC"
+  pem_of "$BERTH_RELEASE_KEY_BAKED" >"$RELEASE_PUB.tmp"
+  chmod 0644 "$RELEASE_PUB.tmp"
+  mv "$RELEASE_PUB.tmp" "$RELEASE_PUB"
+  say "pinned the control plane's release key in $RELEASE_PUB"
 fi
 
 # ---------------------------------------------------------------- 4. Node.js
@@ -343,8 +408,10 @@ if [ -z "$NODE" ] && [ "$(mf node_available)" = 1 ] && [ "$(mf node_abi)" = "$NE
   dir="$PREFIX/runtime/node-$NV-linux-$ARCH"
   if [ ! -x "$dir/bin/node" ] || [ "$(node_abi "$dir/bin/node")" != "$NEED_ABI" ]; then
     say "downloading Node.js $NV from the control plane"
+    want=$(mf node_sha256)
+    [ -n "$want" ] && signed "berth-node-v1 linux-$ARCH $NV $want" "$(mf64 node_signature)" ||
+      die "the Node.js binary the control plane offers is not signed by $KEYS_FROM: refusing it" "install Node.js ${NEED_NODE:-20} from your distribution or NodeSource and re-run"
     curl -fsS --max-time 600 -o "$TMP/node" "$URL/install/node?arch=$ARCH" || die "downloading Node.js from $URL/install/node failed"
-    want=$(curl -fsS --max-time 60 "$URL/install/node.sha256?arch=$ARCH" | cut -d' ' -f1) || die "downloading the Node.js checksum from the control plane failed"
     got=$(sha256sum "$TMP/node" | cut -d' ' -f1)
     [ "$got" = "$want" ] || die "checksum mismatch for the Node.js binary (expected $want, got $got)" "re-run to download it again"
     mkdir -p "$dir/bin"
@@ -563,7 +630,30 @@ LOCAL_URL=""
 if [ "$ALL_IN_ONE" = 1 ]; then
   step "control-plane" "installing the control plane on this machine"
   CP_PORT=${CP_LISTEN##*:}
+  warn_plain_http() {
+    warn "the control plane serves plain HTTP: the admin token, env values and install lines cross the network in clear. For HTTPS set BERTH_DOMAIN=NAME (a DNS name pointing here; or BERTH_TLS_CERT/BERTH_TLS_KEY) in $ETC/control-plane.env, remove BERTH_INSECURE_HTTP and restart berth-control-plane (docs/install.md)"
+  }
+  if [ -f "$ETC/control-plane.env" ] && ! grep -Eq '^(BERTH_DOMAIN|BERTH_TLS_CERT|BERTH_INSECURE_HTTP)=' "$ETC/control-plane.env" &&
+    ! grep -Eq '^BERTH_PUBLIC_URL=https://' "$ETC/control-plane.env"; then
+    # Written before the control plane refused plain HTTP off loopback: keep it serving as it did.
+    printf '%s\n' "BERTH_INSECURE_HTTP=1" >>"$ETC/control-plane.env"
+    warn_plain_http
+  fi
   if [ ! -f "$ETC/control-plane.env" ]; then
+    # TLS: with --domain the control plane gets its own certificate over HTTP-01 through the agent's
+    # ACME webroot (nginx serves it on port 80 for every host); without, plain HTTP is an explicit choice.
+    CP_TLS=""
+    if [ -n "$CP_DOMAIN" ]; then
+      case "$CP_DOMAIN" in *[!A-Za-z0-9.-]*|.*|*.|*..*) die "invalid --domain \"$CP_DOMAIN\": expected a host name like cp.example.com" ;; esac
+      webroot=$(agent_setting BERTH_ACME_WEBROOT /var/lib/berth-acme)
+      mkdir -p "$webroot" && chmod 0755 "$webroot" # exists before the unit starts, so it can be writable there
+      [ -n "$CP_PUBLIC_URL" ] || { CP_PUBLIC_URL="https://$CP_DOMAIN"; [ "$CP_PORT" = 443 ] || CP_PUBLIC_URL="$CP_PUBLIC_URL:$CP_PORT"; }
+      CP_TLS="BERTH_DOMAIN=$CP_DOMAIN
+BERTH_ACME_WEBROOT=$webroot"
+    elif [ "${CP_PUBLIC_URL#https://}" = "$CP_PUBLIC_URL" ]; then
+      CP_TLS="BERTH_INSECURE_HTTP=1"
+      warn_plain_http
+    fi
     if [ -z "$CP_PUBLIC_URL" ]; then
       ip=$(hostname -I 2>/dev/null | awk '{print $1}')
       CP_PUBLIC_URL="http://${ip:-127.0.0.1}:$CP_PORT"
@@ -574,6 +664,7 @@ BERTH_CP_DATA=/var/lib/berth-control-plane
 BERTH_LISTEN=$CP_LISTEN
 BERTH_PUBLIC_URL=$CP_PUBLIC_URL
 BERTH_RELEASE_DIR=$PREFIX/release-files
+$CP_TLS
 EOF
     say "wrote $ETC/control-plane.env"
   fi
@@ -592,10 +683,18 @@ EOF
     rollback "$why"
   fi
   ADMIN_TOKEN=$(cat "$CP_DATA/admin-token")
+  # This machine's own control plane signs the releases it serves with its own key: trust it too
+  # (read from its data dir, not over the network), so upgrades through it are accepted.
+  if [ -s "$CP_DATA/release-key.pub" ] && ! grep -qxF "$(sed -n 2p "$CP_DATA/release-key.pub")" "$RELEASE_PUB" 2>/dev/null; then
+    cat "$CP_DATA/release-key.pub" >>"$RELEASE_PUB"
+    say "added this control plane's release key to $RELEASE_PUB"
+  fi
   if [ ! -f "$DATA/agent.json" ]; then
     [ -n "$NAME" ] || NAME=$(hostname -s 2>/dev/null | tr 'A-Z_.' 'a-z--' | tr -cd 'a-z0-9-' | sed 's/^-*//' | cut -c1-40)
     [ -n "$NAME" ] || NAME=local
-    resp=$(curl -sS --max-time 15 -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
+    # The admin token goes to curl in a 0600 file, not on its command line (`ps`).
+    (umask 077 && printf 'Authorization: Bearer %s\n' "$ADMIN_TOKEN" >"$TMP/auth-header")
+    resp=$(curl -sS --max-time 15 -H @"$TMP/auth-header" -H 'content-type: application/json' \
       -d "{\"name\":\"$NAME\"}" "$LOCAL_URL/api/servers") || die "could not create server $NAME on the local control plane"
     TOKEN=$(printf '%s' "$resp" | sed -n 's/.*"joinToken": *"\([^"]*\)".*/\1/p')
     [ -n "$TOKEN" ] || die "the local control plane refused to create server $NAME: $resp"
@@ -620,12 +719,13 @@ if [ -f "$DATA/agent.json" ]; then
   [ "$MODE" != upgrade ] || URL="${joined_url:-$URL}"
   say "already enrolled as server \"$NAME\"; not joining again"
 else
-  [ -n "$TOKEN" ] || die "no join token given" "create one on your control plane with \`berth server add NAME\` and run the command it prints"
-  set -- agent join "$URL" "$TOKEN" --data "$DATA" --json
+  [ -n "$TOKEN" ] || die "no join token given (BERTH_JOIN_TOKEN)" "create one on your control plane with \`berth server add NAME\` and run the command it prints"
+  # The token goes through the environment of this one command: never on a command line (`ps`).
+  set -- agent join "$URL" --data "$DATA" --json
   [ -z "$NAME" ] || set -- "$@" --name "$NAME"
-  if ! out=$("$BIN_LINK" "$@" 2>"$TMP/err"); then
+  if ! out=$(BERTH_JOIN_TOKEN="$TOKEN" "$BIN_LINK" "$@" 2>"$TMP/err"); then
     die "$(sed 's/^berth: //' "$TMP/err" | head -n 1)" \
-      "join tokens work once and for 24 h: create a new one with \`berth server add ${NAME:-NAME}\` on your control plane (or \`berth server rm\` + add if the name is taken), then re-run with --token NEW_TOKEN"
+      "join tokens work once and for 24 h: create a new one with \`berth server add ${NAME:-NAME}\` on your control plane (or \`berth server rm\` + add if the name is taken), then re-run the command it prints"
   fi
   NAME=$(printf '%s' "$out" | sed -n 's/.*"server": *"\([^"]*\)".*/\1/p' | head -n 1)
   say "enrolled as server \"$NAME\""

@@ -16,6 +16,7 @@ import { recoverJournal } from './deploy/recovery.js';
 import { runDeploy } from './deploy/runner.js';
 import { loadCredentials } from './join.js';
 import { RuntimeLogs } from './runtime-logs.js';
+import { notifyFacts } from './status/facts.js';
 import { gatherStatus } from './status/gather.js';
 import { startStatusSocket } from './status/socket.js';
 import { BERTH_VERSION } from '../shared/version.js';
@@ -194,6 +195,10 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
       },
     });
 
+    // Observed containers, with the disk and cron facts notifications are made of (issue 18).
+    const sendObserved = async (containers: BerthContainer[]) =>
+      send({ ...observedState(desired(), containers), ...(await notifyFacts(docker, store, settings.dataDir, settings.minFreeDiskMb)) } as AgentMessage);
+
     // Certificate state for the control plane (`berth domain ls`): sent on connect and when it changed.
     let lastCertReport = '';
     const reportCerts = (force = false) => {
@@ -220,7 +225,7 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
       ...(certManager ? { certs: certPort(certManager) } : {}),
       onPass: (pass) => {
         cronScheduler.sync();
-        if (connection.connected && pass.containers) send(observedState(desired(), pass.containers));
+        if (connection.connected && pass.containers) void sendObserved(pass.containers);
         reportCerts();
       },
     });
@@ -294,7 +299,7 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
     connection.on('connected', () => {
       reportCerts(true);
       listBerthContainers(docker, { server: settings.server })
-        .then((containers) => send(observedState(desired(), containers)))
+        .then((containers) => sendObserved(containers))
         .catch((err) => logger.warn({ err }, 'could not observe containers for the control plane'));
     });
 

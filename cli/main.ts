@@ -10,6 +10,7 @@ import { registerLogsCommand } from './commands/logs.js';
 import { registerCronCommands } from './commands/cron.js';
 import { registerDeployCommands } from './commands/deploy.js';
 import { registerEnvCommands } from './commands/env.js';
+import { registerNotifyCommands } from './commands/notify.js';
 import { registerAppCommands, registerDomainCommands, registerServerCommands } from './commands/resources.js';
 
 const program = new Command();
@@ -31,6 +32,7 @@ registerLogsCommand(program);
 registerCronCommands(program);
 registerStatusCommand(program);
 registerUpgradeCommand(program);
+registerNotifyCommands(program);
 
 /** Every failure becomes one clear line on stderr and a non-zero exit code. */
 function fail(err: unknown): never {

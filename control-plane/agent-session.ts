@@ -6,7 +6,8 @@ import { agentMessage, parseMessage, PROTOCOL_VERSION, type AgentMessage, type C
 import { appSpecOf, serverSpecOf } from './desired-state.js';
 import type { DeploymentEvents } from './events.js';
 import { deploymentInfo, type DeploymentRow } from './store/deployments.js';
-import { LogThrottle } from './log-throttle.js';
+import { LogThrottle } from '../shared/log-rate-limit.js';
+import type { NotifyHooks } from './notify/index.js';
 import type { RuntimeLogRelay } from './runtime-logs.js';
 import type { Stores } from './store/index.js';
 
@@ -32,6 +33,8 @@ export interface SessionDeps {
   onCronResponse?(server: string, msg: CronResponse): boolean;
   /** Shared by every connection of the hub, so reconnecting does not reset the log budget. */
   badFrameLog?: LogThrottle;
+  /** Notifications (issue 18): told the facts that may be worth telling someone. */
+  notify?: NotifyHooks;
 }
 
 /** Bad-frame log lines per server and minute, whatever the number of connections. */
@@ -132,6 +135,7 @@ export class AgentSession {
         stores.servers.recordHello(this.server, msg.agentVersion, msg.hostname);
         this.log.info({ agentVersion: msg.agentVersion, hostname: msg.hostname }, 'agent said hello');
         this.ready = true;
+        this.deps.notify?.agentHello(this.server);
         this.send({ type: 'welcome', v: PROTOCOL_VERSION, server: this.server });
         this.sendDesiredState();
         // Withdrawn while the agent was away: it may hold them in its own journal from before.
@@ -152,6 +156,7 @@ export class AgentSession {
           this.log.info({ deploymentId: msg.deploymentId, status: msg.status }, 'deploy progress');
           const row = stores.deployments.get(msg.deploymentId);
           if (row) this.deps.events?.deployment(deploymentInfo(row));
+          if (row) this.deps.notify?.deployment(row);
         }
         return;
       }
@@ -180,10 +185,12 @@ export class AgentSession {
           containers: msg.containers,
           receivedAt: new Date().toISOString(),
         });
+        this.deps.notify?.observed(this.server, msg);
         return;
       case 'cert_status':
         // Only this server's apps are written (the store ignores others').
         stores.certs.replaceForServer(this.server, msg.certs);
+        this.deps.notify?.certStatus(this.server, msg.certs);
         return;
     }
   }

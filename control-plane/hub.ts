@@ -12,6 +12,7 @@ import { AgentSession, badFrameThrottle, type ObservedState } from './agent-sess
 import { bearerToken } from './bearer.js';
 import { AgentUnavailableError } from './errors.js';
 import type { DeploymentEvents } from './events.js';
+import type { NotifyHooks } from './notify/index.js';
 import { RuntimeLogRelay, type LogsListener } from './runtime-logs.js';
 import type { DeploymentRow } from './store/deployments.js';
 import type { Stores } from './store/index.js';
@@ -38,6 +39,8 @@ export interface HubOptions {
   /** Phase changes and log lines from agents are published here for live followers. */
   events?: DeploymentEvents;
   pingIntervalMs?: number;
+  /** Notifications (issue 18). */
+  notify?: NotifyHooks;
 }
 
 export class AgentHub {
@@ -172,6 +175,7 @@ export class AgentHub {
       runtimeLogs: this.runtimeLogs,
       onCronResponse: (s, msg) => this.cronAnswered(s, msg),
       badFrameLog: this.badFrameLog,
+      ...(this.opts.notify ? { notify: this.opts.notify } : {}),
     });
     this.current.set(server, session);
     this.live.add(session);

@@ -53,7 +53,10 @@ cp -a systemd "$TREE/systemd"
 [ -d docs ] && cp -a docs "$TREE/docs"
 
 # Production dependencies: a copy of the installed tree, pruned offline to what the lockfile says production needs.
-cp -a node_modules "$TREE/node_modules"
+# Its contents (`node_modules/.`): a symlinked node_modules (a git worktree sharing one) is copied, not
+# linked, so the prune below never touches the original.
+mkdir "$TREE/node_modules"
+cp -a node_modules/. "$TREE/node_modules/"
 (cd "$TREE" && npm prune --omit=dev --offline --no-audit --no-fund --loglevel=error >/dev/null) || fail "npm prune --omit=dev failed"
 # better-sqlite3: keep the compiled addon, drop the C sources and intermediate objects (~25 MB).
 B="$TREE/node_modules/better-sqlite3"

@@ -40,11 +40,28 @@ export const deployProgress = z.object({
   ts: z.string(),
 });
 export const deployLog = z.object({ type: z.literal('deploy_log'), v, deploymentId, lines: z.array(logLine).max(1000) });
+/** Issue 18: free disk where berth and Docker keep their data, with the agent's threshold (BERTH_MIN_FREE_DISK_MB). */
+export const diskFree = z.object({ path: z.string().max(4096), freeMb: z.number().int().nonnegative(), minFreeMb: z.number().int().nonnegative() });
+/** Issue 18: a cron job's last finished run (notifications tell its first failure and its recovery). */
+export const cronLastRun = z.object({
+  app: z.string().max(64),
+  job: z.string().max(64),
+  runId: z.string().max(64),
+  status: z.enum(['succeeded', 'failed', 'timed_out']),
+  exitCode: z.number().int().nullable(),
+  reason: z.string().max(4096).nullable(),
+  finishedAt: z.string().max(64).nullable(),
+});
+export type DiskFree = z.infer<typeof diskFree>;
+export type CronLastRun = z.infer<typeof cronLastRun>;
 export const observedState = z.object({
   type: z.literal('observed_state'),
   v,
   specRevision: z.number().int().nonnegative().nullable(),
   containers: z.array(observedContainer).max(10_000),
+  /** Optional (issue 18): absent from older agents. */
+  disk: z.array(diskFree).max(16).optional(),
+  cron: z.array(cronLastRun).max(5000).optional(),
 });
 
 // Runtime logs (`berth logs`): the control plane asks, the agent streams the app's container output back.

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { ConfigError, loadAppConfig } from '../agent/config/index.js';
 import { parseProcfile } from '../agent/config/procfile.js';
 import { baseImageFor, generateDockerfile } from '../agent/dockerfile.js';
-import { makeMasker } from '../agent/deploy/mask.js';
+import { makeMasker } from '../shared/secret-mask.js';
 import { shellEnvFile } from '../agent/build-command.js';
 import { makeTmpDir } from './helpers/tmp.js';
 

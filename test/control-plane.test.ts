@@ -175,7 +175,10 @@ describe('control plane: API and agent hub', () => {
     const created = await api('POST', '/api/servers', { name: 'alpha' });
     assert.equal(created.status, 201);
     assert.equal(created.body.name, 'alpha');
-    assert.equal(created.body.installCommand, `curl -fsSL ${cp.url}/install.sh | sudo sh -s -- --token ${created.body.joinToken} --name alpha`);
+    assert.equal(
+      created.body.installCommand,
+      `curl -fsSL ${cp.url}/install.sh | BERTH_JOIN_TOKEN=${created.body.joinToken} sudo --preserve-env=BERTH_JOIN_TOKEN sh -s -- --name alpha`,
+    );
     assert.equal((await api('POST', '/api/servers', { name: 'alpha' })).status, 409);
     const badName = await api('POST', '/api/servers', { name: 'Alpha_1' });
     assert.equal(badName.status, 400);

@@ -36,6 +36,7 @@ import {
   finishSampleLoad,
   showRun,
   startInstallerContainer,
+  asRoot,
 } from './helpers/installer-image.js';
 import { Stack } from './helpers/stack.js';
 import { freePort, makeTmpDir } from './helpers/tmp.js';
@@ -137,7 +138,7 @@ describe('install.sh with systemd as PID 1', { timeout: 20 * 60_000 }, () => {
 
     const added = await berthJson<{ installCommand: string }>(['server', 'add', server], stack.env);
     let started = Date.now();
-    const r = await containerSh(container, added.installCommand.replace('| sudo sh', '| sh'), 600_000);
+    const r = await containerSh(container, asRoot(added.installCommand), 600_000);
     t.diagnostic(`install took ${Date.now() - started} ms`);
     assert.equal(r.code, 0, showRun(r));
     assert.match(r.stdout, /installing from the distribution: nginx git/);
@@ -157,7 +158,7 @@ describe('install.sh with systemd as PID 1', { timeout: 20 * 60_000 }, () => {
     assert.match((await run(['cat', '/etc/systemd/system/berth-agent.service.d/50-berth-paths.conf'])).stdout, /^ReadWritePaths=.* -\/var\/lib\/berth-nginx( |$)/m);
 
     // Re-running the same command changes nothing: the unit is not restarted.
-    const again = await containerSh(container, added.installCommand.replace('| sudo sh', '| sh'), 300_000);
+    const again = await containerSh(container, asRoot(added.installCommand), 300_000);
     assert.equal(again.code, 0, showRun(again));
     assert.match(again.stdout, /already enrolled as server/);
     assert.doesNotMatch(again.stdout, /restarted berth-agent\.service/);

@@ -29,6 +29,7 @@ import {
   finishSampleLoad,
   showRun as show,
   startInstallerContainer,
+  asRoot,
 } from './helpers/installer-image.js';
 import { Stack } from './helpers/stack.js';
 import { freePort, makeTmpDir } from './helpers/tmp.js';
@@ -122,8 +123,11 @@ describe('install.sh', { timeout: 20 * 60_000 }, () => {
 
     // The command `berth server add` prints, as a user would paste it (root in the container: no sudo).
     const added = await berthJson<{ name: string; joinToken: string; installCommand: string }>(['server', 'add', name], stack.env);
-    assert.equal(added.installCommand, `curl -fsSL ${stack.cpUrl}/install.sh | sudo sh -s -- --token ${added.joinToken} --name ${name}`);
-    const command = added.installCommand.replace('| sudo sh', '| sh');
+    assert.equal(
+      added.installCommand,
+      `curl -fsSL ${stack.cpUrl}/install.sh | BERTH_JOIN_TOKEN=${added.joinToken} sudo --preserve-env=BERTH_JOIN_TOKEN sh -s -- --name ${name}`,
+    );
+    const command = asRoot(added.installCommand);
     started = Date.now();
     r = await sh(c, command, 600_000);
     process.stderr.write(`# fresh install (apt nginx+git, node from the control plane) took ${Date.now() - started} ms\n`);
@@ -211,6 +215,10 @@ describe('install.sh', { timeout: 20 * 60_000 }, () => {
     const manifest = await (await fetch(`${local}/install/manifest?arch=${process.arch}`)).text();
     assert.match(manifest, new RegExp(`^berth_version=${VERSION.replace(/\./g, '\\.')}$`, 'm'));
     assert.match(await (await fetch(`${local}/install.sh`)).text(), new RegExp(`^BERTH_URL_BAKED='${local.replace(/\./g, '\\.')}'$`, 'm'));
+    // It trusts the releases of the control plane it came from and of its own (which signs what it serves).
+    const pinned = (await sh(c, 'cat /etc/berth/release.pub')).stdout;
+    const ownKey = await (await fetch(`${local}/install/release.pub`)).text();
+    assert.equal(pinned, readFileSync(join(stack.cpData, 'release-key.pub'), 'utf8') + ownKey);
 
     // A sample app deploys through the local control plane to the local agent and is served by its nginx.
     commitSampleApp(repo, 1);

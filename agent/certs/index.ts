@@ -30,7 +30,7 @@ import {
 } from './renewal.js';
 import { CertStore, type CertInfo } from './store.js';
 
-export { AcmeError, checkDirectory, LETSENCRYPT_PRODUCTION } from './acme.js';
+export { AcmeError, acmeConfigFromEnv, checkDirectory, LETSENCRYPT_PRODUCTION } from './acme.js';
 export type { AcmeConfig } from './acme.js';
 export { CertStore, CertStoreError } from './store.js';
 export type { CertInfo, RenewalRecord } from './store.js';
@@ -99,18 +99,6 @@ export interface CertManagerOptions {
   now?: () => Date;
   /** Issuer override (tests). */
   issue?: (domains: string[]) => Promise<IssuedPair>;
-}
-
-/** Acme settings from the environment (BERTH_ACME_*). `skipChallengeVerification` from BERTH_ACME_SKIP_PRECHECK=1. */
-export function acmeConfigFromEnv(env: NodeJS.ProcessEnv = process.env, httpPort?: number): AcmeConfig {
-  const val = (k: string) => (env[k] === undefined || env[k] === '' ? undefined : env[k]);
-  return {
-    directoryUrl: val('BERTH_ACME_DIRECTORY') ?? LETSENCRYPT_PRODUCTION,
-    ...(val('BERTH_ACME_CA') ? { caFile: val('BERTH_ACME_CA')! } : {}),
-    ...(val('BERTH_ACME_EMAIL') ? { email: val('BERTH_ACME_EMAIL')! } : {}),
-    skipChallengeVerification: val('BERTH_ACME_SKIP_PRECHECK') === '1' || val('BERTH_ACME_SKIP_PRECHECK') === 'true',
-    ...(httpPort ? { challengeHttpPort: httpPort } : {}),
-  };
 }
 
 /**

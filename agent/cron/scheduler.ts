@@ -10,7 +10,7 @@ import { newId } from '../../shared/ids.js';
 import type { Logger } from '../../shared/logger.js';
 import type { CronJobInfo, CronRunInfo } from '../../shared/protocol.js';
 import { DEFAULT_CRON_TIMEOUT_S, type CronJobConfig } from '../config/types.js';
-import { makeMasker } from '../deploy/mask.js';
+import { makeMasker } from '../../shared/secret-mask.js';
 import { dockerMessageOf, dockerStatusOf } from '../docker-errors.js';
 import { berthLabels, LABEL } from '../labels.js';
 import { LogDemuxer } from '../runtime-logs.js';

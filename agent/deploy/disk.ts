@@ -28,18 +28,25 @@ async function dockerRoot(docker: Docker): Promise<string | null> {
   }
 }
 
-/** Throws DiskSpaceError when a data location has less than `minFreeMb` free; returns what it measured. */
-export async function checkFreeDisk(docker: Docker, opts: { dataDir: string; minFreeMb: number }): Promise<Array<{ path: string; freeMb: number }>> {
-  if (opts.minFreeMb <= 0) return [];
-  const paths = [opts.dataDir];
+/** Free space where berth (dataDir) and the local engine keep their data; a location not on this filesystem is left out. */
+export async function measureFreeDisk(docker: Docker, dataDir: string): Promise<Array<{ path: string; freeMb: number }>> {
+  const paths = [dataDir];
   const root = await dockerRoot(docker);
   if (root) paths.push(root);
   const measured: Array<{ path: string; freeMb: number }> = [];
   for (const path of paths) {
     const free = await freeBytes(path);
     if (free === null) continue; // a remote engine's root is not on this filesystem: nothing to measure
-    const freeMb = Math.floor(free / (1024 * 1024));
-    measured.push({ path, freeMb });
+    measured.push({ path, freeMb: Math.floor(free / (1024 * 1024)) });
+  }
+  return measured;
+}
+
+/** Throws DiskSpaceError when a data location has less than `minFreeMb` free; returns what it measured. */
+export async function checkFreeDisk(docker: Docker, opts: { dataDir: string; minFreeMb: number }): Promise<Array<{ path: string; freeMb: number }>> {
+  if (opts.minFreeMb <= 0) return [];
+  const measured = await measureFreeDisk(docker, opts.dataDir);
+  for (const { path, freeMb } of measured) {
     if (freeMb < opts.minFreeMb) {
       throw new DiskSpaceError(
         `not enough free disk space: ${freeMb} MB free on ${path}, at least ${opts.minFreeMb} MB needed (BERTH_MIN_FREE_DISK_MB); free some space and deploy again`,

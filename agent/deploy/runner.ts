@@ -31,7 +31,7 @@ import { withDeadline, type PhaseLimit } from './deadline.js';
 import { checkFreeDisk } from './disk.js';
 import { BuildImageTracker, formatBytes, pruneApp, removeBuildLeftovers } from './images.js';
 import { DeployLogStream, redactUrls } from './log-stream.js';
-import { makeMasker } from './mask.js';
+import { makeMasker } from '../../shared/secret-mask.js';
 import type { RunOutcome } from './queue.js';
 import { checkHealth, healthBudgetMs, releaseProcesses, startProcesses } from './start-phase.js';
 

@@ -18,6 +18,7 @@ import { registerInstallRoutes } from './install.js';
 import { registerLogRoutes } from './logs.js';
 import { registerCronRoutes } from './cron.js';
 import { registerControlPlaneRoutes } from './control-plane.js';
+import { registerNotifyRoutes } from './notify.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -45,6 +46,7 @@ export function createApi(deps: ApiDeps): Hono {
   registerLogRoutes(app, deps);
   registerCronRoutes(app, deps);
   registerControlPlaneRoutes(app, deps);
+  registerNotifyRoutes(app, deps);
 
   app.notFound((c) => c.json(fail(`no such route: ${c.req.method} ${c.req.path}`), 404));
   app.onError((err, c) => {

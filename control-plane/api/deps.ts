@@ -2,6 +2,8 @@ import type { Logger } from '../../shared/logger.js';
 import type { BackupScheduleStatus } from '../backup/scheduler.js';
 import type { DeploymentEvents } from '../events.js';
 import type { AgentHub } from '../hub.js';
+import type { ReleaseSigner } from '../release-signing.js';
+import type { Notifier } from '../notify/index.js';
 import type { Stores } from '../store/index.js';
 
 /** What the route modules need from the running control plane. */
@@ -17,4 +19,8 @@ export interface ApiDeps {
   releaseDir?: string;
   /** Scheduled backups (--backup-schedule), for GET /api/control-plane/status. */
   backups?: { status(): BackupScheduleStatus };
+  /** Signs the releases, Node.js binary and install.sh served to servers (DATA/release-key.pem). */
+  releaseSigner: ReleaseSigner;
+  /** Notifications (issue 18): channels, test, delivery log. */
+  notify?: Notifier;
 }

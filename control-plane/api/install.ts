@@ -3,9 +3,12 @@
 // release for an architecture, the release tarball + checksum, and the Node.js binary this control
 // plane runs on (servers whose distribution ships an older Node take it from here).
 //
-//   GET /install.sh                          install.sh, BERTH_URL preset to our public URL
+//   GET /install.sh                          install.sh with our public URL and release key baked in,
+//                                            signed as served (X-Berth-Signature: what `berth upgrade` checks)
 //   GET /install/manifest?arch=x64|arm64[&version=V]   key=value lines (install.sh reads them); version
-//                                            picks one release (`berth upgrade --version V`)
+//                                            picks one release (`berth upgrade --version V`); the release
+//                                            and the Node.js binary come with their signatures
+//   GET /install/release.pub                 the release key (PEM), to compare with a server's /etc/berth/release.pub
 //   GET /install/releases/FILE               berth-VERSION-linux-ARCH.tar.gz | .tar.gz.sha256 | .json
 //   GET /install/node?arch=…                 our own node binary (linux, same arch only); /install/node.sha256
 import { createHash } from 'node:crypto';
@@ -14,6 +17,8 @@ import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Context, Hono } from 'hono';
+import { rateLimitedLog } from '../../shared/log-rate-limit.js';
+import { INSTALLER_SIGNATURE_HEADER, nodeStatement, releaseStatement } from '../../shared/release-signature.js';
 import { BERTH_VERSION } from '../../shared/version.js';
 import type { ApiDeps } from './deps.js';
 
@@ -118,6 +123,9 @@ function archParam(c: Context): string | undefined {
 export function registerInstallRoutes(app: Hono, deps: ApiDeps & { releaseDir?: string }): void {
   const releaseDir = deps.releaseDir ?? defaultReleaseDir();
   const log = deps.logger.child({ component: 'install' });
+  const signer = deps.releaseSigner;
+  // Anyone can ask for a release we do not have: one warning a minute, not one per request.
+  const noReleaseWarning = rateLimitedLog();
 
   app.get('/install.sh', (c) => {
     const file = join(PACKAGE_ROOT, 'install.sh');
@@ -125,9 +133,17 @@ export function registerInstallRoutes(app: Hono, deps: ApiDeps & { releaseDir?: 
     const url = deps.url();
     // The URL goes into a single-quoted sh string: refuse anything that could break out of it.
     const safe = /^https?:\/\/[A-Za-z0-9.:\[\]_~%\/-]+$/.test(url) ? url : '';
-    const script = readFileSync(file, 'utf8').replace(/^BERTH_URL_BAKED=.*$/m, `BERTH_URL_BAKED='${safe}'`);
-    return c.body(script, 200, { 'Content-Type': 'text/x-shellscript; charset=utf-8', 'Cache-Control': 'no-store' });
+    const script = readFileSync(file, 'utf8')
+      .replace(/^BERTH_URL_BAKED=.*$/m, `BERTH_URL_BAKED='${safe}'`)
+      .replace(/^BERTH_RELEASE_KEY_BAKED=.*$/m, `BERTH_RELEASE_KEY_BAKED='${signer.publicKeyBase64}'`);
+    return c.body(script, 200, {
+      'Content-Type': 'text/x-shellscript; charset=utf-8',
+      'Cache-Control': 'no-store',
+      [INSTALLER_SIGNATURE_HEADER]: signer.sign(script),
+    });
   });
+
+  app.get('/install/release.pub', (c) => text(c, signer.publicKeyPem));
 
   app.get('/install/manifest', (c) => {
     const arch = archParam(c);
@@ -139,8 +155,11 @@ export function registerInstallRoutes(app: Hono, deps: ApiDeps & { releaseDir?: 
     const lines: string[] = [];
     if (rel) {
       lines.push(`berth_version=${rel.version}`, `berth_file=${rel.file}`, `berth_sha256=${rel.sha256}`, `berth_node_version=${rel.nodeVersion}`, `berth_node_abi=${rel.nodeAbi}`);
+      lines.push(`berth_signature=${signer.sign(releaseStatement(rel))}`);
     } else {
-      log.warn({ releaseDir, arch, version }, 'install manifest asked for, but no such release tarball is there (build one with `npm run build`)');
+      noReleaseWarning((suppressed) =>
+        log.warn({ releaseDir, arch, version, suppressed }, 'install manifest asked for, but no such release tarball is there (build one with `npm run build`)'),
+      );
       lines.push(
         version !== undefined && all.length > 0
           ? `error=no berth release ${version} for linux-${arch} on this control plane (it has ${all.map((r) => r.version).join(', ')})`
@@ -150,7 +169,9 @@ export function registerInstallRoutes(app: Hono, deps: ApiDeps & { releaseDir?: 
     // Every version this control plane can serve, newest first (`berth upgrade --version V` picks one).
     lines.push(`berth_versions=${all.map((r) => r.version).join(',')}`);
     if (canServeNode(arch)) {
-      lines.push(`node_available=1`, `node_version=${process.version}`, `node_abi=${process.versions.modules}`);
+      const sha256 = ownNodeSha256();
+      lines.push(`node_available=1`, `node_version=${process.version}`, `node_abi=${process.versions.modules}`, `node_sha256=${sha256}`);
+      lines.push(`node_signature=${signer.sign(nodeStatement({ arch, nodeVersion: process.version, sha256 }))}`);
     } else {
       lines.push('node_available=0');
     }

@@ -11,6 +11,15 @@ import { readJson, validParam } from './http.js';
 
 export const JOIN_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
 
+/**
+ * The line to run on a new server. The token is a shell variable assignment handed to sudo through
+ * its environment: it is on no process's command line (`ps`), neither sudo's, the installer's nor the
+ * agent's. The URL is our public one: https:// whenever that is.
+ */
+export function installCommand(url: string, joinToken: string, name: string): string {
+  return `curl -fsSL ${url}/install.sh | BERTH_JOIN_TOKEN=${joinToken} sudo --preserve-env=BERTH_JOIN_TOKEN sh -s -- --name ${name}`;
+}
+
 export function registerServerRoutes(app: Hono, deps: ApiDeps): void {
   const { stores, hub } = deps;
   const log = deps.logger.child({ component: 'api' });
@@ -21,7 +30,7 @@ export function registerServerRoutes(app: Hono, deps: ApiDeps): void {
     stores.servers.create(name, sha256(joinToken), new Date(Date.now() + JOIN_TOKEN_TTL_MS).toISOString());
     if (baseDomain) stores.apps.setBaseDomain(name, baseDomain);
     log.info({ server: name, baseDomain }, 'server created');
-    const body: ServerCreated = { name, joinToken, installCommand: `curl -fsSL ${deps.url()}/install.sh | sudo sh -s -- --token ${joinToken} --name ${name}` };
+    const body: ServerCreated = { name, joinToken, installCommand: installCommand(deps.url(), joinToken, name) };
     return c.json(body, 201);
   });
 

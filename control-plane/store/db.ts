@@ -1,7 +1,7 @@
 // The control plane's SQLite database: opened in WAL mode with foreign keys on, and migrated in
 // code. Migrations are an append-only list; `user_version` records how many have run. They only go
 // forward, each in its own transaction, after a copy of the database is taken (DATA/backups/).
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 
@@ -11,7 +11,7 @@ export type Db = Database.Database;
 export const DB_FILE = 'control-plane.db';
 
 /** Append only: never edit a migration that has shipped, add a new one. */
-const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE servers (
     name                  TEXT PRIMARY KEY,
@@ -141,6 +141,56 @@ const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE apps ADD COLUMN repo_sealed BLOB;
   `,
+  // (issue 18) notifications: channels (targets and signing secrets sealed), the durable outbox of
+  // deliveries, every attempt, the last known state of what is watched (so a restart does not alert
+  // twice) and the rate limit of repeated failures.
+  `
+  CREATE TABLE notify_channels (
+    name       TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    target     BLOB NOT NULL,
+    secret     BLOB,
+    apps       TEXT NOT NULL,
+    events     TEXT NOT NULL,
+    created_at TEXT NOT NULL
+  ) STRICT;
+  CREATE TABLE notify_outbox (
+    id           INTEGER PRIMARY KEY,
+    key          TEXT NOT NULL UNIQUE,
+    channel      TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    app          TEXT,
+    payload      TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    finished_at  TEXT
+  ) STRICT;
+  CREATE INDEX notify_outbox_due ON notify_outbox(status, next_at);
+  CREATE TABLE notify_attempts (
+    id        INTEGER PRIMARY KEY,
+    outbox_id INTEGER NOT NULL REFERENCES notify_outbox(id) ON DELETE CASCADE,
+    at        TEXT NOT NULL,
+    attempt   INTEGER NOT NULL,
+    result    TEXT NOT NULL,
+    code      INTEGER,
+    error     TEXT,
+    next_at   TEXT
+  ) STRICT;
+  CREATE INDEX notify_attempts_by_outbox ON notify_attempts(outbox_id);
+  CREATE TABLE notify_state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  ) STRICT;
+  CREATE TABLE notify_rate (
+    key          TEXT PRIMARY KEY,
+    window_start TEXT NOT NULL,
+    suppressed   INTEGER NOT NULL DEFAULT 0,
+    last_event   TEXT
+  ) STRICT;
+  `,
   // (issue 17): monorepos: the app's subdirectory and the watch globs (JSON array) a push must touch;
   // private repos: the app's SSH deploy key (the private half sealed with the secret box).
   `
@@ -166,14 +216,28 @@ export class MigrationError extends Error {
 export const SCHEMA_VERSION = MIGRATIONS.length;
 /** Pre-migration copies go to DATA/backups/ (next to the database file). */
 export const PRE_MIGRATION_DIR = 'backups';
+/**
+ * The database holds every secret's ciphertext, agent credential hashes and deploy logs: owner only.
+ * SQLite creates -wal and -shm with the main file's mode, so the main file is made 0600 before it is
+ * opened; all three are forced to 0600 after (files left looser by an older berth or a restore).
+ */
+function restrictModes(file: string): void {
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
+}
 
 export function openDatabase(file: string): Db {
+  const onDisk = file !== ':memory:';
+  if (onDisk) {
+    closeSync(openSync(file, 'a', 0o600));
+    restrictModes(file);
+  }
   const db = new Database(file);
   try {
     db.pragma('journal_mode = WAL');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
     migrate(db);
+    if (onDisk) restrictModes(file);
     return db;
   } catch (err) {
     db.close();

@@ -40,6 +40,12 @@ export interface Run {
   stderr: string;
 }
 
+/**
+ * The install line `berth server add` prints, as root runs it where there is no sudo (the test
+ * containers): the token stays a variable assignment for the shell in front of `sh`.
+ */
+export const asRoot = (installCommand: string) => installCommand.replace(' sudo --preserve-env=BERTH_JOIN_TOKEN sh ', ' sh ');
+
 export const showRun = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 
 /** `sh -c SCRIPT` in the container (scripts are the test's own text, never built from outside input). */

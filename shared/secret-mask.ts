@@ -1,5 +1,5 @@
-// Env values are secrets: every line that reaches a deploy log (build and release output, berth's
-// own narration, failure reasons) has the app's known values replaced before it leaves the agent.
+// Env values are secrets: every text that leaves berth's hands (a deploy log line, a cron run's output,
+// a notification) has the app's known values replaced first. Used by the agent and the control plane.
 
 export const MASK = '***';
 /** Values shorter than this are not masked: "1", "on" or "dev" would blot out every log line. */

@@ -1,5 +1,7 @@
-// Bounds the log lines one source can cause: a broken or hostile peer that keeps sending garbage
-// (and reconnects to start over) must not be able to fill the disk through the control plane's log.
+// Log lines that others can cause (an install manifest nobody can serve, bad WebSocket frames from a
+// broken or hostile agent that reconnects to start over) are rate-limited: anyone can send a million
+// of them, and the log must stay readable and bounded. Lines over the limit are counted, and the next
+// line that is logged says how many were left out.
 
 interface Window {
   start: number;
@@ -45,4 +47,18 @@ export class LogThrottle {
   private forgetExpired(t: number): void {
     for (const [k, w] of this.windows) if (t - w.start >= this.windowMs) this.windows.delete(k);
   }
+}
+
+export interface RateLimitedLog {
+  /** Calls `emit(suppressed)` unless one was emitted within the window; `suppressed` counts the skipped ones since. */
+  (emit: (suppressed: number) => void): void;
+}
+
+/** One line per window for a single source (a LogThrottle with one key and a burst of one). */
+export function rateLimitedLog(windowMs = 60_000, now: () => number = Date.now): RateLimitedLog {
+  const throttle = new LogThrottle(1, windowMs, now);
+  return (emit) => {
+    const suppressed = throttle.take('');
+    if (suppressed !== null) emit(suppressed);
+  };
 }
