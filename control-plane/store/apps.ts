@@ -3,8 +3,12 @@
 import type { AppInfo, DomainInfo } from '../../shared/api.js';
 import { hasUrlCredentials, maskUrlCredentials } from '../../shared/repo-url.js';
 import { normalizeDomain } from '../../shared/validation.js';
-import { ConflictError, NotFoundError } from '../errors.js';
+import { BadRequestError, ConflictError, NotFoundError } from '../errors.js';
 import type { SecretBox } from '../secret-box.js';
+import { generateDeployKey, isSshRepo } from '../../shared/deploy-key.js';
+
+/** The secret box context of an app's deploy key: a sealed key cannot be passed off as another app's. */
+const deployKeyContext = (app: string) => `deploy-key:${app}`;
 import { now, type Db } from './db.js';
 import type { ServerStore } from './servers.js';
 
@@ -32,7 +36,7 @@ export class AppStore {
     private readonly box: SecretBox,
   ) {}
 
-  create(app: { name: string; repo: string; branch: string; server: string }): AppRow {
+  create(app: { name: string; repo: string; branch: string; server: string; rootDir?: string; watch?: string[]; knownHosts?: string }): AppRow {
     return this.db.transaction(() => {
       const server = this.servers.require(app.server);
       if (this.get(app.name)) throw new ConflictError(`app "${app.name}" already exists`);
@@ -44,6 +48,17 @@ export class AppStore {
       this.db
         .prepare('INSERT INTO apps (name, repo, repo_sealed, branch, server, created_at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(app.name, shown, sealed, app.branch, app.server, now());
+      if (app.rootDir !== undefined || app.watch !== undefined) {
+        this.db.prepare('INSERT INTO app_monorepo (app, root_dir, watch) VALUES (?, ?, ?)').run(app.name, app.rootDir ?? null, app.watch ? JSON.stringify(app.watch) : null);
+      }
+      if (app.knownHosts !== undefined && !isSshRepo(app.repo)) throw new BadRequestError('--known-hosts is for SSH repositories (git@host:path or ssh://)');
+      if (isSshRepo(app.repo)) {
+        // An SSH repository gets its own deploy key; the Git host is told the public half (berth app show).
+        const key = generateDeployKey(app.name);
+        this.db
+          .prepare('INSERT INTO app_deploy_keys (app, public_key, private_sealed, known_hosts) VALUES (?, ?, ?, ?)')
+          .run(app.name, key.publicKey, this.box.seal(key.privateKey, deployKeyContext(app.name)), app.knownHosts ?? null);
+      }
       // A purge ordered for an earlier app of this name on this server must not hit the new one's volumes.
       this.db.prepare('DELETE FROM volume_purges WHERE server = ? AND app = ?').run(app.server, app.name);
       this.servers.bumpRevision(app.server);
@@ -200,6 +215,21 @@ export class AppStore {
     })();
   }
 
+  /** The app's SSH deploy key: the public half, and the private one unsealed (only for the app's own agent). */
+  deployKey(name: string): { publicKey: string; privateKey: () => string; knownHosts: string | null } | null {
+    const r = this.db.prepare('SELECT public_key, private_sealed, known_hosts FROM app_deploy_keys WHERE app = ?').get(name) as
+      | { public_key: string; private_sealed: Buffer; known_hosts: string | null }
+      | undefined;
+    return r ? { publicKey: r.public_key, privateKey: () => this.box.open(r.private_sealed, deployKeyContext(name)), knownHosts: r.known_hosts } : null;
+  }
+
+  /** Monorepo settings (`--root-dir`, `--watch`); empty for an app built from its whole repository. */
+  monorepo(name: string): { rootDir?: string; watch?: string[] } {
+    const r = this.db.prepare('SELECT root_dir, watch FROM app_monorepo WHERE app = ?').get(name) as { root_dir: string | null; watch: string | null } | undefined;
+    if (!r) return {};
+    return { ...(r.root_dir !== null ? { rootDir: r.root_dir } : {}), ...(r.watch !== null ? { watch: JSON.parse(r.watch) as string[] } : {}) };
+  }
+
   info(row: AppRow): AppInfo {
     return {
       name: row.name,
@@ -211,6 +241,8 @@ export class AppStore {
       createdAt: row.created_at,
       // Only present when there is one (older clients and checks compare app objects exactly).
       ...(this.defaultDomain(row) ? { defaultDomain: this.defaultDomain(row) } : {}),
+      ...this.monorepo(row.name),
+      ...(this.deployKey(row.name) ? { deployKey: this.deployKey(row.name)!.publicKey } : {}),
     };
   }
 }
