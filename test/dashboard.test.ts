@@ -167,6 +167,7 @@ describe('dashboard in a real browser', () => {
     await page.waitForFunction((id) => document.querySelector(`[data-deployment="${id}"]`)?.getAttribute('data-ended') === 'true', order.deploymentId, { timeout: 5000 });
     assert.equal(await box.getAttribute('data-live-status'), 'done');
     assert.equal(await box.locator('[data-status]').first().innerText(), 'done');
+    assert.equal(await page.locator(`[data-dep-row="${order.deploymentId}"] [data-status]`).innerText(), 'done', 'the history row follows too');
     assert.match(await box.locator('[data-phases]').innerText(), /fetching[\s\S]*building[\s\S]*switching[\s\S]*done/);
     assert.equal(await page.evaluate(() => (window as any).__samePage), true, 'no reload happened');
     assert.ok((await log.innerText()).includes(HOSTILE_LOG), 'a hostile log line is shown as text');

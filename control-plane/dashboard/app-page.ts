@@ -69,7 +69,7 @@ function history(deployments: readonly DeploymentInfo[], base: string): Html {
   return html`<h2>Deployments</h2><table>
 <thead><tr><th scope="col">Id</th><th scope="col">Trigger</th><th scope="col">Commit</th><th scope="col">Status</th><th scope="col">Started</th><th scope="col">Duration</th></tr></thead>
 <tbody>${deployments.slice(0, 50).map(
-    (x) => html`<tr><td><a href="${base}?deployment=${x.id}">${x.id}</a></td><td>${x.trigger}${x.rollbackOf ? html` of ${x.rollbackOf}` : ''}</td><td>${shortSha(x.commit)}</td>
+    (x) => html`<tr data-dep-row="${x.id}"><td><a href="${base}?deployment=${x.id}">${x.id}</a></td><td>${x.trigger}${x.rollbackOf ? html` of ${x.rollbackOf}` : ''}</td><td>${shortSha(x.commit)}</td>
 <td>${statusBadge(x.status)}${x.reason ? html`<div class="muted">${x.reason}</div>` : ''}</td><td>${time(x.createdAt)}</td><td>${duration(x.createdAt, x.finishedAt)}</td></tr>`,
   )}</tbody></table>`;
 }

@@ -12,9 +12,14 @@ const SCRIPT = `'use strict';
     var status = box.querySelector('[data-status]');
     var reason = box.querySelector('[data-reason]');
     var phases = box.querySelector('[data-phases]');
+    var id = box.getAttribute('data-deployment');
     var seen = {};
+    if (phases) for (var j = 0; j < phases.children.length; j++) seen[phases.children[j].textContent] = true;
     function setStatus(d) {
-      if (status) { status.textContent = d.status; status.className = 'status s-' + d.status; }
+      var badges = document.querySelectorAll('[data-dep-row="' + id + '"] [data-status]');
+      var all = status ? [status] : [];
+      for (var k = 0; k < badges.length; k++) all.push(badges[k]);
+      all.forEach(function (b) { b.textContent = d.status; b.className = 'status s-' + d.status; });
       if (reason) { reason.textContent = d.reason || ''; reason.hidden = !d.reason; }
       if (phases && !seen[d.status]) {
         seen[d.status] = true;
