@@ -26,6 +26,8 @@ describe('dashboard in a real browser', () => {
   let browser: Browser;
   let context: BrowserContext;
   let page: Page;
+  /** Errors thrown by the dashboard's script in any page (asserted empty at the end). */
+  const scriptErrors: string[] = [];
   const root = makeTmpDir('berth-dashboard-');
   const shots = process.env.BERTH_DASHBOARD_SCREENSHOTS ?? join(root, 'shots');
   const api = (method: string, path: string, body?: unknown) => adminApi(cp)(method, path, body);
@@ -49,6 +51,7 @@ describe('dashboard in a real browser', () => {
     context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
     page = await context.newPage();
     page.setDefaultTimeout(8000);
+    page.on('pageerror', (err) => scriptErrors.push(String(err)));
   });
   after(async () => {
     await browser?.close();
@@ -219,6 +222,34 @@ describe('dashboard in a real browser', () => {
     await page.screenshot({ path: join(shots, 'servers.png'), fullPage: true });
   });
 
+  it('follows the runtime log of a process live', async () => {
+    await page.goto(url('/ui/apps/shop/logs?process=web'));
+    const req = await agent.next('logs_request');
+    assert.deepEqual({ app: req.app, process: req.process, follow: req.follow }, { app: 'shop', process: 'web', follow: true });
+    const line = (text: string) => ({ process: 'web', replica: 1, container: 'shop-web-1', stream: 'stdout', text });
+    agent.send({ type: 'logs_data', v: 1, requestId: req.requestId, lines: [line('GET / 200'), line('<script>window.__pwned=3</script>')] });
+    const log = page.getByRole('log');
+    await log.getByText('[web.1] GET / 200').waitFor({ timeout: 5000 });
+    agent.send({ type: 'logs_data', v: 1, requestId: req.requestId, lines: [line('GET /later 200')] });
+    await log.getByText('[web.1] GET /later 200').waitFor({ timeout: 5000 });
+    assert.ok((await log.innerText()).includes('<script>window.__pwned=3</script>'));
+    assert.equal(await page.evaluate(() => (window as any).__pwned), undefined);
+    await page.goto(url('/ui/apps'));
+    assert.equal((await agent.next('logs_cancel')).requestId, req.requestId, 'leaving the page stops the follow on the agent');
+  });
+
+  it('lists cron jobs with their last result, from the agent', async () => {
+    const nav = page.goto(url('/ui/apps/shop/cron'));
+    const req = await agent.next('cron_request');
+    assert.equal(req.action, 'list');
+    const lastRun = { id: 'run00000001', app: 'shop', job: 'cleanup', trigger: 'schedule', status: 'failed', scheduledAt: null, startedAt: new Date().toISOString(), finishedAt: new Date().toISOString(), exitCode: 3, reason: 'exit code 3', outputTail: [], deploymentId: null };
+    agent.send({ type: 'cron_response', v: 1, requestId: req.requestId, ok: true, jobs: [{ app: 'shop', name: 'cleanup', schedule: '*/5 * * * *', command: 'rm -rf /tmp/<b>x</b>', timezone: null, timeoutS: 60, lastRun, running: null, nextRunAt: null }] });
+    await nav;
+    const row = page.locator('tr', { hasText: 'cleanup' });
+    assert.match(await row.innerText(), /failed\s+exit 3/);
+    assert.ok((await row.innerText()).includes('rm -rf /tmp/<b>x</b>'));
+  });
+
   it('signs out: the session is gone server-side', async () => {
     const session = (await context.cookies())[0]!;
     await page.goto(url('/ui/apps'));
@@ -226,5 +257,6 @@ describe('dashboard in a real browser', () => {
     await page.waitForURL(/\/ui\/login$/);
     const replay = await fetch(url('/ui/apps'), { headers: { cookie: `${session.name}=${session.value}` }, redirect: 'manual' });
     assert.equal(replay.status, 303, 'the old cookie no longer works');
+    assert.deepEqual(scriptErrors, [], 'the script ran without errors on every page');
   });
 });

@@ -23,6 +23,7 @@ export function appPage(d: AppPageData, csrf: string, msg: { error?: string; not
     d.app.name,
     html`<h1>${d.app.name} ${statusBadge(summary.status)}</h1>
 <p class="muted">Repository <code>${d.app.repo}</code> · branch <code>${d.app.branch}</code> · server <a href="/ui/servers">${d.app.server}</a> · live commit ${shortSha(summary.live?.commit)}</p>
+<nav class="card" aria-label="App tools"><a href="${base}/logs">Runtime logs</a> · <a href="${base}/cron">Cron jobs</a></nav>
 ${actions(d, base, csrf)}
 ${d.current ? followed(d.current) : ''}
 ${history(d.deployments, base)}

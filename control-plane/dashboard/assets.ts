@@ -44,6 +44,27 @@ const SCRIPT = `'use strict';
       box.setAttribute('data-ended', 'true');
     });
   }
+  // A process's runtime output: \`line\` events, then \`end\` (with \`error\` when the agent could not serve it).
+  function runtime(box) {
+    var log = box.querySelector('[role="log"]');
+    var reason = box.querySelector('[data-reason]');
+    var es = new EventSource(box.getAttribute('data-runtime-events'));
+    es.addEventListener('line', function (e) {
+      var l = JSON.parse(e.data);
+      log.appendChild(document.createTextNode('[' + l.process + (l.replica ? '.' + l.replica : '') + '] ' + l.text + '\\n'));
+    });
+    es.addEventListener('end', function (e) {
+      var d = JSON.parse(e.data);
+      if (d.error && reason) { reason.textContent = d.error; reason.hidden = false; }
+      es.close();
+      box.setAttribute('data-ended', 'true');
+    });
+    es.onerror = function () {
+      if (reason && es.readyState === 2) { reason.textContent = 'The log stream is not available (is the server offline?).'; reason.hidden = false; }
+    };
+  }
+  var rt = document.querySelectorAll('[data-runtime-events]');
+  for (var r = 0; r < rt.length; r++) runtime(rt[r]);
   var boxes = document.querySelectorAll('[data-events]');
   for (var i = 0; i < boxes.length; i++) follow(boxes[i]);
   // Buttons that ask before acting (rollback, remove, delete).

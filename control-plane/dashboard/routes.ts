@@ -1,7 +1,7 @@
 // The dashboard's pages and form actions. Reads and changes are admin-API calls; a failed change
 // re-renders the page with the API's one-line error, a successful one redirects (POST → 303 → GET).
 import type { Context, Hono } from 'hono';
-import type { AppDetails, AppInfo, DeploymentDetails, DeploymentInfo, DeploymentLogs, DomainInfo, EnvVar, ServerCreated, ServerInfo } from '../../shared/api.js';
+import type { AppDetails, AppInfo, CronJobInfo, DeploymentDetails, DeploymentInfo, DeploymentLogs, DomainInfo, EnvVar, ServerCreated, ServerInfo } from '../../shared/api.js';
 import { deploymentId } from '../../shared/protocol.js';
 import { appName } from '../../shared/validation.js';
 import type { ApiDeps } from '../api/deps.js';
@@ -10,6 +10,7 @@ import { deploymentEventStream } from '../api/sse.js';
 import { seg, type ApiCall } from './api-client.js';
 import { appPage, type AppPageData } from './app-page.js';
 import { appsPage, serversPage, summarize } from './pages.js';
+import { cronPage, runtimeLogsPage } from './ops-pages.js';
 import type { Session } from './session.js';
 
 type Env = { Variables: { session: Session; form: Record<string, string> } };
@@ -25,6 +26,7 @@ const NOTICES: Record<string, string> = {
   env: 'Saved. Env changes take effect on the next deploy.',
   domain: 'Domains updated.',
   deleted: 'App deleted.',
+  cron: 'Cron job started.',
 };
 
 export function registerPageRoutes(ui: Hono<Env>, deps: ApiDeps, api: ApiCall): void {
@@ -128,6 +130,30 @@ export function registerPageRoutes(ui: Hono<Env>, deps: ApiDeps, api: ApiCall): 
     if (!id.success || !after.success) return c.text('invalid deployment id or after', 400);
     if (!deps.stores.deployments.get(id.data)) return c.text('no such deployment', 404);
     return deploymentEventStream(c, deps, id.data, after.data);
+  });
+
+  const renderCron = async (c: C, name: string, msg: Msg, status: 200 | 400 | 404 | 409 = 200) => {
+    const jobs = await api<CronJobInfo[]>('GET', `/api/apps/${seg(name)}/cron`);
+    return c.html(cronPage(name, jobs.ok ? jobs.body : [], c.get('session').csrf, jobs.ok ? msg : { error: jobs.error }), status);
+  };
+  ui.get('/ui/apps/:name/cron', (c) => renderCron(c, nameOf(c), notice(c)));
+  ui.post('/ui/apps/:name/cron/run', (c) => {
+    const name = nameOf(c);
+    return act(c, () => api('POST', `/api/apps/${seg(name)}/cron/${seg(c.get('form').job ?? '')}/run`), { to: `${appUrl(name)}/cron`, notice: 'cron' }, (m, s) => renderCron(c, name, m, s));
+  });
+  ui.get('/ui/apps/:name/logs', (c) => {
+    const proc = c.req.query('process')?.trim();
+    return c.html(runtimeLogsPage(nameOf(c), proc || undefined, c.get('session').csrf));
+  });
+  // The API's runtime-log stream for the browser, authorised by the session cookie; the request's
+  // abort signal goes along so a closed tab stops the agent's follow.
+  ui.get('/ui/apps/:name/logs/stream', async (c) => {
+    const q = new URLSearchParams({ tail: c.req.query('tail') ?? '200', follow: '1', ...(c.req.query('process') ? { process: c.req.query('process')! } : {}) });
+    const res = await api.stream(`/api/apps/${seg(nameOf(c))}/logs?${q.toString()}`, c.req.raw.signal);
+    if (res.ok) return res;
+    const error = ((await res.json().catch(() => ({}))) as { error?: string }).error ?? `HTTP ${res.status}`;
+    // Still an event stream, so the page can say why instead of retrying forever.
+    return c.body(`event: end\ndata: ${JSON.stringify({ error })}\n\n`, 200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache' });
   });
 
   ui.get('/ui/servers', (c) => renderServers(c, {}));
