@@ -177,22 +177,25 @@ describe('dashboard in a real browser', () => {
     assert.equal(await page.evaluate(() => (window as any).__pwned), undefined);
   });
 
-  it('shows a failed deploy as failed, with its reason, never as done', async () => {
+  it('shows a failed deploy as failed, with its reason, never as done — live on the apps list too', async () => {
     await page.goto(url('/ui/apps/shop'));
     await page.getByRole('button', { name: 'Deploy' }).click();
     const order = await agent.next('deploy');
     await page.waitForURL(new RegExp(`deployment=${order.deploymentId}`));
+    await page.goto(url('/ui/apps'));
+    const badge = page.locator('tr', { hasText: 'shop' }).locator('[data-status]');
+    assert.equal(await badge.innerText(), 'deploying');
     agent.progress(order.deploymentId, 'building', { commit: SHA('b') });
     agent.progress(order.deploymentId, 'failed', { commit: SHA('b'), reason: 'build failed: <b>exit 2</b>' });
+    await page.waitForFunction(() => document.querySelector('tr[data-app-row]')?.getAttribute('data-ended') === 'true', undefined, { timeout: 5000 });
+    assert.equal(await badge.innerText(), 'failed', 'the list follows the deploy without a reload');
+    await page.screenshot({ path: join(shots, 'apps.png'), fullPage: true });
+    await page.goto(url(`/ui/apps/shop?deployment=${order.deploymentId}`));
     const box = page.locator(`[data-deployment="${order.deploymentId}"]`);
-    await page.waitForFunction((id) => document.querySelector(`[data-deployment="${id}"]`)?.getAttribute('data-ended') === 'true', order.deploymentId, { timeout: 5000 });
     assert.equal(await box.locator('[data-status]').first().innerText(), 'failed');
     assert.equal(await box.locator('[data-reason]').innerText(), 'build failed: <b>exit 2</b>');
-    await page.reload();
     assert.equal(await page.locator('h1 [data-status]').innerText(), 'failed', 'the app is shown failed, not serving');
-    await page.goto(url('/ui/apps'));
-    assert.match(await page.locator('tr', { hasText: 'shop' }).innerText(), /failed/);
-    await page.screenshot({ path: join(shots, 'apps.png'), fullPage: true });
+    assert.equal(await page.locator('[data-dep-row] [data-status]', { hasText: 'done' }).count(), 1, 'only the first deploy is done');
   });
 
   it('rolls back from the page to a chosen earlier release', async () => {

@@ -15,11 +15,14 @@ const SCRIPT = `'use strict';
     var id = box.getAttribute('data-deployment');
     var seen = {};
     if (phases) for (var j = 0; j < phases.children.length; j++) seen[phases.children[j].textContent] = true;
+    var ended = false;
     function setStatus(d) {
       var badges = document.querySelectorAll('[data-dep-row="' + id + '"] [data-status]');
       var all = status ? [status] : [];
       for (var k = 0; k < badges.length; k++) all.push(badges[k]);
-      all.forEach(function (b) { b.textContent = d.status; b.className = 'status s-' + d.status; });
+      // An apps-list row shows the app's status: deploying while it runs, then serving or failed.
+      var shown = box.hasAttribute('data-app-row') ? ({ done: 'serving', failed: 'failed' })[d.status] || (ended ? null : 'deploying') : d.status;
+      if (shown) all.forEach(function (b) { b.textContent = shown; b.className = 'status s-' + shown; });
       if (reason) { reason.textContent = d.reason || ''; reason.hidden = !d.reason; }
       if (phases && !seen[d.status]) {
         seen[d.status] = true;
@@ -39,6 +42,7 @@ const SCRIPT = `'use strict';
       if (stick) log.scrollTop = log.scrollHeight;
     });
     es.addEventListener('end', function (e) {
+      ended = true;
       setStatus(JSON.parse(e.data));
       es.close();
       box.setAttribute('data-ended', 'true');

@@ -21,6 +21,8 @@ export interface AppSummary {
   /** The release that is live (the newest that went `done`). */
   live?: DeploymentInfo;
   last?: DeploymentInfo;
+  /** The newest deployment still running, followed live on the apps list. */
+  running?: DeploymentInfo;
 }
 
 const DONE = new Set(['done']);
@@ -29,15 +31,15 @@ const ENDED = new Set(['done', 'failed', 'cancelled', 'superseded']);
 export function summarize(deployments: readonly DeploymentInfo[]): AppSummary {
   const live = deployments.find((d) => DONE.has(d.status));
   const last = deployments[0];
-  const running = deployments.some((d) => !ENDED.has(d.status));
+  const running = deployments.find((d) => !ENDED.has(d.status));
   const lastEnded = deployments.find((d) => d.status === 'done' || d.status === 'failed');
   const status = running ? 'deploying' : lastEnded?.status === 'failed' ? 'failed' : live ? 'serving' : 'new';
-  return { status, live, last };
+  return { status, live, last, running };
 }
 
 export function appsPage(apps: ReadonlyArray<{ app: AppInfo; summary: AppSummary }>, servers: readonly ServerInfo[], csrf: string, msg: { error?: string; notice?: string } = {}): Html {
   const rows = apps.map(
-    ({ app, summary }) => html`<tr>
+    ({ app, summary }) => html`<tr${summary.running ? html` data-app-row data-deployment="${summary.running.id}" data-events="/ui/deployments/${summary.running.id}/events?after=999999999999999"` : ''}>
 <td><a href="/ui/apps/${encodeURIComponent(app.name)}">${app.name}</a></td>
 <td>${app.server}</td>
 <td>${[...app.domains, ...(app.defaultDomain ? [app.defaultDomain] : [])].map((d) => html`<div>${d}</div>`)}</td>

@@ -29,7 +29,10 @@ const NOTICES: Record<string, string> = {
   cron: 'Cron job started.',
 };
 
-export function registerPageRoutes(ui: Hono<Env>, deps: ApiDeps, api: ApiCall): void {
+export type Kit = ReturnType<typeof makeKit>;
+
+/** Page renderers and the form-action helper shared by the route groups. */
+function makeKit(api: ApiCall) {
   const notice = (c: C): Msg => ({ notice: NOTICES[c.req.query('done') ?? ''] });
 
   const renderApps = async (c: C, msg: Msg, status: 200 | 400 | 404 | 409 = 200) => {
@@ -74,7 +77,17 @@ export function registerPageRoutes(ui: Hono<Env>, deps: ApiDeps, api: ApiCall): 
 
   const nameOf = (c: C) => c.req.param('name') ?? '';
   const appUrl = (name: string) => `/ui/apps/${seg(name)}`;
+  return { api, notice, renderApps, renderApp, renderServers, act, nameOf, appUrl };
+}
 
+export function registerPageRoutes(ui: Hono<Env>, deps: ApiDeps, api: ApiCall): void {
+  const kit = makeKit(api);
+  registerAppPages(ui, kit);
+  registerLiveAndOpsPages(ui, deps, kit);
+}
+
+function registerAppPages(ui: Hono<Env>, kit: Kit): void {
+  const { api, notice, renderApps, renderApp, act, nameOf, appUrl } = kit;
   ui.get('/ui/apps', (c) => renderApps(c, notice(c)));
   ui.post('/ui/apps', (c) => {
     const f = c.get('form');
@@ -122,6 +135,10 @@ export function registerPageRoutes(ui: Hono<Env>, deps: ApiDeps, api: ApiCall): 
     return act(c, () => api('DELETE', `/api/apps/${seg(name)}`), { to: '/ui/apps', notice: 'deleted' }, (m, s) => renderApp(c, name, m, s));
   });
 
+}
+
+function registerLiveAndOpsPages(ui: Hono<Env>, deps: ApiDeps, kit: Kit): void {
+  const { api, notice, renderServers, act, nameOf, appUrl } = kit;
   // The live log for the browser: the API's own SSE stream, authorised by the session cookie
   // (EventSource cannot send an Authorization header).
   ui.get('/ui/deployments/:id/events', (c) => {
