@@ -8,7 +8,10 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { Hono } from 'hono';
 import { startControlPlane, type RunningControlPlane } from '../control-plane/main.js';
+import { setSessionCookie } from '../control-plane/dashboard/guard.js';
+import { SessionStore } from '../control-plane/dashboard/session.js';
 import { adminApi, FakeAgent } from './helpers/fake-agent.js';
 import { makeTmpDir } from './helpers/tmp.js';
 
@@ -83,6 +86,18 @@ describe('dashboard in a real browser', () => {
     assert.ok(!(await page.content()).includes(cp.adminToken), 'the token is never echoed into a page');
   });
 
+  it('marks the session cookie Secure when the control plane is reached over HTTPS', async () => {
+    const app = new Hono();
+    app.get('/ui/x', (c) => {
+      setSessionCookie(c, new SessionStore().create(), 'https://cp.example.com');
+      return c.text('ok');
+    });
+    const setCookie = (await app.request('http://127.0.0.1/ui/x')).headers.get('set-cookie') ?? '';
+    assert.match(setCookie, /; Secure/);
+    assert.match(setCookie, /; HttpOnly/);
+    assert.match(setCookie, /; SameSite=Strict/);
+  });
+
   it('slows down repeated wrong tokens', async () => {
     const attempt = async () => {
       const t0 = Date.now();
@@ -149,6 +164,14 @@ describe('dashboard in a real browser', () => {
     await page.getByRole('link', { name: 'Reveal values' }).click();
     await page.waitForURL(/reveal=env/);
     assert.ok((await page.content()).includes(SECRET_VALUE), 'revealed on demand');
+    const oldSecret = (await api('GET', '/api/apps/shop')).body.webhookSecrets.push as string;
+    assert.ok(!(await page.content()).includes(oldSecret), 'webhook secrets stay hidden until asked');
+    page.once('dialog', (dlg) => void dlg.accept());
+    await page.getByRole('button', { name: 'Rotate secrets' }).click();
+    await page.waitForURL(/reveal=secrets/);
+    const newSecret = (await api('GET', '/api/apps/shop')).body.webhookSecrets.push as string;
+    assert.notEqual(newSecret, oldSecret);
+    assert.ok((await page.content()).includes(newSecret), 'the new secret is shown right after rotating');
   });
 
   it('deploys from the button; the log streams in live and "done" appears without a reload', async () => {

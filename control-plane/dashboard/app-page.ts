@@ -29,7 +29,7 @@ ${d.current ? followed(d.current) : ''}
 ${history(d.deployments, base)}
 ${envSection(d, base, csrf)}
 ${domainsSection(d.domains, base, csrf)}
-${webhooksSection(d, base)}
+${webhooksSection(d, base, csrf)}
 ${postForm(`${base}/delete`, csrf, html`<button class="danger" type="submit">Delete app</button>`, { confirm: `Delete ${d.app.name}? Its containers and routes are removed.`, cls: 'card' })}`,
     { csrf, ...msg },
   );
@@ -104,12 +104,13 @@ ${domains.length === 0 ? '' : html`<table><thead><tr><th scope="col">Domain</th>
 ${postForm(`${base}/domains`, csrf, html`<div class="row"><label>Domain <input name="domain" required></label><button type="submit">Add domain</button></div>`, { cls: 'card' })}`;
 }
 
-function webhooksSection(d: AppPageData, base: string): Html {
+function webhooksSection(d: AppPageData, base: string, csrf: string): Html {
   const urls = Object.entries(d.app.webhooks);
   return html`<h2>Webhooks</h2><div class="card">
 ${urls.map(([k, u]) => html`<p>${k}: <code>${u}</code></p>`)}
 ${d.reveal.secrets
     ? html`<p>Push secret: <code>${d.app.webhookSecrets.push}</code></p><p>Deploy token: <code>${d.app.webhookSecrets.deploy}</code></p><a href="${base}">Hide secrets</a>`
     : html`<a href="${base}?reveal=secrets">Reveal webhook secrets</a>`}
+${postForm(`${base}/webhooks/rotate`, csrf, html`<button class="secondary" type="submit">Rotate secrets</button>`, { confirm: 'New webhook secrets: the old ones stop working at once. Continue?' })}
 </div>`;
 }

@@ -27,6 +27,7 @@ const NOTICES: Record<string, string> = {
   domain: 'Domains updated.',
   deleted: 'App deleted.',
   cron: 'Cron job started.',
+  rotated: 'New webhook secrets: update them in your Git host and CI.',
 };
 
 export type Kit = ReturnType<typeof makeKit>;
@@ -129,6 +130,10 @@ function registerAppPages(ui: Hono<Env>, kit: Kit): void {
   ui.post('/ui/apps/:name/domains/remove', (c) => {
     const name = nameOf(c);
     return act(c, () => api('DELETE', `/api/apps/${seg(name)}/domains/${seg(c.get('form').domain ?? '')}`), { to: appUrl(name), notice: 'domain' }, (m, s) => renderApp(c, name, m, s));
+  });
+  ui.post('/ui/apps/:name/webhooks/rotate', (c) => {
+    const name = nameOf(c);
+    return act(c, () => api('POST', `/api/apps/${seg(name)}/webhooks/rotate`), { to: `${appUrl(name)}?reveal=secrets`, notice: 'rotated' }, (m, s) => renderApp(c, name, m, s));
   });
   ui.post('/ui/apps/:name/delete', (c) => {
     const name = nameOf(c);
