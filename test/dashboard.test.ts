@@ -239,7 +239,13 @@ describe('dashboard in a real browser', () => {
     await page.waitForURL(new RegExp(`deployment=${order.deploymentId}`));
   });
 
-  it('shows the servers page with a hostile hostname as text', async () => {
+  it('shows processes from the agent report, and the servers page with a hostile hostname as text', async () => {
+    const web = { app: 'shop', process: 'web', deploymentId: 'dep00000001', state: 'running' };
+    agent.send({ type: 'observed_state', v: 1, specRevision: null, containers: [web, web, { ...web, process: 'worker', state: 'restarting' }] });
+    await agent.sync();
+    await page.goto(url('/ui/apps/shop'));
+    assert.match(await page.locator('tr', { hasText: 'web' }).first().innerText(), /web\s+2\s+running/);
+    assert.match(await page.locator('tr', { hasText: 'worker' }).first().innerText(), /0\/1 running/);
     await page.goto(url('/ui/servers'));
     const row = page.locator('tr', { hasText: 'alpha' });
     assert.match(await row.innerText(), /connected/);

@@ -12,6 +12,8 @@ export interface AppPageData {
   env: EnvVar[];
   domains: DomainInfo[];
   reveal: { env: boolean; secrets: boolean };
+  /** The app's containers as its agent last reported them; null while the server is offline. */
+  containers: Array<{ process: string; deploymentId: string; state: string }> | null;
 }
 
 const ENDED = new Set(['done', 'failed', 'cancelled', 'superseded']);
@@ -26,6 +28,7 @@ export function appPage(d: AppPageData, csrf: string, msg: { error?: string; not
 <nav class="card" aria-label="App tools"><a href="${base}/logs">Runtime logs</a> · <a href="${base}/cron">Cron jobs</a></nav>
 ${actions(d, base, csrf)}
 ${d.current ? followed(d.current) : ''}
+${processesSection(d.containers)}
 ${history(d.deployments, base)}
 ${envSection(d, base, csrf)}
 ${domainsSection(d.domains, base, csrf)}
@@ -113,4 +116,22 @@ ${d.reveal.secrets
     : html`<a href="${base}?reveal=secrets">Reveal webhook secrets</a>`}
 ${postForm(`${base}/webhooks/rotate`, csrf, html`<button class="secondary" type="submit">Rotate secrets</button>`, { confirm: 'New webhook secrets: the old ones stop working at once. Continue?' })}
 </div>`;
+}
+
+/** Processes: replicas per process of each release the agent runs, with their container states. */
+function processesSection(containers: AppPageData['containers']): Html {
+  if (containers === null) return html`<h2>Processes</h2><p class="muted">Not known: the server is offline.</p>`;
+  if (containers.length === 0) return html`<h2>Processes</h2><p class="muted">No containers running.</p>`;
+  const groups = new Map<string, { process: string; deploymentId: string; states: string[] }>();
+  for (const c of containers) {
+    const key = `${c.process}\u0000${c.deploymentId}`;
+    const g = groups.get(key) ?? { process: c.process, deploymentId: c.deploymentId, states: [] };
+    g.states.push(c.state);
+    groups.set(key, g);
+  }
+  const rows = [...groups.values()].map((g) => {
+    const healthy = g.states.filter((x) => x === 'running').length;
+    return html`<tr><td><code>${g.process}</code></td><td>${g.states.length}</td><td>${statusBadge(healthy === g.states.length ? 'running' : `${healthy}/${g.states.length} running`)} <span class="muted">${[...new Set(g.states)].join(', ')}</span></td><td><code>${g.deploymentId}</code></td></tr>`;
+  });
+  return html`<h2>Processes</h2><table><thead><tr><th scope="col">Process</th><th scope="col">Replicas</th><th scope="col">State</th><th scope="col">Release</th></tr></thead><tbody>${rows}</tbody></table>`;
 }

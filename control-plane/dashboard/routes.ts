@@ -33,7 +33,7 @@ const NOTICES: Record<string, string> = {
 export type Kit = ReturnType<typeof makeKit>;
 
 /** Page renderers and the form-action helper shared by the route groups. */
-function makeKit(api: ApiCall) {
+function makeKit(deps: ApiDeps, api: ApiCall) {
   const notice = (c: C): Msg => ({ notice: NOTICES[c.req.query('done') ?? ''] });
 
   const renderApps = async (c: C, msg: Msg, status: 200 | 400 | 404 | 409 = 200) => {
@@ -54,7 +54,10 @@ function makeKit(api: ApiCall) {
       api<EnvVar[]>('GET', `${base}/env${reveal.env ? '?reveal=1' : ''}`),
       api<DomainInfo[]>('GET', `${base}/domains`),
     ]);
-    const data: AppPageData = { app: app.body, deployments: deployments.body, env: env.body, domains: domains.body, reveal };
+    // Containers as the agent last reported them, read from the hub: the API has no route for them yet.
+    const observed = deps.hub.isConnected(app.body.server) ? deps.hub.observedState(app.body.server) : undefined;
+    const containers = observed ? observed.containers.filter((x) => x.app === app.body.name) : null;
+    const data: AppPageData = { app: app.body, deployments: deployments.body, env: env.body, domains: domains.body, reveal, containers };
     const wanted = deploymentId.safeParse(c.req.query('deployment') ?? '');
     const followId = wanted.success && deployments.body.some((d) => d.id === wanted.data) ? wanted.data : deployments.body[0]?.id;
     if (followId) {
@@ -82,7 +85,7 @@ function makeKit(api: ApiCall) {
 }
 
 export function registerPageRoutes(ui: Hono<Env>, deps: ApiDeps, api: ApiCall): void {
-  const kit = makeKit(api);
+  const kit = makeKit(deps, api);
   registerAppPages(ui, kit);
   registerLiveAndOpsPages(ui, deps, kit);
 }
