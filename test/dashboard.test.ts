@@ -118,6 +118,10 @@ describe('dashboard in a real browser', () => {
     const scripts = await page.$$eval('script', (s) => s.map((e) => ({ src: e.getAttribute('src'), text: e.textContent ?? '' })));
     assert.ok(scripts.length > 0 && scripts.every((s) => s.src && s.text.trim() === ''), JSON.stringify(scripts));
 
+    const missing = await page.goto(url('/ui/no-such-page'));
+    assert.equal(missing?.status(), 404);
+    assert.match(await page.locator('h1').innerText(), /Not found/);
+
     const noCookie = await fetch(url('/ui/apps'), { redirect: 'manual' });
     assert.equal(noCookie.status, 303);
     assert.equal(noCookie.headers.get('location'), '/ui/login');

@@ -9,6 +9,7 @@ import { clearSessionCookie, formAllowed, sameOrigin, securityHeaders, sessionId
 import { registerPageRoutes } from './routes.js';
 import { SessionStore, SignInThrottle, type Session } from './session.js';
 import { signInPage } from './pages.js';
+import { html, page } from './layout.js';
 import { secretEquals } from '../../shared/ids.js';
 
 export const UI_PREFIX = '/ui';
@@ -83,4 +84,6 @@ export function registerDashboard(app: Hono, deps: ApiDeps): void {
   });
 
   registerPageRoutes(ui, deps, api);
+  // Registered last: only paths no page matched.
+  ui.get(`${UI_PREFIX}/*`, (c) => c.html(page('Not found', html`<h1>Not found</h1><p><a href="${UI_PREFIX}/apps">Back to the apps</a></p>`, { csrf: c.get('session').csrf }), 404));
 }
