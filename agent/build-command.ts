@@ -7,14 +7,16 @@ import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { envKey } from '../shared/validation.js';
 import { OneOffError, runOneOff } from './one-off.js';
+import { outOfMemory, type ResourceLimits } from './resource-limits.js';
 
 export class BuildCommandError extends Error {
   override name = 'BuildCommandError';
 }
 
 const ENV_TARGET = '/run/berth-build.env';
-// $0 is a label, $1 the user's command: `set -a` exports every variable the env file assigns.
-const WRAPPER = `set -a && . ${ENV_TARGET} && set +a && exec /bin/sh -c "$1"`;
+// $0 is a label, $1 the user's command, $2 berth's own prune step (or empty): `set -a` exports
+// every variable the env file assigns.
+const WRAPPER = `set -a && . ${ENV_TARGET} && set +a && /bin/sh -c "$1" && if [ -n "$2" ]; then echo "berth: $2" && /bin/sh -c "$2"; fi`;
 
 /** `KEY='value'` lines a POSIX shell can source: single quotes keep every value literal. */
 export function shellEnvFile(env: Record<string, string>): string {
@@ -35,6 +37,8 @@ export interface BuildCommandOptions {
   repo: string;
   tag: string;
   command: string;
+  /** berth's fixed step run after the command (dev dependencies pruned), never from the config. */
+  after?: string;
   env: Record<string, string>;
   /** A private scratch directory for the env file (removed afterwards). */
   workDir: string;
@@ -43,6 +47,7 @@ export interface BuildCommandOptions {
   log: (line: string) => void;
   timeoutMs: number;
   signal?: AbortSignal;
+  limits?: ResourceLimits;
 }
 
 export async function runBuildCommand(docker: Docker, opts: BuildCommandOptions): Promise<{ imageId: string }> {
@@ -54,22 +59,24 @@ export async function runBuildCommand(docker: Docker, opts: BuildCommandOptions)
   // World-readable file in a private directory: the app user in the container can read it, no one on the host can reach it.
   writeFileSync(envFile, shellEnvFile(opts.env), { mode: 0o444 });
   try {
-    const { exitCode, container } = await runOneOff(docker, {
+    const { exitCode, oomKilled, container } = await runOneOff(docker, {
       name: opts.containerName,
       image: opts.image,
       // Past the image's entrypoint (if any): the command runs exactly as given.
-      ...(hasEntrypoint ? { entrypoint: ['/bin/sh'], cmd: ['-c', WRAPPER, 'berth-build', opts.command] } : { cmd: ['/bin/sh', '-c', WRAPPER, 'berth-build', opts.command] }),
+      ...(hasEntrypoint ? { entrypoint: ['/bin/sh'], cmd: ['-c', WRAPPER, 'berth-build', opts.command, opts.after ?? ''] } : { cmd: ['/bin/sh', '-c', WRAPPER, 'berth-build', opts.command, opts.after ?? ''] }),
       labels: opts.labels,
       mounts: [{ source: envFile, target: ENV_TARGET }],
       log: opts.log,
       timeoutMs: opts.timeoutMs,
       signal: opts.signal,
       keep: true,
+      ...(opts.limits ? { limits: opts.limits } : {}),
     }).catch((err: unknown) => {
       if (err instanceof OneOffError) throw new BuildCommandError(`build command ${err.message}`);
       throw err;
     });
     try {
+      if (oomKilled) throw new BuildCommandError(`${outOfMemory(opts.limits?.memory)}: the build command was killed at the build's memory cap (raise build.memory in berth.yml or BERTH_BUILD_MEMORY)`);
       if (exitCode !== 0) throw new BuildCommandError(`build command exited with code ${exitCode}`);
       // The committed config is the container's: put the image's own entrypoint and command back.
       // (An empty list would not clear them: commit fills empty fields from the container.)

@@ -7,6 +7,7 @@ import { isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import dockerignore from '@balena/dockerignore';
 import tar from 'tar-fs';
 import { isRepoFile, readRepoFile } from './repo-paths.js';
+import { outOfMemory, type ResourceLimits } from './resource-limits.js';
 
 // A CommonJS module whose typings declare an ES default export: under NodeNext the default
 // import is `module.exports`, and the package sets `factory.default = factory` for this case.
@@ -30,6 +31,8 @@ export interface BuildOptions {
   tag: string;
   labels: Record<string, string>;
   buildArgs?: Record<string, string>;
+  /** Memory and CPU caps of every build step's container. */
+  limits?: ResourceLimits;
   /** Called once per output line of the build. */
   log: (line: string) => void;
   signal?: AbortSignal;
@@ -143,6 +146,7 @@ export async function buildImage(docker: Docker, opts: BuildOptions): Promise<{ 
       rm: true,
       // Also remove intermediate containers of a failed step: they would carry no berth labels.
       forcerm: true,
+      ...buildLimitOptions(opts.limits),
       abortSignal: signal,
     } as Docker.ImageBuildOptions);
   } catch (err) {
@@ -197,7 +201,13 @@ export async function buildImage(docker: Docker, opts: BuildOptions): Promise<{ 
   }
   emitLines('', true);
   if (signal?.aborted) throw signal.reason;
-  if (failure) throw new BuildError(`build failed: ${failure}`);
+  if (failure) {
+    // A step killed by SIGKILL under a memory cap: the kernel's OOM killer (nothing else kills a build step).
+    if (opts.limits?.memory && /returned a non-zero code: 137\b/.test(failure)) {
+      throw new BuildError(`${outOfMemory(opts.limits.memory)}: a build step was killed at the build's memory cap (raise build.memory in berth.yml or BERTH_BUILD_MEMORY): ${failure}`);
+    }
+    throw new BuildError(`build failed: ${failure}`);
+  }
 
   if (!imageId) {
     // Old engines report the id only as "Successfully built <short id>": trust the tag only
@@ -211,6 +221,16 @@ export async function buildImage(docker: Docker, opts: BuildOptions): Promise<{ 
   }
   if (!imageId) throw new BuildError('build ended without producing an image (the build output stream stopped early)');
   return { imageId };
+}
+
+const CPU_PERIOD_US = 100_000;
+
+/** The classic builder's per-step caps (swap capped to memory: no swap on top of the limit). */
+function buildLimitOptions(l: ResourceLimits | undefined): Record<string, number> {
+  return {
+    ...(l?.memory ? { memory: l.memory, memswap: l.memory } : {}),
+    ...(l?.cpus ? { cpuperiod: CPU_PERIOD_US, cpuquota: Math.round(l.cpus * CPU_PERIOD_US) } : {}),
+  };
 }
 
 /** The daemon's own message out of a dockerode error ("(HTTP code 400) unexpected - …"). */

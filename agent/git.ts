@@ -21,6 +21,8 @@ export interface FetchOptions {
   commit?: string;
   log: (line: string) => void;
   signal?: AbortSignal;
+  /** SSH repositories: the app's deploy key, and the file its host key is pinned in (first use). */
+  deployKey?: { keyFile: string; knownHosts: string; fingerprint: string; strict?: boolean };
 }
 
 export interface CheckoutOptions {
@@ -47,6 +49,15 @@ function gitEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
     LC_ALL: 'C',
     ...extra,
   };
+}
+
+const PLAIN_PATH = /^\/[A-Za-z0-9._\/-]+$/;
+
+/** ssh with the app's key only, its host key pinned on first use in the app's own known_hosts file. */
+function sshCommand(k: { keyFile: string; knownHosts: string; strict?: boolean }): string {
+  // GIT_SSH_COMMAND is run by a shell: only plain paths (berth's data dir) go into it.
+  if (!PLAIN_PATH.test(k.keyFile) || !PLAIN_PATH.test(k.knownHosts)) throw new GitError(`deploy keys need a data directory of letters, digits and "._/-" (${k.keyFile})`);
+  return `ssh -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none -i ${k.keyFile} -o StrictHostKeyChecking=${k.strict ? 'yes' : 'accept-new'} -o UserKnownHostsFile=${k.knownHosts}`;
 }
 
 /**
@@ -189,7 +200,7 @@ export async function fetchSource(opts: FetchOptions): Promise<{ commit: string 
   const cacheDir = resolve(opts.cacheDir);
   const shown = redactUrl(opts.repo, opts.repo);
   const log = (line: string) => opts.log(redactUrl(line, opts.repo));
-  const env = gitEnv({ GIT_DIR: cacheDir });
+  const env = gitEnv({ GIT_DIR: cacheDir, ...(opts.deployKey ? { GIT_SSH_COMMAND: sshCommand(opts.deployKey) } : {}) });
   await ensureBareRepo(cacheDir, opts.signal);
 
   // One private ref per branch keeps what was fetched reachable (so `git gc` never drops it)
@@ -215,6 +226,16 @@ export async function fetchSource(opts: FetchOptions): Promise<{ commit: string 
   }
   if (fetch.code !== 0) {
     if (/couldn't find remote ref/i.test(fetch.stderr)) throw new GitError(`branch ${opts.branch} not found in ${shown}`);
+    if (opts.deployKey && /Permission denied \(publickey/i.test(fetch.stderr)) {
+      throw new GitError(`${shown} refused the app's deploy key (${opts.deployKey.fingerprint}): add its public half (berth app show APP) to the repository's deploy keys, read access`);
+    }
+    if (opts.deployKey && /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/i.test(fetch.stderr)) {
+      throw new GitError(
+        opts.deployKey.strict
+          ? `the SSH host key of ${shown} is not among the keys given with --known-hosts: check the file you gave`
+          : `the SSH host key of ${shown} is not the one pinned on first use (${opts.deployKey.knownHosts}): if the host really changed its key, remove the old line from that file`,
+      );
+    }
     throw new GitError(redactUrl(`git fetch from ${opts.repo} failed: ${gitMessage(fetch.stderr)}`, opts.repo));
   }
 

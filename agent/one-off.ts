@@ -3,6 +3,7 @@
 import type Docker from 'dockerode';
 import { PassThrough } from 'node:stream';
 import { dockerMessageOf as messageOf } from './docker-errors.js';
+import { hostConfigLimits, wasOomKilled, type ResourceLimits } from './resource-limits.js';
 
 export class OneOffError extends Error {
   override name = 'OneOffError';
@@ -24,10 +25,14 @@ export interface OneOffOptions {
   signal?: AbortSignal;
   /** Keep the stopped container (the caller commits or removes it). */
   keep?: boolean;
+  /** Memory and CPU caps (the build's). */
+  limits?: ResourceLimits;
 }
 
 export interface OneOffResult {
   exitCode: number;
+  /** The kernel killed it at its memory cap. */
+  oomKilled: boolean;
   container: Docker.Container;
 }
 
@@ -80,6 +85,7 @@ export async function runOneOff(docker: Docker, opts: OneOffOptions): Promise<On
         Init: true,
         Mounts: [...(opts.mounts ?? []).map((m) => ({ Type: 'bind' as const, Source: m.source, Target: m.target, ReadOnly: true })), ...(opts.volumes ?? [])],
         LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '1' } },
+        ...hostConfigLimits(opts.limits),
       },
     });
   } catch (err) {
@@ -119,8 +125,10 @@ export async function runOneOff(docker: Docker, opts: OneOffOptions): Promise<On
     out.end();
     err.end();
     if (stopReason) throw stopReason;
+    const final = opts.limits?.memory ? await container.inspect().catch(() => null) : null;
+    const oomKilled = final ? await wasOomKilled(docker, final, waited.StatusCode ?? null) : false;
     if (!opts.keep) await remove();
-    return { exitCode: waited.StatusCode ?? -1, container };
+    return { exitCode: waited.StatusCode ?? -1, oomKilled, container };
   } catch (err) {
     await remove();
     if (err instanceof OneOffError || opts.signal?.aborted) throw err;

@@ -6,6 +6,7 @@ import { connect, createServer } from 'node:net';
 import { berthLabels, LABEL } from './labels.js';
 import { appName, envKey } from '../shared/validation.js';
 import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from './docker-errors.js';
+import { hostConfigLimits, outOfMemory, wasOomKilled, type ResourceLimits } from './resource-limits.js';
 
 export class ProcessError extends Error {
   override name = 'ProcessError';
@@ -29,6 +30,8 @@ export interface StartWebOptions {
   replica?: number;
   /** The app's named volumes, mounted read-write (volumes.ts volumeMounts). */
   volumes?: Docker.MountSettings[];
+  /** The process's memory / CPU caps (berth.yml `memory:` / `cpus:`). */
+  limits?: Partial<ResourceLimits>;
 }
 
 export interface StartProcessOptions extends StartWebOptions {
@@ -159,6 +162,7 @@ export async function startProcessContainer(docker: Docker, opts: StartProcessOp
     // Unbounded json logs are how hosts fill their disks.
     LogConfig: { Type: 'json-file', Config: { ...PROCESS_LOG_OPTIONS } },
     ...(opts.volumes && opts.volumes.length > 0 ? { Mounts: opts.volumes } : {}),
+    ...hostConfigLimits(opts.limits),
   };
   const command = opts.command ? { Cmd: processCommand(opts.command) } : {};
 
@@ -291,6 +295,11 @@ function internalAddress(info: Docker.ContainerInspectInfo, hostPort: number): {
   return null;
 }
 
+/** "out of memory (limit 64 MB)", from the container's own cap. */
+function oomReason(info: Docker.ContainerInspectInfo): string {
+  return outOfMemory(info.HostConfig?.Memory || null);
+}
+
 /** The exit code of the container's latest `die` event (null when none is found). */
 async function lastExitCode(docker: Docker, containerId: string, created: string): Promise<number | null> {
   try {
@@ -366,13 +375,14 @@ export async function waitHealthy(
     }
     const state = info.State;
     if (state.Status === 'exited' || state.Status === 'dead' || state.Restarting) {
-      const oom = state.OOMKilled ? ' (killed: out of memory)' : '';
+      const oom = (await wasOomKilled(docker, info, state.ExitCode)) ? ` (killed: ${oomReason(info)})` : '';
       await fail(`the web process exited with code ${state.ExitCode}${oom}${state.Error ? `: ${state.Error}` : ''}`);
     }
     if ((info.RestartCount ?? 0) > 0) {
       // Running again after a restart: Docker has reset State.ExitCode, its events still know it.
       const code = await lastExitCode(docker, containerId, info.Created);
-      await fail(`the web process exited${code === null ? '' : ` with code ${code}`} and was restarted by Docker`);
+      const oom = (await wasOomKilled(docker, info, code)) ? ` (killed: ${oomReason(info)})` : '';
+      await fail(`the web process exited${code === null ? '' : ` with code ${code}`}${oom} and was restarted by Docker`);
     }
 
     if (state.Status === 'running') {
@@ -466,7 +476,8 @@ export async function waitStable(
       const tail = await containerLogTail(docker, opts.containerId);
       const logs = tail.length ? `\nlast ${tail.length} log lines:\n${tail.join('\n')}` : '\n(the container wrote no output)';
       const code = st.Status === 'exited' ? ` with code ${st.ExitCode}` : '';
-      throw new HealthCheckError(`${opts.name} exited${code}${st.OOMKilled ? ' (killed: out of memory)' : ''}${logs}`);
+      const oom = await wasOomKilled(docker, info, st.Status === 'exited' ? st.ExitCode : await lastExitCode(docker, opts.containerId, info.Created));
+      throw new HealthCheckError(`${opts.name} exited${code}${oom ? ` (killed: ${oomReason(info)})` : ''}${logs}`);
     }
     if (st.Status === 'running') {
       runningSince ??= Date.now();

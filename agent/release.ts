@@ -2,6 +2,7 @@
 // env, after the build and before any traffic moves. Non-zero exit or timeout fails the deploy.
 import type Docker from 'dockerode';
 import { OneOffError, runOneOff } from './one-off.js';
+import { outOfMemory, type ResourceLimits } from './resource-limits.js';
 
 export class ReleaseError extends Error {
   override name = 'ReleaseError';
@@ -25,11 +26,14 @@ export async function runRelease(
     log: (line: string) => void;
     timeoutMs: number;
     signal?: AbortSignal;
+    /** The build's caps: the release is a one-off job like the build. */
+    limits?: ResourceLimits;
   },
 ): Promise<void> {
   let exitCode: number;
+  let oomKilled: boolean;
   try {
-    ({ exitCode } = await runOneOff(docker, {
+    ({ exitCode, oomKilled } = await runOneOff(docker, {
       name: releaseContainerName(opts.app, opts.deploymentId),
       image: opts.image,
       // The image's entrypoint stays (it may set up the environment); the command replaces CMD.
@@ -40,10 +44,12 @@ export async function runRelease(
       log: opts.log,
       timeoutMs: opts.timeoutMs,
       signal: opts.signal,
+      ...(opts.limits ? { limits: opts.limits } : {}),
     }));
   } catch (err) {
     if (err instanceof OneOffError) throw new ReleaseError(`release command ${err.message.replace(/^berth-\S+ /, '')}`);
     throw err;
   }
+  if (oomKilled) throw new ReleaseError(`release command ran ${outOfMemory(opts.limits?.memory)} and was killed (raise build.memory in berth.yml or BERTH_BUILD_MEMORY)`);
   if (exitCode !== 0) throw new ReleaseError(`release command exited with code ${exitCode}`);
 }

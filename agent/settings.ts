@@ -1,7 +1,9 @@
 // Agent settings from the environment (PRODUCT.md "Agent settings"), validated up front so a typo
 // in a unit file fails at start with the variable's name instead of misbehaving mid-deploy.
 import { resolve } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { formatMemory, MAX_MEMORY, MIN_MEMORY, parseMemorySize } from './resource-limits.js';
 
 export class SettingsError extends Error {
   override name = 'SettingsError';
@@ -21,6 +23,9 @@ export interface AgentSettings {
   stopGraceS: number;
   reconcileIntervalMs: number;
   buildConcurrency: number;
+  /** Caps of a build (and its build and release commands), per app overridable in berth.yml; null = none. */
+  buildMemory: number | null;
+  buildCpus: number | null;
   /** This agent's server name (from its credentials; '' before joining): scopes the Docker objects it owns. */
   server: string;
   /** Heartbeat interval to the control plane; a link silent for 3 of them is declared dead. */
@@ -69,6 +74,29 @@ const int = (min: number, max: number) =>
     .regex(/^\d+$/, `must be a whole number between ${min} and ${max}`)
     .transform(Number)
     .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+// "0" (or "none") turns a cap off; otherwise Docker sizes ("2g") / a number of CPUs.
+const memoryCap = z
+  .string()
+  .trim()
+  .transform((v, ctx) => {
+    if (v === '0' || v.toLowerCase() === 'none') return null;
+    const bytes = parseMemorySize(v);
+    if (bytes === null || bytes < MIN_MEMORY || bytes > MAX_MEMORY) {
+      ctx.addIssue({ code: 'custom', message: `must be a memory size between ${formatMemory(MIN_MEMORY)} and 1024 GB like 2g or 512m (or 0 for no cap)` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+const cpuCap = z
+  .string()
+  .trim()
+  .regex(/^\d+(\.\d+)?$/, 'must be a number of CPUs like 1.5 (or 0 for no cap)')
+  .transform(Number)
+  .pipe(z.number().max(256, 'must be at most 256'))
+  .transform((n) => (n === 0 ? null : n));
+/** Leave half a core to the agent, nginx and the running apps (at least one CPU for the build). */
+const DEFAULT_BUILD_CPUS = String(Math.max(1, availableParallelism() - 0.5));
 
 const path = z.string().trim().min(1, 'must not be empty');
 const bool = z
@@ -121,6 +149,8 @@ const VARS = {
   BERTH_STOP_GRACE_S: ['stopGraceS', int(0, 3_600), '10'],
   BERTH_RECONCILE_INTERVAL_MS: ['reconcileIntervalMs', int(1_000, 86_400_000), '30000'],
   BERTH_BUILD_CONCURRENCY: ['buildConcurrency', int(1, 64), '1'],
+  BERTH_BUILD_MEMORY: ['buildMemory', memoryCap, '2g'],
+  BERTH_BUILD_CPUS: ['buildCpus', cpuCap, DEFAULT_BUILD_CPUS],
   BERTH_HEARTBEAT_MS: ['heartbeatMs', int(100, 600_000), '10000'],
   BERTH_RECONNECT_MAX_MS: ['reconnectMaxMs', int(100, 600_000), '30000'],
   BERTH_BASE_IMAGE_PYTHON: ['baseImagePython', image, 'python:3.12-slim'],

@@ -6,6 +6,7 @@ import type { AppRow } from './store/apps.js';
 import type { Stores } from './store/index.js';
 
 export function appSpecOf(stores: Stores, app: AppRow): AppSpec {
+  const { rootDir } = stores.apps.monorepo(app.name);
   return {
     name: app.name,
     // The full URL (credentials unsealed) goes only to the app's own agent, like env values.
@@ -16,6 +17,9 @@ export function appSpecOf(stores: Stores, app: AppRow): AppSpec {
     domains: stores.apps.servedDomains(app).filter((d) => normalizeDomain(d).ok),
     // Decrypted only here, on the way to the app's own agent (over its authenticated connection).
     env: stores.env.record(app.name),
+    ...(rootDir !== undefined ? { rootDir } : {}),
+    // Unsealed only here, on the way to the app's own agent, like the env values.
+    ...deployKeySpec(stores.apps.deployKey(app.name)),
   };
 }
 
@@ -33,4 +37,9 @@ export function serverSpecOf(stores: Stores, server: string): ServerSpec | undef
       ...(purges.length > 0 ? { purgeVolumes: purges } : {}),
     };
   })();
+}
+
+function deployKeySpec(key: { privateKey: () => string; knownHosts: string | null } | null): Pick<AppSpec, 'deployKey' | 'knownHosts'> {
+  if (!key) return {};
+  return { deployKey: key.privateKey(), ...(key.knownHosts !== null ? { knownHosts: key.knownHosts } : {}) };
 }

@@ -3,10 +3,28 @@
 import { z } from 'zod';
 import { appName, branchName, commitSha, domainName, envKey, gitUrl, serverName } from './validation.js';
 import type { DeployStatus } from './deploy-status.js';
+import { rootDir, watchList } from './monorepo.js';
+import { validKnownHosts } from './deploy-key.js';
 
 export const createServerBody = z.object({ name: serverName, baseDomain: domainName.optional() });
 export const joinBody = z.object({ token: z.string().min(1).max(200), name: serverName.optional(), hostname: z.string().max(255).optional() });
-export const createAppBody = z.object({ name: appName, repo: gitUrl, branch: branchName.default('main'), server: serverName });
+export const createAppBody = z.object({
+  name: appName,
+  repo: gitUrl,
+  branch: branchName.default('main'),
+  server: serverName,
+  /** Monorepos (issue 17): the app's subdirectory, and the globs a push must touch to deploy. */
+  rootDir: rootDir.optional(),
+  watch: watchList.optional(),
+  /** SSH repos: the Git host's keys (known_hosts lines) instead of pinning them on first use. */
+  knownHosts: z
+    .string()
+    .superRefine((v, ctx) => {
+      const problem = validKnownHosts(v);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .optional(),
+});
 export const addDomainBody = z.object({ domain: domainName });
 export const deployBody = z.object({ commit: commitSha.optional() });
 
@@ -40,6 +58,11 @@ export interface AppInfo {
   createdAt: string;
   /** Added by issue 5: APP.BASE_DOMAIN when the server has a base domain. */
   defaultDomain?: string | null;
+  /** Added by issue 17 (monorepos), present when set: the app's subdirectory and its watch globs. */
+  rootDir?: string;
+  watch?: string[];
+  /** Added by issue 17, for SSH repositories: the public half of the app's deploy key, to add to the Git host. */
+  deployKey?: string;
 }
 /** Domains */
 export interface DomainInfo {
@@ -125,7 +148,7 @@ export const deployWebhookBody = z
  * Why a push webhook was skipped: the same body was deployed before, or its commit is live, was
  * deployed earlier, or is being deployed now.
  */
-export type WebhookSkipReason = 'duplicate_payload' | 'commit_live' | 'commit_deployed' | 'commit_deploying';
+export type WebhookSkipReason = 'duplicate_payload' | 'commit_live' | 'commit_deployed' | 'commit_deploying' | 'no_watched_change';
 /** Every webhook answer (push and deploy webhooks, 2xx and the wait=1 outcomes). */
 export interface WebhookResult {
   /** A deployment was created for this request (false: acknowledged, see `message`). */

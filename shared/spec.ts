@@ -2,6 +2,7 @@
 // last one it received and reconciles against it, with or without a connection.
 import { z } from 'zod';
 import { appName, branchName, domainName, envKey, gitUrl, serverName } from './validation.js';
+import { rootDir } from './monorepo.js';
 
 export const appSpec = z.object({
   name: appName,
@@ -10,6 +11,12 @@ export const appSpec = z.object({
   domains: z.array(domainName),
   /** The app's env vars (secrets): reach the build, the release command and every process. Never logged. */
   env: z.record(envKey, z.string().max(65_536)).default({}),
+  /** Monorepos: the app is built from this subdirectory of the checkout (absent = the repository root). */
+  rootDir: rootDir.optional(),
+  /** SSH repositories: the app's private deploy key (OpenSSH format), a secret like the env values. */
+  /** The Git host's keys given with --known-hosts (absent: pinned on first use). */
+  knownHosts: z.string().max(65_536).optional(),
+  deployKey: z.string().max(8192).regex(/^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+\/=\n]+-----END OPENSSH PRIVATE KEY-----\n$/).optional(),
 });
 export type AppSpec = z.infer<typeof appSpec>;
 

@@ -1,13 +1,16 @@
 // berth.yml: the native config file. Every key is optional; unknown keys are errors, so a typo
 // fails the deploy with the key named instead of being silently ignored.
 import { z } from 'zod';
-import { buildImage, command, cronJob, distinctTargets, healthPath, imagePath, parseConfig, port, processName, repoPath, scale, volumeName, volumeTarget } from './fields.js';
-import { DEFAULT_CRON_TIMEOUT_S, type BuildImage, type CronJobConfig, type ProcessConfig } from './types.js';
+import { buildImage, command, cpus, cronJob, memory, distinctTargets, healthPath, imagePath, parseConfig, port, processName, repoPath, scale, volumeName, volumeTarget } from './fields.js';
+import { ConfigError, DEFAULT_CRON_TIMEOUT_S, type BuildImage, type CronJobConfig, type ProcessConfig } from './types.js';
 
 // `web: cmd` is short for `web: { command: cmd }`; normalising first keeps errors about the inner key.
 const processEntry = z.preprocess(
   (v) => (typeof v === 'string' ? { command: v } : v),
-  z.strictObject({ command, scale: scale.default(1) }, { error: 'expected a command, or a mapping with "command" and optional "scale"' }),
+  z.strictObject(
+    { command, scale: scale.default(1), memory: memory.optional(), cpus: cpus.optional() },
+    { error: 'expected a command, or a mapping with "command" and optional "scale", "memory", "cpus"' },
+  ),
 );
 
 export const berthYmlSchema = z.strictObject(
@@ -20,6 +23,10 @@ export const berthYmlSchema = z.strictObject(
         context: repoPath.optional(),
         static: imagePath.optional(),
         port: port.optional(),
+        memory: memory.optional(),
+        cpus: cpus.optional(),
+        // Monorepos: read by appRoot() from the repository root's berth.yml, alone there.
+        root: repoPath.optional(),
       })
       .optional(),
     release: command.optional(),
@@ -45,6 +52,8 @@ export interface PartialConfig {
   context?: string;
   static?: string;
   port?: number;
+  memory?: number;
+  cpus?: number;
   release?: string;
   processes?: Record<string, ProcessConfig>;
   healthcheck?: { path: string; timeoutS: number; intervalS?: number; attempts?: number };
@@ -60,10 +69,15 @@ export function cronJobConfig(j: { schedule: string; command: string; timezone?:
 export function parseBerthYml(data: unknown, file = 'berth.yml'): PartialConfig {
   const c = parseConfig(berthYmlSchema, data ?? {}, file);
   const processes = c.processes
-    ? Object.fromEntries(Object.entries(c.processes).map(([name, p]) => [name, { command: p.command, scale: p.scale }]))
+    ? Object.fromEntries(Object.entries(c.processes).map(([name, p]) => [
+        name,
+        { command: p.command, scale: p.scale, ...(p.memory !== undefined ? { memory: p.memory } : {}), ...(p.cpus !== undefined ? { cpus: p.cpus } : {}) },
+      ]))
     : undefined;
+  const { root, ...build } = c.build ?? {};
+  if (root !== undefined) throw new ConfigError(`${file}: key "build.root": moves the app to a subdirectory, so it is only read from the berth.yml at the repository root, alone`);
   return {
-    ...c.build,
+    ...build,
     ...(c.release !== undefined ? { release: c.release } : {}),
     ...(processes ? { processes } : {}),
     ...(c.healthcheck

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import cron from 'node-cron';
 import { posix } from 'node:path';
 import { ConfigError, type BuildImage } from './types.js';
+import { formatMemory, MAX_MEMORY, MIN_MEMORY, parseMemorySize } from '../resource-limits.js';
 
 /** A shell command from the config: run with `sh -c` inside the app's own container, never on the host. */
 export const command = z
@@ -20,6 +21,19 @@ export const processName = z
   .refine((n) => n !== 'release' && n !== 'build', 'process name is reserved (release and build are phases, not processes)');
 
 export const scale = z.number({ error: 'expected a whole number of containers' }).int('expected a whole number').min(0, 'expected 0 or more').max(32, 'at most 32 containers per process');
+
+/** A memory cap like "512m" or "2g" (Docker's binary units) → bytes. */
+export const memory = z
+  .string({ error: 'expected a memory size like "512m" or "2g"' })
+  .transform((v, ctx) => {
+    const bytes = parseMemorySize(v);
+    if (bytes === null) ctx.addIssue({ code: 'custom', message: `expected a memory size like "512m" or "2g", got ${JSON.stringify(v.slice(0, 40))}` });
+    else if (bytes < MIN_MEMORY || bytes > MAX_MEMORY) ctx.addIssue({ code: 'custom', message: `expected between ${formatMemory(MIN_MEMORY)} and 1024 GB` });
+    return bytes ?? 0;
+  });
+
+/** A CPU cap: a number of CPUs, decimals allowed (0.5 = half of one core). */
+export const cpus = z.number({ error: 'expected a number of CPUs like 1 or 0.5' }).min(0.01, 'expected at least 0.01 CPUs').max(256, 'expected at most 256 CPUs');
 
 export const port = z.number({ error: 'expected a port number' }).int('expected a whole port number').min(1, 'expected a port between 1 and 65535').max(65535, 'expected a port between 1 and 65535');
 

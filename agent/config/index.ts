@@ -6,9 +6,12 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { parseAppliku } from './appliku.js';
 import { parseBerthYml, type PartialConfig } from './berth-yml.js';
 import { detectImage, nodeStartScript } from './detect.js';
+import { detectRuntimeVersion } from './toolchain.js';
+import { z } from 'zod';
+import { parseConfig, repoPath } from './fields.js';
 import { parseProcfile } from './procfile.js';
 import { isRepoFile, readRepoFile, RepoPathError, resolveInsideRepo } from '../repo-paths.js';
-import { ConfigError, type AppConfig, type ConfigSource } from './types.js';
+import { ConfigError, type AppConfig, type BuildImage, type ConfigSource } from './types.js';
 
 export { ConfigError } from './types.js';
 export type { AppConfig, BuildImage, ConfigSource, LanguageKind, ProcessConfig } from './types.js';
@@ -42,6 +45,48 @@ function readYaml(text: string, file: string): unknown {
     }
     throw new ConfigError(`${file}: invalid YAML: ${(err as Error).message.split('\n')[0]}`);
   }
+}
+
+/**
+ * The directory the app is built from: the checkout, or a subdirectory (monorepos) named by
+ * `berth app create --root-dir`, else by `build.root` in the repository root's berth.yml. Resolved
+ * inside the checkout like every repository path.
+ */
+export function appRoot(checkout: string, rootDir: string | undefined, log?: (line: string) => void): string {
+  let dir = rootDir;
+  let from = 'the app\'s root directory, --root-dir';
+  if (dir === undefined) {
+    dir = rootFromBerthYml(checkout);
+    from = 'build.root in berth.yml';
+  }
+  if (dir === undefined || dir === '.') return checkout;
+  const name = dir;
+  const real = contained(() => resolveInsideRepo(checkout, name, `the app's root directory "${name}"`));
+  if (real === null || !lstatSync(real).isDirectory()) throw new ConfigError(`the app's root directory "${name}" (${from}) is not a directory of the repository at this commit`);
+  log?.(`building from the repository's subdirectory ${name} (${from})`);
+  return real;
+}
+
+/** `build.root` of the repository root's berth.yml, which must then say nothing else (the app's own config lives in that directory). */
+function rootFromBerthYml(checkout: string): string | undefined {
+  const file = readSmall(checkout, 'berth.yml') !== null ? 'berth.yml' : 'berth.yaml';
+  const text = readSmall(checkout, file);
+  if (text === null) return undefined;
+  const data = readYaml(text, file) as { build?: { root?: unknown } } | null;
+  const root = data && typeof data === 'object' && data.build && typeof data.build === 'object' ? data.build.root : undefined;
+  if (root === undefined) return undefined;
+  const parsed = parseConfig(z.object({ build: z.object({ root: repoPath }) }), data, file);
+  const others = [...Object.keys(data!).filter((k) => k !== 'build'), ...Object.keys(data!.build!).filter((k) => k !== 'root').map((k) => `build.${k}`)];
+  if (others.length > 0) {
+    throw new ConfigError(`${file}: key "build.root" moves the app to "${parsed.build.root}", so this file says nothing else: move ${others.map((k) => `"${k}"`).join(', ')} to ${parsed.build.root}/berth.yml`);
+  }
+  return parsed.build.root;
+}
+
+function webExample(image: BuildImage | undefined): string {
+  if (image?.kind === 'python') return 'gunicorn app:app --bind 0.0.0.0:$PORT';
+  if (image?.kind === 'ruby') return 'bundle exec puma -p $PORT';
+  return 'node server.js';
 }
 
 /** Read and validate the app's config in `dir` (a checkout). Throws ConfigError naming the file and key. */
@@ -100,6 +145,15 @@ export function loadAppConfig(dir: string): AppConfig {
       );
     }
   }
+  if (image && image.kind !== 'dockerfile' && image.kind !== 'none' && image.version === null) {
+    // berth.yml's version wins; else the repo's own version files; else the server's default.
+    const kind = image.kind;
+    const detected = contained(() => detectRuntimeVersion(kind, contextDir));
+    if (detected) {
+      image = { kind, version: detected.version, from: detected.because };
+      notes.push(`${kind} ${detected.version} (${detected.because})`);
+    }
+  }
   if (image?.kind === 'dockerfile') {
     const found = contained(() => isRepoFile(dir, dockerfile, `${source}: key "build.dockerfile": "${dockerfile}"`));
     if (!found) throw new ConfigError(`${source}: key "build.dockerfile": "${dockerfile}" not found in the repository`);
@@ -118,11 +172,12 @@ export function loadAppConfig(dir: string): AppConfig {
     // No processes named anywhere: the conventional web process, when there is one.
     if (image?.kind === 'dockerfile') processes.web = { command: null, scale: 1 };
     else if (image?.kind === 'node' && contained(() => nodeStartScript(contextDir))) {
-      processes.web = { command: 'npm start', scale: 1 };
-      notes.push('web process: npm start (package.json has a start script)');
+      const start = contained(() => nodeStartScript(contextDir))!;
+      processes.web = { command: start, scale: 1 };
+      notes.push(`web process: ${start} (package.json has a start script)`);
     } else {
       throw new ConfigError(
-        `${source === 'detected' ? 'repository' : source}: no web process: add processes.web to berth.yml, or a Procfile with a "web:" line`,
+        `${source === 'detected' ? 'repository' : source}: no web process: add processes.web to berth.yml, or a Procfile with a "web:" line (e.g. "web: ${webExample(image)}")${image?.kind === 'node' ? ', or a "start" script to package.json' : ''}`,
       );
     }
   }
@@ -136,6 +191,8 @@ export function loadAppConfig(dir: string): AppConfig {
       context,
       static: partial.static ?? null,
       port: partial.port ?? null,
+      memory: partial.memory ?? null,
+      cpus: partial.cpus ?? null,
     },
     release: partial.release ?? null,
     processes,

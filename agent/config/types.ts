@@ -3,7 +3,8 @@
 
 export type LanguageKind = 'python' | 'node' | 'ruby';
 export type BuildImage =
-  | { kind: LanguageKind; version: string | null }
+  /** `from`: why this version ("from .nvmrc", "berth.yml build.image"); absent = the server's default. */
+  | { kind: LanguageKind; version: string | null; from?: string }
   | { kind: 'dockerfile' }
   /** No build at all: a static site of plain files straight from the repository. */
   | { kind: 'none' };
@@ -14,6 +15,10 @@ export interface ProcessConfig {
   /** Shell command (run with /bin/sh -c); null = the image's own CMD (dockerfile builds only). */
   command: string | null;
   scale: number;
+  /** Memory cap in bytes (berth.yml `memory:`); absent = none. */
+  memory?: number;
+  /** CPU cap (berth.yml `cpus:`); absent = none. */
+  cpus?: number;
 }
 
 export interface AppConfig {
@@ -31,6 +36,9 @@ export interface AppConfig {
     static: string | null;
     /** The port the web process listens on ($PORT); null = the image's EXPOSE, else 8000. */
     port: number | null;
+    /** Caps of the build (image build, build command, release command); null = the server's default (BERTH_BUILD_MEMORY / _CPUS). */
+    memory: number | null;
+    cpus: number | null;
   };
   release: string | null;
   processes: Record<string, ProcessConfig>;

@@ -8,11 +8,13 @@ import { runBuildCommand } from '../build-command.js';
 import type { AppConfig } from '../config/index.js';
 import { DEFAULT_PORT } from '../config/types.js';
 import { buildArgsFor } from '../dockerfile-args.js';
-import { baseImageFor, generateDockerfile } from '../dockerfile.js';
+import { baseImageFor, generateDockerfile, pruneAfterBuild } from '../dockerfile.js';
 import { berthLabels, LABEL } from '../labels.js';
 import type { AgentSettings } from '../settings.js';
 import { readRepoFile, resolveInsideRepo } from '../repo-paths.js';
 import { publishFromDir, publishFromImage } from '../static.js';
+import { describeLimits, type ResourceLimits } from '../resource-limits.js';
+import { detectToolchain, type PackageManager } from '../config/toolchain.js';
 
 const MAX_DOCKERFILE_BYTES = 1024 * 1024;
 
@@ -41,6 +43,16 @@ export interface BuildPhaseResult {
   port: number | undefined;
 }
 
+/** The build's caps: berth.yml's build.memory / build.cpus, else the server's BERTH_BUILD_MEMORY / _CPUS. */
+export function buildLimits(config: AppConfig, settings: Pick<AgentSettings, 'buildMemory' | 'buildCpus'>): ResourceLimits {
+  return { memory: config.build.memory ?? settings.buildMemory, cpus: config.build.cpus ?? settings.buildCpus };
+}
+
+function limitsLine(config: AppConfig, limits: ResourceLimits): string {
+  const from = config.build.memory !== null || config.build.cpus !== null ? 'build.memory / build.cpus in the app config' : 'the server default, BERTH_BUILD_MEMORY / BERTH_BUILD_CPUS';
+  return `build limits: ${describeLimits(limits)} (${from})`;
+}
+
 export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promise<BuildPhaseResult> {
   const { config, settings } = o;
   const kind = config.build.image.kind;
@@ -56,6 +68,7 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
     return { image: null, staticRoot: site.dir, port: undefined };
   }
 
+  const limits = buildLimits(config, settings);
   let port: number | undefined = config.build.port ?? undefined;
   if (kind === 'dockerfile') {
     const dfRel = relative(contextDir, join(realpathSync(o.checkout), config.build.dockerfile));
@@ -65,6 +78,7 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
     // Only what the Dockerfile declares with ARG: Docker records consumed args in the image history.
     const buildArgs = buildArgsFor(dockerfile, o.env);
     o.system(`building image ${o.tag} from ${config.build.dockerfile} (context ${config.build.context})`);
+    o.system(limitsLine(config, limits));
     if (Object.keys(buildArgs).length > 0) o.system(`build args from the app's env (declared by ARG): ${Object.keys(buildArgs).join(', ')}`);
     await buildImage(docker, {
       contextDir,
@@ -72,17 +86,26 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
       tag: o.tag,
       labels,
       buildArgs,
+      limits,
       log: o.log,
       signal: o.signal,
     });
   } else {
-    const version = 'version' in config.build.image ? config.build.image.version : null;
+    const img = config.build.image as Extract<AppConfig['build']['image'], { version: string | null }>;
+    const version = img.version;
     const base = baseImageFor(kind, version, settings);
+    // The first lines of the build log: what was detected and chosen, and why.
+    const why = img.from ?? (version ? `${config.source}: build.image` : `the server default, BERTH_BASE_IMAGE_${kind.toUpperCase()}`);
+    o.system(`base image: ${base.image} for ${kind}${version ? ` ${version}` : ''} (${why})`);
     if (base.note) o.system(base.note);
+    const tc = detectToolchain(kind, contextDir);
+    o.system(tc.manager ? `dependencies: ${describeManager(tc.manager, tc.toolVersion)} (${tc.because})` : `dependencies: none to install (${tc.because})`);
+    o.system(limitsLine(config, limits));
     port ??= DEFAULT_PORT;
-    const dockerfile = generateDockerfile({ kind, baseImage: base.image, contextDir, port });
+    const volumeTargets = Object.values(config.volumes).map((v) => v.target);
+    const dockerfile = generateDockerfile({ kind, baseImage: base.image, contextDir, port, volumeTargets, prodOnly: !config.build.command });
     o.system(`building image ${o.tag} for ${kind}${version ? ` ${version}` : ''} on ${base.image}`);
-    await buildImage(docker, { contextDir, dockerfileContent: dockerfile, tag: o.tag, labels, log: o.log, signal: o.signal });
+    await buildImage(docker, { contextDir, dockerfileContent: dockerfile, tag: o.tag, labels, limits, log: o.log, signal: o.signal });
   }
 
   if (config.build.command) {
@@ -94,6 +117,7 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
       repo,
       tag,
       command: config.build.command,
+      ...(kind !== 'dockerfile' && pruneAfterBuild(kind, contextDir) ? { after: pruneAfterBuild(kind, contextDir)! } : {}),
       env: o.env,
       workDir: join(settings.dataDir, 'builds', `${o.deploymentId}-env`),
       containerName: `berth-${o.app}-build-${o.deploymentId}`,
@@ -102,6 +126,7 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
       log: o.log,
       timeoutMs: settings.releaseTimeoutMs,
       signal: o.signal,
+      limits,
     });
     o.system('build command finished');
   }
@@ -121,6 +146,22 @@ export async function runBuildPhase(docker: Docker, o: BuildPhaseOptions): Promi
     staticRoot = site.dir;
   }
   return { image: o.tag, staticRoot, port };
+}
+
+function describeManager(m: PackageManager, version: string | null): string {
+  const names: Record<PackageManager, string> = {
+    npm: 'npm',
+    yarn: 'yarn (classic), through corepack or npm',
+    'yarn-berry': 'yarn 2+, through corepack or npm',
+    pnpm: 'pnpm, through corepack or npm',
+    pip: 'pip',
+    'pip-project': 'pip install . (pyproject.toml without a lockfile)',
+    poetry: 'Poetry',
+    uv: 'uv',
+    pipenv: 'Pipenv',
+    bundler: 'bundler',
+  };
+  return `${names[m]}${version ? ` ${version}` : ''}`;
 }
 
 const MAX_DROPPED_LINES = 20;

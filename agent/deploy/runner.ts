@@ -12,7 +12,8 @@ import type { DeployStatus } from '../../shared/deploy-status.js';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../../shared/protocol.js';
 import type { AppSpec } from '../../shared/spec.js';
-import { ConfigError, loadAppConfig, type AppConfig } from '../config/index.js';
+import { writeDeployKey } from '../deploy-key.js';
+import { appRoot, ConfigError, loadAppConfig, type AppConfig } from '../config/index.js';
 import { checkoutTo, fetchSource } from '../git.js';
 import { berthLabels, LABEL } from '../labels.js';
 import type { AppSite } from '../nginx.js';
@@ -23,7 +24,7 @@ import { writeAppFiles } from '../compose.js';
 import type { AgentSettings } from '../settings.js';
 import { staticReleaseDir } from '../static.js';
 import type { AgentStore, DeployPatch, Release } from '../store/index.js';
-import { runBuildPhase } from './build-phase.js';
+import { buildLimits, runBuildPhase } from './build-phase.js';
 import { DeployCancelled } from './cancel.js';
 import { DeploySkipped, refuseOlderThanLive } from './push-guard.js';
 import { withDeadline, type PhaseLimit } from './deadline.js';
@@ -385,7 +386,9 @@ async function prepareBuild(
   try {
     const { commit, config } = await runPhase('fetching', {}, async (signal) => {
       stream.system(`fetching ${order.app.repo} (branch ${order.app.branch}${order.commit ? `, commit ${order.commit}` : ''})`);
-      const fetched = await fetchSource({ cacheDir, repo: order.app.repo, branch: order.app.branch, commit: order.commit, log: (l) => stream.system(l), signal });
+      const deployKey = order.app.deployKey ? writeDeployKey(settings.dataDir, app, order.app.deployKey, order.app.knownHosts) : undefined;
+      if (deployKey) stream.system(`using the app's deploy key ${deployKey.fingerprint}`);
+      const fetched = await fetchSource({ cacheDir, repo: order.app.repo, branch: order.app.branch, commit: order.commit, log: (l) => stream.system(l), signal, ...(deployKey ? { deployKey } : {}) });
       ctx.onCommit(fetched.commit);
       if (order.skipIfAncestorOfLive) {
         await refuseOlderThanLive({ cacheDir, commit: fetched.commit, live: store.releases.get(app), log: (l) => stream.system(l), signal });
@@ -393,7 +396,7 @@ async function prepareBuild(
       stream.system(`deploying commit ${fetched.commit}`);
       await checkoutTo({ cacheDir, commit: fetched.commit, dest: buildDir });
       // The config is read before anything is built: a bad key fails the deploy here, named.
-      const loaded = loadAppConfig(buildDir);
+      const loaded = loadAppConfig(appRoot(buildDir, order.app.rootDir, (l) => stream.system(l)));
       describeConfig(loaded, (l) => stream.system(l));
       return { commit: fetched.commit, config: loaded };
     });
@@ -407,7 +410,7 @@ async function prepareBuild(
         app,
         deploymentId: id,
         commit,
-        checkout: buildDir,
+        checkout: appRoot(buildDir, order.app.rootDir),
         config,
         env,
         tag,
@@ -437,6 +440,7 @@ async function prepareBuild(
           log: (l) => stream.release(l),
           timeoutMs: settings.releaseTimeoutMs,
           signal,
+          limits: buildLimits(config, settings),
         });
         stream.system('release command finished');
       });

@@ -26,7 +26,7 @@ export interface StartPhaseOptions {
 /** The config's processes in start order: web first, then the others by name. */
 export function releaseProcesses(config: AppConfig): ReleaseProcess[] {
   return Object.entries(config.processes)
-    .map(([name, p]) => ({ name, command: p.command, scale: p.scale }))
+    .map(([name, p]) => ({ name, command: p.command, scale: p.scale, ...(p.memory ? { memory: p.memory } : {}), ...(p.cpus ? { cpus: p.cpus } : {}) }))
     .sort((a, b) => (a.name === 'web' ? -1 : b.name === 'web' ? 1 : a.name.localeCompare(b.name)));
 }
 
@@ -46,6 +46,7 @@ export async function startProcesses(docker: Docker, o: StartPhaseOptions): Prom
         port: o.port,
         server: o.server || undefined,
         ...(o.volumes && o.volumes.length > 0 ? { volumes: o.volumes } : {}),
+        limits: { memory: p.memory ?? null, cpus: p.cpus ?? null },
       });
       o.onStarted(c);
       started.push(c);

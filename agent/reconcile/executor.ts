@@ -5,6 +5,7 @@ import type { Logger } from '../../shared/logger.js';
 import type { ServerSpec } from '../../shared/spec.js';
 import type { AppSite } from '../nginx.js';
 import { listAppFileDirs, removeAppFiles, writeAppFiles } from '../compose.js';
+import { removeDeployKey } from '../deploy-key.js';
 import { pruneApp } from '../deploy/images.js';
 import { listBerthContainers, removeContainer, startProcessContainer, type BerthContainer } from '../processes.js';
 import { listBerthVolumes, removeVolume, volumeMounts } from '../volumes.js';
@@ -104,7 +105,8 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
     }
     case 'start-release-container': {
       const r = action.release;
-      const command = r.processes?.find((p) => p.name === action.process)?.command ?? null;
+      const proc = r.processes?.find((p) => p.name === action.process);
+      const command = proc?.command ?? null;
       const started = await startProcessContainer(docker, {
         app: r.app,
         deploymentId: r.deploymentId,
@@ -116,6 +118,7 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
         port: r.containerPort ?? undefined,
         server: settings.server,
         volumes: volumeMounts(r.app, r.volumes),
+        limits: { memory: proc?.memory ?? null, cpus: proc?.cpus ?? null },
       });
       if (action.process !== 'web') return;
       if (action.replica === 1) store.releases.updateContainer(r.app, r.deploymentId, started.id, started.hostPort);
@@ -161,6 +164,7 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
       return;
     case 'remove-app-files':
       await removeAppFiles(settings.dataDir, action.app);
+      await removeDeployKey(settings.dataDir, action.app);
       return;
     case 'remove-volume':
       await removeVolume(docker, action.volume);

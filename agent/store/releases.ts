@@ -8,6 +8,9 @@ export interface ReleaseProcess {
   /** Shell command; null = the image's CMD. */
   command: string | null;
   scale: number;
+  /** Memory cap in bytes / CPU cap (berth.yml); absent = none. */
+  memory?: number;
+  cpus?: number;
 }
 
 export interface Release {

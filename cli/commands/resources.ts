@@ -1,4 +1,5 @@
 // Client commands for servers, apps and domains.
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { AppDetails, AppInfo, DomainInfo, ServerCreated, ServerInfo } from '../../shared/api.js';
 import { ApiClient, seg } from '../client.js';
@@ -61,11 +62,32 @@ export function registerAppCommands(program: Command): void {
     .requiredOption('--repo <url>', 'Git repository URL (https://, ssh://, git://, file:// or user@host:path); credentials in it (https://user:TOKEN@…) are stored encrypted and shown masked')
     .option('--branch <branch>', 'branch to deploy', 'main')
     .requiredOption('--server <server>', 'server to run the app on')
+    .option('--root-dir <path>', "monorepos: build the app from this subdirectory of the repository (its berth.yml, Procfile, Dockerfile…)")
+    .option('--watch <glob...>', "monorepos: a push deploys only when it changes a file these globs match, e.g. 'api/**' 'shared/**'")
+    .option('--known-hosts <file>', "SSH repos: a known_hosts file with the Git host's keys (default: pinned on first use)")
     .option('--json', 'print JSON')
-    .action(async (name: string, opts: { repo: string; branch: string; server: string; json?: boolean }) => {
-      const created = await client().post<AppDetails>('/api/apps', { name, repo: opts.repo, branch: opts.branch, server: opts.server });
+    .action(async (name: string, opts: { repo: string; branch: string; server: string; rootDir?: string; watch?: string[]; knownHosts?: string; json?: boolean }) => {
+      let knownHosts: string | undefined;
+      if (opts.knownHosts !== undefined) {
+        try {
+          knownHosts = readFileSync(opts.knownHosts, 'utf8');
+        } catch (err) {
+          throw new CliError(`cannot read --known-hosts ${opts.knownHosts}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+      }
+      const created = await client().post<AppDetails>('/api/apps', {
+        name,
+        repo: opts.repo,
+        branch: opts.branch,
+        server: opts.server,
+        ...(opts.rootDir !== undefined ? { rootDir: opts.rootDir } : {}),
+        ...(opts.watch !== undefined ? { watch: opts.watch } : {}),
+        ...(knownHosts !== undefined ? { knownHosts } : {}),
+      });
       output(!!opts.json, created, (a) => {
-        process.stdout.write(tty`app ${a.name} created on server ${a.server} (${a.repo} @ ${a.branch}).\n`);
+        process.stdout.write(tty`app ${a.name} created on server ${a.server} (${a.repo} @ ${a.branch}${a.rootDir ? `, root directory ${a.rootDir}` : ''}).\n`);
+        if (a.watch) process.stdout.write(tty`deploys on pushes that change: ${a.watch.join(' ')}\n`);
+        if (a.deployKey) process.stdout.write(tty`deploy key (add it to the repository's deploy keys, read access):\n${a.deployKey}\n`);
         if (a.webhooks.push) process.stdout.write(tty`push webhook: ${a.webhooks.push} (its secret: berth app show ${a.name})\n`);
       });
     });
@@ -183,6 +205,9 @@ function printAppDetails(x: AppDetails): void {
     ['domains', [...x.domains, ...(x.defaultDomain && !x.domains.includes(x.defaultDomain) ? [`${x.defaultDomain} (default)`] : [])].join(', ') || '-'],
     ['created', x.createdAt],
   ];
+  if (x.rootDir) rows.push(['root directory', x.rootDir]);
+  if (x.watch) rows.push(['watch', x.watch.join(' ')]);
+  if (x.deployKey) rows.push(['deploy key', x.deployKey]);
   if (x.webhooks.push) rows.push(['push webhook', x.webhooks.push]);
   if (x.webhookSecrets?.push) rows.push(['push secret', x.webhookSecrets.push]);
   if (x.webhooks.deploy) rows.push(['deploy webhook', x.webhooks.deploy]);

@@ -19,6 +19,7 @@ import { registerLogRoutes } from './logs.js';
 import { registerCronRoutes } from './cron.js';
 import { registerControlPlaneRoutes } from './control-plane.js';
 import { registerNotifyRoutes } from './notify.js';
+import { registerDashboard } from '../dashboard/index.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -47,6 +48,7 @@ export function createApi(deps: ApiDeps): Hono {
   registerCronRoutes(app, deps);
   registerControlPlaneRoutes(app, deps);
   registerNotifyRoutes(app, deps);
+  registerDashboard(app, deps);
 
   app.notFound((c) => c.json(fail(`no such route: ${c.req.method} ${c.req.path}`), 404));
   app.onError((err, c) => {

@@ -52,7 +52,7 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
   const details = (row: AppRow): AppDetails => ({ ...info(row), webhookSecrets: stores.webhooks.secrets(row.name) });
 
   app.post('/api/apps', async (c) => {
-    const req = await readJson(c, createAppBody, { name: 'app name', repo: 'repo URL', branch: 'branch', server: 'server name' });
+    const req = await readJson(c, createAppBody, { name: 'app name', repo: 'repo URL', branch: 'branch', server: 'server name', rootDir: 'root directory', watch: 'watch pattern', knownHosts: 'known hosts' });
     const row = stores.apps.create(req);
     log.info({ app: row.name, server: row.server }, 'app created');
     hub.pushDesiredState(row.server);

@@ -3,8 +3,12 @@
 import type { AppInfo, DomainInfo } from '../../shared/api.js';
 import { hasUrlCredentials, maskUrlCredentials } from '../../shared/repo-url.js';
 import { normalizeDomain } from '../../shared/validation.js';
-import { ConflictError, NotFoundError } from '../errors.js';
+import { BadRequestError, ConflictError, NotFoundError } from '../errors.js';
 import type { SecretBox } from '../secret-box.js';
+import { generateDeployKey, isSshRepo } from '../../shared/deploy-key.js';
+
+/** The secret box context of an app's deploy key: a sealed key cannot be passed off as another app's. */
+const deployKeyContext = (app: string) => `deploy-key:${app}`;
 import { now, type Db } from './db.js';
 import type { ServerStore } from './servers.js';
 
@@ -32,7 +36,7 @@ export class AppStore {
     private readonly box: SecretBox,
   ) {}
 
-  create(app: { name: string; repo: string; branch: string; server: string }): AppRow {
+  create(app: { name: string; repo: string; branch: string; server: string; rootDir?: string; watch?: string[]; knownHosts?: string }): AppRow {
     return this.db.transaction(() => {
       const server = this.servers.require(app.server);
       if (this.get(app.name)) throw new ConflictError(`app "${app.name}" already exists`);
@@ -44,6 +48,17 @@ export class AppStore {
       this.db
         .prepare('INSERT INTO apps (name, repo, repo_sealed, branch, server, created_at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(app.name, shown, sealed, app.branch, app.server, now());
+      if (app.rootDir !== undefined || app.watch !== undefined) {
+        this.db.prepare('INSERT INTO app_monorepo (app, root_dir, watch) VALUES (?, ?, ?)').run(app.name, app.rootDir ?? null, app.watch ? JSON.stringify(app.watch) : null);
+      }
+      if (app.knownHosts !== undefined && !isSshRepo(app.repo)) throw new BadRequestError('--known-hosts is for SSH repositories (git@host:path or ssh://)');
+      if (isSshRepo(app.repo)) {
+        // An SSH repository gets its own deploy key; the Git host is told the public half (berth app show).
+        const key = generateDeployKey(app.name);
+        this.db
+          .prepare('INSERT INTO app_deploy_keys (app, public_key, private_sealed, known_hosts) VALUES (?, ?, ?, ?)')
+          .run(app.name, key.publicKey, this.box.seal(key.privateKey, deployKeyContext(app.name)), app.knownHosts ?? null);
+      }
       // A purge ordered for an earlier app of this name on this server must not hit the new one's volumes.
       this.db.prepare('DELETE FROM volume_purges WHERE server = ? AND app = ?').run(app.server, app.name);
       this.servers.bumpRevision(app.server);
@@ -203,6 +218,20 @@ export class AppStore {
     })();
   }
 
+  /** The app's SSH deploy key: the public half, and the private one unsealed (only for the app's own agent). */
+  deployKey(name: string): { publicKey: string; privateKey: () => string; knownHosts: string | null } | null {
+    const r = this.db.prepare('SELECT public_key, private_sealed, known_hosts FROM app_deploy_keys WHERE app = ?').get(name) as
+      | { public_key: string; private_sealed: Buffer; known_hosts: string | null }
+      | undefined;
+    return r ? { publicKey: r.public_key, privateKey: () => this.box.open(r.private_sealed, deployKeyContext(name)), knownHosts: r.known_hosts } : null;
+  }
+
+  /** Monorepo settings (`--root-dir`, `--watch`); empty for an app built from its whole repository. */
+  monorepo(name: string): { rootDir?: string; watch?: string[] } {
+    const r = this.db.prepare('SELECT app, root_dir, watch FROM app_monorepo WHERE app = ?').get(name) as MonorepoRow | undefined;
+    return r ? monorepoOf(r) : {};
+  }
+
   /**
    * `info` of many apps with two queries in all (one per app made GET /api/apps with 20,000 apps run
    * 60,000 queries): their domains and their servers' base domains.
@@ -222,15 +251,33 @@ export class AppStore {
           .all(JSON.stringify([...new Set(rows.map((r) => r.server))])) as Array<{ name: string; base_domain: string }>
       ).map((s) => [s.name, s.base_domain]),
     );
-    return rows.map((row) => appInfo(row, domains.get(row.name) ?? [], defaultHostname(row.name, bases.get(row.server))));
+    const monorepos = new Map(
+      (this.db.prepare('SELECT app, root_dir, watch FROM app_monorepo WHERE app IN (SELECT value FROM json_each(?))').all(names) as MonorepoRow[]).map((r) => [r.app, monorepoOf(r)]),
+    );
+    const keys = new Map(
+      (this.db.prepare('SELECT app, public_key FROM app_deploy_keys WHERE app IN (SELECT value FROM json_each(?))').all(names) as Array<{ app: string; public_key: string }>).map((r) => [r.app, r.public_key]),
+    );
+    return rows.map((row) =>
+      appInfo(row, domains.get(row.name) ?? [], defaultHostname(row.name, bases.get(row.server)), monorepos.get(row.name) ?? {}, keys.get(row.name) ?? null),
+    );
   }
 
   info(row: AppRow): AppInfo {
-    return appInfo(row, this.domains(row.name).map((d) => d.domain), this.defaultDomain(row));
+    return appInfo(row, this.domains(row.name).map((d) => d.domain), this.defaultDomain(row), this.monorepo(row.name), this.deployKey(row.name)?.publicKey ?? null);
   }
 }
 
-function appInfo(row: AppRow, domains: string[], defaultDomain: string | null): AppInfo {
+interface MonorepoRow {
+  app: string;
+  root_dir: string | null;
+  watch: string | null;
+}
+
+function monorepoOf(r: MonorepoRow): { rootDir?: string; watch?: string[] } {
+  return { ...(r.root_dir !== null ? { rootDir: r.root_dir } : {}), ...(r.watch !== null ? { watch: JSON.parse(r.watch) as string[] } : {}) };
+}
+
+function appInfo(row: AppRow, domains: string[], defaultDomain: string | null, monorepo: { rootDir?: string; watch?: string[] }, deployKey: string | null): AppInfo {
   return {
     name: row.name,
     repo: row.repo,
@@ -241,6 +288,8 @@ function appInfo(row: AppRow, domains: string[], defaultDomain: string | null): 
     createdAt: row.created_at,
     // Only present when there is one (older clients and checks compare app objects exactly).
     ...(defaultDomain ? { defaultDomain } : {}),
+    ...monorepo,
+    ...(deployKey ? { deployKey } : {}),
   };
 }
 

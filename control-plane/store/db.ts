@@ -191,6 +191,21 @@ export const MIGRATIONS: readonly string[] = [
     last_event   TEXT
   ) STRICT;
   `,
+  // (issue 17): monorepos: the app's subdirectory and the watch globs (JSON array) a push must touch;
+  // private repos: the app's SSH deploy key (the private half sealed with the secret box).
+  `
+  CREATE TABLE app_monorepo (
+    app      TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE,
+    root_dir TEXT,
+    watch    TEXT
+  ) STRICT, WITHOUT ROWID;
+  CREATE TABLE app_deploy_keys (
+    app            TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE,
+    public_key     TEXT NOT NULL,
+    private_sealed BLOB NOT NULL,
+    known_hosts    TEXT
+  ) STRICT, WITHOUT ROWID;
+  `,
   // (issue 20) scale: the stale-deployment sweep (every minute) reads only unfinished deployments
   // instead of scanning the whole history; the same expression as its query, so SQLite uses it.
   `

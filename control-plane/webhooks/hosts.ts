@@ -107,7 +107,7 @@ const bitbucketPush = z.object({
 });
 
 /** Decode the body the way the host sent it: JSON, or GitHub/Gitea's form encoding (`payload=<json>`). */
-function decodeBody(h: Headers, body: Buffer): { ok: true; data: unknown } | { ok: false; error: string } {
+export function decodeBody(h: Headers, body: Buffer): { ok: true; data: unknown } | { ok: false; error: string } {
   let text = body.toString('utf8');
   const type = (h('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
   if (type === 'application/x-www-form-urlencoded') {

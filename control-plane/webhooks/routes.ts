@@ -21,6 +21,7 @@ import { deploymentInfo, type DeploymentRow } from '../store/deployments.js';
 import { HookError, readRawBody, ReadSlots } from './body.js';
 import { replayVerdict } from './replay.js';
 import { decide, deliveryId, detectHost, HOST_LABEL, parsePush, verifySignature, type Headers } from './hosts.js';
+import { changedFiles, watchVerdict } from './watch.js';
 
 export const HOOKS_PREFIX = '/hooks/';
 /**
@@ -202,6 +203,13 @@ export function registerWebhookRoutes(app: Hono, deps: ApiDeps): void {
       };
       return c.json(res, 200);
     }
+    const watched = watchVerdict(stores.apps.monorepo(target.name).watch, changedFiles(host, h, body));
+    if (!watched.deploy) {
+      log.info({ app: target.name, host, delivery: delivery.id, reason: 'no_watched_change' }, 'push webhook touched no watched path; not deploying');
+      const res: WebhookResult = { deployed: false, skipped: true, reason: 'no_watched_change', message: watched.message, host };
+      return c.json(res, 200);
+    }
+    if (watched.note) note = `${note} (${watched.note})`;
     const t = triggerDeploy(deps, target, {
       commit,
       trigger: 'push',

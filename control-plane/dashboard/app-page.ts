@@ -1,0 +1,137 @@
+// One app: deploy / cancel / rollback, the followed deployment's phases and log (live over SSE),
+// the deployment history, env vars (masked unless revealed), domains and webhooks.
+import type { AppDetails, DeploymentDetails, DeploymentInfo, DeploymentLogs, DomainInfo, EnvVar } from '../../shared/api.js';
+import { duration, html, page, postForm, shortSha, statusBadge, time, type Html } from './layout.js';
+import { summarize } from './pages.js';
+
+export interface AppPageData {
+  app: AppDetails;
+  deployments: DeploymentInfo[];
+  /** The deployment followed on the page (asked for, else the newest). */
+  current?: { details: DeploymentDetails; logs: DeploymentLogs };
+  env: EnvVar[];
+  domains: DomainInfo[];
+  reveal: { env: boolean; secrets: boolean };
+  /** The app's containers as its agent last reported them; null while the server is offline. */
+  containers: Array<{ process: string; deploymentId: string; state: string }> | null;
+}
+
+const ENDED = new Set(['done', 'failed', 'cancelled', 'superseded']);
+
+export function appPage(d: AppPageData, csrf: string, msg: { error?: string; notice?: string } = {}): Html {
+  const base = `/ui/apps/${encodeURIComponent(d.app.name)}`;
+  const summary = summarize(d.deployments);
+  return page(
+    d.app.name,
+    html`<h1>${d.app.name} ${statusBadge(summary.status)}</h1>
+<p class="muted">Repository <code>${d.app.repo}</code> · branch <code>${d.app.branch}</code> · server <a href="/ui/servers">${d.app.server}</a> · live commit ${shortSha(summary.live?.commit)}</p>
+<nav class="card" aria-label="App tools"><a href="${base}/logs">Runtime logs</a> · <a href="${base}/cron">Cron jobs</a></nav>
+${actions(d, base, csrf)}
+${d.current ? followed(d.current) : ''}
+${processesSection(d.containers)}
+${history(d.deployments, base)}
+${envSection(d, base, csrf)}
+${domainsSection(d.domains, base, csrf)}
+${webhooksSection(d, base, csrf)}
+${postForm(`${base}/delete`, csrf, html`<button class="danger" type="submit">Delete app</button>`, { confirm: `Delete ${d.app.name}? Its containers and routes are removed.`, cls: 'card' })}`,
+    { csrf, ...msg },
+  );
+}
+
+function actions(d: AppPageData, base: string, csrf: string): Html {
+  const running = d.deployments.filter((x) => !ENDED.has(x.status));
+  const live = d.deployments.find((x) => x.status === 'done');
+  const targets = d.deployments.filter((x) => x.status === 'done' && x.id !== live?.id);
+  return html`<div class="card row">
+${postForm(`${base}/deploy`, csrf, html`<button type="submit">Deploy</button>`)}
+${running.map((r) => postForm(`/ui/deployments/${r.id}/cancel`, csrf, html`<input type="hidden" name="app" value="${d.app.name}"><button class="secondary" type="submit">Cancel ${r.id}</button>`))}
+${targets.length === 0 ? '' : postForm(
+    `${base}/rollback`,
+    csrf,
+    html`<label>Previous good release <select name="deploymentId">${targets.map((t) => html`<option value="${t.id}">${t.id} · ${(t.commit ?? '').slice(0, 7)} · ${t.createdAt}</option>`)}</select></label>
+<button class="secondary" type="submit">Rollback</button>`,
+    { confirm: 'Roll back to this release?' },
+  )}
+</div>`;
+}
+
+function followed(cur: NonNullable<AppPageData['current']>): Html {
+  const d = cur.details;
+  const live = !ENDED.has(d.status);
+  const lastSeq = cur.logs.lines.at(-1)?.seq ?? -1;
+  const events = live ? html` data-events="/ui/deployments/${d.id}/events?after=${lastSeq}"` : '';
+  return html`<section class="card" aria-labelledby="dep-h"${events} data-deployment="${d.id}" data-live-status="${d.status}">
+<h2 id="dep-h">Deployment ${d.id} (${d.trigger}) ${statusBadge(d.status)}</h2>
+<p class="error" data-reason ${d.reason ? '' : 'hidden'}>${d.reason ?? ''}</p>
+<ol class="phases" aria-label="Phases" data-phases>${d.phases.map((p) => html`<li>${p.status}</li>`)}</ol>
+<pre role="log" aria-live="polite" aria-label="Deploy log">${cur.logs.lines.map((l) => `${l.text}\n`)}</pre>
+</section>`;
+}
+
+function history(deployments: readonly DeploymentInfo[], base: string): Html {
+  if (deployments.length === 0) return html`<h2>Deployments</h2><p class="muted">No deployments yet.</p>`;
+  return html`<h2>Deployments</h2><table>
+<thead><tr><th scope="col">Id</th><th scope="col">Trigger</th><th scope="col">Commit</th><th scope="col">Status</th><th scope="col">Started</th><th scope="col">Duration</th></tr></thead>
+<tbody>${deployments.slice(0, 50).map(
+    (x) => html`<tr data-dep-row="${x.id}"><td><a href="${base}?deployment=${x.id}">${x.id}</a></td><td>${x.trigger}${x.rollbackOf ? html` of ${x.rollbackOf}` : ''}</td><td>${shortSha(x.commit)}</td>
+<td>${statusBadge(x.status)}${x.reason ? html`<div class="muted">${x.reason}</div>` : ''}</td><td>${time(x.createdAt)}</td><td>${duration(x.createdAt, x.finishedAt)}</td></tr>`,
+  )}</tbody></table>`;
+}
+
+function envSection(d: AppPageData, base: string, csrf: string): Html {
+  const rows = d.env.map(
+    (v) => html`<tr><td><code>${v.key}</code></td><td><code>${v.value}</code></td><td>${time(v.updatedAt)}</td>
+<td>${postForm(`${base}/env/unset`, csrf, html`<input type="hidden" name="key" value="${v.key}"><button class="secondary" type="submit" aria-label="Unset ${v.key}">Unset</button>`)}</td></tr>`,
+  );
+  return html`<h2>Environment variables</h2>
+<p class="muted">Changes take effect on the next deploy.
+${d.env.length === 0 ? '' : d.reveal.env ? html`<a href="${base}">Hide values</a>` : html`<a href="${base}?reveal=env">Reveal values</a>`}</p>
+${d.env.length === 0 ? '' : html`<table><thead><tr><th scope="col">Key</th><th scope="col">Value</th><th scope="col">Updated</th><th scope="col"></th></tr></thead><tbody>${rows}</tbody></table>`}
+${postForm(
+  `${base}/env`,
+  csrf,
+  html`<div class="row"><label>Key <input name="key" required pattern="[A-Za-z_][A-Za-z0-9_]*"></label>
+<label>Value <input name="value" type="password" autocomplete="off"></label><button type="submit">Set</button></div>`,
+  { cls: 'card' },
+)}`;
+}
+
+function domainsSection(domains: readonly DomainInfo[], base: string, csrf: string): Html {
+  const rows = domains.map(
+    (x) => html`<tr><td>${x.domain}${x.isDefault ? html` <span class="muted">(default)</span>` : ''}</td><td>${x.https ? 'HTTPS' : 'HTTP'}</td>
+<td>${x.certState ?? '—'}${x.certLastError ? html`<div class="muted">${x.certLastError}</div>` : ''}</td><td>${time(x.certExpiresAt)}</td>
+<td>${x.isDefault ? '' : postForm(`${base}/domains/remove`, csrf, html`<input type="hidden" name="domain" value="${x.domain}"><button class="secondary" type="submit">Remove</button>`, { confirm: `Remove ${x.domain}?` })}</td></tr>`,
+  );
+  return html`<h2>Domains</h2>
+${domains.length === 0 ? '' : html`<table><thead><tr><th scope="col">Domain</th><th scope="col">Served</th><th scope="col">Certificate</th><th scope="col">Expires</th><th scope="col"></th></tr></thead><tbody>${rows}</tbody></table>`}
+${postForm(`${base}/domains`, csrf, html`<div class="row"><label>Domain <input name="domain" required></label><button type="submit">Add domain</button></div>`, { cls: 'card' })}`;
+}
+
+function webhooksSection(d: AppPageData, base: string, csrf: string): Html {
+  const urls = Object.entries(d.app.webhooks);
+  return html`<h2>Webhooks</h2><div class="card">
+${urls.map(([k, u]) => html`<p>${k}: <code>${u}</code></p>`)}
+${d.reveal.secrets
+    ? html`<p>Push secret: <code>${d.app.webhookSecrets.push}</code></p><p>Deploy token: <code>${d.app.webhookSecrets.deploy}</code></p><a href="${base}">Hide secrets</a>`
+    : html`<a href="${base}?reveal=secrets">Reveal webhook secrets</a>`}
+${postForm(`${base}/webhooks/rotate`, csrf, html`<button class="secondary" type="submit">Rotate secrets</button>`, { confirm: 'New webhook secrets: the old ones stop working at once. Continue?' })}
+</div>`;
+}
+
+/** Processes: replicas per process of each release the agent runs, with their container states. */
+function processesSection(containers: AppPageData['containers']): Html {
+  if (containers === null) return html`<h2>Processes</h2><p class="muted">Not known: the server is offline.</p>`;
+  if (containers.length === 0) return html`<h2>Processes</h2><p class="muted">No containers running.</p>`;
+  const groups = new Map<string, { process: string; deploymentId: string; states: string[] }>();
+  for (const c of containers) {
+    const key = `${c.process}\u0000${c.deploymentId}`;
+    const g = groups.get(key) ?? { process: c.process, deploymentId: c.deploymentId, states: [] };
+    g.states.push(c.state);
+    groups.set(key, g);
+  }
+  const rows = [...groups.values()].map((g) => {
+    const healthy = g.states.filter((x) => x === 'running').length;
+    return html`<tr><td><code>${g.process}</code></td><td>${g.states.length}</td><td>${statusBadge(healthy === g.states.length ? 'running' : `${healthy}/${g.states.length} running`)} <span class="muted">${[...new Set(g.states)].join(', ')}</span></td><td><code>${g.deploymentId}</code></td></tr>`;
+  });
+  return html`<h2>Processes</h2><table><thead><tr><th scope="col">Process</th><th scope="col">Replicas</th><th scope="col">State</th><th scope="col">Release</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
