@@ -44,6 +44,7 @@ interface ConnectionEvents {
   desired_state: [spec: ServerSpec];
   deploy: [order: DeployOrder];
   cancel: [cancel: CancelOrder];
+  deploy_status_request: [deploymentIds: string[]];
   logs_request: [req: LogsRequest];
   logs_cancel: [requestId: string];
   cron_request: [req: CronRequest];
@@ -237,6 +238,9 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
         return;
       case 'cancel':
         this.safeEmit('cancel', msg);
+        return;
+      case 'deploy_status_request':
+        this.safeEmit('deploy_status_request', msg.deploymentIds);
         return;
       case 'logs_request':
         this.safeEmit('logs_request', msg);

@@ -25,6 +25,7 @@ import { listBerthContainers, type BerthContainer } from './processes.js';
 import { Reconciler, type CertPort, type NginxPort } from './reconcile/executor.js';
 import { loadSettings, type AgentSettings } from './settings.js';
 import { AgentStore } from './store/index.js';
+import { answerStatusRequest, journalProgress } from './deploy/status-report.js';
 
 export { joinControlPlane, loadCredentials } from './join.js';
 
@@ -250,17 +251,7 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
         // A replay (e.g. after a reconnect): report where it stands instead of running it twice.
         const existing = store.deploys.get(order.deploymentId);
         logger.info({ deploymentId: order.deploymentId, status: existing?.status }, 'ignored a deploy order already in the journal');
-        if (existing && existing.status !== 'queued') {
-          send({
-            type: 'deploy_progress',
-            v: PROTOCOL_VERSION,
-            deploymentId: existing.id,
-            status: existing.status,
-            ...(existing.commit ? { commit: existing.commit } : {}),
-            ...(existing.reason ? { reason: existing.reason } : {}),
-            ts: new Date().toISOString(),
-          });
-        }
+        if (existing && existing.status !== 'queued') send(journalProgress(existing));
         return;
       }
       logger.info({ deploymentId: order.deploymentId, app: order.app.name }, 'deploy queued');
@@ -268,6 +259,9 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
     };
 
     connection.on('deploy', acceptOrder);
+    connection.on('deploy_status_request', (ids) => {
+      for (const answer of answerStatusRequest(ids, (id) => store.deploys.get(id))) send(answer);
+    });
     // `berth logs`: live only, never through the outbox; a dropped link ends every stream.
     const runtimeLogs = new RuntimeLogs({ docker, server: settings.server, logger: logger.child({ component: 'runtime-logs' }), send: (msg) => connection.send(msg) });
     connection.on('logs_request', (req) => void runtimeLogs.serve(req));

@@ -143,6 +143,10 @@ export class AgentSession {
         const since = new Date(Date.now() - CANCEL_REPLAY_MS).toISOString();
         for (const d of stores.deployments.recentlyWithdrawn(this.server, since).reverse()) this.sendCancel(d);
         for (const d of stores.deployments.queuedForServer(this.server)) this.sendDeploy(d);
+        // Started ones: the agent's journal says how they ended (they may have finished while this
+        // control plane was away, or before the backup it was restored from was taken).
+        const started = stores.deployments.startedUnfinishedForServer(this.server).map((d) => d.id);
+        if (started.length > 0) this.send({ type: 'deploy_status_request', v: PROTOCOL_VERSION, deploymentIds: started.slice(-1000) });
         return;
       }
       case 'heartbeat':

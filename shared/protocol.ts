@@ -209,6 +209,14 @@ export const cpCancel = z.object({
   reason: z.string().max(4096).optional(),
 });
 
+/**
+ * "Where do these stand?": deployments the control plane has as started but unfinished on this server,
+ * sent on every hello. The agent answers each with a `deploy_progress` from its journal — or `failed`
+ * when it has no record (its data was reset, or the control plane was restored from a backup taken
+ * while the deploy ran). Without it such a deployment would stay "running" until the stale sweep.
+ */
+export const cpDeployStatusRequest = z.object({ type: z.literal('deploy_status_request'), v, deploymentIds: z.array(deploymentId).max(1000) });
+
 export const cpLogsRequest = z.object({
   type: z.literal('logs_request'),
   v,
@@ -242,7 +250,18 @@ export const cpCronRequest = z.object({
 });
 export type CronRequest = z.infer<typeof cpCronRequest>;
 
-export const cpMessage = z.discriminatedUnion('type', [cpWelcome, cpDesiredState, cpDeployOrder, cpHeartbeat, cpError, cpCancel, cpLogsRequest, cpLogsCancel, cpCronRequest]);
+export const cpMessage = z.discriminatedUnion('type', [
+  cpWelcome,
+  cpDesiredState,
+  cpDeployOrder,
+  cpHeartbeat,
+  cpError,
+  cpCancel,
+  cpDeployStatusRequest,
+  cpLogsRequest,
+  cpLogsCancel,
+  cpCronRequest,
+]);
 export type CpMessage = z.infer<typeof cpMessage>;
 export type DeployOrder = z.infer<typeof cpDeployOrder>;
 export type CancelOrder = z.infer<typeof cpCancel>;

@@ -24,6 +24,11 @@ const logger = pino({ level: process.env.BERTH_TEST_LOG ?? 'silent' });
 const APP = 'bk-web';
 const DOMAIN = 'web.backup.test';
 const PASSPHRASE = 'correct horse battery staple';
+/** busybox httpd that starts listening 12 s after the container starts: a deploy waits in its health check. */
+const SLOW_START_DOCKERFILE = `FROM berth-test/busybox:latest
+COPY . /www
+CMD ["sh", "-c", "sleep 12; exec httpd -f -p $PORT -h /www"]
+`;
 
 /** `berth …` with TEXT on standard input (the passphrase). */
 function berthStdin(args: string[], input: string, env: Record<string, string> = {}): Promise<CliResult> {
@@ -67,6 +72,8 @@ describe('control plane backup and restore', () => {
   let before_: Awaited<ReturnType<typeof snapshot>>;
   let containersBefore: Map<string, string>;
   let serversDoneBeforeBackup: string[] = [];
+  let inFlight = '';
+  const deploymentStatus = async (id: string) => (await berthJson<DeploymentJson[]>(['deployments', APP], stack.env)).find((d) => d.id === id)?.status;
   // A second, in-process control plane with a backup every minute: by the end of this file it ran.
   let scheduled: RunningControlPlane;
   let scheduledDir: string;
@@ -104,10 +111,12 @@ describe('control plane backup and restore', () => {
     await stack?.destroy();
   });
 
-  it('backs up while the API is being written to: the copy is consistent and has every finished write', async () => {
-    before_ = await snapshot(stack.env);
-    containersBefore = appContainers(stack);
-    assert.equal(containersBefore.size, 1, 'one web container runs');
+  it('backs up while a deploy runs and the API is being written to: the copy is consistent and has every finished write', async () => {
+    assert.equal(appContainers(stack).size, 1, 'one web container runs');
+    // A deploy held in its health check (the new version listens only after 12 s) while the backup is taken.
+    repo.commit({ Dockerfile: SLOW_START_DOCKERFILE, 'index.html': 'restored v2\n' });
+    inFlight = (await berthJson<DeploymentJson>(['deploy', APP], stack.env)).id;
+    await eventually(async () => (await deploymentStatus(inFlight)), (st) => st === 'health_checking', 60_000);
     // Writers keep creating servers through the API for the whole backup.
     const done: string[] = [];
     let writing = true;
@@ -127,6 +136,12 @@ describe('control plane backup and restore', () => {
     writing = false;
     await writer;
     assert.equal(res.code, 0, res.stderr);
+    // The deploy ends after the backup: what the restored control plane must learn from the agent.
+    await eventually(async () => (await deploymentStatus(inFlight)), (st) => st === 'done', 60_000);
+    before_ = await snapshot(stack.env);
+    containersBefore = appContainers(stack);
+    assert.equal(containersBefore.size, 1, 'the new version runs in one web container');
+    assert.equal((await httpGet(stack.httpPort, DOMAIN)).body, 'restored v2\n');
     const result = JSON.parse(res.stdout) as { file: string; bytes: number; files: string[]; schemaVersion: number };
     assert.equal(result.file, backupFile);
     assert.deepEqual(result.files.sort(), ['admin-token', 'release-key.pem', 'release-key.pub', 'secret.key']);
@@ -147,6 +162,8 @@ describe('control plane backup and restore', () => {
       for (const name of serversDoneBeforeBackup) assert.ok(servers.has(name), `server ${name}, created before the backup began, is in it`);
       const finished = copy.prepare(`SELECT count(*) AS n FROM deployments WHERE app = ? AND status = 'done'`).get(APP) as { n: number };
       assert.equal(finished.n, 1, 'the finished deployment is in the backup');
+      const running = copy.prepare(`SELECT status FROM deployments WHERE id = ?`).get(inFlight) as { status: string };
+      assert.equal(running.status, 'health_checking', 'the deploy under way is in it as it stood');
     } finally {
       copy.close();
     }
@@ -212,14 +229,19 @@ describe('control plane backup and restore', () => {
       40_000,
     );
 
+    // The deploy that was under way in the backup ended after it: the agent's journal says so.
+    await eventually(async () => (await deploymentStatus(inFlight)), (st) => st === 'done', 20_000);
     const after_ = await snapshot(stack.env);
     assert.deepEqual(after_.apps, before_.apps);
     assert.deepEqual(after_.domains, before_.domains);
     assert.deepEqual(after_.env, before_.env, 'env values decrypt to the same values with the restored key');
     assert.match(JSON.stringify(after_.env), /s3cr3t=with=equals/);
-    assert.deepEqual(after_.deployments, before_.deployments);
+    // Every record is the original, except when the restored control plane learnt that deploy's end.
+    const withoutEnd = (list: DeploymentJson[]) =>
+      list.map((d) => (d.id === inFlight ? { ...d, finishedAt: d.finishedAt ? 'set' : null, updatedAt: 'when it learnt' } : d));
+    assert.deepEqual(withoutEnd(after_.deployments), withoutEnd(before_.deployments));
     assert.deepEqual(appContainers(stack), containersBefore, 'no container was recreated or restarted');
-    assert.equal((await httpGet(stack.httpPort, DOMAIN)).body, 'restored?\n');
+    assert.equal((await httpGet(stack.httpPort, DOMAIN)).body, 'restored v2\n');
     assert.ok(readFileSync(join(stack.agentData, 'agent.json'), 'utf8').includes(stack.cpUrl), 'the agent kept its credential file');
   });
 

@@ -6,6 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import pino from 'pino';
+import { answerStatusRequest } from '../agent/deploy/status-report.js';
+import type { DeployRecord } from '../agent/store/deploys.js';
 import { startControlPlane, type RunningControlPlane } from '../control-plane/main.js';
 import { adminApi, FakeAgent } from './helpers/fake-agent.js';
 import { eventually } from './helpers/http.js';
@@ -69,3 +71,66 @@ describe('stale deployments of a vanished server are failed by the control plane
     back.ws.close();
   });
 });
+
+describe('a reconnecting agent is asked where the deployments it started stand', () => {
+  let cp: RunningControlPlane;
+  let credential = '';
+  const api = (method: string, path: string, body?: unknown) => adminApi(cp)(method, path, body);
+
+  before(async () => {
+    // The default stale window (hours): only the agent's answer can end these deployments here.
+    cp = await startControlPlane({ dataDir: join(makeTmpDir('berth-status-request-'), 'data'), listen: '127.0.0.1:0', logger: pino({ level: 'silent' }) });
+    const server = (await api('POST', '/api/servers', { name: 'away' })).body;
+    const joined = await fetch(cp.url + '/api/agent/join', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: server.joinToken }) });
+    credential = ((await joined.json()) as { credential: string }).credential;
+    for (const name of ['one', 'two', 'three']) {
+      assert.equal((await api('POST', '/api/apps', { name, repo: 'https://example.com/x.git', server: 'away' })).status, 201);
+    }
+  });
+
+  after(async () => {
+    await cp?.close();
+  });
+
+  it('ends them as the agent’s journal says — or failed when it has no record — and leaves queued ones to the queue', async () => {
+    const agent = await FakeAgent.join(cp.url, credential);
+    const started: string[] = [];
+    for (const app of ['one', 'two']) {
+      const d = (await api('POST', `/api/apps/${app}/deploy`, {})).body;
+      assert.equal((await agent.next('deploy')).deploymentId, d.id);
+      agent.progress(d.id, 'building');
+      started.push(d.id);
+    }
+    await agent.sync();
+    agent.ws.terminate();
+    await eventually(async () => (await api('GET', '/api/servers')).body[0].connected, (c) => c === false, 5000);
+    const queued = (await api('POST', '/api/apps/three/deploy', {})).body;
+
+    const back = await FakeAgent.join(cp.url, credential);
+    const request = await back.next('deploy_status_request');
+    assert.deepEqual(request.deploymentIds, started, 'both started deployments are asked about, the queued one is not');
+    assert.equal((await back.next('deploy')).deploymentId, queued.id, 'the queued one is delivered as an order');
+    // The agent answers from its journal (see agent/deploy/status-report.ts).
+    const [first, second] = answerStatusRequest(started, (id) => (id === started[0] ? journalRecord(id, 'done') : null));
+    back.send(first);
+    back.send(second);
+    await back.sync();
+    assert.equal((await api('GET', `/api/deployments/${started[0]}`)).body.status, 'done');
+    const unknown = (await api('GET', `/api/deployments/${started[1]}`)).body;
+    assert.equal(unknown.status, 'failed');
+    assert.match(unknown.reason, /no record of this deployment/);
+    back.ws.close();
+  });
+
+  it('an agent does not answer for a deployment it still has queued', () => {
+    assert.deepEqual(answerStatusRequest(['q1'], (id) => journalRecord(id, 'queued')), []);
+    const [running] = answerStatusRequest(['r1'], (id) => journalRecord(id, 'health_checking'));
+    assert.equal(running?.status, 'health_checking');
+  });
+});
+
+/** A journal record of the agent's deploy store, as much as the status report reads. */
+function journalRecord(id: string, status: DeployRecord['status']): DeployRecord {
+  const at = new Date().toISOString();
+  return { id, app: 'one', status, commit: 'a'.repeat(40), reason: null, image: null, containerId: null, hostPort: null, containerPort: null, order: {} as DeployRecord['order'], logSeq: 0, createdAt: at, updatedAt: at, finishedAt: status === 'done' ? at : null, deadlineAt: null, buildImages: [] };
+}

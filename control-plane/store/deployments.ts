@@ -214,6 +214,13 @@ export class DeploymentStore {
   }
 
   /** Deployments waiting for this server's agent, oldest first: the order they must run in. */
+  /** Deployments on `server` that an agent has started and not finished (as far as this database knows). */
+  startedUnfinishedForServer(server: string): DeploymentRow[] {
+    return this.db
+      .prepare(`SELECT * FROM deployments WHERE server = ? AND status NOT IN ('queued', 'done', 'failed', 'cancelled', 'superseded') ORDER BY rowid`)
+      .all(server) as DeploymentRow[];
+  }
+
   queuedForServer(server: string): DeploymentRow[] {
     return this.db
       .prepare(`SELECT * FROM deployments WHERE server = ? AND status = 'queued' ORDER BY rowid`)
