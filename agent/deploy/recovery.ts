@@ -5,12 +5,13 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import type { Logger } from '../../shared/logger.js';
-import { PROTOCOL_VERSION, type AgentMessage } from '../../shared/protocol.js';
+import type { AgentMessage } from '../../shared/protocol.js';
 import { listBerthContainers, removeContainer } from '../processes.js';
 import type { AgentSettings } from '../settings.js';
 import type { AgentStore, DeployRecord } from '../store/index.js';
 import { removeBuildLeftovers } from './images.js';
 import { DeployLogStream } from './log-stream.js';
+import { journalProgress } from './status-report.js';
 import { imageTag } from './runner.js';
 
 export interface RecoveryDeps {
@@ -36,15 +37,7 @@ export async function recoverJournal(deps: RecoveryDeps): Promise<DeployRecord[]
         : 'agent restarted during the switch; the new release had passed its health check and stays live',
     );
     stream.flush();
-    deps.send({
-      type: 'deploy_progress',
-      v: PROTOCOL_VERSION,
-      deploymentId: d.id,
-      status: d.status,
-      ...(d.commit ? { commit: d.commit } : {}),
-      ...(d.reason ? { reason: d.reason } : {}),
-      ts: new Date().toISOString(),
-    });
+    deps.send(journalProgress(d));
     logger.warn({ deploymentId: d.id, app: d.app, status: d.status, reason: d.reason }, 'recovered an interrupted deploy');
   }
 
