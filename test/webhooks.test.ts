@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { connect as netConnect } from 'node:net';
 import pino from 'pino';
 import { startControlPlane, type RunningControlPlane } from '../control-plane/main.js';
+import { HOOKS_PREFIX } from '../control-plane/webhooks/routes.js';
 import { busyboxDockerfile, type DeploymentJson } from './helpers/fixtures.js';
 import { berth, berthJson } from './helpers/cli.js';
 import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
@@ -439,7 +440,10 @@ describe('webhook fuzz: thousands of malformed requests, no 5xx, no crash, nothi
         const text = await res.text();
         statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
         assert.ok(res.status < 500, `seed ${seed}: ${req.method} ${req.path} → ${res.status} ${text.slice(0, 200)}`);
-        if (req.method !== 'HEAD' && res.status !== 204) assert.doesNotThrow(() => JSON.parse(text), `non-JSON answer to ${req.method} ${req.path}: ${text.slice(0, 100)}`);
+        // A path like /hooks/%2e%2e/%2e%2e is normalised by the URL parser before it is sent: it is no
+        // webhook request (it reaches the dashboard), so only answers under /hooks/ must be JSON.
+        const isHook = new URL(cp.url + req.path).pathname.startsWith(HOOKS_PREFIX);
+        if (isHook && req.method !== 'HEAD' && res.status !== 204) assert.doesNotThrow(() => JSON.parse(text), `non-JSON answer to ${req.method} ${req.path}: ${text.slice(0, 100)}`);
         assert.notEqual(res.status, 202, `seed ${seed}: deployed from ${req.method} ${req.path} ${JSON.stringify(req.headers)} ${req.body?.toString('utf8').slice(0, 300)} → ${text.slice(0, 300)}`);
       }
     };
