@@ -3,10 +3,11 @@
 // sign what install.sh unpacks or runs (see shared/release-signature.ts for the statements) and
 // install.sh itself as served (so `berth upgrade` can check it against the key it pinned at install).
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../shared/logger.js';
 import { ConfigError } from './errors.js';
+import { loadOrCreateSecretFile } from './secret-file.js';
 
 export const RELEASE_KEY_FILE = 'release-key.pem';
 export const RELEASE_PUBLIC_KEY_FILE = 'release-key.pub';
@@ -29,10 +30,10 @@ export function signerFromPrivateKey(privateKey: KeyObject): ReleaseSigner {
   };
 }
 
-function readPrivateKey(file: string): KeyObject {
+function parsePrivateKey(file: string, pem: string): KeyObject {
   let key: KeyObject;
   try {
-    key = createPrivateKey(readFileSync(file, 'utf8'));
+    key = createPrivateKey(pem);
   } catch (err) {
     throw new ConfigError(`${file} is not a valid private key (${(err as Error).message}); restore it from a backup — servers installed from this control plane trust only it`);
   }
@@ -43,19 +44,8 @@ function readPrivateKey(file: string): KeyObject {
 /** Load DATA/release-key.pem, creating it on first start; (re)writes release-key.pub next to it. */
 export function loadOrCreateReleaseSigner(dataDir: string, logger: Logger): ReleaseSigner {
   const file = join(dataDir, RELEASE_KEY_FILE);
-  try {
-    const { privateKey } = generateKeyPairSync('ed25519');
-    // `wx`: never overwrite a key another process just wrote (servers may already trust it).
-    writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
-    logger.info({ file }, 'created the release signing key');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
-  if ((statSync(file).mode & 0o077) !== 0) {
-    logger.warn({ file }, 'release signing key was readable by others; restricting it to 0600');
-    chmodSync(file, 0o600);
-  }
-  const signer = signerFromPrivateKey(readPrivateKey(file));
+  const pem = loadOrCreateSecretFile(file, 'release signing key', () => generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), logger).text;
+  const signer = signerFromPrivateKey(parsePrivateKey(file, pem));
   writeFileSync(join(dataDir, RELEASE_PUBLIC_KEY_FILE), signer.publicKeyPem, { mode: 0o644 });
   return signer;
 }

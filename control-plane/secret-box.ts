@@ -2,11 +2,11 @@
 // secrets): AES-256-GCM with a random 96-bit IV per value and the value's identity (e.g. app + key)
 // as additional authenticated data, so a ciphertext copied onto another row does not decrypt.
 // The key lives in DATA/secret.key (0600), created on first start; it is never logged.
-import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { Logger } from '../shared/logger.js';
 import { ConfigError } from './errors.js';
+import { loadOrCreateSecretFile } from './secret-file.js';
 
 export const SECRET_KEY_FILE = 'secret.key';
 const KEY_BYTES = 32;
@@ -53,17 +53,7 @@ export class SecretBox {
 /** Read DATA/secret.key, creating it (32 random bytes, base64, mode 0600) on first start. */
 export function loadOrCreateSecretKey(dataDir: string, logger: Logger): Buffer {
   const file = join(dataDir, SECRET_KEY_FILE);
-  try {
-    writeFileSync(file, randomBytes(KEY_BYTES).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
-    logger.info({ file }, 'created the encryption key for secrets at rest');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
-  if ((statSync(file).mode & 0o077) !== 0) {
-    logger.warn({ file }, 'secret key file was readable by others; restricting it to 0600');
-    chmodSync(file, 0o600);
-  }
-  const text = readFileSync(file, 'utf8').trim();
+  const text = loadOrCreateSecretFile(file, 'encryption key for secrets at rest', () => randomBytes(KEY_BYTES).toString('base64') + '\n', logger).text.trim();
   const key = Buffer.from(text, 'base64');
   if (!/^[A-Za-z0-9+/]+=*$/.test(text) || key.length !== KEY_BYTES) {
     throw new ConfigError(`${file} is not a valid key (expected 32 bytes, base64); restore it from a backup — without it stored secrets cannot be read`);
