@@ -8,6 +8,18 @@ import { CliError } from './errors.js';
 const clientConfig = z.object({ url: z.string().url(), token: z.string().min(1) });
 export type ClientConfig = z.infer<typeof clientConfig>;
 
+/** A control plane URL given on the command line: http(s) only, without trailing slashes. */
+export function controlPlaneUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new CliError(`invalid URL: ${raw}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CliError('the control plane URL must start with http:// or https://');
+  return raw.replace(/\/+$/, '');
+}
+
 export function configPath(): string {
   const base = process.env.XDG_CONFIG_HOME || join(homedir(), '.config');
   return join(base, 'berth', 'config.json');

@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import type { ControlPlaneStatus } from '../../control-plane/api/control-plane.js';
 import { ApiClient } from '../client.js';
-import { loadClientConfig } from '../config.js';
+import { controlPlaneUrl, loadClientConfig } from '../config.js';
 import { CliError } from '../errors.js';
 import { output } from '../output.js';
 import { terminalSafe } from '../terminal-safe.js';
@@ -119,14 +119,7 @@ function addAgentReattach(agent: Command): void {
       const { loadCredentials, saveCredentials } = await import('../../agent/join.js');
       const { loadSettings } = await import('../../agent/settings.js');
       const dataDir = opts.data ?? loadSettings().dataDir;
-      let url: URL;
-      try {
-        url = new URL(raw);
-      } catch {
-        throw new CliError(`invalid URL: ${raw}`);
-      }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CliError('the control plane URL must start with http:// or https://');
-      const base = url.toString().replace(/\/+$/, '');
+      const base = controlPlaneUrl(raw);
       const creds = loadCredentials(dataDir);
       // Prove the URL reaches a berth control plane before the agent is pointed at it.
       const ok = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(15_000) }).then((r) => r.ok, () => false);

@@ -5,8 +5,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { ServerInfo } from '../../shared/api.js';
 import { ApiClient } from '../client.js';
-import { saveClientConfig } from '../config.js';
-import { CliError } from '../errors.js';
+import { controlPlaneUrl, saveClientConfig } from '../config.js';
 import { output } from '../output.js';
 import { registerControlPlaneSubcommands } from './control-plane.js';
 import { readToken } from '../token-input.js';
@@ -142,14 +141,7 @@ export function registerDaemonCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (url: string, positional: string | undefined, opts: TokenOptions & { json?: boolean }) => {
       const token = readToken({ positional, tokenFile: opts.tokenFile, tokenStdin: opts.tokenStdin, envName: 'BERTH_TOKEN', what: 'admin token' });
-      let parsed: URL;
-      try {
-        parsed = new URL(url);
-      } catch {
-        throw new CliError(`invalid URL: ${url}`);
-      }
-      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new CliError('the control plane URL must start with http:// or https://');
-      const config = { url: url.replace(/\/+$/, ''), token };
+      const config = { url: controlPlaneUrl(url), token };
       const servers = await new ApiClient(config).get<ServerInfo[]>('/api/servers'); // proves URL and token work
       const file = saveClientConfig(config);
       output(!!opts.json, { url: config.url, configFile: file, servers: servers.length }, (r) =>
