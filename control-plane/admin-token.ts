@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { newCliSafeSecret } from './tokens.js';
 import type { Logger } from '../shared/logger.js';
 import { ConfigError } from './errors.js';
-import { loadOrCreateSecretFile } from './secret-file.js';
+import { loadOrCreateSecretFile } from '../shared/util/index.js';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
 

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../shared/logger.js';
 import { ConfigError } from './errors.js';
-import { loadOrCreateSecretFile } from './secret-file.js';
+import { loadOrCreateSecretFile } from '../shared/util/index.js';
 
 export const RELEASE_KEY_FILE = 'release-key.pem';
 export const RELEASE_PUBLIC_KEY_FILE = 'release-key.pub';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { Logger } from '../shared/logger.js';
 import { ConfigError } from './errors.js';
-import { loadOrCreateSecretFile } from './secret-file.js';
+import { loadOrCreateSecretFile } from '../shared/util/index.js';
 
 export const SECRET_KEY_FILE = 'secret.key';
 const KEY_BYTES = 32;

@@ -14,7 +14,7 @@ import { rootCertificates } from 'node:tls';
 import type * as AcmeClient from 'acme-client';
 import type { Logger } from './logger.js';
 import { domainName } from './validation.js';
-import { ensureDir, ensureDirAtLeast, oneLine, writeFileAtomic } from './files.js';
+import { ensureDir, ensureDirAtLeast, oneLine, writeFileAtomic } from './util/index.js';
 
 export class AcmeError extends Error {
   override name = 'AcmeError';

@@ -1,2 +1,2 @@
-// Atomic file writes and one-line errors are shared with the control plane: shared/files.ts.
-export * from '../../shared/files.js';
+// Atomic file writes and one-line errors are shared with the control plane: shared/util/.
+export * from '../../shared/util/index.js';

@@ -7,7 +7,7 @@ import { existsSync, readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { AcmeIssuer, type AcmeConfig, type ChallengeResponder } from '../../shared/acme.js';
-import { ensureDir, oneLine, writeFileAtomic } from '../../shared/files.js';
+import { ensureDir, oneLine, writeFileAtomic } from '../../shared/util/index.js';
 import type { Logger } from '../../shared/logger.js';
 import { ConfigError } from '../errors.js';
 

@@ -1,8 +1,9 @@
-// Small file helpers shared by the agent's certificate engine and the control plane's TLS: atomic writes (temp file + fsync + rename) with an
-// explicit mode that the process umask cannot loosen or tighten.
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+// File helpers: atomic writes (temp file + fsync + rename) with an explicit mode that the process
+// umask cannot loosen or tighten, and secret files that are 0600 from their first byte.
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import type { Logger } from '../logger.js';
 
 /** mkdir -p, then force `mode` on the leaf directory (mkdir's mode is filtered by the umask). */
 export function ensureDir(dir: string, mode: number): void {
@@ -59,9 +60,27 @@ export function writeFileAtomic(file: string, content: string | Buffer, mode: nu
   fsyncDir(dirname(file));
 }
 
-/** First line of an error's message, trimmed: what a one-line status/CLI error shows. */
-export function oneLine(err: unknown): string {
-  const msg = err instanceof Error ? err.message : String(err);
-  const line = msg.split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
-  return line.length > 500 ? `${line.slice(0, 497)}...` : line || 'unknown error';
+/** Write a secret (a credential, a key) atomically, 0600: never readable by others, not even half-written. */
+export function writeSecretFile(file: string, content: string | Buffer): void {
+  writeFileAtomic(file, content, 0o600);
+}
+
+/**
+ * The text of the secret `file`, created with `create()` (mode 0600) when it does not exist yet. `wx`:
+ * a file another process just wrote is never overwritten. A file left readable by others is restricted.
+ */
+export function loadOrCreateSecretFile(file: string, what: string, create: () => string, logger: Logger): { text: string; created: boolean } {
+  try {
+    const text = create();
+    writeFileSync(file, text, { mode: 0o600, flag: 'wx' });
+    logger.info({ file }, `created the ${what}`);
+    return { text, created: true };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  if ((statSync(file).mode & 0o077) !== 0) {
+    logger.warn({ file }, `${what} file was readable by others; restricting it to 0600`);
+    chmodSync(file, 0o600);
+  }
+  return { text: readFileSync(file, 'utf8'), created: false };
 }
