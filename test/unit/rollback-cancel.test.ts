@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
-import { startControlPlane, type RunningControlPlane } from '../control-plane/main.js';
-import { adminApi, FakeAgent } from './helpers/fake-agent.js';
-import { makeTmpDir } from './helpers/tmp.js';
+import { startControlPlane, type RunningControlPlane } from '../../control-plane/main.js';
+import { adminApi, FakeAgent } from '../helpers/fake-agent.js';
+import { makeTmpDir } from '../helpers/tmp.js';
 
 const logger = pino({ level: process.env.BERTH_TEST_LOG ?? 'silent' });
 const SHA = (c: string) => c.repeat(40);

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import WebSocket from 'ws';
-import { startControlPlane, type RunningControlPlane } from '../control-plane/main.js';
-import { AGENT_WS_PATH } from '../shared/protocol.js';
-import { berth } from './helpers/cli.js';
+import { startControlPlane, type RunningControlPlane } from '../../control-plane/main.js';
+import { AGENT_WS_PATH } from '../../shared/protocol.js';
+import { berth } from '../helpers/cli.js';
 
 const SECRET = 'sup3r-s3cret=VALUE/with spaces & "quotes"';
 const SECRET_MARKER = 'sup3r-s3cret';

@@ -9,12 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pino from 'pino';
-import { startControlPlane, type RunningControlPlane } from '../control-plane/main.js';
-import { SecretBox } from '../control-plane/secret-box.js';
-import { openStores, keepDeploymentLogsFromEnv } from '../control-plane/store/index.js';
-import type { Stores } from '../control-plane/store/index.js';
-import { berth } from './helpers/cli.js';
-import { FakeAgent } from './helpers/fake-agent.js';
+import { startControlPlane, type RunningControlPlane } from '../../control-plane/main.js';
+import { SecretBox } from '../../control-plane/secret-box.js';
+import { openStores, keepDeploymentLogsFromEnv } from '../../control-plane/store/index.js';
+import type { Stores } from '../../control-plane/store/index.js';
+import { berth } from '../helpers/cli.js';
+import { FakeAgent } from '../helpers/fake-agent.js';
 
 const logger = pino({ level: process.env.BERTH_TEST_LOG ?? 'silent' });
 const tmpDirs: string[] = [];

@@ -6,12 +6,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import pino from 'pino';
-import { answerStatusRequest } from '../agent/deploy/status-report.js';
-import type { DeployRecord } from '../agent/store/deploys.js';
-import { startControlPlane, type RunningControlPlane } from '../control-plane/main.js';
-import { adminApi, FakeAgent } from './helpers/fake-agent.js';
-import { eventually } from './helpers/http.js';
-import { makeTmpDir } from './helpers/tmp.js';
+import { answerStatusRequest } from '../../agent/deploy/status-report.js';
+import type { DeployRecord } from '../../agent/store/deploys.js';
+import { startControlPlane, type RunningControlPlane } from '../../control-plane/main.js';
+import { adminApi, FakeAgent } from '../helpers/fake-agent.js';
+import { eventually } from '../helpers/http.js';
+import { makeTmpDir } from '../helpers/tmp.js';
 
 const STALE_MS = 1500;
 

@@ -7,11 +7,11 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createHash, createPublicKey, verify } from 'node:crypto';
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { rateLimitedLog } from '../shared/log-rate-limit.js';
-import { releaseStatement } from '../shared/release-signature.js';
-import { BERTH_BIN, berth, berthJson, type CliResult } from './helpers/cli.js';
-import { Stack } from './helpers/stack.js';
-import { makeTmpDir } from './helpers/tmp.js';
+import { rateLimitedLog } from '../../shared/log-rate-limit.js';
+import { releaseStatement } from '../../shared/release-signature.js';
+import { BERTH_BIN, berth, berthJson, type CliResult } from '../helpers/cli.js';
+import { Stack } from '../helpers/stack.js';
+import { makeTmpDir } from '../helpers/tmp.js';
 
 const PUBLIC_URL = 'https://cp.example.test';
 const ARCH = process.arch;

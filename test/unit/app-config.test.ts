@@ -4,12 +4,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { ConfigError, loadAppConfig } from '../agent/config/index.js';
-import { parseProcfile } from '../agent/config/procfile.js';
-import { baseImageFor, generateDockerfile } from '../agent/dockerfile.js';
-import { makeMasker } from '../shared/secret-mask.js';
-import { shellEnvFile } from '../agent/build-command.js';
-import { makeTmpDir } from './helpers/tmp.js';
+import { ConfigError, loadAppConfig } from '../../agent/config/index.js';
+import { parseProcfile } from '../../agent/config/procfile.js';
+import { baseImageFor, generateDockerfile } from '../../agent/dockerfile.js';
+import { makeMasker } from '../../shared/secret-mask.js';
+import { shellEnvFile } from '../../agent/build-command.js';
+import { makeTmpDir } from '../helpers/tmp.js';
 
 function repo(files: Record<string, string>): string {
   const dir = makeTmpDir('appcfg');

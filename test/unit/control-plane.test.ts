@@ -9,12 +9,12 @@ import pino from 'pino';
 import WebSocket from 'ws';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AgentHub } from '../control-plane/hub.js';
-import { startControlPlane, type RunningControlPlane } from '../control-plane/main.js';
-import { openStores } from '../control-plane/store/index.js';
-import { sha256 } from '../shared/ids.js';
-import { AGENT_WS_PATH } from '../shared/protocol.js';
-import { FakeAgent } from './helpers/fake-agent.js';
+import { AgentHub } from '../../control-plane/hub.js';
+import { startControlPlane, type RunningControlPlane } from '../../control-plane/main.js';
+import { openStores } from '../../control-plane/store/index.js';
+import { sha256 } from '../../shared/ids.js';
+import { AGENT_WS_PATH } from '../../shared/protocol.js';
+import { FakeAgent } from '../helpers/fake-agent.js';
 
 const logger = pino({ level: process.env.BERTH_TEST_LOG ?? 'silent' });
 const tmpDirs: string[] = [];

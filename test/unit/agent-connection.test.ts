@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { AgentConnection, agentWsUrl } from '../agent/connection.js';
-import { AgentStore } from '../agent/store/index.js';
-import { AGENT_WS_PATH, PROTOCOL_VERSION, type AgentMessage } from '../shared/protocol.js';
-import type { ServerSpec } from '../shared/spec.js';
+import { AgentConnection, agentWsUrl } from '../../agent/connection.js';
+import { AgentStore } from '../../agent/store/index.js';
+import { AGENT_WS_PATH, PROTOCOL_VERSION, type AgentMessage } from '../../shared/protocol.js';
+import type { ServerSpec } from '../../shared/spec.js';
 
 const silent = pino({ level: 'silent' });
 

@@ -1,11 +1,11 @@
 // The reconcile planner is pure: desired state + releases + observation in, actions out.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { plan, describeAction, type Action, type Observed } from '../agent/reconcile/planner.js';
-import type { BerthContainer } from '../agent/processes.js';
-import type { AppSite } from '../agent/nginx.js';
-import type { Release } from '../agent/store/releases.js';
-import type { ServerSpec } from '../shared/spec.js';
+import { plan, describeAction, type Action, type Observed } from '../../agent/reconcile/planner.js';
+import type { BerthContainer } from '../../agent/processes.js';
+import type { AppSite } from '../../agent/nginx.js';
+import type { Release } from '../../agent/store/releases.js';
+import type { ServerSpec } from '../../shared/spec.js';
 
 const render = (app: string, site: AppSite) =>
   `server ${app} [${site.domains.join(' ')}] -> ${site.staticRoot ?? (site.upstreamPorts ?? [site.upstreamPort]).map((p) => `127.0.0.1:${p}`).join(',')}\n`;

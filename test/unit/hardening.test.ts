@@ -11,15 +11,15 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pino from 'pino';
-import { fetchSource, GitError, redactUrl } from '../agent/git.js';
-import { AgentStore, AGENT_DB_FILE } from '../agent/store/index.js';
-import { BAD_FRAME_LOG_BURST, MAX_BAD_FRAMES } from '../control-plane/agent-session.js';
-import { DB_FILE, startControlPlane, type RunningControlPlane } from '../control-plane/main.js';
-import { maskUrlCredentials } from '../shared/repo-url.js';
-import { berth } from './helpers/cli.js';
-import { adminApi, FakeAgent } from './helpers/fake-agent.js';
-import { TestRepo } from './helpers/git-repo.js';
-import { makeTmpDir } from './helpers/tmp.js';
+import { fetchSource, GitError, redactUrl } from '../../agent/git.js';
+import { AgentStore, AGENT_DB_FILE } from '../../agent/store/index.js';
+import { BAD_FRAME_LOG_BURST, MAX_BAD_FRAMES } from '../../control-plane/agent-session.js';
+import { DB_FILE, startControlPlane, type RunningControlPlane } from '../../control-plane/main.js';
+import { maskUrlCredentials } from '../../shared/repo-url.js';
+import { berth } from '../helpers/cli.js';
+import { adminApi, FakeAgent } from '../helpers/fake-agent.js';
+import { TestRepo } from '../helpers/git-repo.js';
+import { makeTmpDir } from '../helpers/tmp.js';
 
 /** A control plane on loopback whose log lines are kept (parsed) for the test to read. */
 async function startCp(dataDir: string): Promise<{ cp: RunningControlPlane; logs: Array<Record<string, any>>; cli: (args: string[]) => ReturnType<typeof berth> }> {

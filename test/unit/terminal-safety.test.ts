@@ -6,11 +6,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import pino from 'pino';
-import { startControlPlane, type RunningControlPlane } from '../control-plane/main.js';
-import { terminalSafe, tty } from '../cli/terminal-safe.js';
-import { adminApi, FakeAgent } from './helpers/fake-agent.js';
-import { berth, type CliResult } from './helpers/cli.js';
-import { makeTmpDir } from './helpers/tmp.js';
+import { startControlPlane, type RunningControlPlane } from '../../control-plane/main.js';
+import { terminalSafe, tty } from '../../cli/terminal-safe.js';
+import { adminApi, FakeAgent } from '../helpers/fake-agent.js';
+import { berth, type CliResult } from '../helpers/cli.js';
+import { makeTmpDir } from '../helpers/tmp.js';
 
 // Set the window title, clear the screen, a one-byte C1 CSI, a bidi override, a fake second line.
 const EVIL = 'x\x1b]0;pwned\x07y\x1b[2Jz\x9b31m\u202e\r\nfake line';

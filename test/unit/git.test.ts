@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { fetchSource, checkoutTo, GitError, redactUrl } from '../agent/git.js';
-import { makeTmpDir } from './helpers/tmp.js';
+import { fetchSource, checkoutTo, GitError, redactUrl } from '../../agent/git.js';
+import { makeTmpDir } from '../helpers/tmp.js';
 import { createServer, type AddressInfo } from 'node:net';
 
 const GIT_ENV = {

@@ -2,10 +2,10 @@
 // the cancellation as the reason (so the runner journals `cancelled` / `superseded`, not `failed`).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DeployQueue } from '../agent/deploy/queue.js';
-import { DeployCancelled } from '../agent/deploy/cancel.js';
-import type { DeployOrder } from '../shared/protocol.js';
-import { createLogger } from '../shared/logger.js';
+import { DeployQueue } from '../../agent/deploy/queue.js';
+import { DeployCancelled } from '../../agent/deploy/cancel.js';
+import type { DeployOrder } from '../../shared/protocol.js';
+import { createLogger } from '../../shared/logger.js';
 
 const order = (id: string, app = 'web'): DeployOrder => ({
   type: 'deploy',

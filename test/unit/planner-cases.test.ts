@@ -2,11 +2,11 @@
 // observation in, actions out. Pure: no Docker, no nginx. (More cases in planner.test.ts.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { plan, type Action, type Observed } from '../agent/reconcile/planner.js';
-import type { BerthContainer } from '../agent/processes.js';
-import type { AppSite } from '../agent/nginx.js';
-import type { Release, ReleaseProcess } from '../agent/store/releases.js';
-import type { ServerSpec } from '../shared/spec.js';
+import { plan, type Action, type Observed } from '../../agent/reconcile/planner.js';
+import type { BerthContainer } from '../../agent/processes.js';
+import type { AppSite } from '../../agent/nginx.js';
+import type { Release, ReleaseProcess } from '../../agent/store/releases.js';
+import type { ServerSpec } from '../../shared/spec.js';
 
 const DOMAIN = 'shop.example.com';
 const render = (app: string, site: AppSite) =>
