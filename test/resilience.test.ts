@@ -13,6 +13,7 @@ import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
 import { busyboxDockerfile } from './helpers/fixtures.js';
 import { TestRepo } from './helpers/git-repo.js';
 import { eventually, httpGet } from './helpers/http.js';
+import { afterReconcilePasses } from './helpers/reconcile-passes.js';
 import { Stack } from './helpers/stack.js';
 
 const WEB = 'res-web';
@@ -124,8 +125,8 @@ describe('the agent keeps apps alive on its own, and berth status tells the trut
       ([w, k]) => w === 1 && k === 1,
       RECONCILE_MS * 4,
     );
-    // Stays at exactly one of each over the next passes.
-    await new Promise((r) => setTimeout(r, RECONCILE_MS * 1.5));
+    // Stays at exactly one of each over the next two whole passes.
+    await afterReconcilePasses(stack.agentData, 2, RECONCILE_MS * 4);
     assert.deepEqual([containersOf(stack, WEB, 'web').length, containersOf(stack, WEB, 'worker').length], [1, 1]);
     const s = await status();
     assert.equal(s.apps.find((a) => a.name === WEB)?.health, 'healthy');
@@ -203,7 +204,7 @@ describe('the agent keeps apps alive on its own, and berth status tells the trut
         await new Promise((r) => setTimeout(r, 300 + i * 200));
       }
     });
-    await new Promise((r) => setTimeout(r, RECONCILE_MS * 1.5));
+    await afterReconcilePasses(stack.agentData, 2, RECONCILE_MS * 4);
     assert.deepEqual([containersOf(stack, WEB, 'web').length, containersOf(stack, WEB, 'worker').length, containersOf(stack, OTHER).length], [1, 1, 1]);
     assert.equal((await status()).desiredState?.revision, before?.revision, 'desired state survived');
     const db = new Database(join(stack.agentData, 'agent.db'), { readonly: true });

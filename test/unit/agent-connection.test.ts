@@ -25,6 +25,8 @@ interface Conn {
 /** A control plane stand-in: records connections and messages; can refuse new connections. */
 class FakeControlPlane {
   readonly conns: Conn[] = [];
+  /** When each refused upgrade attempt arrived (the agent's retries while `accepting` is false). */
+  readonly refusedAt: number[] = [];
   accepting = true;
   private waiters: Array<() => void> = [];
   private constructor(readonly wss: WebSocketServer) {
@@ -45,7 +47,11 @@ class FakeControlPlane {
       port: 0,
       path: AGENT_WS_PATH,
       autoPong: opts.autoPong ?? true,
-      verifyClient: (_info, cb) => (cp.accepting ? cb(true) : cb(false, 503, 'not now')),
+      verifyClient: (_info, cb) => {
+        if (cp.accepting) return cb(true);
+        cp.refusedAt.push(Date.now());
+        cb(false, 503, 'not now');
+      },
     });
     await new Promise<void>((r) => wss.once('listening', () => r()));
     cp = new FakeControlPlane(wss);
@@ -67,6 +73,14 @@ class FakeControlPlane {
       };
       this.waiters.push(waiter);
     });
+  }
+  /** Like `until`, for conditions the fake is not notified of (the agent's own state): polled every 10 ms. */
+  async untilTrue(check: () => boolean, what: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
   private notify(): void {
     for (const w of [...this.waiters]) w();
@@ -140,9 +154,12 @@ test('reconnects with backoff after the server drops it, and reports the retry',
   const state = conn.state();
   assert.equal(state.status, 'disconnected');
   assert.ok(state.nextRetryAt, 'the next retry time is exposed');
-  // Refused attempts back off; let a few happen, then accept again.
-  await new Promise((r) => setTimeout(r, 500));
-  assert.equal(cp.conns.length, 1, 'refused attempts never reached the server');
+  // Refused attempts back off: the agent keeps retrying, but never faster than half the minimum backoff.
+  await cp.untilTrue(() => cp.refusedAt.length >= 3, 'three refused retries', 3_000);
+  assert.equal(cp.conns.length, 1, 'a refused attempt opens no connection');
+  const gaps = cp.refusedAt.slice(1).map((at, i) => at - cp.refusedAt[i]!);
+  assert.ok(cp.refusedAt[0]! - dropped >= 50 && gaps.every((g) => g >= 50), `retries back off (first after ${cp.refusedAt[0]! - dropped} ms, then ${gaps.join(', ')} ms)`);
+  assert.match(conn.state().lastError ?? '', /503/, 'the refusal is the last error');
   cp.accepting = true;
   await cp.until(() => cp.conns.length === 2 && cp.conns[1]!.received.length > 0, 'reconnection', 3_000);
   assert.ok(cp.conns[1]!.at - dropped >= 50, 'the first retry waits at least half the minimum backoff');
@@ -211,14 +228,19 @@ test('malformed frames are ignored without crashing or dropping the link', async
 test('a handler that throws does not take the connection down', async (t) => {
   const cp = await FakeControlPlane.start();
   const { conn } = setup(t, cp);
+  let calls = 0;
   conn.on('desired_state', () => {
+    calls++;
     throw new Error('handler bug');
   });
   conn.start();
   await cp.until(() => cp.conns[0]?.received.length === 1, 'hello');
+  // Two messages: the second is only handled if the first throw left the socket handler working.
   cp.conns[0]!.ws.send(JSON.stringify({ type: 'desired_state', v: PROTOCOL_VERSION, spec }));
-  await new Promise((r) => setTimeout(r, 100));
+  cp.conns[0]!.ws.send(JSON.stringify({ type: 'desired_state', v: PROTOCOL_VERSION, spec: { ...spec, revision: 2 } }));
+  await cp.untilTrue(() => calls === 2, 'the handler to run for both messages', 2_000);
   assert.equal(conn.state().status, 'connected');
+  assert.equal(cp.conns.length, 1, 'the connection was not replaced');
 });
 
 test('a silent link (no pongs, no messages) is noticed by the watchdog and replaced', async (t) => {
@@ -238,6 +260,8 @@ test('close() stops reconnecting', async (t) => {
   await cp.until(() => cp.conns.length === 1, 'connection');
   await conn.close();
   assert.equal(conn.state().status, 'closed');
+  assert.equal(conn.state().nextRetryAt, null, 'no retry scheduled');
+  // Longer than the maximum backoff (200 ms): a retry would have come by now.
   await new Promise((r) => setTimeout(r, 300));
-  assert.equal(cp.conns.length, 1);
+  assert.equal(cp.conns.length + cp.refusedAt.length, 1, 'no attempt after close');
 });
