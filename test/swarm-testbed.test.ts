@@ -1,0 +1,131 @@
+// The cluster-mode test bed itself (test/helpers/swarm.ts): three Docker engines in containers join one
+// Swarm, a TLS registry with credentials on the manager serves an image by digest to a dnsrr service
+// with host-mode published ports, every task answers on its own node, and the registry refuses
+// anonymous pulls. One shared swarm for the file. docs/testing.md, "Cluster test bed".
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { ensureBusyboxImage } from './helpers/docker.js';
+import { eventually } from './helpers/http.js';
+import { startSwarm, type Swarm } from './helpers/swarm.js';
+import { ensureSwarmNodeImage } from './helpers/swarm-node-image.js';
+import { pushImage, startRegistry, type Registry } from './helpers/swarm-registry.js';
+
+interface TaskInfo {
+  nodeId: string;
+  state: string;
+  containerId: string;
+  image: string;
+  ports: Array<{ TargetPort?: number; PublishedPort?: number; PublishMode?: string }>;
+}
+
+describe('swarm test bed', { timeout: 15 * 60_000 }, () => {
+  let swarm: Swarm;
+  let registry: Registry;
+  const timings: Record<string, number> = {};
+
+  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const started = Date.now();
+    const v = await fn();
+    timings[name] = Date.now() - started;
+    return v;
+  };
+
+  before(async () => {
+    await ensureBusyboxImage();
+    await timed('node image (0 when it exists)', () => ensureSwarmNodeImage());
+    swarm = await timed('swarm start (3 nodes)', () => startSwarm({ nodes: 3 }));
+    registry = await timed('registry start', () => startRegistry(swarm));
+  });
+
+  after(() => swarm?.close());
+
+  it('three engines join one swarm: a leader and two workers, all Ready', async (t) => {
+    const states = await swarm.nodeStates();
+    assert.deepEqual([...states.keys()].sort(), swarm.nodes.map((n) => n.name).sort());
+    for (const [name, s] of states) assert.equal(s.status, 'Ready', `${name}: ${JSON.stringify(s)}`);
+    assert.equal(states.get(swarm.manager.name)?.managerStatus, 'Leader');
+    for (const w of swarm.workers) assert.equal(states.get(w.name)?.managerStatus, '', `${w.name} is a worker`);
+    // Each node's engine answers the host through its own socket.
+    const infos = await Promise.all(swarm.nodes.map((n) => n.docker.info() as Promise<{ Name: string; Swarm: { NodeAddr: string } }>));
+    assert.deepEqual(infos.map((i) => [i.Name, i.Swarm.NodeAddr]), swarm.nodes.map((n) => [n.name, n.ip]));
+    for (const [k, ms] of Object.entries(timings)) t.diagnostic(`${k}: ${ms} ms`);
+  });
+
+  it('a dnsrr service at scale 3 pulls by digest from the TLS registry and answers on every node', async (t) => {
+    const ref = await pushImage(swarm, registry, 'berth-test/busybox:latest', 'berth-swarm-test/web:1');
+    assert.match(ref, new RegExp(`^${registry.address.replace(/\./g, '\\.')}/berth-swarm-test/web@sha256:[0-9a-f]{64}$`));
+    const started = Date.now();
+    await swarm.exec(swarm.manager, [
+      'docker', 'service', 'create', '--detach', '--name', 'web', '--with-registry-auth',
+      '--endpoint-mode', 'dnsrr', '--publish', 'mode=host,target=8000', '--replicas', '3', '--stop-grace-period', '1s',
+      ref, 'sh', '-c', 'hostname > /www/index.html && exec httpd -f -p 8000 -h /www',
+    ], { timeoutMs: 60_000 });
+
+    const tasks = await eventually(
+      async () => {
+        const list = (await swarm.manager.docker.listTasks({ filters: { service: ['web'], 'desired-state': ['running'] } })) as Array<{
+          NodeID: string;
+          Spec: { ContainerSpec: { Image: string } };
+          Status: { State: string; Err?: string; ContainerStatus?: { ContainerID?: string }; PortStatus?: { Ports?: TaskInfo['ports'] } };
+        }>;
+        return list.map((x): TaskInfo => ({
+          nodeId: x.NodeID,
+          state: x.Status.State,
+          containerId: x.Status.ContainerStatus?.ContainerID ?? '',
+          image: x.Spec.ContainerSpec.Image,
+          ports: x.Status.PortStatus?.Ports ?? [],
+        }));
+      },
+      (list) => list.length === 3 && list.every((x) => x.state === 'running'),
+      120_000,
+      500,
+    );
+    t.diagnostic(`3 tasks running ${Date.now() - started} ms after service create`);
+
+    const nodes = (await swarm.manager.docker.listNodes()) as Array<{ ID: string; Description: { Hostname: string }; Status: { Addr: string } }>;
+    const byId = new Map(nodes.map((n) => [n.ID, n]));
+    const hosts = new Set(tasks.map((x) => byId.get(x.nodeId)?.Description.Hostname));
+    assert.ok(hosts.size >= 2, `tasks spread over ${[...hosts].join(', ')}`);
+    for (const task of tasks) {
+      assert.equal(task.image, ref, 'the service runs the pushed digest');
+      const node = byId.get(task.nodeId);
+      assert.ok(node, `task on unknown node ${task.nodeId}`);
+      const port = task.ports.find((p) => p.TargetPort === 8000 && p.PublishMode === 'host')?.PublishedPort;
+      assert.ok(port, `no host-mode port in ${JSON.stringify(task.ports)}`);
+      // From the manager over the test network (busybox wget crashes on non-loopback addresses): the body is the task's hostname.
+      const body = await swarm.exec(swarm.manager, ['curl', '-sS', '--max-time', '5', `http://${node.Status.Addr}:${port}/`], { timeoutMs: 15_000 });
+      assert.equal(body.trim(), task.containerId.slice(0, 12), `task on ${node.Description.Hostname} answers on ${node.Status.Addr}:${port}`);
+    }
+    const memory = await swarm.memoryUsage();
+    for (const [name, bytes] of Object.entries(memory)) t.diagnostic(`memory ${name}: ${(bytes / 1048576).toFixed(0)} MB`);
+  });
+
+  it('the registry refuses anonymous pulls and serves them with credentials', async () => {
+    const worker = swarm.node(2);
+    const ref = await pushImage(swarm, registry, 'berth-test/busybox:latest', 'berth-swarm-test/private:1');
+    const digest = ref.split('@')[1];
+    const url = `https://${registry.address}/v2/berth-swarm-test/private/manifests/${digest}`;
+    const status = (auth: string[]) =>
+      swarm
+        .exec(worker, ['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', registry.nodeCaPath, ...auth, url], { timeoutMs: 15_000 })
+        .then((s) => s.trim());
+    assert.equal(await status([]), '401');
+    assert.equal(await status(['-u', `${registry.username}:wrong-${registry.password}`]), '401');
+    assert.equal(await status(['-u', `${registry.username}:${registry.password}`]), '200');
+    // The worker's engine never logged in and has never pulled this repository.
+    const pull = await swarm.tryExec(worker, ['docker', 'pull', ref], { timeoutMs: 60_000 });
+    assert.notEqual(pull.code, 0, `anonymous pull succeeded: ${pull.stdout}`);
+    assert.match(pull.stderr, /no basic auth credentials|unauthorized/i);
+  });
+
+  it('a stopped worker goes Down and rejoins by itself when its container starts again', async (t) => {
+    const worker = swarm.node(3);
+    await swarm.stopNode(worker);
+    await eventually(() => swarm.nodeStates(), (s) => s.get(worker.name)?.status === 'Down', 60_000, 500);
+    const started = Date.now();
+    await swarm.startNode(worker); // waits for its engine and for the manager to list it Ready, nothing else
+    t.diagnostic(`${worker.name} Ready again ${Date.now() - started} ms after docker start`);
+    const info = (await worker.docker.info()) as { Swarm: { LocalNodeState: string; NodeAddr: string } };
+    assert.deepEqual([info.Swarm.LocalNodeState, info.Swarm.NodeAddr], ['active', worker.ip]);
+  });
+});
