@@ -21,6 +21,8 @@ interface TaskInfo {
 describe('swarm test bed', { timeout: 15 * 60_000 }, () => {
   let swarm: Swarm;
   let registry: Registry;
+  /** The running tasks of the `web` service the digest test creates. */
+  let webTasks: TaskInfo[] = [];
   const timings: Record<string, number> = {};
 
   const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
@@ -54,9 +56,11 @@ describe('swarm test bed', { timeout: 15 * 60_000 }, () => {
   it('a dnsrr service at scale 3 pulls by digest from the TLS registry and answers on every node', async (t) => {
     const ref = await pushImage(swarm, registry, 'berth-test/busybox:latest', 'berth-swarm-test/web:1');
     assert.match(ref, new RegExp(`^${registry.address.replace(/\./g, '\\.')}/berth-swarm-test/web@sha256:[0-9a-f]{64}$`));
+    // Attachable, so a one-off container on the manager can join it (the later overlay test).
+    await swarm.exec(swarm.manager, ['docker', 'network', 'create', '--driver', 'overlay', '--attachable', 'apps'], { timeoutMs: 30_000 });
     const started = Date.now();
     await swarm.exec(swarm.manager, [
-      'docker', 'service', 'create', '--detach', '--name', 'web', '--with-registry-auth',
+      'docker', 'service', 'create', '--detach', '--name', 'web', '--with-registry-auth', '--network', 'apps',
       '--endpoint-mode', 'dnsrr', '--publish', 'mode=host,target=8000', '--replicas', '3', '--stop-grace-period', '1s',
       ref, 'sh', '-c', 'hostname > /www/index.html && exec httpd -f -p 8000 -h /www',
     ], { timeoutMs: 60_000 });
@@ -96,8 +100,18 @@ describe('swarm test bed', { timeout: 15 * 60_000 }, () => {
       const body = await swarm.exec(swarm.manager, ['curl', '-sS', '--max-time', '5', `http://${node.Status.Addr}:${port}/`], { timeoutMs: 15_000 });
       assert.equal(body.trim(), task.containerId.slice(0, 12), `task on ${node.Description.Hostname} answers on ${node.Status.Addr}:${port}`);
     }
+    webTasks = tasks;
     const memory = await swarm.memoryUsage();
     for (const [name, bytes] of Object.entries(memory)) t.diagnostic(`memory ${name}: ${(bytes / 1048576).toFixed(0)} MB`);
+  });
+
+  it('a one-off container on the manager reaches every task over the overlay network by the service name', async () => {
+    assert.equal(webTasks.length, 3, 'needs the service of the previous test');
+    // busybox nslookup and nc: busybox wget crashes on non-loopback addresses in this libc-less image.
+    const script = 'for ip in $(nslookup tasks.web | awk \'/^Address/ && !/:53$/ {print $NF}\'); do printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 5 "$ip" 8000 | tail -n 1; done';
+    const out = await swarm.exec(swarm.manager, ['docker', 'run', '--rm', '--network', 'apps', 'berth-test/busybox:latest', 'sh', '-c', script], { timeoutMs: 60_000 });
+    const answers = out.split('\n').map((l) => l.trim()).filter(Boolean).sort();
+    assert.deepEqual(answers, webTasks.map((x) => x.containerId.slice(0, 12)).sort());
   });
 
   it('the registry refuses anonymous pulls and serves them with credentials', async () => {
