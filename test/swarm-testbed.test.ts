@@ -1,7 +1,8 @@
 // The cluster-mode test bed itself (test/helpers/swarm.ts): three Docker engines in containers join one
-// Swarm, a TLS registry with credentials on the manager serves an image by digest to a dnsrr service
-// with host-mode published ports, every task answers on its own node, and the registry refuses
-// anonymous pulls. One shared swarm for the file. docs/testing.md, "Cluster test bed".
+// Swarm; a TLS registry with credentials on the manager serves an image by digest to a dnsrr service
+// with host-mode published ports; every task answers on its own node and over an overlay network; the
+// registry refuses anonymous pulls; a stopped worker rejoins by itself. One shared swarm for the file.
+// docs/testing.md, "Cluster test bed".
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ensureBusyboxImage } from './helpers/docker.js';
@@ -9,20 +10,13 @@ import { eventually } from './helpers/http.js';
 import { startSwarm, type Swarm } from './helpers/swarm.js';
 import { ensureSwarmNodeImage } from './helpers/swarm-node-image.js';
 import { pushImage, startRegistry, type Registry } from './helpers/swarm-registry.js';
-
-interface TaskInfo {
-  nodeId: string;
-  state: string;
-  containerId: string;
-  image: string;
-  ports: Array<{ TargetPort?: number; PublishedPort?: number; PublishMode?: string }>;
-}
+import { serviceTasks, type SwarmTask } from './helpers/swarm-tasks.js';
 
 describe('swarm test bed', { timeout: 15 * 60_000 }, () => {
   let swarm: Swarm;
   let registry: Registry;
   /** The running tasks of the `web` service the digest test creates. */
-  let webTasks: TaskInfo[] = [];
+  let webTasks: SwarmTask[] = [];
   const timings: Record<string, number> = {};
 
   const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
@@ -66,39 +60,23 @@ describe('swarm test bed', { timeout: 15 * 60_000 }, () => {
     ], { timeoutMs: 60_000 });
 
     const tasks = await eventually(
-      async () => {
-        const list = (await swarm.manager.docker.listTasks({ filters: { service: ['web'], 'desired-state': ['running'] } })) as Array<{
-          NodeID: string;
-          Spec: { ContainerSpec: { Image: string } };
-          Status: { State: string; Err?: string; ContainerStatus?: { ContainerID?: string }; PortStatus?: { Ports?: TaskInfo['ports'] } };
-        }>;
-        return list.map((x): TaskInfo => ({
-          nodeId: x.NodeID,
-          state: x.Status.State,
-          containerId: x.Status.ContainerStatus?.ContainerID ?? '',
-          image: x.Spec.ContainerSpec.Image,
-          ports: x.Status.PortStatus?.Ports ?? [],
-        }));
-      },
+      () => serviceTasks(swarm, 'web'),
       (list) => list.length === 3 && list.every((x) => x.state === 'running'),
       120_000,
       500,
     );
     t.diagnostic(`3 tasks running ${Date.now() - started} ms after service create`);
 
-    const nodes = (await swarm.manager.docker.listNodes()) as Array<{ ID: string; Description: { Hostname: string }; Status: { Addr: string } }>;
-    const byId = new Map(nodes.map((n) => [n.ID, n]));
-    const hosts = new Set(tasks.map((x) => byId.get(x.nodeId)?.Description.Hostname));
+    const hosts = new Set(tasks.map((x) => x.node));
     assert.ok(hosts.size >= 2, `tasks spread over ${[...hosts].join(', ')}`);
     for (const task of tasks) {
       assert.equal(task.image, ref, 'the service runs the pushed digest');
-      const node = byId.get(task.nodeId);
-      assert.ok(node, `task on unknown node ${task.nodeId}`);
-      const port = task.ports.find((p) => p.TargetPort === 8000 && p.PublishMode === 'host')?.PublishedPort;
-      assert.ok(port, `no host-mode port in ${JSON.stringify(task.ports)}`);
+      assert.equal(task.nodeAddr, swarm.node(task.node).ip, `${task.node}'s address`);
+      const port = task.hostPorts.get(8000);
+      assert.ok(port, `no host-mode port for ${task.id} on ${task.node}`);
       // From the manager over the test network (busybox wget crashes on non-loopback addresses): the body is the task's hostname.
-      const body = await swarm.exec(swarm.manager, ['curl', '-sS', '--max-time', '5', `http://${node.Status.Addr}:${port}/`], { timeoutMs: 15_000 });
-      assert.equal(body.trim(), task.containerId.slice(0, 12), `task on ${node.Description.Hostname} answers on ${node.Status.Addr}:${port}`);
+      const body = await swarm.exec(swarm.manager, ['curl', '-sS', '--max-time', '5', `http://${task.nodeAddr}:${port}/`], { timeoutMs: 15_000 });
+      assert.equal(body.trim(), task.containerId.slice(0, 12), `task on ${task.node} answers on ${task.nodeAddr}:${port}`);
     }
     webTasks = tasks;
     const memory = await swarm.memoryUsage();
