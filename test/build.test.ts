@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
-import { buildImage, BuildError, contextFiles } from '../agent/build.js';
+import { buildImage, BuildError, contextFiles } from '../agent/build/image.js';
 import { berthLabels } from '../agent/labels.js';
 import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
 import { makeTmpDir } from './helpers/tmp.js';

@@ -4,7 +4,7 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { PhaseDeadlineExceeded, withDeadline } from '../agent/deploy/deadline.js';
-import { BuildImageTracker } from '../agent/deploy/images.js';
+import { BuildImageTracker } from '../agent/build/images.js';
 import { checkFreeDisk, DiskSpaceError } from '../agent/deploy/disk.js';
 import type Docker from 'dockerode';
 import { DeployCancelled } from '../agent/deploy/cancel.js';

@@ -10,7 +10,7 @@ import { detectRuntimeVersion } from './toolchain.js';
 import { z } from 'zod';
 import { parseConfig, repoPath } from './fields.js';
 import { parseProcfile } from './procfile.js';
-import { isRepoFile, readRepoFile, RepoPathError, resolveInsideRepo } from '../repo-paths.js';
+import { isRepoFile, readRepoFile, RepoPathError, resolveInsideRepo } from '../build/repo-paths.js';
 import { ConfigError, type AppConfig, type BuildImage, type ConfigSource } from './types.js';
 
 export { ConfigError } from './types.js';

@@ -6,9 +6,9 @@ import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ConfigError, loadAppConfig } from '../../agent/config/index.js';
 import { parseProcfile } from '../../agent/config/procfile.js';
-import { baseImageFor, generateDockerfile } from '../../agent/dockerfile.js';
+import { baseImageFor, generateDockerfile } from '../../agent/build/dockerfile.js';
 import { makeMasker } from '../../shared/secret-mask.js';
-import { shellEnvFile } from '../../agent/build-command.js';
+import { shellEnvFile } from '../../agent/build/build-command.js';
 import { makeTmpDir } from '../helpers/tmp.js';
 
 function repo(files: Record<string, string>): string {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { fetchSource, checkoutTo, GitError, redactUrl } from '../../agent/git.js';
+import { fetchSource, checkoutTo, GitError, redactUrl } from '../../agent/build/git.js';
 import { makeTmpDir } from '../helpers/tmp.js';
 import { createServer, type AddressInfo } from 'node:net';
 

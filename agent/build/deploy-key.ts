@@ -3,7 +3,7 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { privateKeyFingerprint } from '../shared/deploy-key.js';
+import { privateKeyFingerprint } from '../../shared/deploy-key.js';
 
 export function writeDeployKey(
   dataDir: string,

@@ -5,8 +5,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { maskUrlCredentials } from '../shared/repo-url.js';
-import { branchName, commitSha, gitUrl } from '../shared/validation.js';
+import { maskUrlCredentials } from '../../shared/repo-url.js';
+import { branchName, commitSha, gitUrl } from '../../shared/validation.js';
 
 export class GitError extends Error {
   override name = 'GitError';
