@@ -6,7 +6,7 @@ import type { ServerSpec } from '../../shared/spec.js';
 import type { AppSite } from '../nginx.js';
 import { listAppFileDirs, removeAppFiles, writeAppFiles } from '../compose.js';
 import { removeDeployKey } from '../build/deploy-key.js';
-import { pruneApp } from '../build/images.js';
+import { pruneApp } from '../releases/retention.js';
 import { listBerthContainers, removeContainer, startProcessContainer, type BerthContainer } from '../processes.js';
 import { listBerthVolumes, removeVolume, volumeMounts } from '../volumes.js';
 import type { Release } from '../store/releases.js';
