@@ -13,7 +13,7 @@ import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../../shared/protocol.js';
 import type { AppSpec } from '../../shared/spec.js';
 import { writeDeployKey } from '../build/deploy-key.js';
-import { appRoot, ConfigError, loadAppConfig, type AppConfig } from '../config/index.js';
+import { appRoot, AppConfigError, loadAppConfig, type AppConfig } from '../config/index.js';
 import { checkoutTo, fetchSource } from '../build/git.js';
 import { berthLabels, LABEL } from '../labels.js';
 import type { AppSite } from '../nginx.js';
@@ -326,7 +326,7 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
         ? `agent stopped while the deploy was ${phase}`
         : skipped
           ? skipped.message
-        : err instanceof ConfigError
+        : err instanceof AppConfigError
           ? mask(`invalid app config: ${oneLine(err)}`)
           : err instanceof RollbackError
             ? mask(`rollback failed: ${oneLine(err)}`)
