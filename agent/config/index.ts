@@ -8,6 +8,7 @@ import { parseBerthYml, type PartialConfig } from './berth-yml.js';
 import { detectImage, nodeStartScript } from './detect.js';
 import { detectRuntimeVersion } from './toolchain.js';
 import { z } from 'zod';
+import { oneLine } from '../../shared/util/index.js';
 import { parseConfig, repoPath } from './fields.js';
 import { parseProcfile } from './procfile.js';
 import { isRepoFile, readRepoFile, RepoPathError, resolveInsideRepo } from '../build/repo-paths.js';
@@ -40,10 +41,9 @@ function readYaml(text: string, file: string): unknown {
   } catch (err) {
     if (err instanceof YAMLParseError) {
       const pos = err.linePos?.[0];
-      const firstLine = err.message.split('\n')[0] ?? err.message;
-      throw new AppConfigError(`${file}: invalid YAML${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}: ${firstLine.replace(/ at line \d+, column \d+:?$/, '')}`);
+      throw new AppConfigError(`${file}: invalid YAML${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}: ${oneLine(err).replace(/ at line \d+, column \d+:?$/, '')}`);
     }
-    throw new AppConfigError(`${file}: invalid YAML: ${(err as Error).message.split('\n')[0]}`);
+    throw new AppConfigError(`${file}: invalid YAML: ${oneLine(err)}`);
   }
 }
 
