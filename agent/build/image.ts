@@ -7,6 +7,7 @@ import { isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import dockerignore from '@balena/dockerignore';
 import tar from 'tar-fs';
 import { isRepoFile, readRepoFile } from './repo-paths.js';
+import { dockerMessageOf } from '../docker-errors.js';
 import type { ResourceLimits } from '../resource-limits.js';
 import { BuildError, buildOutcome, BuildProgress, type ProgressEvent } from './build-progress.js';
 
@@ -108,7 +109,7 @@ export async function buildImage(docker: Docker, opts: BuildOptions): Promise<{ 
   } catch (err) {
     context.destroy();
     if (signal?.aborted) throw signal.reason;
-    throw new BuildError(`docker build failed: ${dockerMessage(err)}`);
+    throw new BuildError(`docker build failed: ${dockerMessageOf(err)}`);
   }
   const progress = new BuildProgress(opts.log);
   await followBuild(docker, stream, progress, signal);
@@ -175,7 +176,7 @@ async function followBuild(docker: Docker, stream: NodeJS.ReadableStream, progre
     });
   } catch (err) {
     if (signal?.aborted) throw signal.reason;
-    throw new BuildError(`docker build failed: ${dockerMessage(err)}`);
+    throw new BuildError(`docker build failed: ${dockerMessageOf(err)}`);
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
@@ -198,11 +199,4 @@ function buildLimitOptions(l: ResourceLimits | undefined): Record<string, number
     ...(l?.memory ? { memory: l.memory, memswap: l.memory } : {}),
     ...(l?.cpus ? { cpuperiod: CPU_PERIOD_US, cpuquota: Math.round(l.cpus * CPU_PERIOD_US) } : {}),
   };
-}
-
-/** The daemon's own message out of a dockerode error ("(HTTP code 400) unexpected - …"). */
-function dockerMessage(err: unknown): string {
-  const e = err as { json?: { message?: string }; message?: string; reason?: string };
-  const msg = e?.json?.message ?? e?.message ?? String(err);
-  return msg.trim();
 }

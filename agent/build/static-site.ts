@@ -9,6 +9,7 @@ import { dirname, join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-fs';
 import { ensureDir, ensureDirAtLeast } from '../../shared/util/index.js';
+import { dockerStatusOf } from '../docker-errors.js';
 import { berthLabels, LABEL } from '../labels.js';
 import { isInside, RepoPathError, repoDirNoLinks } from './repo-paths.js';
 
@@ -96,7 +97,7 @@ export async function publishFromImage(
     try {
       archive = (await container.getArchive({ path: src })) as NodeJS.ReadableStream;
     } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) {
+      if (dockerStatusOf(err) === 404) {
         throw new StaticSiteError(`build.static: directory ${src} does not exist in the built image (did the build command create it?)`);
       }
       throw err;
