@@ -1,4 +1,4 @@
-// agent/build.ts against the real Docker engine, with a locally made busybox base image.
+// agent/build/image.ts against the real Docker engine, with a locally made busybox base image.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';

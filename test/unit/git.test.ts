@@ -1,4 +1,4 @@
-// agent/git.ts against real repositories: a bare "origin" in a temp dir served as file://.
+// agent/build/git.ts against real repositories: a bare "origin" in a temp dir served as file://.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
