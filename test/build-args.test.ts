@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import type Docker from 'dockerode';
 import { loadAppConfig } from '../agent/config/index.js';
 import { runBuildPhase } from '../agent/deploy/build-phase.js';
-import { declaredArgs } from '../agent/dockerfile-args.js';
+import { declaredArgs } from '../agent/build/dockerfile-args.js';
 import { loadSettings } from '../agent/settings.js';
 import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
 import { ensureRuntimeImage } from './helpers/runtime-image.js';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { appRoot, loadAppConfig } from '../agent/config/index.js';
-import { generateDockerfile, pruneAfterBuild } from '../agent/dockerfile.js';
+import { generateDockerfile, pruneAfterBuild } from '../agent/build/dockerfile.js';
 import { loadSettings } from '../agent/settings.js';
 import { makeTmpDir } from './helpers/tmp.js';
 

@@ -1,10 +1,10 @@
-// agent/build.ts against the real Docker engine, with a locally made busybox base image.
+// agent/build/image.ts against the real Docker engine, with a locally made busybox base image.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
-import { buildImage, BuildError, contextFiles } from '../agent/build.js';
+import { buildImage, BuildError, contextFiles } from '../agent/build/image.js';
 import { berthLabels } from '../agent/labels.js';
 import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
 import { makeTmpDir } from './helpers/tmp.js';

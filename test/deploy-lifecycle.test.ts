@@ -4,13 +4,13 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { PhaseDeadlineExceeded, withDeadline } from '../agent/deploy/deadline.js';
-import { BuildImageTracker } from '../agent/deploy/images.js';
+import { BuildImageTracker } from '../agent/build/images.js';
 import { checkFreeDisk, DiskSpaceError } from '../agent/deploy/disk.js';
 import type Docker from 'dockerode';
 import { DeployCancelled } from '../agent/deploy/cancel.js';
 import { AgentStore } from '../agent/store/index.js';
 import { parseBerthYml } from '../agent/config/berth-yml.js';
-import { ConfigError } from '../agent/config/types.js';
+import { AppConfigError } from '../agent/config/types.js';
 import type { DeployOrder } from '../shared/protocol.js';
 import { makeTmpDir } from './helpers/tmp.js';
 
@@ -139,8 +139,8 @@ describe('health check settings in berth.yml', () => {
   });
 
   it('names the key of a bad value', () => {
-    assert.throws(() => parseBerthYml({ healthcheck: { interval: 0 } }), (e: unknown) => e instanceof ConfigError && /healthcheck\.interval/.test(e.message));
-    assert.throws(() => parseBerthYml({ healthcheck: { attempts: 1.5 } }), (e: unknown) => e instanceof ConfigError && /healthcheck\.attempts/.test(e.message));
+    assert.throws(() => parseBerthYml({ healthcheck: { interval: 0 } }), (e: unknown) => e instanceof AppConfigError && /healthcheck\.interval/.test(e.message));
+    assert.throws(() => parseBerthYml({ healthcheck: { attempts: 1.5 } }), (e: unknown) => e instanceof AppConfigError && /healthcheck\.attempts/.test(e.message));
   });
 });
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
-import { buildImage } from '../agent/build.js';
+import { buildImage } from '../agent/build/image.js';
 import { berthLabels } from '../agent/labels.js';
 import { HealthCheckError, listBerthContainers, removeContainer, startWebContainer, waitHealthy } from '../agent/processes.js';
 import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';

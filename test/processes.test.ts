@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
-import { buildImage } from '../agent/build.js';
+import { buildImage } from '../agent/build/image.js';
 import { berthLabels } from '../agent/labels.js';
 import {
   HealthCheckError,

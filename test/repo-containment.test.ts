@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, createReadStream, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { contextFiles } from '../agent/build.js';
-import { ConfigError, loadAppConfig } from '../agent/config/index.js';
-import { extractSite, publishFromDir, StaticSiteError } from '../agent/static.js';
+import { contextFiles } from '../agent/build/image.js';
+import { AppConfigError, loadAppConfig } from '../agent/config/index.js';
+import { extractSite, publishFromDir, StaticSiteError } from '../agent/build/static-site.js';
 import { berth, berthJson } from './helpers/cli.js';
 import { TestRepo } from './helpers/git-repo.js';
 import { httpGet } from './helpers/http.js';
@@ -166,7 +166,7 @@ describe('config files and detection through links', () => {
     try {
       loadAppConfig(repo.work);
     } catch (err) {
-      assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+      assert.ok(err instanceof AppConfigError, `expected a AppConfigError, got ${String(err)}`);
       return err.message;
     }
     assert.fail('expected the config to be rejected');

@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { buildImage, command, cronJob, distinctTargets, imagePath, parseConfig, port, processName, repoPath, scale, volumeName, volumeTarget } from './fields.js';
 import { cronJobConfig, type PartialConfig } from './berth-yml.js';
-import { ConfigError } from './types.js';
+import { AppConfigError } from './types.js';
 
 const service = z.strictObject({ command, scale: scale.optional() });
 
@@ -47,7 +47,7 @@ export function parseAppliku(data: unknown, file = 'appliku.yml'): PartialConfig
   if (b.dockerfile_context_path) out.context = b.dockerfile_context_path;
   if (b.container_port != null) out.port = b.container_port;
   if (b.is_static_site) {
-    if (!b.output_directory) throw new ConfigErrorFor(file, 'build_settings.output_directory', 'is required when is_static_site is true');
+    if (!b.output_directory) throw new AppConfigErrorFor(file, 'build_settings.output_directory', 'is required when is_static_site is true');
     out.static = b.output_directory;
   } else if (b.output_directory) {
     notes.push(`${file}: build_settings.output_directory is ignored because is_static_site is not true`);
@@ -55,7 +55,7 @@ export function parseAppliku(data: unknown, file = 'appliku.yml'): PartialConfig
   const services = { ...(c.services ?? {}) };
   const release = services.release;
   delete services.release;
-  if (release && b.release_command) throw new ConfigErrorFor(file, 'services.release', 'conflicts with build_settings.release_command (set one)');
+  if (release && b.release_command) throw new AppConfigErrorFor(file, 'services.release', 'conflicts with build_settings.release_command (set one)');
   const releaseCommand = release?.command ?? b.release_command ?? undefined;
   if (releaseCommand) out.release = releaseCommand;
   if (Object.keys(services).length > 0) {
@@ -67,7 +67,7 @@ export function parseAppliku(data: unknown, file = 'appliku.yml'): PartialConfig
 }
 
 /** A problem that involves two keys, which the schema cannot express. */
-class ConfigErrorFor extends ConfigError {
+class AppConfigErrorFor extends AppConfigError {
   constructor(file: string, key: string, problem: string) {
     super(`${file}: key "${key}": ${problem}`);
   }

@@ -2,7 +2,7 @@
 // fails the deploy with the key named instead of being silently ignored.
 import { z } from 'zod';
 import { buildImage, command, cpus, cronJob, memory, distinctTargets, healthPath, imagePath, parseConfig, port, processName, repoPath, scale, volumeName, volumeTarget } from './fields.js';
-import { ConfigError, DEFAULT_CRON_TIMEOUT_S, type BuildImage, type CronJobConfig, type ProcessConfig } from './types.js';
+import { AppConfigError, DEFAULT_CRON_TIMEOUT_S, type BuildImage, type CronJobConfig, type ProcessConfig } from './types.js';
 
 // `web: cmd` is short for `web: { command: cmd }`; normalising first keeps errors about the inner key.
 const processEntry = z.preprocess(
@@ -75,7 +75,7 @@ export function parseBerthYml(data: unknown, file = 'berth.yml'): PartialConfig 
       ]))
     : undefined;
   const { root, ...build } = c.build ?? {};
-  if (root !== undefined) throw new ConfigError(`${file}: key "build.root": moves the app to a subdirectory, so it is only read from the berth.yml at the repository root, alone`);
+  if (root !== undefined) throw new AppConfigError(`${file}: key "build.root": moves the app to a subdirectory, so it is only read from the berth.yml at the repository root, alone`);
   return {
     ...build,
     ...(c.release !== undefined ? { release: c.release } : {}),

@@ -1,6 +1,6 @@
 // Detection: which build image a repository needs when no config names one.
 // Every name is checked inside the checkout: a committed `package.json -> /etc/...` link is an error, never read.
-import { isRepoFile, readRepoFile } from '../repo-paths.js';
+import { isRepoFile, readRepoFile } from '../build/repo-paths.js';
 import { detectToolchain, nodeStartCommand } from './toolchain.js';
 import type { BuildImage } from './types.js';
 

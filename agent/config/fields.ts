@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import cron from 'node-cron';
 import { posix } from 'node:path';
-import { ConfigError, type BuildImage } from './types.js';
+import { AppConfigError, type BuildImage } from './types.js';
 import { formatMemory, MAX_MEMORY, MIN_MEMORY, parseMemorySize } from '../resource-limits.js';
 
 /** A shell command from the config: run with `sh -c` inside the app's own container, never on the host. */
@@ -125,11 +125,11 @@ export const buildImage = z
     return z.NEVER;
   });
 
-/** Parse with a strict schema; the first issue becomes a ConfigError "FILE: key K: problem". */
+/** Parse with a strict schema; the first issue becomes a AppConfigError "FILE: key K: problem". */
 export function parseConfig<T>(schema: z.ZodType<T>, data: unknown, file: string): T {
   const result = schema.safeParse(data);
   if (result.success) return result.data;
-  throw new ConfigError(describeIssue(file, result.error.issues[0], data));
+  throw new AppConfigError(describeIssue(file, result.error.issues[0], data));
 }
 
 function describeIssue(file: string, issue: z.core.$ZodIssue | undefined, data: unknown): string {

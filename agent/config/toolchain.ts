@@ -2,7 +2,7 @@
 // runtime version (.nvmrc, .python-version, runtime.txt, .ruby-version, …) and the package manager
 // (from the lockfile). Every value read here ends up in an image tag or a generated Dockerfile, so
 // each one is parsed down to plain digits (or a fixed tool name) and anything else is ignored.
-import { isRepoFile, readRepoFile } from '../repo-paths.js';
+import { isRepoFile, readRepoFile } from '../build/repo-paths.js';
 import type { LanguageKind } from './types.js';
 
 const MAX_FILE_BYTES = 1024 * 1024;

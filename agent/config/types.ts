@@ -68,8 +68,9 @@ export interface CronJobConfig {
 
 export const DEFAULT_CRON_TIMEOUT_S = 3600;
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
+/** The app's config in its repository is invalid (the message names the file and key): a deploy failure, not a bug. */
+export class AppConfigError extends Error {
+  override name = 'AppConfigError';
 }
 
 export const DEFAULT_PORT = 8000;

@@ -3,16 +3,16 @@
 import type Docker from 'dockerode';
 import { realpathSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { BuildError, buildImage } from '../build.js';
-import { runBuildCommand } from '../build-command.js';
+import { BuildError, buildImage } from '../build/image.js';
+import { runBuildCommand } from '../build/build-command.js';
 import type { AppConfig } from '../config/index.js';
 import { DEFAULT_PORT } from '../config/types.js';
-import { buildArgsFor } from '../dockerfile-args.js';
-import { baseImageFor, generateDockerfile, pruneAfterBuild } from '../dockerfile.js';
+import { buildArgsFor } from '../build/dockerfile-args.js';
+import { baseImageFor, generateDockerfile, pruneAfterBuild } from '../build/dockerfile.js';
 import { berthLabels, LABEL } from '../labels.js';
 import type { AgentSettings } from '../settings.js';
-import { readRepoFile, resolveInsideRepo } from '../repo-paths.js';
-import { publishFromDir, publishFromImage } from '../static.js';
+import { readRepoFile, resolveInsideRepo } from '../build/repo-paths.js';
+import { publishFromDir, publishFromImage } from '../build/static-site.js';
 import { describeLimits, type ResourceLimits } from '../resource-limits.js';
 import { detectToolchain, type PackageManager } from '../config/toolchain.js';
 

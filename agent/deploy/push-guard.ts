@@ -1,7 +1,7 @@
 // A deploy triggered by a Git push never takes an app backwards. The control plane skips pushes of
 // commits it has seen deployed, but it has no checkout: only here can a commit that was never
 // deployed be recognised as an ancestor of the live one (a replayed push of an older commit).
-import { isAncestor } from '../git.js';
+import { isAncestor } from '../build/git.js';
 
 /** The deploy was not wanted after all: it ends `cancelled` with this message as its reason. */
 export class DeploySkipped extends Error {

@@ -9,7 +9,7 @@ import type { AgentMessage } from '../../shared/protocol.js';
 import { listBerthContainers, removeContainer } from '../processes.js';
 import type { AgentSettings } from '../settings.js';
 import type { AgentStore, DeployRecord } from '../store/index.js';
-import { removeBuildLeftovers } from './images.js';
+import { removeBuildLeftovers } from '../build/images.js';
 import { DeployLogStream } from './log-stream.js';
 import { journalProgress } from './status-report.js';
 import { imageTag } from './runner.js';

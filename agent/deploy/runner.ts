@@ -12,9 +12,9 @@ import type { DeployStatus } from '../../shared/deploy-status.js';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../../shared/protocol.js';
 import type { AppSpec } from '../../shared/spec.js';
-import { writeDeployKey } from '../deploy-key.js';
-import { appRoot, ConfigError, loadAppConfig, type AppConfig } from '../config/index.js';
-import { checkoutTo, fetchSource } from '../git.js';
+import { writeDeployKey } from '../build/deploy-key.js';
+import { appRoot, AppConfigError, loadAppConfig, type AppConfig } from '../config/index.js';
+import { checkoutTo, fetchSource } from '../build/git.js';
 import { berthLabels, LABEL } from '../labels.js';
 import type { AppSite } from '../nginx.js';
 import { listBerthContainers, removeContainer, type StartedContainer } from '../processes.js';
@@ -22,14 +22,15 @@ import { runRelease } from '../release.js';
 import { ensureVolumes, volumeMounts } from '../volumes.js';
 import { writeAppFiles } from '../compose.js';
 import type { AgentSettings } from '../settings.js';
-import { staticReleaseDir } from '../static.js';
+import { staticReleaseDir } from '../build/static-site.js';
 import type { AgentStore, DeployPatch, Release } from '../store/index.js';
 import { buildLimits, runBuildPhase } from './build-phase.js';
 import { DeployCancelled } from './cancel.js';
 import { DeploySkipped, refuseOlderThanLive } from './push-guard.js';
 import { withDeadline, type PhaseLimit } from './deadline.js';
 import { checkFreeDisk } from './disk.js';
-import { BuildImageTracker, formatBytes, pruneApp, removeBuildLeftovers } from './images.js';
+import { BuildImageTracker, formatBytes, removeBuildLeftovers } from '../build/images.js';
+import { pruneApp } from '../releases/retention.js';
 import { DeployLogStream, redactUrls } from './log-stream.js';
 import { makeMasker } from '../../shared/secret-mask.js';
 import type { RunOutcome } from './queue.js';
@@ -325,7 +326,7 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
         ? `agent stopped while the deploy was ${phase}`
         : skipped
           ? skipped.message
-        : err instanceof ConfigError
+        : err instanceof AppConfigError
           ? mask(`invalid app config: ${oneLine(err)}`)
           : err instanceof RollbackError
             ? mask(`rollback failed: ${oneLine(err)}`)

@@ -4,11 +4,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { ConfigError, loadAppConfig } from '../../agent/config/index.js';
+import { AppConfigError, loadAppConfig } from '../../agent/config/index.js';
 import { parseProcfile } from '../../agent/config/procfile.js';
-import { baseImageFor, generateDockerfile } from '../../agent/dockerfile.js';
+import { baseImageFor, generateDockerfile } from '../../agent/build/dockerfile.js';
 import { makeMasker } from '../../shared/secret-mask.js';
-import { shellEnvFile } from '../../agent/build-command.js';
+import { shellEnvFile } from '../../agent/build/build-command.js';
 import { makeTmpDir } from '../helpers/tmp.js';
 
 function repo(files: Record<string, string>): string {
@@ -24,7 +24,7 @@ function configError(files: Record<string, string>): string {
   try {
     loadAppConfig(repo(files));
   } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    assert.ok(err instanceof AppConfigError, `expected a AppConfigError, got ${String(err)}`);
     assert.ok(!err.message.includes('\n'), `one line: ${err.message}`);
     return err.message;
   }
@@ -156,7 +156,7 @@ test('Procfile: processes, a release line, comments; bad lines are named', () =>
     processes: { web: { command: 'gunicorn app:app --bind 0.0.0.0:$PORT', scale: 1 }, worker: { command: 'python w.py', scale: 1 } },
     release: 'python migrate.py',
   });
-  assert.throws(() => parseProcfile('web python app.py\n'), /^ConfigError: Procfile: line 1: expected "name: command"/);
+  assert.throws(() => parseProcfile('web python app.py\n'), /^AppConfigError: Procfile: line 1: expected "name: command"/);
   assert.throws(() => parseProcfile('web: a\nweb: b\n'), /line 2: process "web" is defined twice/);
   assert.throws(() => parseProcfile('web:\n'), /line 1: process "web" has no command/);
   const c = loadAppConfig(repo({ Procfile: 'web: python3 app.py\nrelease: python3 migrate.py\n', 'requirements.txt': '' }));

@@ -1,10 +1,10 @@
-// agent/git.ts against real repositories: a bare "origin" in a temp dir served as file://.
+// agent/build/git.ts against real repositories: a bare "origin" in a temp dir served as file://.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { fetchSource, checkoutTo, GitError, redactUrl } from '../../agent/git.js';
+import { fetchSource, checkoutTo, GitError, redactUrl } from '../../agent/build/git.js';
 import { makeTmpDir } from '../helpers/tmp.js';
 import { createServer, type AddressInfo } from 'node:net';
 

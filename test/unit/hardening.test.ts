@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pino from 'pino';
-import { fetchSource, GitError, redactUrl } from '../../agent/git.js';
+import { fetchSource, GitError, redactUrl } from '../../agent/build/git.js';
 import { AgentStore, AGENT_DB_FILE } from '../../agent/store/index.js';
 import { BAD_FRAME_LOG_BURST, MAX_BAD_FRAMES } from '../../control-plane/agent-session.js';
 import { DB_FILE, startControlPlane, type RunningControlPlane } from '../../control-plane/main.js';

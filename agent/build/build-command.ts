@@ -3,11 +3,12 @@
 // the image history. Here the env reaches the command through a read-only bind-mounted file that
 // never becomes part of the image, and the command itself is an argument, never spliced into a script.
 import type Docker from 'dockerode';
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { envKey } from '../shared/validation.js';
-import { OneOffError, runOneOff } from './one-off.js';
-import { outOfMemory, type ResourceLimits } from './resource-limits.js';
+import { ensureDir, writeFileAtomic } from '../../shared/util/index.js';
+import { envKey } from '../../shared/validation.js';
+import { OneOffError, runOneOff } from '../one-off.js';
+import { outOfMemory, type ResourceLimits } from '../resource-limits.js';
 
 export class BuildCommandError extends Error {
   override name = 'BuildCommandError';
@@ -53,11 +54,10 @@ export interface BuildCommandOptions {
 export async function runBuildCommand(docker: Docker, opts: BuildCommandOptions): Promise<{ imageId: string }> {
   const base = await docker.getImage(opts.image).inspect();
   const hasEntrypoint = Array.isArray(base.Config?.Entrypoint) && base.Config.Entrypoint.length > 0;
-  mkdirSync(opts.workDir, { recursive: true, mode: 0o700 });
-  chmodSync(opts.workDir, 0o700);
+  ensureDir(opts.workDir, 0o700);
   const envFile = join(opts.workDir, 'build.env');
   // World-readable file in a private directory: the app user in the container can read it, no one on the host can reach it.
-  writeFileSync(envFile, shellEnvFile(opts.env), { mode: 0o444 });
+  writeFileAtomic(envFile, shellEnvFile(opts.env), 0o444);
   try {
     const { exitCode, oomKilled, container } = await runOneOff(docker, {
       name: opts.containerName,

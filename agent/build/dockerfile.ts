@@ -4,9 +4,9 @@
 // written into the file (re-validated, in exec form), besides the base image (validated agent
 // setting) and fixed file names, so config values cannot break out of it; the build command runs
 // separately (see build-command.ts).
-import type { LanguageKind } from './config/index.js';
-import { detectToolchain, type Toolchain } from './config/toolchain.js';
-import type { AgentSettings } from './settings.js';
+import type { LanguageKind } from '../config/index.js';
+import { detectToolchain, type Toolchain } from '../config/toolchain.js';
+import type { AgentSettings } from '../settings.js';
 
 export class DockerfileError extends Error {
   override name = 'DockerfileError';

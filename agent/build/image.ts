@@ -1,13 +1,17 @@
 // Building images with dockerode from a checkout, honouring .dockerignore the way `docker build`
-// does. A failing RUN does not reject dockerode's buildImage — its error only arrives in the
-// progress stream — so the stream is the source of truth for success.
+// does: the build context, the build itself, and its progress stream read to an outcome
+// (build-progress.ts: a failing RUN only shows up in that stream).
 import type Docker from 'dockerode';
 import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs';
 import { isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import dockerignore from '@balena/dockerignore';
 import tar from 'tar-fs';
 import { isRepoFile, readRepoFile } from './repo-paths.js';
-import { outOfMemory, type ResourceLimits } from './resource-limits.js';
+import { dockerMessageOf } from '../docker-errors.js';
+import type { ResourceLimits } from '../resource-limits.js';
+import { BuildError, buildOutcome, BuildProgress, type ProgressEvent } from './build-progress.js';
+
+export { BuildError } from './build-progress.js';
 
 // A CommonJS module whose typings declare an ES default export: under NodeNext the default
 // import is `module.exports`, and the package sets `factory.default = factory` for this case.
@@ -17,10 +21,6 @@ const ignore = dockerignore.default;
 export const INLINE_DOCKERFILE = '.berth.Dockerfile';
 
 const MAX_DOCKERIGNORE_BYTES = 1024 * 1024;
-
-export class BuildError extends Error {
-  override name = 'BuildError';
-}
 
 export interface BuildOptions {
   contextDir: string;
@@ -36,16 +36,6 @@ export interface BuildOptions {
   /** Called once per output line of the build. */
   log: (line: string) => void;
   signal?: AbortSignal;
-}
-
-interface ProgressEvent {
-  stream?: string;
-  status?: string;
-  id?: string;
-  progress?: string;
-  error?: string;
-  errorDetail?: { code?: number; message?: string };
-  aux?: { ID?: string };
 }
 
 /**
@@ -100,8 +90,41 @@ function toPosix(p: string): string {
 
 /** Build and tag an image; rejects with BuildError carrying the build's own error message. */
 export async function buildImage(docker: Docker, opts: BuildOptions): Promise<{ imageId: string }> {
-  const { log, signal } = opts;
+  const { signal } = opts;
   signal?.throwIfAborted();
+  const { context, dockerfile } = buildContext(opts);
+  let stream: NodeJS.ReadableStream;
+  try {
+    stream = await docker.buildImage(context as unknown as NodeJS.ReadableStream, {
+      t: opts.tag,
+      labels: opts.labels,
+      dockerfile,
+      buildargs: opts.buildArgs ?? {},
+      rm: true,
+      // Also remove intermediate containers of a failed step: they would carry no berth labels.
+      forcerm: true,
+      ...buildLimitOptions(opts.limits),
+      abortSignal: signal,
+    } as Docker.ImageBuildOptions);
+  } catch (err) {
+    context.destroy();
+    if (signal?.aborted) throw signal.reason;
+    throw new BuildError(`docker build failed: ${dockerMessageOf(err)}`);
+  }
+  const progress = new BuildProgress(opts.log);
+  await followBuild(docker, stream, progress, signal);
+  const report = progress.end();
+  if (signal?.aborted) throw signal.reason;
+  const tagged = !report.failure && !report.imageId && report.successfullyBuilt ? await imageIdOf(docker, opts.tag) : null;
+  return { imageId: buildOutcome(report, opts.limits, tagged) };
+}
+
+/**
+ * The build context as a tar stream: the context directory minus what .dockerignore excludes, with
+ * a Dockerfile given as text added under INLINE_DOCKERFILE. Checks that the context exists and that
+ * the Dockerfile is a file inside it (no link leading out); `dockerfile` is its context-relative path.
+ */
+function buildContext(opts: BuildOptions): { context: ReturnType<typeof tar.pack>; dockerfile: string } {
   const contextDir = resolve(opts.contextDir);
   const inline = opts.dockerfileContent;
   const dockerfile = inline !== undefined ? INLINE_DOCKERFILE : (opts.dockerfile ?? 'Dockerfile');
@@ -135,43 +158,11 @@ export async function buildImage(docker: Docker, opts: BuildOptions): Promise<{ 
         }
       : {}),
   } as tar.PackOptions);
+  return { context, dockerfile: toPosix(dfRel) };
+}
 
-  let stream: NodeJS.ReadableStream;
-  try {
-    stream = await docker.buildImage(context as unknown as NodeJS.ReadableStream, {
-      t: opts.tag,
-      labels: opts.labels,
-      dockerfile: toPosix(dfRel),
-      buildargs: opts.buildArgs ?? {},
-      rm: true,
-      // Also remove intermediate containers of a failed step: they would carry no berth labels.
-      forcerm: true,
-      ...buildLimitOptions(opts.limits),
-      abortSignal: signal,
-    } as Docker.ImageBuildOptions);
-  } catch (err) {
-    context.destroy();
-    if (signal?.aborted) throw signal.reason;
-    throw new BuildError(`docker build failed: ${dockerMessage(err)}`);
-  }
-
-  let imageId: string | undefined;
-  let failure: string | undefined;
-  let successfullyBuilt: string | undefined;
-  let partial = '';
-  const emitLines = (text: string, flush: boolean) => {
-    partial += text;
-    const parts = partial.split('\n');
-    partial = flush ? '' : (parts.pop() ?? '');
-    for (const p of parts) {
-      const line = p.replace(/\r+$/, '');
-      if (!line.trim()) continue;
-      const built = /^Successfully built ([0-9a-f]+)$/.exec(line.trim());
-      if (built) successfullyBuilt = built[1];
-      log(line);
-    }
-  };
-
+/** Read the progress stream to its end into `progress`; an abort ends it early (the caller throws the reason). */
+async function followBuild(docker: Docker, stream: NodeJS.ReadableStream, progress: BuildProgress, signal: AbortSignal | undefined): Promise<void> {
   // Destroy with an error so followProgress settles; the engine cancels a build whose client goes away.
   const onAbort = () => (stream as unknown as { destroy?: (e?: Error) => void }).destroy?.(new BuildError('build cancelled'));
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -180,47 +171,24 @@ export async function buildImage(docker: Docker, opts: BuildOptions): Promise<{ 
       docker.modem.followProgress(
         stream,
         (err: Error | null) => (err ? reject(err) : resolvePromise()),
-        (ev: ProgressEvent) => {
-          if (ev.stream) emitLines(ev.stream, false);
-          else if (ev.status && !ev.progress) log(ev.id ? `${ev.id}: ${ev.status}` : ev.status);
-          if (ev.aux?.ID) imageId = ev.aux.ID;
-          if (ev.error || ev.errorDetail) {
-            const message = (ev.errorDetail?.message ?? ev.error ?? 'unknown error').trim();
-            failure ??= message;
-            emitLines('', true);
-            log(`ERROR: ${message}`);
-          }
-        },
+        (ev: ProgressEvent) => progress.event(ev),
       );
     });
   } catch (err) {
     if (signal?.aborted) throw signal.reason;
-    throw new BuildError(`docker build failed: ${dockerMessage(err)}`);
+    throw new BuildError(`docker build failed: ${dockerMessageOf(err)}`);
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
-  emitLines('', true);
-  if (signal?.aborted) throw signal.reason;
-  if (failure) {
-    // A step killed by SIGKILL under a memory cap: the kernel's OOM killer (nothing else kills a build step).
-    if (opts.limits?.memory && /returned a non-zero code: 137\b/.test(failure)) {
-      throw new BuildError(`${outOfMemory(opts.limits.memory)}: a build step was killed at the build's memory cap (raise build.memory in berth.yml or BERTH_BUILD_MEMORY): ${failure}`);
-    }
-    throw new BuildError(`build failed: ${failure}`);
-  }
+}
 
-  if (!imageId) {
-    // Old engines report the id only as "Successfully built <short id>": trust the tag only
-    // when it points at that image, never at a stale one from an earlier build.
-    try {
-      const info = await docker.getImage(opts.tag).inspect();
-      if (successfullyBuilt && info.Id.replace(/^sha256:/, '').startsWith(successfullyBuilt)) imageId = info.Id;
-    } catch {
-      // fall through to the error below
-    }
+/** The id of the image `tag` points at now, or null. */
+async function imageIdOf(docker: Docker, tag: string): Promise<string | null> {
+  try {
+    return (await docker.getImage(tag).inspect()).Id;
+  } catch {
+    return null; // buildOutcome reports the missing image
   }
-  if (!imageId) throw new BuildError('build ended without producing an image (the build output stream stopped early)');
-  return { imageId };
 }
 
 const CPU_PERIOD_US = 100_000;
@@ -231,11 +199,4 @@ function buildLimitOptions(l: ResourceLimits | undefined): Record<string, number
     ...(l?.memory ? { memory: l.memory, memswap: l.memory } : {}),
     ...(l?.cpus ? { cpuperiod: CPU_PERIOD_US, cpuquota: Math.round(l.cpus * CPU_PERIOD_US) } : {}),
   };
-}
-
-/** The daemon's own message out of a dockerode error ("(HTTP code 400) unexpected - …"). */
-function dockerMessage(err: unknown): string {
-  const e = err as { json?: { message?: string }; message?: string; reason?: string };
-  const msg = e?.json?.message ?? e?.message ?? String(err);
-  return msg.trim();
 }

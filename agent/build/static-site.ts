@@ -4,11 +4,13 @@
 // atomic switch), files are world-readable for nginx's unprivileged workers, and links are
 // dropped so a site can never expose files outside its own directory.
 import type Docker from 'dockerode';
-import { chmodSync, constants, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, constants, copyFileSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-fs';
-import { berthLabels, LABEL } from './labels.js';
+import { ensureDir, ensureDirAtLeast } from '../../shared/util/index.js';
+import { dockerStatusOf } from '../docker-errors.js';
+import { berthLabels, LABEL } from '../labels.js';
 import { isInside, RepoPathError, repoDirNoLinks } from './repo-paths.js';
 
 export class StaticSiteError extends Error {
@@ -34,9 +36,8 @@ export function assertTraversable(dir: string): void {
 
 function prepareParent(staticDir: string, app: string): string {
   const appDir = join(staticDir, app);
-  mkdirSync(appDir, { recursive: true, mode: 0o755 });
-  chmodSync(staticDir, statSync(staticDir).mode | 0o755);
-  chmodSync(appDir, 0o755);
+  ensureDirAtLeast(staticDir, 0o755);
+  ensureDir(appDir, 0o755);
   assertTraversable(appDir);
   return appDir;
 }
@@ -96,7 +97,7 @@ export async function publishFromImage(
     try {
       archive = (await container.getArchive({ path: src })) as NodeJS.ReadableStream;
     } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) {
+      if (dockerStatusOf(err) === 404) {
         throw new StaticSiteError(`build.static: directory ${src} does not exist in the built image (did the build command create it?)`);
       }
       throw err;
@@ -190,29 +191,4 @@ function finish(staging: string, dest: string): Omit<PublishResult, 'dropped'> {
   rmSync(dest, { recursive: true, force: true });
   renameSync(staging, dest); // complete before anything points at it
   return { dir: dest, files };
-}
-
-/** Remove release directories of `app` except the `keep` newest and any in `protect` (the live one). */
-export function pruneStaticReleases(staticDir: string, app: string, keep: number, protect: Set<string>): string[] {
-  const appDir = join(staticDir, app);
-  if (!existsSync(appDir)) return [];
-  const entries = readdirSync(appDir)
-    .filter((n) => DEPLOY_ID_RE.test(n) || n.startsWith('.staging-'))
-    .map((n) => ({ n, p: join(appDir, n), t: lstatSync(join(appDir, n)).mtimeMs }))
-    .sort((a, b) => b.t - a.t);
-  const removed: string[] = [];
-  let kept = 0;
-  for (const e of entries) {
-    if (protect.has(e.p)) {
-      kept++;
-      continue;
-    }
-    if (!e.n.startsWith('.staging-') && kept < keep) {
-      kept++;
-      continue;
-    }
-    rmSync(e.p, { recursive: true, force: true });
-    removed.push(e.p);
-  }
-  return removed;
 }

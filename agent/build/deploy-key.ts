@@ -1,9 +1,9 @@
 // The app's SSH deploy key on the server: written 0600 in a 0700 directory of the agent's data dir
 // for ssh to read, next to the app's own known_hosts (its Git host's key, pinned on first use).
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { privateKeyFingerprint } from '../shared/deploy-key.js';
+import { privateKeyFingerprint } from '../../shared/deploy-key.js';
+import { ensureDir, writeFileAtomic, writeSecretFile } from '../../shared/util/index.js';
 
 export function writeDeployKey(
   dataDir: string,
@@ -13,13 +13,11 @@ export function writeDeployKey(
   knownHostsText?: string,
 ): { keyFile: string; knownHosts: string; fingerprint: string; strict: boolean } {
   const dir = join(dataDir, 'keys', app);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
+  ensureDir(dir, 0o700);
   const keyFile = join(dir, 'id_ed25519');
-  writeFileSync(keyFile, privateKey, { mode: 0o600 });
-  chmodSync(keyFile, 0o600);
+  writeSecretFile(keyFile, privateKey);
   const knownHosts = join(dir, 'known_hosts');
-  if (knownHostsText !== undefined) writeFileSync(knownHosts, knownHostsText.endsWith('\n') ? knownHostsText : `${knownHostsText}\n`, { mode: 0o600 });
+  if (knownHostsText !== undefined) writeFileAtomic(knownHosts, knownHostsText.endsWith('\n') ? knownHostsText : `${knownHostsText}\n`, 0o600);
   return { keyFile, knownHosts, fingerprint: privateKeyFingerprint(privateKey) ?? `in ${keyFile}`, strict: knownHostsText !== undefined };
 }
 

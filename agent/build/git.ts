@@ -5,8 +5,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { maskUrlCredentials } from '../shared/repo-url.js';
-import { branchName, commitSha, gitUrl } from '../shared/validation.js';
+import { maskUrlCredentials } from '../../shared/repo-url.js';
+import { branchName, commitSha, gitUrl } from '../../shared/validation.js';
 
 export class GitError extends Error {
   override name = 'GitError';
@@ -96,6 +96,21 @@ interface RunOptions {
   stdout?: NodeJS.WritableStream;
 }
 
+/** Feeds text chunks to `onLine` as whole lines; `flush` ends the last one. */
+function lineSplitter(onLine: ((line: string) => void) | undefined): (chunk: string, flush: boolean) => void {
+  let pending = '';
+  return (chunk, flush) => {
+    pending += chunk;
+    // git rewrites progress lines with \r; treat both as line ends.
+    const parts = pending.split(/\r\n|\r|\n/);
+    pending = flush ? '' : (parts.pop() ?? '');
+    for (const p of parts) {
+      const line = p.trimEnd();
+      if (line) onLine?.(line);
+    }
+  };
+}
+
 /** Run git with an argument array; resolves with the exit code (never rejects for a non-zero exit). */
 function runGit(args: string[], opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolvePromise, reject) => {
@@ -109,7 +124,6 @@ function runGit(args: string[], opts: RunOptions = {}): Promise<RunResult> {
     });
     let stdout = '';
     let stderr = '';
-    let pending = '';
     let killedBy: 'abort' | 'timeout' | null = null;
     const killGroup = () => {
       try {
@@ -127,16 +141,7 @@ function runGit(args: string[], opts: RunOptions = {}): Promise<RunResult> {
       killedBy = 'timeout';
       killGroup();
     }, GIT_TIMEOUT_MS);
-    const emit = (chunk: string, flush: boolean) => {
-      pending += chunk;
-      // git rewrites progress lines with \r; treat both as line ends.
-      const parts = pending.split(/\r\n|\r|\n/);
-      pending = flush ? '' : (parts.pop() ?? '');
-      for (const p of parts) {
-        const line = p.trimEnd();
-        if (line) opts.onLine?.(line);
-      }
-    };
+    const emit = lineSplitter(opts.onLine);
     if (opts.stdout) child.stdout.pipe(opts.stdout);
     else child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
     child.stderr.on('data', (d: Buffer) => {
@@ -224,42 +229,50 @@ export async function fetchSource(opts: FetchOptions): Promise<{ commit: string 
     }
     fetch = await fetchBranch();
   }
-  if (fetch.code !== 0) {
-    if (/couldn't find remote ref/i.test(fetch.stderr)) throw new GitError(`branch ${opts.branch} not found in ${shown}`);
-    if (opts.deployKey && /Permission denied \(publickey/i.test(fetch.stderr)) {
-      throw new GitError(`${shown} refused the app's deploy key (${opts.deployKey.fingerprint}): add its public half (berth app show APP) to the repository's deploy keys, read access`);
-    }
-    if (opts.deployKey && /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/i.test(fetch.stderr)) {
-      throw new GitError(
-        opts.deployKey.strict
-          ? `the SSH host key of ${shown} is not among the keys given with --known-hosts: check the file you gave`
-          : `the SSH host key of ${shown} is not the one pinned on first use (${opts.deployKey.knownHosts}): if the host really changed its key, remove the old line from that file`,
-      );
-    }
-    throw new GitError(redactUrl(`git fetch from ${opts.repo} failed: ${gitMessage(fetch.stderr)}`, opts.repo));
-  }
-
+  if (fetch.code !== 0) throw fetchError(fetch.stderr, opts);
   if (opts.commit === undefined) {
     const head = await resolveCommit(cacheDir, localRef, opts.signal);
     if (!head) throw new GitError(`branch ${opts.branch} not found in ${shown}`);
     return { commit: head };
   }
+  return { commit: await fetchCommit(opts, opts.commit, env, log) };
+}
 
-  let sha = await resolveCommit(cacheDir, opts.commit, opts.signal);
-  if (!sha && opts.commit.length === 40) {
+/** Why a fetch failed, in words that say what to do (credentials in the URL masked). */
+function fetchError(stderr: string, opts: FetchOptions): GitError {
+  const shown = redactUrl(opts.repo, opts.repo);
+  if (/couldn't find remote ref/i.test(stderr)) return new GitError(`branch ${opts.branch} not found in ${shown}`);
+  if (opts.deployKey && /Permission denied \(publickey/i.test(stderr)) {
+    return new GitError(`${shown} refused the app's deploy key (${opts.deployKey.fingerprint}): add its public half (berth app show APP) to the repository's deploy keys, read access`);
+  }
+  if (opts.deployKey && /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/i.test(stderr)) {
+    return new GitError(
+      opts.deployKey.strict
+        ? `the SSH host key of ${shown} is not among the keys given with --known-hosts: check the file you gave`
+        : `the SSH host key of ${shown} is not the one pinned on first use (${opts.deployKey.knownHosts}): if the host really changed its key, remove the old line from that file`,
+    );
+  }
+  return new GitError(redactUrl(`git fetch from ${opts.repo} failed: ${gitMessage(stderr)}`, opts.repo));
+}
+
+/** The full SHA of the requested `commit`, fetched by itself when the branch does not contain it. */
+async function fetchCommit(opts: FetchOptions, commit: string, env: NodeJS.ProcessEnv, log: (line: string) => void): Promise<string> {
+  const cacheDir = resolve(opts.cacheDir);
+  let sha = await resolveCommit(cacheDir, commit, opts.signal);
+  if (!sha && commit.length === 40) {
     // Not reachable from the branch: ask for the object itself (works when the server allows
     // fetching by SHA, as GitHub, GitLab and protocol v2 servers do).
-    log(`commit ${opts.commit} is not on ${opts.branch}; fetching it directly`);
-    const direct = await runGit(['fetch', '--no-tags', '--no-write-fetch-head', '--', opts.repo, `${opts.commit}:refs/berth/commits/${opts.commit}`], {
+    log(`commit ${commit} is not on ${opts.branch}; fetching it directly`);
+    const direct = await runGit(['fetch', '--no-tags', '--no-write-fetch-head', '--', opts.repo, `${commit}:refs/berth/commits/${commit}`], {
       cwd: cacheDir,
       env,
       signal: opts.signal,
       onLine: log,
     });
-    if (direct.code === 0) sha = await resolveCommit(cacheDir, opts.commit, opts.signal);
+    if (direct.code === 0) sha = await resolveCommit(cacheDir, commit, opts.signal);
   }
-  if (!sha) throw new GitError(`commit ${opts.commit} not found in ${shown}`);
-  return { commit: sha };
+  if (!sha) throw new GitError(`commit ${commit} not found in ${redactUrl(opts.repo, opts.repo)}`);
+  return sha;
 }
 
 /**
