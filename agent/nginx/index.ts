@@ -22,8 +22,8 @@ import { X509Certificate } from 'node:crypto';
 import { request } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { Logger } from '../shared/logger.js';
-import { appName, domainName, GENERATION_HOST } from '../shared/validation.js';
+import type { Logger } from '../../shared/logger.js';
+import { appName, domainName, GENERATION_HOST } from '../../shared/validation.js';
 
 export class NginxError extends Error {
   override name = 'NginxError';
