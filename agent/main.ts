@@ -20,7 +20,7 @@ import { notifyFacts } from './status/facts.js';
 import { gatherStatus } from './status/gather.js';
 import { startStatusSocket } from './status/socket.js';
 import { BERTH_VERSION } from '../shared/version.js';
-import { Nginx, type AppSite } from './nginx.js';
+import { Nginx, type AppSite } from './nginx/index.js';
 import { listBerthContainers, type BerthContainer } from './processes.js';
 import { Reconciler, type CertPort, type NginxPort } from './reconcile/executor.js';
 import { loadSettings, type AgentSettings } from './settings.js';

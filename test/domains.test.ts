@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
-import { Nginx, NginxError, type AppSite } from '../agent/nginx.js';
+import { Nginx, NginxError, type AppSite } from '../agent/nginx/index.js';
 import { plan, describeAction, type Observed } from '../agent/reconcile/planner.js';
 import type { Release } from '../agent/store/releases.js';
 import { loadSettings, SettingsError } from '../agent/settings.js';

@@ -9,7 +9,7 @@ import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import pino from 'pino';
-import { Nginx, NginxError } from '../agent/nginx.js';
+import { Nginx, NginxError } from '../agent/nginx/index.js';
 import { loadSettings, SettingsError } from '../agent/settings.js';
 import type { DomainInfo } from '../shared/api.js';
 import { busyboxDockerfile } from './helpers/fixtures.js';

@@ -5,7 +5,7 @@ import { createServer, request, type Server } from 'node:http';
 import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
-import { Nginx, NginxError } from '../agent/nginx.js';
+import { Nginx, NginxError } from '../agent/nginx/index.js';
 import { freePort, makeTmpDir } from './helpers/tmp.js';
 
 const quiet = pino({ level: 'silent' });

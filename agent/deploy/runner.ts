@@ -16,7 +16,7 @@ import { writeDeployKey } from '../build/deploy-key.js';
 import { appRoot, AppConfigError, loadAppConfig, type AppConfig } from '../config/index.js';
 import { checkoutTo, fetchSource } from '../build/git.js';
 import { berthLabels, LABEL } from '../labels.js';
-import type { AppSite } from '../nginx.js';
+import type { AppSite } from '../nginx/index.js';
 import { listBerthContainers, removeContainer, type StartedContainer } from '../processes.js';
 import { runRelease } from '../release.js';
 import { ensureVolumes, volumeMounts } from '../volumes.js';

@@ -3,7 +3,7 @@
 import type Docker from 'dockerode';
 import type { Logger } from '../../shared/logger.js';
 import type { ServerSpec } from '../../shared/spec.js';
-import type { AppSite } from '../nginx.js';
+import type { AppSite } from '../nginx/index.js';
 import { listAppFileDirs, removeAppFiles, writeAppFiles } from '../compose.js';
 import { removeDeployKey } from '../build/deploy-key.js';
 import { pruneApp } from '../releases/retention.js';

@@ -2,7 +2,7 @@
 // that close the gap. Pure (no I/O) so every case is a unit test. Only berth-labelled containers are
 // ever observed, so nothing foreign can be acted on.
 import type { ServerSpec } from '../../shared/spec.js';
-import type { AppSite } from '../nginx.js';
+import type { AppSite } from '../nginx/index.js';
 import type { BerthContainer } from '../processes.js';
 import type { Release } from '../store/releases.js';
 import type { BerthVolume } from '../volumes.js';
