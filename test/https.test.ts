@@ -28,6 +28,14 @@ const WWW = 'www.shop.https.test';
 const BLOG = 'blog.https.test';
 const DAY = 86_400_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const readIfPresent = (file: string): Buffer | null => {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+};
 
 interface HttpsResult {
   status: number;
@@ -89,7 +97,13 @@ describe('HTTPS: domains, Let’s Encrypt-style certificates (Pebble), renewal a
   /** Every nginx config file berth owns, byte for byte. */
   const snapshot = (skip: string[] = []): Map<string, Buffer> => {
     const out = new Map<string, Buffer>([['nginx.conf', readFileSync(join(stack.nginxPrefix, 'nginx.conf'))]]);
-    for (const name of readdirSync(sites()).sort()) if (!skip.includes(name)) out.set(`sites/${name}`, readFileSync(join(sites(), name)));
+    for (const name of readdirSync(sites()).sort()) {
+      if (skip.includes(name)) continue;
+      // A transaction's journal or temp file can vanish between the listing and the read: it was in
+      // flight, which `settled` (below) waits out; a vanished file is simply not part of the snapshot.
+      const content = readIfPresent(join(sites(), name));
+      if (content) out.set(`sites/${name}`, content);
+    }
     return out;
   };
   const assertSameFiles = (a: Map<string, Buffer>, b: Map<string, Buffer>, why: string) => {
