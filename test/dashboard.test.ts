@@ -22,7 +22,7 @@ import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
 import { adminApi, FakeAgent } from './helpers/fake-agent.js';
 import { busyboxDockerfile, type DeploymentJson } from './helpers/fixtures.js';
 import { TestRepo } from './helpers/git-repo.js';
-import { httpGet } from './helpers/http.js';
+import { eventually, httpGet } from './helpers/http.js';
 import { Stack } from './helpers/stack.js';
 import { makeTmpDir } from './helpers/tmp.js';
 
@@ -91,7 +91,7 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     stack.apps.add(APP);
     repo = new TestRepo(join(stack.root, 'repo'));
     // The sleep after COPY keeps each build running for a moment: long enough to watch it live.
-    commits.push(repo.commit({ Dockerfile: busyboxDockerfile('RUN echo building-the-image && sleep 2'), 'index.html': `v1 ${nonce}\n` }, 'first version'));
+    commits.push(repo.commit({ Dockerfile: busyboxDockerfile('RUN echo building-the-image && sleep 1'), 'index.html': `v1 ${nonce}\n` }, 'first version'));
     await stack.startControlPlane();
     await stack.joinAndStartAgent();
     ({ context, page } = await newPage());
@@ -154,7 +154,7 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     const unsigned = await fetch(url('/ui/apps'), { method: 'POST', headers: { origin: new URL(stack.cpUrl).origin }, body: form({ _csrf: csrf }), redirect: 'manual' });
     assert.equal(unsigned.status, 401, 'a POST without the cookie is refused');
     assert.match(await unsigned.text(), /sign in again/);
-    assert.equal((await berth(['app', 'show', 'evil'], stack.env)).code === 0, false, 'nothing was created');
+    assert.equal((await fetch(url('/api/apps/evil'), { headers: { authorization: `Bearer ${stack.adminToken}` } })).status, 404, 'nothing was created');
   });
 
   it('creates an app and adds a domain from the forms; the apps list shows it as new', async () => {
@@ -167,7 +167,7 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     await page.getByLabel('Domain', { exact: true }).fill(DOMAIN);
     await page.getByRole('button', { name: 'Add domain' }).click();
     await page.waitForURL(/done=domain/);
-    const app = await berthJson<{ repo: string; server: string; domains: string[] }>(['app', 'show', APP], stack.env);
+    const app = await apiGet<{ repo: string; server: string; domains: string[] }>(`/api/apps/${APP}`);
     assert.deepEqual({ repo: app.repo, server: app.server, domains: app.domains }, { repo: repo.url, server: stack.serverName, domains: [DOMAIN] });
     await page.goto(url('/ui/apps'));
     const row = page.locator('tr', { hasText: APP });
@@ -181,8 +181,8 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     await page.getByRole('button', { name: 'Set', exact: true }).click();
     await page.waitForURL(/done=env/);
     assert.match(await page.getByRole('status').innerText(), /next deploy/);
-    const env = await berth(['env', 'ls', APP, '--reveal'], stack.env);
-    assert.match(env.stdout, new RegExp(SECRET_VALUE), 'stored');
+    const env = await apiGet<Array<{ key: string; value: string }>>(`/api/apps/${APP}/env?reveal=1`);
+    assert.deepEqual(env.map((v) => [v.key, v.value]), [['API_SECRET', SECRET_VALUE]], 'stored');
     for (const path of [`/ui/apps/${APP}`, '/ui/apps', '/ui/servers', `/ui/apps/${APP}/cron`, `/ui/apps/${APP}/logs`]) {
       await page.goto(url(path));
       assert.ok(!(await page.content()).includes(SECRET_VALUE), `${path} does not carry the value`);
@@ -223,7 +223,7 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     assert.match(await box.locator('[data-phases]').innerText(), /building[\s\S]*done/);
     assert.equal(await page.evaluate(() => (window as any).__samePage), true, 'no reload happened');
     assert.equal(await served(), `v1 ${nonce}\n`, 'nginx serves the deployed version');
-    const [latest] = await berthJson<DeploymentJson[]>(['deployments', APP], stack.env);
+    const [latest] = await apiGet<DeploymentJson[]>(`/api/apps/${APP}/deployments`);
     assert.deepEqual({ id: latest?.id, status: latest?.status, commit: latest?.commit, trigger: latest?.trigger }, { id, status: 'done', commit: commits[0], trigger: 'manual' });
   });
 
@@ -254,7 +254,7 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     const id = new URL(page.url()).searchParams.get('deployment')!;
     assert.equal(await followedEnded(page, id), 'done', stack.tail('agent.log'));
     assert.equal(await served(), `v1 ${nonce}\n`, 'the previous version is served again');
-    const [latest] = await berthJson<DeploymentJson[]>(['deployments', APP], stack.env);
+    const [latest] = await apiGet<DeploymentJson[]>(`/api/apps/${APP}/deployments`);
     assert.deepEqual({ id: latest?.id, trigger: latest?.trigger, commit: latest?.commit }, { id, trigger: 'rollback', commit: commits[0] });
   });
 
@@ -264,6 +264,91 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     assert.match(await row.innerText(), /connected/);
     assert.match(await row.innerText(), new RegExp(APP));
     await page.screenshot({ path: join(shots, 'servers.png'), fullPage: true });
+  });
+
+  it('changes the repository and branch from the page; the next deploy builds from them', async () => {
+    const other = new TestRepo(join(stack.root, 'repo2'), 'release');
+    const releaseCommit = other.commit({ Dockerfile: busyboxDockerfile(), 'index.html': `v3 ${nonce}\n` }, 'from the release branch');
+    await page.goto(url(`/ui/apps/${APP}`));
+    await page.getByLabel('Branch').fill('a..b');
+    page.once('dialog', (dlg) => void dlg.accept());
+    await page.getByRole('button', { name: 'Save settings' }).click();
+    assert.match(await page.getByRole('alert').innerText(), /invalid branch/, 'a bad branch is refused with the reason');
+    assert.equal((await apiGet<{ branch: string }>(`/api/apps/${APP}`)).branch, 'main', 'nothing changed');
+
+    await page.goto(url(`/ui/apps/${APP}`));
+    await page.getByLabel('Repository').fill(other.url);
+    await page.getByLabel('Branch').fill('release');
+    page.once('dialog', (dlg) => void dlg.accept());
+    await page.getByRole('button', { name: 'Save settings' }).click();
+    await page.waitForURL(/done=settings/);
+    const shown = await apiGet<{ repo: string; branch: string; server: string }>(`/api/apps/${APP}`);
+    assert.deepEqual(shown, { ...shown, repo: other.url, branch: 'release', server: stack.serverName });
+    assert.equal(await served(), `v1 ${nonce}\n`, 'nothing is redeployed by a settings change');
+    await page.getByRole('button', { name: 'Deploy' }).click();
+    await page.waitForURL(/[?&]deployment=/);
+    const id = new URL(page.url()).searchParams.get('deployment')!;
+    assert.equal(await followedEnded(page, id), 'done', stack.tail('agent.log'));
+    assert.equal(await served(), `v3 ${nonce}\n`);
+    const [latest] = await apiGet<DeploymentJson[]>(`/api/apps/${APP}/deployments`);
+    assert.equal(latest?.commit, releaseCommit);
+  });
+
+  it('berth app set: clear errors for bad input, and a branch change from the CLI', async () => {
+    const none = await berth(['app', 'set', APP], stack.env);
+    assert.notEqual(none.code, 0);
+    assert.match(none.stderr, /nothing to change/);
+    const badServer = await berth(['app', 'set', APP, '--server', 'nowhere'], stack.env);
+    assert.notEqual(badServer.code, 0);
+    assert.match(badServer.stderr, /server "nowhere" does not exist/);
+    const patch = (body: unknown) => fetch(url(`/api/apps/${APP}`), { method: 'PATCH', headers: { authorization: `Bearer ${stack.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const badRepo = await patch({ repo: 'ftp://example.com/x' });
+    assert.equal(badRepo.status, 400);
+    assert.match(((await badRepo.json()) as { error: string }).error, /invalid repo URL/);
+    const unknown = await patch({ name: 'renamed' });
+    assert.equal(unknown.status, 400);
+    assert.match(((await unknown.json()) as { error: string }).error, /invalid request body/);
+    const empty = await patch({});
+    assert.equal(empty.status, 400);
+    assert.match(((await empty.json()) as { error: string }).error, /nothing to change/);
+    const set = await berthJson<{ branch: string; moved?: unknown }>(['app', 'set', APP, '--branch', 'main'], stack.env);
+    assert.equal(set.branch, 'main');
+    assert.equal((await apiGet<{ branch: string }>(`/api/apps/${APP}`)).branch, 'main');
+    assert.equal(set.moved, undefined, 'no move, nothing deployed');
+  });
+
+  it('removes a server only once no app lives on it; moving the app away from the page stops it there', async () => {
+    assert.equal((await fetch(url('/api/servers'), { method: 'POST', headers: { authorization: `Bearer ${stack.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'spare' }) })).status, 201);
+    const refused = await berth(['server', 'rm', stack.serverName], stack.env);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, new RegExp(`still runs apps \\(${APP}\\)`));
+    await page.goto(url('/ui/servers'));
+    page.once('dialog', (dlg) => void dlg.accept());
+    await page.getByRole('button', { name: `Remove server ${stack.serverName}` }).click();
+    assert.match(await page.getByRole('alert').innerText(), /still runs apps/, 'the page says why');
+
+    await page.goto(url(`/ui/apps/${APP}`));
+    await page.getByLabel('Run on server').selectOption('spare');
+    page.once('dialog', (dlg) => void dlg.accept());
+    await page.getByRole('button', { name: 'Save settings' }).click();
+    await page.waitForURL(/done=moved/);
+    const moved = await apiGet<{ server: string }>(`/api/apps/${APP}`);
+    assert.equal(moved.server, 'spare');
+    const [queued, ...earlier] = await apiGet<DeploymentJson[]>(`/api/apps/${APP}/deployments`);
+    const live = earlier.find((d) => d.status === 'done');
+    assert.deepEqual({ status: queued?.status, commit: queued?.commit }, { status: 'queued', commit: live?.commit }, 'the live commit waits for the new server');
+    // The old server's agent removes the app: nginx there no longer serves it.
+    await eventually(async () => (await httpGet(stack.httpPort, DOMAIN)).status, (st) => st === 404, 30_000);
+
+    await page.goto(url('/ui/servers'));
+    page.once('dialog', (dlg) => void dlg.accept());
+    await page.getByRole('button', { name: `Remove server ${stack.serverName}` }).click();
+    await page.waitForURL(/done=server-removed/);
+    const servers = await apiGet<Array<{ name: string }>>('/api/servers');
+    assert.deepEqual(servers.map((x) => x.name), ['spare']);
+    const spareRm = await fetch(url('/api/servers/spare'), { method: 'DELETE', headers: { authorization: `Bearer ${stack.adminToken}` } });
+    assert.equal(spareRm.status, 409);
+    assert.match(((await spareRm.json()) as { error: string }).error, new RegExp(`still runs apps \\(${APP}\\)`));
   });
 
   it('signs out: the session is gone server-side', async () => {
