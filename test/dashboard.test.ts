@@ -9,7 +9,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -346,6 +346,8 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     await page.waitForURL(/done=server-removed/);
     const servers = await apiGet<Array<{ name: string }>>('/api/servers');
     assert.deepEqual(servers.map((x) => x.name), ['spare']);
+    const { credential } = JSON.parse(readFileSync(join(stack.agentData, 'agent.json'), 'utf8')) as { credential: string };
+    await assert.rejects(FakeAgent.connect(stack.cpUrl, credential), (err: { status?: number }) => err.status === 401, "the removed server's credential no longer works");
     const spareRm = await fetch(url('/api/servers/spare'), { method: 'DELETE', headers: { authorization: `Bearer ${stack.adminToken}` } });
     assert.equal(spareRm.status, 409);
     assert.match(((await spareRm.json()) as { error: string }).error, new RegExp(`still runs apps \\(${APP}\\)`));
