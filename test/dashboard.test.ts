@@ -494,4 +494,48 @@ describe('dashboard details with a WebSocket client playing the agent', () => {
     assert.ok((await row.innerText()).includes('rm -rf /tmp/<b>x</b>'));
     assert.deepEqual(scriptErrors, [], 'the script ran without errors on every page');
   });
+
+  /** The newest desired state the agent got (each change pushes one); older ones are dropped. */
+  async function newestDesiredState(): Promise<Record<string, unknown> | undefined> {
+    await agent.sync();
+    let state: Record<string, unknown> | undefined;
+    for (let i = 0; i < 20; i++) {
+      try {
+        state = await agent.next('desired_state', 1);
+      } catch {
+        break;
+      }
+    }
+    return state;
+  }
+
+  it('PATCH /api/apps: the deploy key follows the repository; a move waits for a running deploy, then deploys the live commit', async () => {
+    const ssh = await api('PATCH', '/api/apps/shop', { repo: 'git@git.example.com:acme/shop.git' });
+    assert.equal(ssh.status, 200, JSON.stringify(ssh.body));
+    assert.match(ssh.body.deployKey ?? '', /^ssh-ed25519 /, 'an SSH repository gets a deploy key');
+    assert.equal((await api('PATCH', '/api/apps/shop', { branch: 'main' })).body.deployKey, ssh.body.deployKey, 'kept while the repository stays SSH');
+    const https = await api('PATCH', '/api/apps/shop', { repo: 'https://example.com/shop.git' });
+    assert.equal(https.body.deployKey, undefined, 'no key for an HTTPS repository');
+    const hosts = await api('PATCH', '/api/apps/shop', { knownHosts: 'git.example.com ssh-ed25519 AAAA' });
+    assert.equal(hosts.status, 400);
+    assert.match(hosts.body.error, /SSH repositories/);
+
+    assert.ok(JSON.stringify(await newestDesiredState()).includes('"shop"'), 'before the move its server runs it');
+    assert.equal((await api('POST', '/api/servers', { name: 'beta' })).status, 201);
+    const dep = (await api('POST', '/api/apps/shop/deploy', {})).body;
+    await agent.next('deploy');
+    const refused = await api('PATCH', '/api/apps/shop', { server: 'beta' });
+    assert.equal(refused.status, 409);
+    assert.match(refused.body.error, new RegExp(`deployment ${dep.id} of app "shop" is still running`));
+    agent.progress(dep.id, 'failed', { reason: 'stopped by the test' });
+    await agent.sync();
+    const moved = await api('PATCH', '/api/apps/shop', { server: 'beta' });
+    assert.equal(moved.status, 200, JSON.stringify(moved.body));
+    assert.deepEqual(
+      { server: moved.body.server, from: moved.body.moved?.from, commit: moved.body.moved?.deployment?.commit, status: moved.body.moved?.deployment?.status },
+      { server: 'beta', from: 'alpha', commit: SHA('a'), status: 'queued' },
+    );
+    const state = await newestDesiredState();
+    assert.ok(state && !JSON.stringify(state).includes('"shop"'), 'the old server is told the app is gone');
+  });
 });
