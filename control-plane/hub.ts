@@ -25,6 +25,8 @@ export const SEEN_FLUSH_MS = 5_000;
 const MAX_MISSED_PONGS = 2;
 /** Close code for a connection replaced by a newer one from the same server. */
 export const CLOSE_REPLACED = 4000;
+/** The server was removed (`berth server rm`): its credential no longer exists. */
+export const CLOSE_REMOVED = 4003;
 /** How long a `berth cron` request waits for its agent's answer. */
 export const CRON_ANSWER_TIMEOUT_MS = 15_000;
 
@@ -156,6 +158,12 @@ export class AgentHub {
     clearTimeout(p.timer);
     p.resolve(msg);
     return true;
+  }
+
+  /** Close a removed server's connection; its credential is gone, so it cannot come back. */
+  disconnect(server: string): void {
+    this.current.get(server)?.ws.close(CLOSE_REMOVED, 'this server was removed from the control plane');
+    this.observed.delete(server);
   }
 
   observedState(server: string): ObservedState | undefined {

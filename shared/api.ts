@@ -8,6 +8,10 @@ import { validKnownHosts } from './deploy-key.js';
 
 export const createServerBody = z.object({ name: serverName, baseDomain: domainName.optional() });
 export const joinBody = z.object({ token: z.string().min(1).max(200), name: serverName.optional(), hostname: z.string().max(255).optional() });
+const knownHostsText = z.string().superRefine((v, ctx) => {
+  const problem = validKnownHosts(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 export const createAppBody = z.object({
   name: appName,
   repo: gitUrl,
@@ -17,14 +21,15 @@ export const createAppBody = z.object({
   rootDir: rootDir.optional(),
   watch: watchList.optional(),
   /** SSH repos: the Git host's keys (known_hosts lines) instead of pinning them on first use. */
-  knownHosts: z
-    .string()
-    .superRefine((v, ctx) => {
-      const problem = validKnownHosts(v);
-      if (problem) ctx.addIssue({ code: 'custom', message: problem });
-    })
-    .optional(),
+  knownHosts: knownHostsText.optional(),
 });
+/** PATCH /api/apps/:name (issue 16): what can change after creation; at least one field. */
+export const updateAppBody = z
+  .object({ repo: gitUrl.optional(), branch: branchName.optional(), server: serverName.optional(), knownHosts: knownHostsText.optional() })
+  .strict()
+  .refine((b) => Object.values(b).some((v) => v !== undefined), { message: 'nothing to change: give repo, branch or server' });
+/** PATCH /api/apps/:name: the app; when it moved with a live release, the deploy of that commit queued on its new server. */
+export type AppUpdated = AppDetails & { moved?: { from: string; deployment: DeploymentInfo | null } };
 export const addDomainBody = z.object({ domain: domainName });
 export const deployBody = z.object({ commit: commitSha.optional() });
 

@@ -1,7 +1,7 @@
 // Client commands for servers, apps and domains.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import type { AppDetails, AppInfo, DomainInfo, ServerCreated, ServerInfo } from '../../shared/api.js';
+import type { AppDetails, AppInfo, AppUpdated, DomainInfo, ServerCreated, ServerInfo } from '../../shared/api.js';
 import { ApiClient, seg } from '../client.js';
 import { loadClientConfig } from '../config.js';
 import { CliError } from '../errors.js';
@@ -51,6 +51,15 @@ export function registerServerCommands(program: Command): void {
         process.stdout.write(s.baseDomain ? tty`server ${s.name}: apps also answer APP.${s.baseDomain}\n` : tty`server ${s.name}: no base domain\n`),
       );
     });
+  server
+    .command('rm')
+    .description('remove a server: refused while apps live on it; its agent is disconnected and its credential stops working')
+    .argument('<name>')
+    .option('--json', 'print JSON')
+    .action(async (name: string, opts: { json?: boolean }) => {
+      const res = await client().delete<{ deleted: string }>(`/api/servers/${seg(name)}`);
+      output(!!opts.json, res, (r) => process.stdout.write(tty`server ${r.deleted} removed.\n`));
+    });
 }
 
 export function registerAppCommands(program: Command): void {
@@ -67,14 +76,7 @@ export function registerAppCommands(program: Command): void {
     .option('--known-hosts <file>', "SSH repos: a known_hosts file with the Git host's keys (default: pinned on first use)")
     .option('--json', 'print JSON')
     .action(async (name: string, opts: { repo: string; branch: string; server: string; rootDir?: string; watch?: string[]; knownHosts?: string; json?: boolean }) => {
-      let knownHosts: string | undefined;
-      if (opts.knownHosts !== undefined) {
-        try {
-          knownHosts = readFileSync(opts.knownHosts, 'utf8');
-        } catch (err) {
-          throw new CliError(`cannot read --known-hosts ${opts.knownHosts}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-        }
-      }
+      const knownHosts = opts.knownHosts === undefined ? undefined : readKnownHosts(opts.knownHosts);
       const created = await client().post<AppDetails>('/api/apps', {
         name,
         repo: opts.repo,
@@ -107,6 +109,30 @@ export function registerAppCommands(program: Command): void {
     .action(async (name: string, opts: { json?: boolean }) => {
       const a = await client().get<AppDetails>(`/api/apps/${seg(name)}`);
       output(!!opts.json, a, printAppDetails);
+    });
+  app
+    .command('set')
+    .description("change an app's repository, branch or server; a move to another server deploys its live commit there and removes it from the old one (volumes stay there)")
+    .argument('<name>')
+    .option('--repo <url>', 'Git repository URL')
+    .option('--branch <branch>', 'branch to deploy')
+    .option('--server <server>', 'server to run the app on')
+    .option('--known-hosts <file>', "SSH repos: a known_hosts file with the Git host's keys")
+    .option('--json', 'print JSON')
+    .action(async (name: string, opts: { repo?: string; branch?: string; server?: string; knownHosts?: string; json?: boolean }) => {
+      const knownHosts = opts.knownHosts === undefined ? undefined : readKnownHosts(opts.knownHosts);
+      const change = { repo: opts.repo, branch: opts.branch, server: opts.server, knownHosts };
+      if (Object.values(change).every((v) => v === undefined)) throw new CliError('nothing to change: give --repo, --branch, --server or --known-hosts');
+      const a = await client().patch<AppUpdated>(`/api/apps/${seg(name)}`, change);
+      output(!!opts.json, a, (x) => {
+        process.stdout.write(tty`app ${x.name}: ${x.repo} @ ${x.branch} on server ${x.server}.\n`);
+        if (x.moved) {
+          process.stdout.write(tty`moved from ${x.moved.from}: it no longer runs there (its volumes stay on ${x.moved.from}).\n`);
+          process.stdout.write(x.moved.deployment ? tty`deploying its live commit on ${x.server}: ${x.moved.deployment.id} (berth deployments ${x.name})\n` : tty`run \`berth deploy ${x.name}\` to start it on ${x.server}.\n`);
+        }
+        if (x.deployKey && opts.repo !== undefined) process.stdout.write(tty`deploy key (add it to the repository's deploy keys, read access):\n${x.deployKey}\n`);
+        if (!x.moved) process.stdout.write('the next deploy uses it.\n');
+      });
     });
   const webhook = app.command('webhook').description("an app's webhooks (push from a Git host, deploy from CI)");
   webhook
@@ -176,6 +202,14 @@ export function registerDomainCommands(program: Command): void {
       const list = await client().get<DomainInfo[]>(`/api/apps/${seg(appName)}/domains`);
       output(!!opts.json, list, printDomains);
     });
+}
+
+function readKnownHosts(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot read --known-hosts ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
 }
 
 /** Domains with their certificate: HTTPS or not, expiry, last attempt and the next one; the last error below. */

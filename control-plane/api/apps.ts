@@ -1,10 +1,11 @@
 // Apps and domains. Each change is pushed at once as new desired state to the app's server.
 import type { Hono } from 'hono';
 import { z } from 'zod';
-import { addDomainBody, createAppBody, rotateWebhookBody, type AppDetails, type AppInfo, type DomainInfo, type WebhookSecrets } from '../../shared/api.js';
+import { addDomainBody, createAppBody, rotateWebhookBody, updateAppBody, type AppDetails, type AppInfo, type AppUpdated, type DomainInfo, type WebhookSecrets } from '../../shared/api.js';
 import { appName, existingDomainName } from '../../shared/validation.js';
 import { domainInfo, type AppRow } from '../store/apps.js';
 import { deploymentInfo } from '../store/deployments.js';
+import { triggerDeploy } from '../deploys.js';
 import { webhookUrls } from '../webhooks/routes.js';
 import type { Stores } from '../store/index.js';
 import type { ApiDeps } from './deps.js';
@@ -75,6 +76,25 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
     return c.json(body);
   });
 
+  // Issue 16: change the repository, branch or server after creation. Pushes and deploys use the
+  // new values from now on; a move also deploys the live commit on the new server.
+  app.patch('/api/apps/:name', async (c) => {
+    const name = appParam(c.req.param('name'));
+    const change = await readJson(c, updateAppBody, { repo: 'repo URL', branch: 'branch', server: 'server name', knownHosts: 'known hosts' });
+    const { before, after } = stores.apps.update(name, change);
+    log.info({ app: name, changed: Object.keys(change), server: after.server }, 'app changed');
+    hub.pushDesiredState(before.server);
+    let moved: AppUpdated['moved'];
+    if (after.server !== before.server) {
+      hub.pushDesiredState(after.server);
+      const live = stores.deployments.doneByApp(name)[0];
+      const queued = live?.commit ? triggerDeploy(deps, after, { commit: live.commit, trigger: 'manual' }).row : null;
+      moved = { from: before.server, deployment: queued ? deploymentInfo(queued) : null };
+    }
+    const body: AppUpdated = { ...details(after), ...(moved ? { moved } : {}) };
+    return c.json(body);
+  });
+
   app.post('/api/apps/:name/webhooks/rotate', async (c) => {
     const row = stores.apps.require(appParam(c.req.param('name')));
     const { which } = await readJson(c, rotateWebhookBody, { which: 'which' }, { optional: true });
@@ -100,6 +120,15 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
     // purgeVolumes only when asked: the answer other clients and checks know stays as it was.
     return c.json(purgeVolumes ? { deleted: row.name, purgeVolumes: true } : { deleted: row.name });
   });
+
+  registerDomainRoutes(app, deps);
+}
+
+/** An app's domains: added, listed with their certificate state, removed. */
+function registerDomainRoutes(app: Hono, deps: ApiDeps): void {
+  const { stores, hub } = deps;
+  const log = deps.logger.child({ component: 'api' });
+  const appParam = (v: string | undefined) => validParam(appName, v, 'app name');
 
   app.post('/api/apps/:name/domains', async (c) => {
     const name = appParam(c.req.param('name'));

@@ -55,6 +55,15 @@ export function registerServerRoutes(app: Hono, deps: ApiDeps): void {
     return c.json(body);
   });
 
+  // Issue 16: refused while apps live on it; its agent is disconnected and cannot come back.
+  app.delete('/api/servers/:name', (c) => {
+    const name = validParam(serverName, c.req.param('name'), 'server name');
+    stores.servers.remove(name);
+    hub.disconnect(name);
+    log.info({ server: name }, 'server removed');
+    return c.json({ deleted: name });
+  });
+
   app.post('/api/agent/join', async (c) => {
     const req = await readJson(c, joinBody, { token: 'join token', name: 'server name', hostname: 'hostname' });
     const server = stores.servers.findByJoinToken(sha256(req.token));

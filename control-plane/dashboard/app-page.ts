@@ -14,6 +14,8 @@ export interface AppPageData {
   reveal: { env: boolean; secrets: boolean };
   /** The app's containers as its agent last reported them; null while the server is offline. */
   containers: Array<{ process: string; deploymentId: string; state: string }> | null;
+  /** Server names, for moving the app. */
+  servers: string[];
 }
 
 const ENDED = new Set(['done', 'failed', 'cancelled', 'superseded']);
@@ -33,6 +35,7 @@ ${history(d.deployments, base)}
 ${envSection(d, base, csrf)}
 ${domainsSection(d.domains, base, csrf)}
 ${webhooksSection(d, base, csrf)}
+${settingsSection(d, base, csrf)}
 ${postForm(`${base}/delete`, csrf, html`<button class="danger" type="submit">Delete app</button>`, { confirm: `Delete ${d.app.name}? Its containers and routes are removed.`, cls: 'card' })}`,
     { csrf, ...msg },
   );
@@ -134,4 +137,20 @@ function processesSection(containers: AppPageData['containers']): Html {
     return html`<tr><td><code>${g.process}</code></td><td>${g.states.length}</td><td>${statusBadge(healthy === g.states.length ? 'running' : `${healthy}/${g.states.length} running`)} <span class="muted">${[...new Set(g.states)].join(', ')}</span></td><td><code>${g.deploymentId}</code></td></tr>`;
   });
   return html`<h2>Processes</h2><table><thead><tr><th scope="col">Process</th><th scope="col">Replicas</th><th scope="col">State</th><th scope="col">Release</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+/** Repository, branch and server, changeable after creation (PATCH /api/apps/NAME). */
+function settingsSection(d: AppPageData, base: string, csrf: string): Html {
+  const a = d.app;
+  return html`<h2>Settings</h2>
+${postForm(
+  `${base}/settings`,
+  csrf,
+  html`<div class="row"><label>Repository <input name="repo" value="${a.repo}" required></label>
+<label>Branch <input name="branch" value="${a.branch}" required></label>
+<label>Run on server <select name="server">${d.servers.map((s) => html`<option${s === a.server ? ' selected' : ''}>${s}</option>`)}</select></label>
+<button type="submit">Save settings</button></div>
+<p class="muted">Repository and branch are used from the next deploy. Another server: the app stops on ${a.server} (its volumes stay there) and its live commit is deployed on the new one.</p>`,
+  { cls: 'card', confirm: 'Save these settings? Changing the server moves the app.' },
+)}`;
 }

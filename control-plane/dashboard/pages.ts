@@ -70,7 +70,7 @@ ${postForm(
   );
 }
 
-export function serversPage(servers: readonly ServerInfo[], apps: readonly AppInfo[], csrf: string, msg: { error?: string; created?: ServerCreated } = {}): Html {
+export function serversPage(servers: readonly ServerInfo[], apps: readonly AppInfo[], csrf: string, msg: { error?: string; notice?: string; created?: ServerCreated } = {}): Html {
   const rows = servers.map(
     (s) => html`<tr>
 <td>${s.name}</td>
@@ -80,6 +80,7 @@ export function serversPage(servers: readonly ServerInfo[], apps: readonly AppIn
 <td>${s.hostname ?? '—'}</td>
 <td>${s.baseDomain ?? '—'}</td>
 <td>${apps.filter((a) => a.server === s.name).map((a) => html`<div><a href="/ui/apps/${encodeURIComponent(a.name)}">${a.name}</a></div>`)}</td>
+<td>${postForm('/ui/servers/remove', csrf, html`<input type="hidden" name="name" value="${s.name}"><button class="secondary" type="submit" aria-label="Remove server ${s.name}">Remove</button>`, { confirm: `Remove server ${s.name}? Its agent is disconnected for good.` })}</td>
 </tr>`,
   );
   const created = msg.created
@@ -90,7 +91,7 @@ export function serversPage(servers: readonly ServerInfo[], apps: readonly AppIn
     'Servers',
     html`<h1>Servers</h1>${created}
 ${servers.length === 0 ? html`<p class="muted">No servers yet.</p>` : html`<table>
-<thead><tr><th scope="col">Server</th><th scope="col">Connection</th><th scope="col">Last heartbeat</th><th scope="col">Agent</th><th scope="col">Hostname</th><th scope="col">Base domain</th><th scope="col">Apps</th></tr></thead>
+<thead><tr><th scope="col">Server</th><th scope="col">Connection</th><th scope="col">Last heartbeat</th><th scope="col">Agent</th><th scope="col">Hostname</th><th scope="col">Base domain</th><th scope="col">Apps</th><th scope="col"></th></tr></thead>
 <tbody>${rows}</tbody></table>`}
 <h2>Add a server</h2>
 ${postForm(
@@ -102,6 +103,6 @@ ${postForm(
 <p class="muted">Shows the one-line install command to run on the new server.</p>`,
   { cls: 'card' },
 )}`,
-    { csrf, error: msg.error },
+    { csrf, error: msg.error, notice: msg.notice },
   );
 }

@@ -1,7 +1,7 @@
 // The dashboard's pages and form actions. Reads and changes are admin-API calls; a failed change
 // re-renders the page with the API's one-line error, a successful one redirects (POST → 303 → GET).
 import type { Context, Hono } from 'hono';
-import type { AppDetails, AppInfo, CronJobInfo, DeploymentDetails, DeploymentInfo, DeploymentLogs, DomainInfo, EnvVar, ServerCreated, ServerInfo } from '../../shared/api.js';
+import type { AppDetails, AppInfo, AppUpdated, CronJobInfo, DeploymentDetails, DeploymentInfo, DeploymentLogs, DomainInfo, EnvVar, ServerCreated, ServerInfo } from '../../shared/api.js';
 import { deploymentId } from '../../shared/protocol.js';
 import { appName } from '../../shared/validation.js';
 import type { ApiDeps } from '../api/deps.js';
@@ -28,6 +28,9 @@ const NOTICES: Record<string, string> = {
   deleted: 'App deleted.',
   cron: 'Cron job started.',
   rotated: 'New webhook secrets: update them in your Git host and CI.',
+  settings: 'Saved. The next deploy uses the new settings.',
+  moved: 'App moved: it no longer runs on its old server, and its live commit is being deployed on the new one.',
+  'server-removed': 'Server removed.',
 };
 
 export type Kit = ReturnType<typeof makeKit>;
@@ -49,15 +52,16 @@ function makeKit(deps: ApiDeps, api: ApiCall) {
     const app = await api<AppDetails>('GET', base);
     if (!app.ok) return renderApps(c, { error: app.error }, 404);
     const reveal = { env: c.req.query('reveal') === 'env', secrets: c.req.query('reveal') === 'secrets' };
-    const [deployments, env, domains] = await Promise.all([
+    const [deployments, env, domains, servers] = await Promise.all([
       api<DeploymentInfo[]>('GET', `${base}/deployments`),
       api<EnvVar[]>('GET', `${base}/env${reveal.env ? '?reveal=1' : ''}`),
       api<DomainInfo[]>('GET', `${base}/domains`),
+      api<ServerInfo[]>('GET', '/api/servers'),
     ]);
     // Containers as the agent last reported them, read from the hub: the API has no route for them yet.
     const observed = deps.hub.isConnected(app.body.server) ? deps.hub.observedState(app.body.server) : undefined;
     const containers = observed ? observed.containers.filter((x) => x.app === app.body.name) : null;
-    const data: AppPageData = { app: app.body, deployments: deployments.body, env: env.body, domains: domains.body, reveal, containers };
+    const data: AppPageData = { app: app.body, deployments: deployments.body, env: env.body, domains: domains.body, reveal, containers, servers: servers.body.map((s) => s.name) };
     const wanted = deploymentId.safeParse(c.req.query('deployment') ?? '');
     const followId = wanted.success && deployments.body.some((d) => d.id === wanted.data) ? wanted.data : deployments.body[0]?.id;
     if (followId) {
@@ -67,7 +71,7 @@ function makeKit(deps: ApiDeps, api: ApiCall) {
     return c.html(appPage(data, c.get('session').csrf, msg), status);
   };
 
-  const renderServers = async (c: C, msg: { error?: string; created?: ServerCreated }, status: 200 | 201 | 400 | 409 = 200) => {
+  const renderServers = async (c: C, msg: { error?: string; notice?: string; created?: ServerCreated }, status: 200 | 201 | 400 | 404 | 409 = 200) => {
     const [servers, apps] = await Promise.all([api<ServerInfo[]>('GET', '/api/servers'), api<AppInfo[]>('GET', '/api/apps')]);
     return c.html(serversPage(servers.body, apps.body, c.get('session').csrf, msg), status);
   };
@@ -138,6 +142,23 @@ function registerAppPages(ui: Hono<Env>, kit: Kit): void {
     const name = nameOf(c);
     return act(c, () => api('POST', `/api/apps/${seg(name)}/webhooks/rotate`), { to: `${appUrl(name)}?reveal=secrets`, notice: 'rotated' }, (m, s) => renderApp(c, name, m, s));
   });
+  // Only the fields the form changed go to the API: the repository is shown with its credentials
+  // masked, and sending that back would replace the real URL.
+  ui.post('/ui/apps/:name/settings', async (c) => {
+    const name = nameOf(c);
+    const current = await api<AppDetails>('GET', `/api/apps/${seg(name)}`);
+    if (!current.ok) return renderApp(c, name, { error: current.error }, 404);
+    const f = c.get('form');
+    const change: Record<string, string> = {};
+    for (const k of ['repo', 'branch', 'server'] as const) {
+      const v = f[k]?.trim();
+      if (v !== undefined && v !== current.body[k]) change[k] = v;
+    }
+    const res = await api<AppUpdated>('PATCH', `/api/apps/${seg(name)}`, change);
+    if (!res.ok) return renderApp(c, name, { error: res.error }, res.status === 404 ? 404 : res.status === 409 ? 409 : 400);
+    const dep = res.body.moved?.deployment;
+    return c.redirect(`${appUrl(name)}?${dep ? `deployment=${dep.id}&` : ''}done=${res.body.moved ? 'moved' : 'settings'}`, 303);
+  });
   ui.post('/ui/apps/:name/delete', (c) => {
     const name = nameOf(c);
     return act(c, () => api('DELETE', `/api/apps/${seg(name)}`), { to: '/ui/apps', notice: 'deleted' }, (m, s) => renderApp(c, name, m, s));
@@ -181,7 +202,11 @@ function registerLiveAndOpsPages(ui: Hono<Env>, deps: ApiDeps, kit: Kit): void {
     return c.body(`event: end\ndata: ${JSON.stringify({ error })}\n\n`, 200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache' });
   });
 
-  ui.get('/ui/servers', (c) => renderServers(c, {}));
+  ui.get('/ui/servers', (c) => renderServers(c, notice(c)));
+  ui.post('/ui/servers/remove', (c) => {
+    const name = c.get('form').name ?? '';
+    return act(c, () => api('DELETE', `/api/servers/${seg(name)}`), { to: '/ui/servers', notice: 'server-removed' }, (m, s) => renderServers(c, m, s));
+  });
   ui.post('/ui/servers', async (c) => {
     const f = c.get('form');
     const res = await api<ServerCreated>('POST', '/api/servers', { name: f.name?.trim(), ...(f.baseDomain?.trim() ? { baseDomain: f.baseDomain.trim() } : {}) });

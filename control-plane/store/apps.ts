@@ -66,6 +66,58 @@ export class AppStore {
     })();
   }
 
+  /**
+   * Change an app after creation (issue 16): its repository, branch or server. A move to another
+   * server bumps both servers' revisions: the old one removes the app (its volumes stay there), the
+   * new one runs it from its next deploy. Refused while a deployment of it is unfinished, and when
+   * its default hostname on the new server belongs to another app. Returns the row before and after.
+   */
+  update(name: string, change: { repo?: string; branch?: string; server?: string; knownHosts?: string }): { before: AppRow; after: AppRow } {
+    return this.db.transaction(() => {
+      const before = this.require(name);
+      const moving = change.server !== undefined && change.server !== before.server;
+      if (moving) this.checkMove(before, change.server!);
+      const repo = change.repo ?? this.repoUrl(before);
+      if (change.knownHosts !== undefined && !isSshRepo(repo)) throw new BadRequestError('--known-hosts is for SSH repositories (git@host:path or ssh://)');
+      if (change.repo !== undefined) {
+        const { shown, sealed } = this.sealRepo(name, change.repo);
+        this.db.prepare('UPDATE apps SET repo = ?, repo_sealed = ? WHERE name = ?').run(shown, sealed, name);
+        this.keepDeployKeyFor(name, change.repo);
+      }
+      if (change.knownHosts !== undefined) this.db.prepare('UPDATE app_deploy_keys SET known_hosts = ? WHERE app = ?').run(change.knownHosts, name);
+      if (change.branch !== undefined) this.db.prepare('UPDATE apps SET branch = ? WHERE name = ?').run(change.branch, name);
+      if (moving) {
+        this.db.prepare('UPDATE apps SET server = ? WHERE name = ?').run(change.server, name);
+        // A purge ordered for an earlier app of this name there must not hit the moved app's volumes.
+        this.db.prepare('DELETE FROM volume_purges WHERE server = ? AND app = ?').run(change.server, name);
+        this.servers.bumpRevision(change.server!);
+      }
+      this.servers.bumpRevision(before.server);
+      return { before, after: this.require(name) };
+    })();
+  }
+
+  private checkMove(app: AppRow, to: string): void {
+    const server = this.servers.require(to);
+    const running = this.db.prepare("SELECT id FROM deployments WHERE app = ? AND status NOT IN ('done', 'failed', 'cancelled', 'superseded') LIMIT 1").get(app.name) as { id: string } | undefined;
+    if (running) throw new ConflictError(`deployment ${running.id} of app "${app.name}" is still running: wait for it or cancel it (berth cancel ${running.id}) before moving the app`);
+    const host = defaultHostname(app.name, server.base_domain);
+    const owner = host ? this.domainOwner(host) : undefined;
+    if (host && owner && owner !== app.name) throw new ConflictError(`app "${app.name}" would answer ${host} (server ${to}'s base domain), which already belongs to app "${owner}"`);
+  }
+
+  /** An SSH repository needs the app's deploy key (made now if it had none); any other kind needs none. */
+  private keepDeployKeyFor(name: string, repo: string): void {
+    const has = this.deployKey(name) !== null;
+    if (!isSshRepo(repo)) {
+      if (has) this.db.prepare('DELETE FROM app_deploy_keys WHERE app = ?').run(name);
+      return;
+    }
+    if (has) return;
+    const key = generateDeployKey(name);
+    this.db.prepare('INSERT INTO app_deploy_keys (app, public_key, private_sealed, known_hosts) VALUES (?, ?, ?, NULL)').run(name, key.publicKey, this.box.seal(key.privateKey, deployKeyContext(name)));
+  }
+
   /** The full repo URL, credentials included: only for the desired state sent to the app's own agent. */
   repoUrl(app: AppRow): string {
     return app.repo_sealed ? this.box.open(app.repo_sealed, repoContext(app.name)) : app.repo;

@@ -137,6 +137,26 @@ export class ServerStore {
     this.bumpRevision(name);
   }
 
+  /**
+   * Remove a server (issue 16): refused while apps live on it. The deployments that ran there
+   * (of apps since moved elsewhere) go with it: their releases lived on that machine only.
+   */
+  remove(name: string): ServerRow {
+    return this.db.transaction(() => {
+      const row = this.require(name);
+      const apps = (this.db.prepare('SELECT name FROM apps WHERE server = ? ORDER BY name LIMIT 6').all(name) as Array<{ name: string }>).map((a) => a.name);
+      if (apps.length > 0) {
+        const listed = apps.length > 5 ? `${apps.slice(0, 5).join(', ')}, …` : apps.join(', ');
+        throw new ConflictError(`server "${name}" still runs apps (${listed}): delete them (berth app rm) or move them (berth app set APP --server OTHER) first`);
+      }
+      this.cached = null;
+      this.pendingSeen.delete(name);
+      this.db.prepare('DELETE FROM deployments WHERE server = ?').run(name);
+      this.db.prepare('DELETE FROM servers WHERE name = ?').run(name);
+      return row;
+    })();
+  }
+
   /** Called inside the transaction that changes the server's apps or domains. */
   bumpRevision(name: string): void {
     this.cached = null;
