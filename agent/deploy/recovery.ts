@@ -11,8 +11,8 @@ import type { AgentSettings } from '../settings.js';
 import type { AgentStore, DeployRecord } from '../store/index.js';
 import { removeBuildLeftovers } from './images.js';
 import { DeployLogStream } from './log-stream.js';
-import { journalProgress } from './status-report.js';
-import { imageTag } from './runner.js';
+import { imageTag } from './deploy-run.js';
+import { announceTransition } from './transition.js';
 
 export interface RecoveryDeps {
   docker: Docker;
@@ -37,8 +37,7 @@ export async function recoverJournal(deps: RecoveryDeps): Promise<DeployRecord[]
         : 'agent restarted during the switch; the new release had passed its health check and stays live',
     );
     stream.flush();
-    deps.send(journalProgress(d));
-    logger.warn({ deploymentId: d.id, app: d.app, status: d.status, reason: d.reason }, 'recovered an interrupted deploy');
+    announceTransition(deps, d, 'recovered an interrupted deploy', 'warn');
   }
 
   if (result.failed.length > 0) {
