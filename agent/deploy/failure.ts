@@ -34,7 +34,7 @@ export interface Ending {
 }
 
 /** The end of a deploy that threw `err` while in `run.phase`. */
-export function endingOf(run: DeployRun, err: unknown): Ending {
+export function endingOf(run: Pick<DeployRun, 'signal' | 'phase' | 'mask'>, err: unknown): Ending {
   const { signal, phase, mask } = run;
   // The control plane cancelled it (a user, or a newer deploy): the state it asked for, naming the phase reached.
   if (signal.aborted && signal.reason instanceof DeployCancelled) {

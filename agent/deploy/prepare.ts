@@ -2,14 +2,13 @@
 // building → releasing), or a kept release brought back by a rollback (rollback.ts).
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AppConfig } from '../config/index.js';
+import { appRoot, type AppConfig } from '../config/index.js';
 import { runBuildPhase, type BuildPhaseResult } from './build-phase.js';
 import { imageTag, type DeployRun } from './deploy-run.js';
 import { checkFreeDisk } from './disk.js';
 import { fetchPhase } from './fetch-phase.js';
 import { BuildImageTracker } from './images.js';
 import { releasePhase } from './release-phase.js';
-import { appRoot } from '../config/index.js';
 
 /** What a deploy runs: built just now, or a kept release brought back by a rollback. */
 export interface Prepared {
