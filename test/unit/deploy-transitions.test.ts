@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
+import { recordTransition } from '../../agent/deploy/transition.js';
 import { AgentStore } from '../../agent/store/index.js';
 import {
   assertTransition,
@@ -16,7 +18,7 @@ import {
   IllegalTransitionError,
   type DeployStatus,
 } from '../../shared/deploy-status.js';
-import { PROTOCOL_VERSION, type DeployOrder } from '../../shared/protocol.js';
+import { PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../../shared/protocol.js';
 
 /** Every step of `path` is allowed. */
 function assertPath(...path: DeployStatus[]): void {
@@ -113,4 +115,44 @@ test('the journal refuses an illegal transition and writes nothing', (t) => {
   store.deploys.transition('dep00000003', 'superseded', { reason: 'superseded by a newer deploy' });
   assert.equal(store.deploys.get('dep00000003')?.status, 'superseded');
   assert.throws(() => store.deploys.transition('dep00000404', 'fetching'), /not in the journal/);
+});
+
+test('one function journals a transition, reports it as deploy_progress and logs it; an illegal one does none of that', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-transitions-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const store = AgentStore.open(dir);
+  t.after(() => store.close());
+  const sent: AgentMessage[] = [];
+  const logged: Array<Record<string, unknown>> = [];
+  const logger = pino({}, { write: (line: string) => void logged.push(JSON.parse(line) as Record<string, unknown>) });
+  const deps = { store, send: (msg: AgentMessage) => void sent.push(msg), logger };
+  store.deploys.create({
+    type: 'deploy',
+    v: PROTOCOL_VERSION,
+    deploymentId: 'dep00000001',
+    app: { name: 'web', repo: 'https://example.com/web.git', branch: 'main', domains: [], env: {} },
+  });
+
+  recordTransition(deps, 'dep00000001', 'fetching');
+  const record = recordTransition(deps, 'dep00000001', 'cancelled', { commit: 'a'.repeat(40), reason: 'skipped: older than live' });
+  assert.equal(record.status, 'cancelled');
+  assert.deepEqual(
+    sent.map((m) => (m.type === 'deploy_progress' ? [m.deploymentId, m.status, m.commit ?? null, m.reason ?? null] : m.type)),
+    [
+      ['dep00000001', 'fetching', null, null],
+      ['dep00000001', 'cancelled', 'a'.repeat(40), 'skipped: older than live'],
+    ],
+  );
+  assert.deepEqual(
+    logged.map((l) => [l.msg, l.deploymentId, l.app, l.status]),
+    [
+      ['deploy fetching', 'dep00000001', 'web', 'fetching'],
+      ['deploy cancelled', 'dep00000001', 'web', 'cancelled'],
+    ],
+  );
+
+  assert.throws(() => recordTransition(deps, 'dep00000001', 'building'), IllegalTransitionError);
+  assert.equal(sent.length, 2, 'nothing reported');
+  assert.equal(logged.length, 2, 'nothing logged');
+  assert.equal(store.deploys.get('dep00000001')?.status, 'cancelled');
 });
