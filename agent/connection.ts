@@ -8,6 +8,7 @@ import WebSocket from 'ws';
 import type { Logger } from '../shared/logger.js';
 import { AGENT_WS_PATH, cpMessage, HEARTBEAT_INTERVAL_MS, parseMessage, PROTOCOL_VERSION, type AgentMessage, type CancelOrder, type CronRequest, type DeployOrder, type LogsRequest } from '../shared/protocol.js';
 import type { ServerSpec } from '../shared/spec.js';
+import { sleep } from '../shared/util/index.js';
 import { BERTH_VERSION } from '../shared/version.js';
 import type { Outbox } from './store/outbox.js';
 
@@ -137,7 +138,7 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
     const deadline = Date.now() + timeoutMs;
     void this.flush();
     while (this.connected && Date.now() < deadline && (this.flushing || this.opts.outbox.count() > 0)) {
-      await new Promise((r) => setTimeout(r, 10));
+      await sleep(10);
     }
   }
 

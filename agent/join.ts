@@ -1,9 +1,10 @@
 // Enrolment: trade a one-time join token for this server's credential and keep it in DATA/agent.json.
 import { hostname } from 'node:os';
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { JoinResult } from '../shared/api.js';
+import { ensureDir, writeSecretFile } from '../shared/util/index.js';
 import { serverName } from '../shared/validation.js';
 
 export class JoinError extends Error {
@@ -84,12 +85,8 @@ export async function joinControlPlane(opts: { url: string; token: string; name?
 
 /** Write agent.json (0600, in a 0700 dir) atomically: a crash never leaves a half-written credential. */
 export function saveCredentials(dataDir: string, creds: AgentCredentials): void {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  chmodSync(dataDir, 0o700);
-  const file = join(dataDir, CREDENTIALS_FILE);
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(creds, null, 2) + '\n', { mode: 0o600 });
-  renameSync(tmp, file);
+  ensureDir(dataDir, 0o700);
+  writeSecretFile(join(dataDir, CREDENTIALS_FILE), JSON.stringify(creds, null, 2) + '\n');
 }
 
 export function loadCredentials(dataDir: string): AgentCredentials {

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentStore } from '../agent/store/index.js';
+import type { DeployStatus } from '../shared/deploy-status.js';
 import { PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../shared/protocol.js';
 
 function tmp(t: { after: (fn: () => void) => void }): string {
@@ -22,6 +23,11 @@ function order(id: string, app = 'web', commit?: string): DeployOrder {
     app: { name: app, repo: 'https://example.com/web.git', branch: 'main', domains: ['web.example.com'], env: {} },
     ...(commit ? { commit } : {}),
   };
+}
+
+/** Move a journaled deploy through `statuses` in order (each a transition the state machine allows). */
+function walk(store: AgentStore, id: string, ...statuses: DeployStatus[]): void {
+  for (const status of statuses) store.deploys.transition(id, status);
 }
 
 const log = (id: string, seq: number): AgentMessage => ({
@@ -72,16 +78,15 @@ test('recovery fails in-flight deploys with their phase, completes one already l
   const dir = tmp(t);
   const store = AgentStore.open(dir);
   store.deploys.create(order('dep0building', 'web'));
-  store.deploys.transition('dep0building', 'fetching');
-  store.deploys.transition('dep0building', 'building');
+  walk(store, 'dep0building', 'fetching', 'building');
   store.deploys.create(order('dep0health01', 'api'));
-  store.deploys.transition('dep0health01', 'health_checking');
+  walk(store, 'dep0health01', 'fetching', 'building', 'starting', 'health_checking');
   store.deploys.create(order('dep0switch01', 'shop'));
-  store.deploys.transition('dep0switch01', 'switching');
+  walk(store, 'dep0switch01', 'fetching', 'building', 'starting', 'health_checking', 'switching');
   store.releases.activate({ app: 'shop', deploymentId: 'dep0switch01', image: 'i', containerId: 'c', hostPort: 1, containerPort: null, commit: null });
   store.deploys.create(order('dep0queued01', 'web'));
   store.deploys.create(order('dep0done0001', 'blog'));
-  store.deploys.transition('dep0done0001', 'done');
+  walk(store, 'dep0done0001', 'fetching', 'building', 'starting', 'health_checking', 'switching', 'done');
   store.close(); // the agent "dies" here
 
   const again = AgentStore.open(dir);

@@ -89,6 +89,7 @@ describe('the agent journal and kept releases', () => {
     const store = AgentStore.open(dir);
     try {
       store.deploys.create(order('dep00001'));
+      store.deploys.transition('dep00001', 'fetching');
       const deadline = new Date(Date.now() + 60_000).toISOString();
       store.deploys.transition('dep00001', 'building', { deadlineAt: deadline });
       assert.equal(store.deploys.get('dep00001')!.deadlineAt, deadline);
@@ -102,7 +103,7 @@ describe('the agent journal and kept releases', () => {
       assert.ok(d.finishedAt);
       assert.deepEqual(
         store.deploys.transitions('dep00001').map((t) => [t.status, t.deadlineAt]),
-        [['queued', null], ['building', deadline], ['failed', null]],
+        [['queued', null], ['fetching', null], ['building', deadline], ['failed', null]],
       );
       store.deploys.clearBuildImages('dep00001');
       assert.deepEqual(store.deploys.get('dep00001')!.buildImages, []);

@@ -11,8 +11,8 @@ import type { AgentSettings } from '../settings.js';
 import type { AgentStore, DeployRecord } from '../store/index.js';
 import { removeBuildLeftovers } from '../build/images.js';
 import { DeployLogStream } from './log-stream.js';
-import { journalProgress } from './status-report.js';
-import { imageTag } from './runner.js';
+import { imageTag } from './deploy-run.js';
+import { announceTransition } from './transition.js';
 
 export interface RecoveryDeps {
   docker: Docker;
@@ -29,46 +29,54 @@ export async function recoverJournal(deps: RecoveryDeps): Promise<DeployRecord[]
   await rm(join(deps.settings.dataDir, 'builds'), { recursive: true, force: true }).catch((err) => logger.warn({ err }, 'could not clean the builds directory'));
 
   const result = store.recoverInterrupted();
-  for (const d of [...result.failed, ...result.completed]) {
-    const stream = new DeployLogStream(d.id, d.logSeq, deps.send, (next) => store.deploys.setLogSeq(d.id, next));
-    stream.system(
-      d.status === 'failed'
-        ? (d.reason ?? 'agent restarted during the deploy')
-        : 'agent restarted during the switch; the new release had passed its health check and stays live',
-    );
-    stream.flush();
-    deps.send(journalProgress(d));
-    logger.warn({ deploymentId: d.id, app: d.app, status: d.status, reason: d.reason }, 'recovered an interrupted deploy');
-  }
-
-  if (result.failed.length > 0) {
-    const failedIds = new Set(result.failed.map((d) => d.id));
-    try {
-      for (const c of await listBerthContainers(deps.docker, { server: deps.settings.server })) {
-        if (!failedIds.has(c.deploymentId)) continue;
-        if (store.releases.get(c.app)?.deploymentId === c.deploymentId) continue;
-        await removeContainer(deps.docker, c.id, { graceSeconds: 0 });
-        logger.info({ container: c.name, deploymentId: c.deploymentId }, 'removed a container of an interrupted deploy');
-      }
-    } catch (err) {
-      // Not fatal: those containers are not the current release, so reconciliation removes them later.
-      logger.warn({ err }, 'could not remove containers of interrupted deploys');
-    }
-  }
-  // A build the agent died in leaves its image (if it got that far) and the layers it made so far.
-  for (const d of result.failed) {
-    if (d.order.rollbackOf) continue; // a rollback builds nothing; its image is a kept release's
-    for (const dir of [join(deps.settings.staticDir, d.app, d.id), join(deps.settings.staticDir, d.app, `.staging-${d.id}`)]) {
-      await rm(dir, { recursive: true, force: true }).catch(() => {});
-    }
-    try {
-      const removed = await removeBuildLeftovers(deps.docker, { tag: imageTag(d.app, d.id), imageIds: d.buildImages, server: deps.settings.server });
-      store.deploys.clearBuildImages(d.id);
-      if (removed > 0) logger.info({ deploymentId: d.id, images: removed }, 'removed the images of an interrupted build');
-    } catch (err) {
-      logger.warn({ err, deploymentId: d.id }, 'could not remove the images of an interrupted build');
-    }
-  }
+  for (const d of [...result.failed, ...result.completed]) announceRecovered(deps, d);
+  if (result.failed.length > 0) await removeInterruptedContainers(deps, result.failed);
+  for (const d of result.failed) await removeInterruptedBuild(deps, d);
   if (result.queued.length > 0) logger.info({ deploys: result.queued.map((d) => d.id) }, 'resuming queued deploys');
   return result.queued;
+}
+
+/** The deploy's log says how it ended, then its (already journaled) end is reported. */
+function announceRecovered(deps: RecoveryDeps, d: DeployRecord): void {
+  const stream = new DeployLogStream(d.id, d.logSeq, deps.send, (next) => deps.store.deploys.setLogSeq(d.id, next));
+  stream.system(
+    d.status === 'failed'
+      ? (d.reason ?? 'agent restarted during the deploy')
+      : 'agent restarted during the switch; the new release had passed its health check and stays live',
+  );
+  stream.flush();
+  announceTransition(deps, d, 'recovered an interrupted deploy', 'warn');
+}
+
+/** The containers the failed deploys had started (none of them is a current release). */
+async function removeInterruptedContainers(deps: RecoveryDeps, failed: DeployRecord[]): Promise<void> {
+  const { store, logger } = deps;
+  const failedIds = new Set(failed.map((d) => d.id));
+  try {
+    for (const c of await listBerthContainers(deps.docker, { server: deps.settings.server })) {
+      if (!failedIds.has(c.deploymentId)) continue;
+      if (store.releases.get(c.app)?.deploymentId === c.deploymentId) continue;
+      await removeContainer(deps.docker, c.id, { graceSeconds: 0 });
+      logger.info({ container: c.name, deploymentId: c.deploymentId }, 'removed a container of an interrupted deploy');
+    }
+  } catch (err) {
+    // Not fatal: those containers are not the current release, so reconciliation removes them later.
+    logger.warn({ err }, 'could not remove containers of interrupted deploys');
+  }
+}
+
+/** A build the agent died in leaves its image (if it got that far), the layers it made so far and static files. */
+async function removeInterruptedBuild(deps: RecoveryDeps, d: DeployRecord): Promise<void> {
+  if (d.order.rollbackOf) return; // a rollback builds nothing; its image is a kept release's
+  const { store, logger } = deps;
+  for (const dir of [join(deps.settings.staticDir, d.app, d.id), join(deps.settings.staticDir, d.app, `.staging-${d.id}`)]) {
+    await rm(dir, { recursive: true, force: true }).catch(() => {});
+  }
+  try {
+    const removed = await removeBuildLeftovers(deps.docker, { tag: imageTag(d.app, d.id), imageIds: d.buildImages, server: deps.settings.server });
+    store.deploys.clearBuildImages(d.id);
+    if (removed > 0) logger.info({ deploymentId: d.id, images: removed }, 'removed the images of an interrupted build');
+  } catch (err) {
+    logger.warn({ err, deploymentId: d.id }, 'could not remove the images of an interrupted build');
+  }
 }

@@ -1,10 +1,12 @@
-// Starting a release's processes (web replicas published for nginx, the others without ports) and
-// gating on their health: web answers on its port (or the configured HTTP path) and stays up; every
-// other process stays up for the stable period.
+// The starting phase of a deploy: a release's processes (web replicas published for nginx, the
+// others without ports), each journaled as soon as it exists so a failure can remove it.
 import type Docker from 'dockerode';
 import type { AppConfig } from '../config/index.js';
-import { startProcessContainer, waitHealthy, waitStable, type StartedContainer } from '../processes.js';
+import { startProcessContainer, type StartedContainer } from '../processes.js';
 import type { ReleaseProcess } from '../store/index.js';
+import { ensureVolumes, volumeMounts } from '../volumes.js';
+import type { DeployRun } from './deploy-run.js';
+import type { Prepared } from './prepare.js';
 
 export interface StartPhaseOptions {
   app: string;
@@ -60,49 +62,33 @@ export async function startProcesses(docker: Docker, o: StartPhaseOptions): Prom
   return started;
 }
 
-export interface HealthOptions {
-  healthcheck: AppConfig['healthcheck'];
-  /** Budget without a healthcheck in the config (BERTH_HEALTH_TIMEOUT_MS). */
-  timeoutMs: number;
-  stableMs: number;
-  /** Default pause between HTTP probes (BERTH_HEALTH_INTERVAL_MS). */
-  intervalMs: number;
-  /** The app's domains: the first is the Host header of HTTP probes, as nginx would send it. */
-  domains: string[];
-  log: (line: string) => void;
-  signal: AbortSignal;
-}
-
-/** The health gate's whole budget: what the health_checking phase's deadline is derived from. */
-export function healthBudgetMs(o: Pick<HealthOptions, 'healthcheck' | 'timeoutMs' | 'stableMs'>): number {
-  return (o.healthcheck ? o.healthcheck.timeoutS * 1000 : o.timeoutMs) + o.stableMs;
-}
-
-export async function checkHealth(docker: Docker, started: StartedContainer[], o: HealthOptions): Promise<void> {
-  const timeoutMs = o.healthcheck ? o.healthcheck.timeoutS * 1000 : o.timeoutMs;
-  const hc = o.healthcheck;
-  await Promise.all(
-    started.map((c) =>
-      c.process === 'web'
-        ? waitHealthy(docker, {
-            containerId: c.id,
-            hostPort: c.hostPort,
-            timeoutMs,
-            stableMs: o.stableMs,
-            log: o.log,
-            signal: o.signal,
-            ...(hc
-              ? {
-                  httpPath: hc.path,
-                  intervalMs: hc.intervalS !== undefined ? Math.round(hc.intervalS * 1000) : o.intervalMs,
-                  ...(hc.attempts !== undefined ? { attempts: hc.attempts } : {}),
-                  ...(o.domains[0] ? { host: o.domains[0] } : {}),
-                }
-              : {}),
-          })
-        : waitStable(docker, { containerId: c.id, name: c.name, stableMs: o.stableMs, timeoutMs, signal: o.signal }).then(() =>
-            o.log(`${c.name} is running`),
-          ),
-    ),
-  );
+/** starting: every process of the release (none for a static site or a release scaled to zero). */
+export function startPhase(run: DeployRun, prepared: Prepared, processes: ReleaseProcess[]): Promise<void> {
+  const { docker, store, settings } = run.deps;
+  const { app, id, stream } = run;
+  const { image, config } = prepared;
+  return run.runPhase('starting', image ? { image } : {}, async (signal) => {
+    if (image && processes.some((p) => p.scale > 0)) {
+      // Existing volumes keep their data (a rollback's config may name one the newer release dropped).
+      await ensureVolumes(docker, app, config.volumes, settings.server || undefined);
+      await startProcesses(docker, {
+        app,
+        deploymentId: id,
+        image,
+        env: run.env,
+        port: prepared.port,
+        processes,
+        volumes: volumeMounts(app, config.volumes),
+        server: settings.server,
+        onStarted: (c) => {
+          run.started.push(c);
+          if (c.process === 'web' && c.replica === 1) store.deploys.update(id, { containerId: c.id, hostPort: c.hostPort, containerPort: c.containerPort });
+        },
+        log: (l) => stream.system(l),
+        signal,
+      });
+    } else if (!prepared.staticRoot) {
+      stream.system('no processes to start');
+    }
+  });
 }

@@ -2,22 +2,28 @@
 // deploy order, and when the control plane asks (on every hello) about deployments it has as started
 // but unfinished — it may have missed their end while it was away, or been restored from a backup
 // taken while they ran.
+import type { DeployStatus } from '../../shared/deploy-status.js';
 import { PROTOCOL_VERSION, type AgentMessage } from '../../shared/protocol.js';
 import type { DeployRecord } from '../store/deploys.js';
 
 type DeployProgress = Extract<AgentMessage, { type: 'deploy_progress' }>;
 
-/** The journal's word on `record`, as a progress report. */
-export function journalProgress(record: DeployRecord): DeployProgress {
+/** The one builder of a `deploy_progress` message: where deployment `id` stands now. */
+function progressMessage(id: string, status: DeployStatus, commit: string | null, reason: string | null): DeployProgress {
   return {
     type: 'deploy_progress',
     v: PROTOCOL_VERSION,
-    deploymentId: record.id,
-    status: record.status,
-    ...(record.commit ? { commit: record.commit } : {}),
-    ...(record.reason ? { reason: record.reason } : {}),
+    deploymentId: id,
+    status,
+    ...(commit ? { commit } : {}),
+    ...(reason ? { reason } : {}),
     ts: new Date().toISOString(),
   };
+}
+
+/** The journal's word on `record`, as a progress report. */
+export function journalProgress(record: DeployRecord): DeployProgress {
+  return progressMessage(record.id, record.status, record.commit, record.reason);
 }
 
 export const NO_RECORD_REASON =
@@ -33,7 +39,7 @@ export function answerStatusRequest(ids: readonly string[], get: (id: string) =>
   for (const id of ids) {
     const record = get(id);
     if (!record) {
-      answers.push({ type: 'deploy_progress', v: PROTOCOL_VERSION, deploymentId: id, status: 'failed', reason: NO_RECORD_REASON, ts: new Date().toISOString() });
+      answers.push(progressMessage(id, 'failed', null, NO_RECORD_REASON));
     } else if (record.status !== 'queued') {
       answers.push(journalProgress(record));
     }

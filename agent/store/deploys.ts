@@ -1,6 +1,7 @@
 // The deploy journal: every deploy the agent accepted, its current phase and every transition
-// with its time, so a restart can tell exactly what was in flight.
-import { isTerminal, type DeployStatus } from '../../shared/deploy-status.js';
+// with its time, so a restart can tell exactly what was in flight. It keeps the state machine of
+// shared/deploy-status.ts: a transition the table does not allow throws IllegalTransitionError.
+import { assertTransition, isTerminal, type DeployStatus } from '../../shared/deploy-status.js';
 import type { DeployOrder } from '../../shared/protocol.js';
 import { now, type Db } from './db.js';
 
@@ -129,18 +130,23 @@ export class DeployJournal {
     return row ? toRecord(row) : null;
   }
 
-  /** Move to `status` (timestamped in deploy_transitions), recording `patch` in the same transaction. */
+  /**
+   * Move to `status` (timestamped in deploy_transitions), recording `patch` in the same transaction.
+   * Throws IllegalTransitionError when the state machine does not allow the move (nothing is written).
+   */
   transition(id: string, status: DeployStatus, patch: DeployPatch = {}): DeployRecord {
     const at = now();
     return this.db.transaction(() => {
+      const current = this.db.prepare(`SELECT status FROM deploys WHERE id = ?`).get(id) as { status: DeployStatus } | undefined;
+      if (!current) throw new Error(`deploy ${id} is not in the journal`);
+      assertTransition(id, current.status, status);
       const sets = ['status = @status', 'updated_at = @at'];
       const params: Record<string, unknown> = { id, status, at };
       if (isTerminal(status)) sets.push('finished_at = @at');
       // A phase's deadline ends with it: a finished deploy (or one entering a phase without one) has none.
       const p: DeployPatch = { ...patch, deadlineAt: isTerminal(status) ? null : (patch.deadlineAt ?? null) };
       this.patchSql(p, sets, params);
-      const res = this.db.prepare(`UPDATE deploys SET ${sets.join(', ')} WHERE id = @id`).run(params);
-      if (res.changes === 0) throw new Error(`deploy ${id} is not in the journal`);
+      this.db.prepare(`UPDATE deploys SET ${sets.join(', ')} WHERE id = @id`).run(params);
       this.db
         .prepare(`INSERT INTO deploy_transitions (deploy_id, status, reason, at, deadline_at) VALUES (?, ?, ?, ?, ?)`)
         .run(id, status, patch.reason ?? null, at, p.deadlineAt ?? null);

@@ -1,0 +1,64 @@
+// What a deploy runs, made ready before anything starts: built from Git just now (fetching →
+// building → releasing), or a kept release brought back by a rollback (rollback.ts).
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { appRoot, type AppConfig } from '../config/index.js';
+import { runBuildPhase, type BuildPhaseResult } from './build-phase.js';
+import { imageTag, type DeployRun } from './deploy-run.js';
+import { checkFreeDisk } from './disk.js';
+import { fetchPhase } from './fetch-phase.js';
+import { BuildImageTracker } from './images.js';
+import { releasePhase } from './release-phase.js';
+
+/** What a deploy runs: built just now, or a kept release brought back by a rollback. */
+export interface Prepared {
+  image: string | null;
+  staticRoot: string | null;
+  port: number | undefined;
+  config: AppConfig;
+  env: Record<string, string>;
+  commit: string;
+  /** A rollback: the deployment whose release is re-activated. */
+  rollbackOf?: string;
+}
+
+/** fetching → building → releasing: the new release's image (or static directory) from Git. */
+export async function prepareBuild(run: DeployRun): Promise<Prepared> {
+  const { settings, logger } = run.deps;
+  const buildDir = join(settings.dataDir, 'builds', run.id);
+  try {
+    const { commit, config } = await fetchPhase(run, buildDir);
+    const built = await buildingPhase(run, { commit, config, buildDir });
+    if (config.release && built.image) await releasePhase(run, { image: built.image, config, commit });
+    return { image: built.image, staticRoot: built.staticRoot, port: built.port, config, env: run.env, commit };
+  } finally {
+    await rm(buildDir, { recursive: true, force: true }).catch((err) => logger.warn({ err }, 'could not remove the build directory'));
+  }
+}
+
+/** building: the image (and a static site's files); every image the build makes is journaled at once. */
+function buildingPhase(run: DeployRun, o: { commit: string; config: AppConfig; buildDir: string }): Promise<BuildPhaseResult> {
+  const { docker, store, settings, logger } = run.deps;
+  const { id, app, stream } = run;
+  return run.runPhase('building', { commit: o.commit }, async (signal) => {
+    const free = await checkFreeDisk(docker, { dataDir: settings.dataDir, minFreeMb: settings.minFreeDiskMb });
+    if (free.length > 0) logger.debug({ free }, 'free disk before the build');
+    const tracker = new BuildImageTracker((imageId) => store.deploys.addBuildImage(id, imageId));
+    return runBuildPhase(docker, {
+      app,
+      deploymentId: id,
+      commit: o.commit,
+      checkout: appRoot(o.buildDir, run.order.app.rootDir),
+      config: o.config,
+      env: run.env,
+      tag: imageTag(app, id),
+      settings,
+      log: (l) => {
+        tracker.line(l);
+        stream.build(l);
+      },
+      system: (l) => stream.system(l),
+      signal,
+    });
+  });
+}
