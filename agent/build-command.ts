@@ -6,8 +6,8 @@ import type Docker from 'dockerode';
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { envKey } from '../shared/validation.js';
-import { OneOffError, runOneOff } from './one-off.js';
-import { outOfMemory, type ResourceLimits } from './resource-limits.js';
+import { OneOffError, runOneOff } from './docker/one-off.js';
+import { outOfMemory, type ResourceLimits } from './docker/limits.js';
 
 export class BuildCommandError extends Error {
   override name = 'BuildCommandError';

@@ -7,7 +7,7 @@ import { isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import dockerignore from '@balena/dockerignore';
 import tar from 'tar-fs';
 import { isRepoFile, readRepoFile } from './repo-paths.js';
-import { outOfMemory, type ResourceLimits } from './resource-limits.js';
+import { outOfMemory, type ResourceLimits } from './docker/limits.js';
 
 // A CommonJS module whose typings declare an ES default export: under NodeNext the default
 // import is `module.exports`, and the package sets `factory.default = factory` for this case.

@@ -1,7 +1,7 @@
 // `berth agent`: wires settings, credentials, the store, Docker, nginx, the connection, the deploy
 // queue and the reconcile loop together. Apps keep being reconciled from the stored desired state
 // whether or not the control plane is reachable.
-import Docker from './docker-client.js';
+import Docker from './docker/client.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import { PROTOCOL_VERSION, type AgentMessage, type DeployOrder } from '../shared/protocol.js';
 import type { ServerSpec } from '../shared/spec.js';
@@ -15,13 +15,13 @@ import { DeployQueue } from './deploy/queue.js';
 import { recoverJournal } from './deploy/recovery.js';
 import { runDeploy } from './deploy/runner.js';
 import { loadCredentials } from './join.js';
-import { RuntimeLogs } from './runtime-logs.js';
+import { RuntimeLogs } from './docker/runtime-logs.js';
 import { notifyFacts } from './status/facts.js';
 import { gatherStatus } from './status/gather.js';
 import { startStatusSocket } from './status/socket.js';
 import { BERTH_VERSION } from '../shared/version.js';
 import { Nginx, type AppSite } from './nginx.js';
-import { listBerthContainers, type BerthContainer } from './processes.js';
+import { listBerthContainers, type BerthContainer } from './docker/containers.js';
 import { Reconciler, type CertPort, type NginxPort } from './reconcile/executor.js';
 import { loadSettings, type AgentSettings } from './settings.js';
 import { AgentStore } from './store/index.js';

@@ -8,7 +8,7 @@ import { chmodSync, constants, copyFileSync, existsSync, lstatSync, mkdirSync, r
 import { dirname, join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-fs';
-import { berthLabels, LABEL } from './labels.js';
+import { berthLabels, LABEL } from './docker/labels.js';
 import { isInside, RepoPathError, repoDirNoLinks } from './repo-paths.js';
 
 export class StaticSiteError extends Error {

@@ -7,8 +7,8 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { buildImage } from '../agent/build.js';
-import { berthLabels } from '../agent/labels.js';
-import { HealthCheckError, listBerthContainers, removeContainer, startWebContainer, waitHealthy } from '../agent/processes.js';
+import { berthLabels } from '../agent/docker/labels.js';
+import { HealthCheckError, listBerthContainers, removeContainer, startWebContainer, waitHealthy } from '../agent/docker/containers.js';
 import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
 import { makeTmpDir } from './helpers/tmp.js';
 

@@ -5,7 +5,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { buildImage } from '../agent/build.js';
-import { berthLabels } from '../agent/labels.js';
+import { berthLabels } from '../agent/docker/labels.js';
 import {
   HealthCheckError,
   ProcessError,
@@ -13,7 +13,7 @@ import {
   removeContainer,
   startWebContainer,
   waitHealthy,
-} from '../agent/processes.js';
+} from '../agent/docker/containers.js';
 import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
 import { makeTmpDir } from './helpers/tmp.js';
 

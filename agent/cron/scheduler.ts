@@ -11,11 +11,11 @@ import type { Logger } from '../../shared/logger.js';
 import type { CronJobInfo, CronRunInfo } from '../../shared/protocol.js';
 import { DEFAULT_CRON_TIMEOUT_S, type CronJobConfig } from '../config/types.js';
 import { makeMasker } from '../../shared/secret-mask.js';
-import { dockerMessageOf, dockerStatusOf } from '../docker-errors.js';
-import { berthLabels, LABEL } from '../labels.js';
-import { LogDemuxer } from '../runtime-logs.js';
+import { dockerMessageOf, dockerStatusOf } from '../docker/errors.js';
+import { berthLabels, LABEL } from '../docker/labels.js';
+import { LogDemuxer } from '../docker/runtime-logs.js';
 import type { AgentStore, CronRunRecord, Release } from '../store/index.js';
-import { ensureVolumes, volumeMounts, type VolumeConfig } from '../volumes.js';
+import { ensureVolumes, volumeMounts, type VolumeConfig } from '../docker/volumes.js';
 import { cronJobsOf, desiredJobs, diffSchedules, jobKey, nextRun, overlapDecision, slotOf, type ScheduledJob } from './schedule.js';
 
 export class CronError extends Error {

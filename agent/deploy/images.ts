@@ -9,11 +9,11 @@
 import type Docker from 'dockerode';
 import { existsSync, lstatSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { LABEL } from '../labels.js';
-import { listBerthContainers, removeContainer } from '../processes.js';
+import { LABEL } from '../docker/labels.js';
+import { listBerthContainers, removeContainer } from '../docker/containers.js';
 import type { AgentSettings } from '../settings.js';
 import type { AgentStore } from '../store/index.js';
-import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from '../docker-errors.js';
+import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from '../docker/errors.js';
 
 
 const STEP_RE = /^Step \d+\/\d+ : (\S+)/i;

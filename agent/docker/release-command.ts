@@ -2,7 +2,7 @@
 // env, after the build and before any traffic moves. Non-zero exit or timeout fails the deploy.
 import type Docker from 'dockerode';
 import { OneOffError, runOneOff } from './one-off.js';
-import { outOfMemory, type ResourceLimits } from './resource-limits.js';
+import { outOfMemory, type ResourceLimits } from './limits.js';
 
 export class ReleaseError extends Error {
   override name = 'ReleaseError';

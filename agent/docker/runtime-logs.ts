@@ -1,9 +1,9 @@
 // `berth logs` on the agent: read (and optionally follow) the output of an app's berth containers
 // through the Docker API, split it into lines and stream them to the control plane in batches.
 import type Docker from 'dockerode';
-import type { Logger } from '../shared/logger.js';
-import { PROTOCOL_VERSION, type AgentMessage, type LogsRequest, type RuntimeLogLine } from '../shared/protocol.js';
-import { listBerthContainers, type BerthContainer } from './processes.js';
+import type { Logger } from '../../shared/logger.js';
+import { PROTOCOL_VERSION, type AgentMessage, type LogsRequest, type RuntimeLogLine } from '../../shared/protocol.js';
+import { listBerthContainers, type BerthContainer } from './containers.js';
 
 const BATCH_MS = 100;
 const MAX_BATCH = 500;

@@ -4,9 +4,9 @@ import type Docker from 'dockerode';
 import { request as httpRequest } from 'node:http';
 import { connect, createServer } from 'node:net';
 import { berthLabels, LABEL } from './labels.js';
-import { appName, envKey } from '../shared/validation.js';
-import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from './docker-errors.js';
-import { hostConfigLimits, outOfMemory, wasOomKilled, type ResourceLimits } from './resource-limits.js';
+import { appName, envKey } from '../../shared/validation.js';
+import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from './errors.js';
+import { hostConfigLimits, outOfMemory, wasOomKilled, type ResourceLimits } from './limits.js';
 
 export class ProcessError extends Error {
   override name = 'ProcessError';

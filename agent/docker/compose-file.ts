@@ -7,10 +7,10 @@ import { readdirSync } from 'node:fs';
 import { chmod, mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import YAML from 'yaml';
-import { appName } from '../shared/validation.js';
+import { appName } from '../../shared/validation.js';
 import { LABEL } from './labels.js';
-import { PROCESS_LOG_OPTIONS, PROCESS_RESTART_POLICY, processCommand, processLabels } from './processes.js';
-import type { ReleaseProcess } from './store/releases.js';
+import { PROCESS_LOG_OPTIONS, PROCESS_RESTART_POLICY, processCommand, processLabels } from './containers.js';
+import type { ReleaseProcess } from '../store/releases.js';
 import { VOLUME_LABEL, volumeDockerName, type VolumeConfig } from './volumes.js';
 
 export class ComposeError extends Error {

@@ -2,8 +2,8 @@
 // output streamed line by line, bounded by a timeout and the deploy's abort signal.
 import type Docker from 'dockerode';
 import { PassThrough } from 'node:stream';
-import { dockerMessageOf as messageOf } from './docker-errors.js';
-import { hostConfigLimits, wasOomKilled, type ResourceLimits } from './resource-limits.js';
+import { dockerMessageOf as messageOf } from './errors.js';
+import { hostConfigLimits, wasOomKilled, type ResourceLimits } from './limits.js';
 
 export class OneOffError extends Error {
   override name = 'OneOffError';

@@ -3,7 +3,7 @@
 // purge removes them.
 import type Docker from 'dockerode';
 import { LABEL } from './labels.js';
-import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from './docker-errors.js';
+import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from './errors.js';
 
 export class VolumeError extends Error {
   override name = 'VolumeError';
