@@ -2,7 +2,8 @@
 import { PROTOCOL_VERSION, type CronJobInfo, type CronRequest, type CronResponse, type CronRunInfo } from '../../shared/protocol.js';
 import { CronError, type CronScheduler } from './scheduler.js';
 
-export { CronError, CronScheduler, cronContainerName } from './scheduler.js';
+export { CronError, CronScheduler } from './scheduler.js';
+export { cronContainerName } from './run-job.js';
 export type { CronDeps } from './scheduler.js';
 
 /** The control plane refuses frames over 1 MB: answers stay well below, trimming output tails if needed. */

@@ -18,7 +18,7 @@ import { checkoutTo, fetchSource } from '../git.js';
 import { berthLabels, LABEL } from '../docker/labels.js';
 import type { AppSite } from '../nginx.js';
 import { listBerthContainers, removeContainer, type StartedContainer } from '../docker/containers.js';
-import { runRelease } from '../docker/release-command.js';
+import { runReleaseCommand as runRelease } from '../docker/release-command.js';
 import { ensureVolumes, volumeMounts } from '../docker/volumes.js';
 import { writeAppFiles } from '../docker/compose-file.js';
 import type { AgentSettings } from '../settings.js';

@@ -3,7 +3,8 @@
 // other process stays up for the stable period.
 import type Docker from 'dockerode';
 import type { AppConfig } from '../config/index.js';
-import { startProcessContainer, waitHealthy, waitStable, type StartedContainer } from '../docker/containers.js';
+import { startProcessContainer, type StartedContainer } from '../docker/containers.js';
+import { waitHealthy, waitStable } from '../docker/health.js';
 import type { ReleaseProcess } from '../store/index.js';
 
 export interface StartPhaseOptions {

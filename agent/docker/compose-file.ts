@@ -2,16 +2,17 @@
 // (and again when the reconciler re-creates a container), so a user can read it or take the app
 // elsewhere with `docker compose up`. The env (secrets) is never in it: it references app.env
 // next to it (0600, the directory 0700). Both files are replaced atomically (temp file + rename).
-import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { chmod, mkdir, open, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import YAML from 'yaml';
+import { writeFileAtomic } from '../../shared/util/index.js';
 import { appName } from '../../shared/validation.js';
-import { LABEL } from './labels.js';
-import { PROCESS_LOG_OPTIONS, PROCESS_RESTART_POLICY, processCommand, processLabels } from './containers.js';
+import { berthLabels, LABEL } from './labels.js';
+import { JOB_LOG_OPTIONS, PROCESS_LOG_OPTIONS, PROCESS_RESTART_POLICY, shellCommand } from './container-spec.js';
+import { processLabels } from './containers.js';
 import type { ReleaseProcess } from '../store/releases.js';
-import { VOLUME_LABEL, volumeDockerName, type VolumeConfig } from './volumes.js';
+import { volumeDockerName, volumeLabels, type VolumeConfig } from './volumes.js';
 
 export class ComposeError extends Error {
   override name = 'ComposeError';
@@ -76,7 +77,7 @@ export function composeDocument(r: ComposeRelease): Record<string, unknown> {
         const hostPort = isWeb ? r.webPorts.get(replica) : undefined;
         services[composeServiceName(p.name, replica)] = {
           ...common(processLabels(r.app, r.deploymentId, p.name, replica, r.server)),
-          ...(p.command ? { command: processCommand(p.command).map(literal) } : {}),
+          ...(p.command ? { command: shellCommand(p.command).map(literal) } : {}),
           ...(isWeb ? { environment: { PORT: String(port) } } : {}),
           ...(isWeb && hostPort ? { ports: [{ target: port, host_ip: '127.0.0.1', published: String(hostPort), protocol: 'tcp' }] } : {}),
           restart: PROCESS_RESTART_POLICY,
@@ -85,15 +86,15 @@ export function composeDocument(r: ComposeRelease): Record<string, unknown> {
     }
     if (r.releaseCommand) {
       services.release = {
-        ...common({
-          [LABEL.managed]: 'true',
-          [LABEL.app]: r.app,
-          [LABEL.deployment]: r.deploymentId,
-          [LABEL.process]: 'release',
-          ...(r.commit ? { [LABEL.commit]: r.commit } : {}),
-          ...(r.server ? { [LABEL.server]: r.server } : {}),
-        }, { 'max-size': '10m', 'max-file': '1' }),
-        command: processCommand(r.releaseCommand).map(literal),
+        ...common(
+          berthLabels(r.app, r.deploymentId, {
+            [LABEL.process]: 'release',
+            ...(r.commit ? { [LABEL.commit]: r.commit } : {}),
+            ...(r.server ? { [LABEL.server]: r.server } : {}),
+          }),
+          JOB_LOG_OPTIONS,
+        ),
+        command: shellCommand(r.releaseCommand).map(literal),
         // Run once per deploy before the processes start: `docker compose run --rm release`.
         profiles: ['release'],
         restart: 'no',
@@ -114,10 +115,7 @@ export function composeDocument(r: ComposeRelease): Record<string, unknown> {
           volumes: Object.fromEntries(
             volumes.map(([name]) => [
               name,
-              {
-                name: volumeDockerName(r.app, name),
-                labels: { [LABEL.managed]: 'true', [LABEL.app]: r.app, [VOLUME_LABEL]: name, ...(r.server ? { [LABEL.server]: r.server } : {}) },
-              },
+              { name: volumeDockerName(r.app, name), labels: volumeLabels(r.app, name, r.server) },
             ]),
           ),
         }
@@ -155,25 +153,6 @@ export function renderEnvFile(env: Record<string, string>): string {
     .join('');
 }
 
-/** Write `content` to `file` atomically with `mode`: a reader sees the old file or the new one, never half of one. */
-async function writeAtomic(file: string, content: string, mode: number): Promise<void> {
-  const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
-  try {
-    const fh = await open(tmp, 'wx', mode);
-    try {
-      await fh.writeFile(content, 'utf8');
-      await fh.chmod(mode); // the umask may have narrowed or widened what `open` set
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true }).catch(() => {});
-    throw err;
-  }
-}
-
 /** Write DATA/apps/APP/app.env (0600) then docker-compose.yml (0600) in a 0700 directory. */
 export async function writeAppFiles(dataDir: string, r: ComposeRelease, env: Record<string, string>): Promise<{ composeFile: string; envFile: string }> {
   const dir = appFilesDir(dataDir, r.app);
@@ -184,8 +163,8 @@ export async function writeAppFiles(dataDir: string, r: ComposeRelease, env: Rec
     const envFile = join(dir, ENV_FILE);
     const composeFile = join(dir, COMPOSE_FILE);
     // The env first: the compose file never references an env file that is not there yet.
-    await writeAtomic(envFile, renderEnvFile(env), 0o600);
-    await writeAtomic(composeFile, renderCompose(r), 0o600);
+    writeFileAtomic(envFile, renderEnvFile(env), 0o600);
+    writeFileAtomic(composeFile, renderCompose(r), 0o600);
     return { composeFile, envFile };
   } catch (err) {
     if (err instanceof ComposeError) throw err;

@@ -4,6 +4,7 @@ import type Docker from 'dockerode';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type AgentMessage, type LogsRequest, type RuntimeLogLine } from '../../shared/protocol.js';
 import { listBerthContainers, type BerthContainer } from './containers.js';
+import { demuxLines, LogDemuxer, type OutputStream } from './log-demux.js';
 
 const BATCH_MS = 100;
 const MAX_BATCH = 500;
@@ -17,42 +18,6 @@ export interface RuntimeLogDeps {
   logger: Logger;
   /** Sends now or drops: runtime logs are live, never queued in the outbox. */
   send(msg: AgentMessage): void;
-}
-
-/**
- * Docker's multiplexed log format (containers without a TTY): frames of an 8-byte header — stream
- * type (1 stdout, 2 stderr), 3 zero bytes, a big-endian length — then the payload.
- */
-export class LogDemuxer {
-  private buffer: Buffer = Buffer.alloc(0);
-  private readonly partial: Record<'stdout' | 'stderr', string> = { stdout: '', stderr: '' };
-
-  constructor(private readonly onLine: (stream: 'stdout' | 'stderr', text: string) => void) {}
-
-  push(chunk: Buffer): void {
-    this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
-    while (this.buffer.length >= 8) {
-      const size = this.buffer.readUInt32BE(4);
-      if (this.buffer.length < 8 + size) break;
-      const stream = this.buffer[0] === 2 ? 'stderr' : 'stdout';
-      this.text(stream, this.buffer.subarray(8, 8 + size).toString('utf8'));
-      this.buffer = this.buffer.subarray(8 + size);
-    }
-  }
-
-  /** Emit what is left without a trailing newline. */
-  end(): void {
-    for (const stream of ['stdout', 'stderr'] as const) {
-      if (this.partial[stream]) this.onLine(stream, this.partial[stream]);
-      this.partial[stream] = '';
-    }
-  }
-
-  private text(stream: 'stdout' | 'stderr', text: string): void {
-    const parts = (this.partial[stream] + text).split('\n');
-    this.partial[stream] = parts.pop() ?? '';
-    for (const line of parts) this.onLine(stream, line.replace(/\r$/, ''));
-  }
 }
 
 /** Split Docker's `timestamps: true` prefix ("2024-01-01T00:00:00.123456789Z text") off a line. */
@@ -92,7 +57,7 @@ export class RuntimeLogs {
     const maxTimer = setTimeout(() => end(), MAX_FOLLOW_MS);
     maxTimer.unref();
     this.active.set(req.requestId, () => end());
-    const add = (c: BerthContainer, stream: 'stdout' | 'stderr', raw: string) => {
+    const add = (c: BerthContainer, stream: OutputStream, raw: string) => {
       if (ended) return;
       const { ts, text } = splitTimestamp(raw);
       batch.push({ process: c.process, ...(c.replica !== undefined ? { replica: c.replica } : {}), container: c.name, stream, ...(ts ? { ts } : {}), text: text.slice(0, MAX_LINE) });
@@ -113,10 +78,8 @@ export class RuntimeLogs {
       }
       if (!req.follow) {
         for (const c of containers) {
-          const buf = (await docker.getContainer(c.id).logs({ stdout: true, stderr: true, follow: false, tail: req.tail, timestamps: true })) as unknown as Buffer;
-          const demux = new LogDemuxer((stream, line) => add(c, stream, line));
-          demux.push(Buffer.isBuffer(buf) ? buf : Buffer.from(String(buf)));
-          demux.end();
+          const raw = (await docker.getContainer(c.id).logs({ stdout: true, stderr: true, follow: false, tail: req.tail, timestamps: true })) as unknown;
+          for (const line of demuxLines(raw)) add(c, line.stream, line.text);
         }
         return end();
       }

@@ -22,6 +22,11 @@ export function volumeDockerName(app: string, name: string): string {
   return `berth-${app}_${name}`;
 }
 
+/** The labels of one of the app's volumes (also in docker-compose.yml: compose-file.ts). */
+export function volumeLabels(app: string, name: string, server?: string): Record<string, string> {
+  return { [LABEL.managed]: 'true', [LABEL.app]: app, [VOLUME_LABEL]: name, ...(server ? { [LABEL.server]: server } : {}) };
+}
+
 /** Docker mounts for a container of the app: every volume at its target, read-write. */
 export function volumeMounts(app: string, volumes: VolumeConfig | undefined): Docker.MountSettings[] {
   return Object.entries(volumes ?? {}).map(([name, v]) => ({ Type: 'volume', Source: volumeDockerName(app, name), Target: v.target }));
@@ -52,7 +57,7 @@ export async function ensureVolumes(docker: Docker, app: string, volumes: Volume
     try {
       await docker.createVolume({
         Name: dockerName,
-        Labels: { [LABEL.managed]: 'true', [LABEL.app]: app, [VOLUME_LABEL]: name, ...(server ? { [LABEL.server]: server } : {}) },
+        Labels: volumeLabels(app, name, server),
       });
     } catch (err) {
       throw new VolumeError(`could not create volume ${dockerName}: ${messageOf(err)}`);
