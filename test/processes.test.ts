@@ -1,4 +1,4 @@
-// agent/processes.ts against the real Docker engine: busybox httpd as the "web" process.
+// agent/docker/containers.ts and health.ts against the real Docker engine: busybox httpd as the "web" process.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';

@@ -11,6 +11,7 @@ import type { Logger } from '../../shared/logger.js';
 import type { CronJobInfo, CronRunInfo } from '../../shared/protocol.js';
 import { DEFAULT_CRON_TIMEOUT_S } from '../config/types.js';
 import { makeMasker } from '../../shared/secret-mask.js';
+import { oneLine } from '../../shared/util/index.js';
 import { dockerMessageOf } from '../docker/errors.js';
 import { LABEL } from '../docker/labels.js';
 import type { ResourceLimits } from '../docker/limits.js';
@@ -195,7 +196,7 @@ export class CronScheduler {
       try {
         containerId = await startRunContainer(docker, { name, app, job, server, target });
       } catch (err) {
-        this.finishRun(run, { status: 'failed', exitCode: null, reason: `could not start the run: ${dockerMessageOf(err).split('\n')[0]}`, outputTail: [] }, log);
+        this.finishRun(run, { status: 'failed', exitCode: null, reason: `could not start the run: ${oneLine(dockerMessageOf(err))}`, outputTail: [] }, log);
         return;
       }
       await this.follow(run, record, containerId, log);

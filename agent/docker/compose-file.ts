@@ -55,12 +55,13 @@ export function composeServiceName(process: string, replica: number): string {
   return replica === 1 ? process : `${process}-${replica}`;
 }
 
-/** The compose document (pure). Each running container is one service, so ports and labels stay exact. */
-export function composeDocument(r: ComposeRelease): Record<string, unknown> {
-  const volumes = Object.entries(r.volumes);
-  const mounts = volumes.map(([name, v]) => ({ type: 'volume', source: name, target: literal(v.target) }));
+type ServiceBase = (labels: Record<string, string>, logOptions?: Record<string, string>) => Record<string, unknown>;
+
+/** What every service has: the image, the env file, init, labels, log caps, the app's volumes. */
+function serviceBase(r: ComposeRelease): ServiceBase {
+  const mounts = Object.entries(r.volumes).map(([name, v]) => ({ type: 'volume', source: name, target: literal(v.target) }));
   const labelsOf = (labels: Record<string, string>) => Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, literal(v)]));
-  const common = (labels: Record<string, string>, logOptions: Record<string, string> = PROCESS_LOG_OPTIONS) => ({
+  return (labels, logOptions = PROCESS_LOG_OPTIONS) => ({
     image: r.image,
     env_file: [ENV_FILE],
     init: true,
@@ -68,39 +69,51 @@ export function composeDocument(r: ComposeRelease): Record<string, unknown> {
     logging: { driver: 'json-file', options: { ...logOptions } },
     ...(mounts.length > 0 ? { volumes: mounts.map((m) => ({ ...m })) } : {}),
   });
+}
+
+/** One service per process replica, as the container runs (web: PORT and its loopback port). */
+function processServices(r: ComposeRelease, base: ServiceBase): Record<string, unknown> {
   const services: Record<string, unknown> = {};
-  if (r.image && !r.staticRoot) {
-    for (const p of r.processes) {
-      for (let replica = 1; replica <= p.scale; replica++) {
-        const isWeb = p.name === 'web';
-        const port = r.containerPort ?? 8000;
-        const hostPort = isWeb ? r.webPorts.get(replica) : undefined;
-        services[composeServiceName(p.name, replica)] = {
-          ...common(processLabels(r.app, r.deploymentId, p.name, replica, r.server)),
-          ...(p.command ? { command: shellCommand(p.command).map(literal) } : {}),
-          ...(isWeb ? { environment: { PORT: String(port) } } : {}),
-          ...(isWeb && hostPort ? { ports: [{ target: port, host_ip: '127.0.0.1', published: String(hostPort), protocol: 'tcp' }] } : {}),
-          restart: PROCESS_RESTART_POLICY,
-        };
-      }
-    }
-    if (r.releaseCommand) {
-      services.release = {
-        ...common(
-          berthLabels(r.app, r.deploymentId, {
-            [LABEL.process]: 'release',
-            ...(r.commit ? { [LABEL.commit]: r.commit } : {}),
-            ...(r.server ? { [LABEL.server]: r.server } : {}),
-          }),
-          JOB_LOG_OPTIONS,
-        ),
-        command: shellCommand(r.releaseCommand).map(literal),
-        // Run once per deploy before the processes start: `docker compose run --rm release`.
-        profiles: ['release'],
-        restart: 'no',
+  for (const p of r.processes) {
+    for (let replica = 1; replica <= p.scale; replica++) {
+      const isWeb = p.name === 'web';
+      const port = r.containerPort ?? 8000;
+      const hostPort = isWeb ? r.webPorts.get(replica) : undefined;
+      services[composeServiceName(p.name, replica)] = {
+        ...base(processLabels(r.app, r.deploymentId, p.name, replica, r.server)),
+        ...(p.command ? { command: shellCommand(p.command).map(literal) } : {}),
+        ...(isWeb ? { environment: { PORT: String(port) } } : {}),
+        ...(isWeb && hostPort ? { ports: [{ target: port, host_ip: '127.0.0.1', published: String(hostPort), protocol: 'tcp' }] } : {}),
+        restart: PROCESS_RESTART_POLICY,
       };
     }
   }
+  return services;
+}
+
+/** The release command: a service in the "release" profile, run once per deploy before the processes start. */
+function releaseService(r: ComposeRelease, command: string, base: ServiceBase): Record<string, unknown> {
+  const labels = berthLabels(r.app, r.deploymentId, {
+    [LABEL.process]: 'release',
+    ...(r.commit ? { [LABEL.commit]: r.commit } : {}),
+    ...(r.server ? { [LABEL.server]: r.server } : {}),
+  });
+  return {
+    ...base(labels, JOB_LOG_OPTIONS),
+    command: shellCommand(command).map(literal),
+    // `docker compose run --rm release`.
+    profiles: ['release'],
+    restart: 'no',
+  };
+}
+
+/** The compose document (pure). Each running container is one service, so ports and labels stay exact. */
+export function composeDocument(r: ComposeRelease): Record<string, unknown> {
+  const volumes = Object.keys(r.volumes);
+  const base = serviceBase(r);
+  const runs = r.image && !r.staticRoot;
+  const services: Record<string, unknown> = runs ? processServices(r, base) : {};
+  if (runs && r.releaseCommand) services.release = releaseService(r, r.releaseCommand, base);
   return {
     name: `berth-${r.app}`,
     'x-berth': {
@@ -111,14 +124,7 @@ export function composeDocument(r: ComposeRelease): Record<string, unknown> {
     },
     services,
     ...(volumes.length > 0
-      ? {
-          volumes: Object.fromEntries(
-            volumes.map(([name]) => [
-              name,
-              { name: volumeDockerName(r.app, name), labels: volumeLabels(r.app, name, r.server) },
-            ]),
-          ),
-        }
+      ? { volumes: Object.fromEntries(volumes.map((name) => [name, { name: volumeDockerName(r.app, name), labels: volumeLabels(r.app, name, r.server) }])) }
       : {}),
   };
 }

@@ -38,7 +38,7 @@ export interface ContainerSpec {
   labels: Record<string, string>;
   /** Read-only bind mounts: host file/dir → container path. */
   binds?: Array<{ source: string; target: string }>;
-  /** The app's named volumes, read-write (volumes.ts volumeMounts). */
+  /** The app's named volumes, read-write (volumes.ts: volumeMounts). */
   volumes?: Docker.MountSettings[];
   /** Memory / CPU caps; absent or null fields = uncapped. */
   limits?: Partial<ResourceLimits>;

@@ -25,7 +25,7 @@ export interface StartWebOptions {
   command?: string | null;
   /** 1-based replica number (scale > 1 runs several containers of a process). */
   replica?: number;
-  /** The app's named volumes, mounted read-write (volumes.ts volumeMounts). */
+  /** The app's named volumes, mounted read-write (volumes.ts: volumeMounts). */
   volumes?: Docker.MountSettings[];
   /** The process's memory / CPU caps (berth.yml `memory:` / `cpus:`). */
   limits?: Partial<ResourceLimits>;

@@ -21,7 +21,7 @@ export interface OneOffOptions {
   labels: Record<string, string>;
   /** Read-only bind mounts: host file/dir → container path. */
   mounts?: Array<{ source: string; target: string }>;
-  /** The app's named volumes, read-write (see volumes.ts volumeMounts). */
+  /** The app's named volumes, read-write (volumes.ts: volumeMounts). */
   volumes?: Docker.MountSettings[];
   log: (line: string) => void;
   timeoutMs: number;
