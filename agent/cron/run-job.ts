@@ -11,6 +11,7 @@ import type { ResourceLimits } from '../docker/limits.js';
 import { demuxLines } from '../docker/log-demux.js';
 import { ensureVolumes, volumeMounts, type VolumeConfig } from '../docker/volumes.js';
 import type { AgentStore, CronRunRecord, Release } from '../store/index.js';
+import { cronJobsOf } from './schedule.js';
 
 /** Lines of output kept per run, and characters per line. */
 export const TAIL_LINES = 50;
@@ -49,6 +50,23 @@ export function cronLimits(config: StoredBuildCaps | null | undefined, defaults:
   return {
     memory: positive(config?.build?.memory) ?? defaults?.memory ?? null,
     cpus: positive(config?.build?.cpus) ?? defaults?.cpus ?? null,
+  };
+}
+
+/** A job of the app's live release, with what a run of it needs; null when the app has no release or no such job. */
+export function jobTarget(store: AgentStore, app: string, job: string, defaultLimits: ResourceLimits | undefined): JobTarget | null {
+  const release = store.releases.get(app);
+  if (!release) return null;
+  const snapshot = store.liveSnapshot(release);
+  const config = snapshot?.config as ({ volumes?: VolumeConfig } & StoredBuildCaps) | null | undefined;
+  const jobConfig = cronJobsOf(config)[job];
+  if (!jobConfig) return null;
+  return {
+    release,
+    job: jobConfig,
+    env: release.env ?? snapshot?.env ?? {},
+    volumes: release.volumes ?? config?.volumes ?? {},
+    limits: cronLimits(config, defaultLimits),
   };
 }
 

@@ -1,9 +1,9 @@
 // The cron scheduler: one node-cron task per job of each app's live release. A firing claims its
 // slot in SQLite, then runs the job as a one-off container of the app's then-current release (its
-// image, env and volumes), killed at the job's timeout. A slot that fires while the job's previous
-// run is still going is recorded as skipped. Run containers are the scheduler's alone (label
-// berth.cron): after an agent restart the ones still running are adopted and waited for, so a
-// restart neither loses a run's end nor runs a slot twice.
+// image, env, volumes and the build's caps: run-job.ts), killed at the job's timeout. A slot that
+// fires while the job's previous run is still going is recorded as skipped. Run containers are the
+// scheduler's alone (label berth.cron): after an agent restart the ones still running are adopted
+// and waited for, so a restart neither loses a run's end nor runs a slot twice.
 import type Docker from 'dockerode';
 import cron, { type ScheduledTask } from 'node-cron';
 import { newId } from '../../shared/ids.js';
@@ -15,9 +15,8 @@ import { oneLine } from '../../shared/util/index.js';
 import { dockerMessageOf } from '../docker/errors.js';
 import { LABEL } from '../docker/labels.js';
 import type { ResourceLimits } from '../docker/limits.js';
-import type { VolumeConfig } from '../docker/volumes.js';
 import type { AgentStore, CronRunRecord } from '../store/index.js';
-import { cronContainerName, cronLimits, OutputTail, readExitedRun, runEnd, RunStopped, runInfo, startRunContainer, type JobTarget, type RunEnd } from './run-job.js';
+import { cronContainerName, jobTarget, OutputTail, readExitedRun, runEnd, RunStopped, runInfo, startRunContainer, type JobTarget, type RunEnd } from './run-job.js';
 import { cronJobsOf, desiredJobs, diffSchedules, jobKey, nextRun, overlapDecision, slotOf, type ScheduledJob } from './schedule.js';
 
 export class CronError extends Error {
@@ -162,19 +161,7 @@ export class CronScheduler {
   private target(app: string, job: string): JobTarget | null {
     const desiredApps = this.deps.desiredApps();
     if (desiredApps && !desiredApps.has(app)) return null;
-    const release = this.deps.store.releases.get(app);
-    if (!release) return null;
-    const snapshot = this.deps.store.liveSnapshot(release);
-    const config = snapshot?.config as ({ volumes?: VolumeConfig } & Parameters<typeof cronLimits>[0]) | null | undefined;
-    const jobConfig = cronJobsOf(config)[job];
-    if (!jobConfig) return null;
-    return {
-      release,
-      job: jobConfig,
-      env: release.env ?? snapshot?.env ?? {},
-      volumes: release.volumes ?? config?.volumes ?? {},
-      limits: cronLimits(config, this.deps.defaultLimits),
-    };
+    return jobTarget(this.deps.store, app, job, this.deps.defaultLimits);
   }
 
   /** Record and start a run. null: a scheduled slot that was already claimed (never run twice). */

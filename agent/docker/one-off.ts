@@ -39,7 +39,6 @@ export interface OneOffResult {
   container: Docker.Container;
 }
 
-
 /** A leftover of the same name (an interrupted earlier attempt of this deploy) is in the way: remove it, if it is berth's. */
 async function removeLeftover(docker: Docker, name: string): Promise<void> {
   let info: Docker.ContainerInspectInfo;
