@@ -2,7 +2,7 @@
 // nginx, certificates, the control-plane connection, the deploy queue, the reconcile loop: see
 // runtime/), the message handlers (runtime/handlers.ts) and the `berth status` socket.
 // First import: puts dockerode's rarely used transports behind stand-ins before anything loads it.
-import './docker-client.js';
+import './docker/client.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import type { CertStatus } from './certs/index.js';
 import type { AgentConnection, ConnectionState } from './connection.js';

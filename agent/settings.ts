@@ -3,7 +3,7 @@
 import { resolve } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { formatMemory, MAX_MEMORY, MIN_MEMORY, parseMemorySize } from './resource-limits.js';
+import { formatMemory, MAX_MEMORY, MIN_MEMORY, parseMemorySize } from './docker/limits.js';
 
 export class SettingsError extends Error {
   override name = 'SettingsError';

@@ -1,9 +1,9 @@
-// The agent's dockerode (agent/docker-client.ts): ssh2 and the BuildKit session module (gRPC) are not
+// The agent's dockerode (agent/docker/client.ts): ssh2 and the BuildKit session module (gRPC) are not
 // loaded at start, the local socket works, and both load for real on first use.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import Docker from '../agent/docker-client.js';
+import Docker from '../agent/docker/client.js';
 
 const require = createRequire(import.meta.url);
 const loaded = (pkg: string) => Object.keys(require.cache).some((k) => k.includes(`/node_modules/${pkg}/`) && !k.endsWith('/ssh2/lib/index.js'));

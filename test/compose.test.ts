@@ -8,7 +8,7 @@ import { readdirSync, readFileSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import YAML from 'yaml';
-import { renderEnvFile } from '../agent/compose.js';
+import { renderEnvFile } from '../agent/docker/compose-file.js';
 import { berth, berthJson } from './helpers/cli.js';
 import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
 import type { DeploymentJson } from './helpers/fixtures.js';

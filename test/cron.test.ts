@@ -6,6 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import pino from 'pino';
+import { CronScheduler } from '../agent/cron/index.js';
 import { desiredJobs, diffSchedules, nextRun, overlapDecision, slotOf, cronJobsOf, type ScheduledJob } from '../agent/cron/schedule.js';
 import type { StatusReport } from '../agent/status/report.js';
 import { AgentStore } from '../agent/store/index.js';
@@ -121,6 +123,53 @@ describe('cron: run records', () => {
     assert.equal(store.cronRuns.list('shop', { job: 'nightly' }).length, 4);
     assert.equal(store.cronRuns.list('blog').length, 0);
     store.close();
+  });
+});
+
+describe('cron: resource caps of a run', () => {
+  it("runs with the app's build caps (build.memory / build.cpus), else the server's default caps of one-off jobs", async () => {
+    const MB = 1024 * 1024;
+    const docker = await ensureDocker();
+    const image = await ensureBusyboxImage();
+    const store = AgentStore.open(makeTmpDir('cron-caps-'));
+    let desired: Set<string> | null = null;
+    const scheduler = new CronScheduler({
+      docker,
+      store,
+      server: `caps${process.pid}`,
+      logger: pino({ level: 'silent' }),
+      desiredApps: () => desired,
+      defaultLimits: { memory: 96 * MB, cpus: 0.5 },
+    });
+    const apps = { capped: { memory: 64 * MB, cpus: null }, plain: { memory: null, cpus: null } };
+    for (const [app, build] of Object.entries(apps)) {
+      const deploymentId = `${app}-d1`;
+      const config = { build, cron: { hold: { schedule: '0 0 1 1 *', command: 'sleep 60', timezone: null, timeoutS: 120 } } };
+      store.releases.recordSnapshot({ deploymentId, app, image, commit: null, config, processes: [], staticRoot: null, containerPort: null, env: {} });
+      store.releases.activate({ app, deploymentId, image, containerId: '', hostPort: 0, containerPort: null, commit: null });
+    }
+    try {
+      await scheduler.start();
+      const hostConfigOf = async (app: string) => {
+        const run = scheduler.runNow(app, 'hold');
+        const name = store.cronRuns.get(run.id)!.container!;
+        const info = await eventually(() => docker.getContainer(name).inspect(), (i) => i.State.Running, 30_000);
+        return info.HostConfig;
+      };
+      const capped = await hostConfigOf('capped');
+      assert.equal(capped.Memory, 64 * MB, "the app's build.memory");
+      assert.equal(capped.MemorySwap, 64 * MB, 'no swap on top of the cap');
+      assert.equal(capped.NanoCpus, 0.5e9, "the server's default CPU cap: the app sets none");
+      const plain = await hostConfigOf('plain');
+      assert.equal(plain.Memory, 96 * MB, "the server's default memory cap");
+      assert.equal(plain.NanoCpus, 0.5e9);
+    } finally {
+      desired = new Set(); // the apps are gone: their runs are killed and recorded
+      scheduler.sync();
+      await scheduler.idle();
+      scheduler.close();
+      store.close();
+    }
   });
 });
 

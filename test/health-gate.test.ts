@@ -7,8 +7,9 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { buildImage } from '../agent/build/image.js';
-import { berthLabels } from '../agent/labels.js';
-import { HealthCheckError, listBerthContainers, removeContainer, startWebContainer, waitHealthy } from '../agent/processes.js';
+import { berthLabels } from '../agent/docker/labels.js';
+import { listBerthContainers, removeContainer, startWebContainer } from '../agent/docker/containers.js';
+import { HealthCheckError, waitHealthy } from '../agent/docker/health.js';
 import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
 import { makeTmpDir } from './helpers/tmp.js';
 

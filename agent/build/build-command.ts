@@ -7,8 +7,8 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureDir, writeFileAtomic } from '../../shared/util/index.js';
 import { envKey } from '../../shared/validation.js';
-import { OneOffError, runOneOff } from '../one-off.js';
-import { outOfMemory, type ResourceLimits } from '../resource-limits.js';
+import { OneOffError, runOneOff } from '../docker/one-off.js';
+import { outOfMemory, type ResourceLimits } from '../docker/limits.js';
 
 export class BuildCommandError extends Error {
   override name = 'BuildCommandError';

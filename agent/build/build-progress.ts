@@ -1,7 +1,7 @@
 // The image build's progress stream, read into log lines and an outcome. A failing RUN does not
 // reject dockerode's buildImage — its error only arrives in this stream — so the stream is the
 // source of truth for success: an error in it, or an end without an image id, is a failed build.
-import { outOfMemory, type ResourceLimits } from '../resource-limits.js';
+import { outOfMemory, type ResourceLimits } from '../docker/limits.js';
 
 export class BuildError extends Error {
   override name = 'BuildError';

@@ -7,8 +7,8 @@ import { isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import dockerignore from '@balena/dockerignore';
 import tar from 'tar-fs';
 import { isRepoFile, readRepoFile } from './repo-paths.js';
-import { dockerMessageOf } from '../docker-errors.js';
-import type { ResourceLimits } from '../resource-limits.js';
+import { dockerMessageOf } from '../docker/errors.js';
+import type { ResourceLimits } from '../docker/limits.js';
 import { BuildError, buildOutcome, BuildProgress, type ProgressEvent } from './build-progress.js';
 
 export { BuildError } from './build-progress.js';

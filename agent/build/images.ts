@@ -6,8 +6,8 @@
 // as they appear, never "Using cache" ones or the FROM image). Unlabelled images — whatever the
 // operator runs on the host — are never touched.
 import type Docker from 'dockerode';
-import { LABEL } from '../labels.js';
-import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from '../docker-errors.js';
+import { LABEL } from '../docker/labels.js';
+import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from '../docker/errors.js';
 
 const STEP_RE = /^Step \d+\/\d+ : (\S+)/i;
 const LAYER_RE = /^\s*---> ([0-9a-f]{12,64})\s*$/;

@@ -9,8 +9,9 @@ import { dirname, join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-fs';
 import { ensureDir, ensureDirAtLeast } from '../../shared/util/index.js';
-import { dockerStatusOf } from '../docker-errors.js';
-import { berthLabels, LABEL } from '../labels.js';
+import { dockerStatusOf } from '../docker/errors.js';
+import { containerCreateOptions } from '../docker/container-spec.js';
+import { berthLabels, LABEL } from '../docker/labels.js';
 import { isInside, RepoPathError, repoDirNoLinks } from './repo-paths.js';
 
 export class StaticSiteError extends Error {
@@ -87,11 +88,8 @@ export async function publishFromImage(
   mkdirSync(staging, { mode: 0o755 });
 
   // A created (never started) container is how Docker lets files be copied out of an image.
-  const container = await docker.createContainer({
-    Image: opts.image,
-    Cmd: ['true'],
-    Labels: berthLabels(opts.app, opts.deploymentId, { [LABEL.process]: 'static', ...(opts.server ? { [LABEL.server]: opts.server } : {}) }),
-  });
+  const labels = berthLabels(opts.app, opts.deploymentId, { [LABEL.process]: 'static', ...(opts.server ? { [LABEL.server]: opts.server } : {}) });
+  const container = await docker.createContainer(containerCreateOptions({ kind: 'inert', image: opts.image, cmd: ['true'], labels }));
   try {
     let archive: NodeJS.ReadableStream;
     try {

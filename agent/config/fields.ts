@@ -4,7 +4,7 @@ import { z } from 'zod';
 import cron from 'node-cron';
 import { posix } from 'node:path';
 import { AppConfigError, type BuildImage } from './types.js';
-import { formatMemory, MAX_MEMORY, MIN_MEMORY, parseMemorySize } from '../resource-limits.js';
+import { formatMemory, MAX_MEMORY, MIN_MEMORY, parseMemorySize } from '../docker/limits.js';
 
 /** A shell command from the config: run with `sh -c` inside the app's own container, never on the host. */
 export const command = z

@@ -1,8 +1,10 @@
 // `berth cron` requests from the control plane, answered from the scheduler (one response each).
 import { PROTOCOL_VERSION, type CronJobInfo, type CronRequest, type CronResponse, type CronRunInfo } from '../../shared/protocol.js';
+import { oneLine } from '../../shared/util/index.js';
 import { CronError, type CronScheduler } from './scheduler.js';
 
-export { CronError, CronScheduler, cronContainerName } from './scheduler.js';
+export { CronError, CronScheduler } from './scheduler.js';
+export { cronContainerName } from './run-job.js';
 export type { CronDeps } from './scheduler.js';
 
 /** The control plane refuses frames over 1 MB: answers stay well below, trimming output tails if needed. */
@@ -46,6 +48,6 @@ export function answerCron(scheduler: CronScheduler, req: CronRequest): CronResp
     }
   } catch (err) {
     if (err instanceof CronError) return { ...base, ok: false, code: err.code, error: err.message.slice(0, 1000) };
-    return { ...base, ok: false, code: 'failed', error: `the agent could not answer: ${(err as Error).message.split('\n')[0]}`.slice(0, 1000) };
+    return { ...base, ok: false, code: 'failed', error: `the agent could not answer: ${oneLine(err)}`.slice(0, 1000) };
   }
 }

@@ -1,21 +1,22 @@
 // The cron scheduler: one node-cron task per job of each app's live release. A firing claims its
 // slot in SQLite, then runs the job as a one-off container of the app's then-current release (its
-// image, env and volumes), killed at the job's timeout. A slot that fires while the job's previous
-// run is still going is recorded as skipped. Run containers are the scheduler's alone (label
-// berth.cron): after an agent restart the ones still running are adopted and waited for, so a
-// restart neither loses a run's end nor runs a slot twice.
+// image, env, volumes and the build's caps: run-job.ts), killed at the job's timeout. A slot that
+// fires while the job's previous run is still going is recorded as skipped. Run containers are the
+// scheduler's alone (label berth.cron): after an agent restart the ones still running are adopted
+// and waited for, so a restart neither loses a run's end nor runs a slot twice.
 import type Docker from 'dockerode';
 import cron, { type ScheduledTask } from 'node-cron';
 import { newId } from '../../shared/ids.js';
 import type { Logger } from '../../shared/logger.js';
 import type { CronJobInfo, CronRunInfo } from '../../shared/protocol.js';
-import { DEFAULT_CRON_TIMEOUT_S, type CronJobConfig } from '../config/types.js';
+import { DEFAULT_CRON_TIMEOUT_S } from '../config/types.js';
 import { makeMasker } from '../../shared/secret-mask.js';
-import { dockerMessageOf, dockerStatusOf } from '../docker-errors.js';
-import { berthLabels, LABEL } from '../labels.js';
-import { LogDemuxer } from '../runtime-logs.js';
-import type { AgentStore, CronRunRecord, Release } from '../store/index.js';
-import { ensureVolumes, volumeMounts, type VolumeConfig } from '../volumes.js';
+import { oneLine } from '../../shared/util/index.js';
+import { dockerMessageOf } from '../docker/errors.js';
+import { LABEL } from '../docker/labels.js';
+import type { ResourceLimits } from '../docker/limits.js';
+import type { AgentStore, CronRunRecord } from '../store/index.js';
+import { cronContainerName, jobTarget, OutputTail, readExitedRun, runEnd, RunStopped, runInfo, startRunContainer, type JobTarget, type RunEnd } from './run-job.js';
 import { cronJobsOf, desiredJobs, diffSchedules, jobKey, nextRun, overlapDecision, slotOf, type ScheduledJob } from './schedule.js';
 
 export class CronError extends Error {
@@ -28,20 +29,6 @@ export class CronError extends Error {
   }
 }
 
-/** Why a run was stopped before it ended by itself (the message is recorded as its reason). */
-class RunStopped extends Error {
-  override name = 'RunStopped';
-  constructor(
-    message: string,
-    readonly status: 'timed_out' | 'failed',
-  ) {
-    super(message);
-  }
-}
-
-/** Lines of output kept per run, and characters per line. */
-export const TAIL_LINES = 50;
-const TAIL_LINE_CHARS = 1000;
 /** node-cron's default tolerance is 1 s: a busy event loop would silently miss a slot. */
 const MISSED_TOLERANCE_MS = 30_000;
 
@@ -53,6 +40,8 @@ export interface CronDeps {
   logger: Logger;
   /** Apps in the desired state; null = none received yet (then nothing is stopped for lack of it). */
   desiredApps(): ReadonlySet<string> | null;
+  /** The server's caps of one-off jobs (BERTH_BUILD_MEMORY / _CPUS) for apps whose config sets none; absent = uncapped. */
+  defaultLimits?: ResourceLimits;
 }
 
 interface Task {
@@ -72,50 +61,6 @@ interface ActiveRun {
   /** Stop it now (the container is killed); the reason is recorded. */
   stop(reason: RunStopped): void;
   done: Promise<void>;
-}
-
-type RunEnd = Parameters<AgentStore['cronRuns']['finish']>[1];
-
-/** What a run of a job needs, resolved from the app's current release at the moment it starts. */
-interface JobTarget {
-  release: Release;
-  job: CronJobConfig;
-  env: Record<string, string>;
-  volumes: VolumeConfig;
-}
-
-/** The last TAIL_LINES lines (each cut at TAIL_LINE_CHARS), env values masked. */
-class OutputTail {
-  private readonly lines: string[] = [];
-  constructor(private readonly mask: (s: string) => string) {}
-  push = (line: string): void => {
-    this.lines.push(this.mask(line.length > TAIL_LINE_CHARS ? line.slice(0, TAIL_LINE_CHARS) + '…' : line));
-    if (this.lines.length > TAIL_LINES) this.lines.shift();
-  };
-  get(): string[] {
-    return [...this.lines];
-  }
-}
-
-export function cronContainerName(app: string, job: string, runId: string): string {
-  return `berth-${app}-cron-${job}-${runId}`;
-}
-
-export function runInfo(r: CronRunRecord): CronRunInfo {
-  return {
-    id: r.id,
-    app: r.app,
-    job: r.job,
-    trigger: r.trigger,
-    status: r.status,
-    scheduledAt: r.scheduledAt,
-    startedAt: r.startedAt,
-    finishedAt: r.finishedAt,
-    exitCode: r.exitCode,
-    reason: r.reason,
-    outputTail: r.outputTail,
-    deploymentId: r.deploymentId,
-  };
 }
 
 export class CronScheduler {
@@ -216,13 +161,7 @@ export class CronScheduler {
   private target(app: string, job: string): JobTarget | null {
     const desiredApps = this.deps.desiredApps();
     if (desiredApps && !desiredApps.has(app)) return null;
-    const release = this.deps.store.releases.get(app);
-    if (!release) return null;
-    const snapshot = this.deps.store.liveSnapshot(release);
-    const config = snapshot?.config as { volumes?: VolumeConfig } | null | undefined;
-    const jobConfig = cronJobsOf(config)[job];
-    if (!jobConfig) return null;
-    return { release, job: jobConfig, env: release.env ?? snapshot?.env ?? {}, volumes: release.volumes ?? config?.volumes ?? {} };
+    return jobTarget(this.deps.store, app, job, this.deps.defaultLimits);
   }
 
   /** Record and start a run. null: a scheduled slot that was already claimed (never run twice). */
@@ -242,25 +181,9 @@ export class CronScheduler {
     run.done = (async () => {
       let containerId: string;
       try {
-        await ensureVolumes(docker, app, target.volumes, server || undefined);
-        const container = await docker.createContainer({
-          name,
-          Image: target.release.image,
-          // The image's entrypoint stays (it may set up the environment); the command replaces CMD.
-          Cmd: ['/bin/sh', '-c', target.job.command],
-          Env: Object.entries(target.env).map(([k, v]) => `${k}=${v}`),
-          Labels: berthLabels(app, target.release.deploymentId, { [LABEL.cron]: job, ...(server ? { [LABEL.server]: server } : {}) }),
-          HostConfig: {
-            Init: true,
-            Mounts: volumeMounts(app, target.volumes),
-            // The output tail is read from Docker's log when the run ends (also after an agent restart).
-            LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '1' } },
-          },
-        });
-        containerId = container.id;
-        await container.start();
+        containerId = await startRunContainer(docker, { name, app, job, server, target });
       } catch (err) {
-        this.finishRun(run, { status: 'failed', exitCode: null, reason: `could not start the run: ${dockerMessageOf(err).split('\n')[0]}`, outputTail: [] }, log);
+        this.finishRun(run, { status: 'failed', exitCode: null, reason: `could not start the run: ${oneLine(dockerMessageOf(err))}`, outputTail: [] }, log);
         return;
       }
       await this.follow(run, record, containerId, log);
@@ -371,26 +294,8 @@ export class CronScheduler {
     const live = store.isOpen ? store.releases.get(rec.app) : null;
     const env = store.isOpen ? ((rec.deploymentId ? store.releases.snapshot(rec.deploymentId)?.env : undefined) ?? (live?.deploymentId === rec.deploymentId ? live?.env : undefined) ?? {}) : {};
     const tail = new OutputTail(makeMasker(env));
-    let exitCode: number | null = null;
-    let finishedAt: string | undefined;
-    try {
-      const info = await container.inspect();
-      exitCode = typeof info.State?.ExitCode === 'number' ? info.State.ExitCode : null;
-      if (info.State?.FinishedAt && !info.State.FinishedAt.startsWith('0001')) finishedAt = new Date(info.State.FinishedAt).toISOString();
-      const buf = (await container.logs({ stdout: true, stderr: true, follow: false, tail: TAIL_LINES })) as unknown as Buffer;
-      const demux = new LogDemuxer((_stream, line) => tail.push(line));
-      demux.push(Buffer.isBuffer(buf) ? buf : Buffer.from(String(buf)));
-      demux.end();
-    } catch (err) {
-      if (dockerStatusOf(err) !== 404) log.warn({ err: dockerMessageOf(err) }, 'could not read the end of a cron run');
-    }
-    const stopped = run.stopReason;
-    const end: RunEnd = stopped
-      ? { status: stopped.status, exitCode, reason: stopped.message, outputTail: tail.get() }
-      : exitCode === 0
-        ? { status: 'succeeded', exitCode, outputTail: tail.get() }
-        : { status: 'failed', exitCode, reason: exitCode === null ? 'the run container vanished; its exit code is unknown' : `exited with code ${exitCode}`, outputTail: tail.get() };
-    this.finishRun(run, { ...end, ...(finishedAt ? { finishedAt } : {}) }, log);
+    const { exitCode, finishedAt } = await readExitedRun(container, tail, (err) => log.warn({ err }, 'could not read the end of a cron run'));
+    this.finishRun(run, { ...runEnd(run.stopReason, exitCode, tail.get()), ...(finishedAt ? { finishedAt } : {}) }, log);
     await container.remove({ force: true }).catch(() => undefined);
   }
 

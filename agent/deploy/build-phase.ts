@@ -9,11 +9,11 @@ import type { AppConfig } from '../config/index.js';
 import { DEFAULT_PORT } from '../config/types.js';
 import { buildArgsFor } from '../build/dockerfile-args.js';
 import { baseImageFor, generateDockerfile, pruneAfterBuild } from '../build/dockerfile.js';
-import { berthLabels, LABEL } from '../labels.js';
+import { berthLabels, LABEL } from '../docker/labels.js';
 import type { AgentSettings } from '../settings.js';
 import { readRepoFile, resolveInsideRepo } from '../build/repo-paths.js';
 import { publishFromDir, publishFromImage } from '../build/static-site.js';
-import { describeLimits, type ResourceLimits } from '../resource-limits.js';
+import { describeLimits, type ResourceLimits } from '../docker/limits.js';
 import { detectToolchain, type PackageManager } from '../config/toolchain.js';
 
 const MAX_DOCKERFILE_BYTES = 1024 * 1024;

@@ -3,10 +3,10 @@
 // a kept release and stay).
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { removeContainer } from '../processes.js';
-import { staticReleaseDir } from '../static.js';
+import { removeContainer } from '../docker/containers.js';
+import { staticReleaseDir } from '../build/static-site.js';
 import { imageTag, type DeployRun } from './deploy-run.js';
-import { removeBuildLeftovers } from './images.js';
+import { removeBuildLeftovers } from '../build/images.js';
 
 export async function cleanupFailedDeploy(run: DeployRun): Promise<void> {
   const { docker, store, settings } = run.deps;

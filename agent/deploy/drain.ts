@@ -1,9 +1,10 @@
 // After a deploy is done: the previous release's containers finish their in-flight requests and
 // go, then retention prunes releases beyond the last N. The app counts as busy meanwhile (queue.ts).
 import { sleep } from '../../shared/util/index.js';
-import { listBerthContainers, removeContainer } from '../processes.js';
+import { listBerthContainers, removeContainer } from '../docker/containers.js';
 import type { DeployRun, RunnerDeps } from './deploy-run.js';
-import { formatBytes, pruneApp } from './images.js';
+import { formatBytes } from '../build/images.js';
+import { pruneApp } from '../releases/retention.js';
 
 /** Drain, then prune; on shutdown (`closing`) the rest is left to the next start's reconcile pass. */
 export async function drainAndPrune(run: DeployRun, closing: AbortSignal): Promise<void> {

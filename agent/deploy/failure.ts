@@ -2,7 +2,7 @@
 // the clean-up (cleanup.ts), and the journaled end.
 import type { DeployStatus } from '../../shared/deploy-status.js';
 import { oneLine } from '../../shared/util/index.js';
-import { ConfigError } from '../config/index.js';
+import { AppConfigError } from '../config/index.js';
 import { DeployCancelled } from './cancel.js';
 import { cleanupFailedDeploy } from './cleanup.js';
 import type { DeployRun } from './deploy-run.js';
@@ -50,7 +50,7 @@ export function endingOf(run: Pick<DeployRun, 'signal' | 'phase' | 'mask'>, err:
 /** The reason of a deploy that failed on its own error (masked by the caller: it may quote env values). */
 export function failureReason(err: unknown, phase: DeployStatus): string {
   // berth.yml itself is wrong: that, not the phase that read it, is what to fix.
-  if (err instanceof ConfigError) return `invalid app config: ${reasonLine(err)}`;
+  if (err instanceof AppConfigError) return `invalid app config: ${reasonLine(err)}`;
   // The kept release could not be brought back: the message says what to do instead.
   if (err instanceof RollbackError) return `rollback failed: ${reasonLine(err)}`;
   // Anything else: named by the phase it happened in ("build failed: …").

@@ -2,8 +2,8 @@
 // the checkout, and the app config read before anything is built.
 import { join } from 'node:path';
 import { appRoot, loadAppConfig, type AppConfig } from '../config/index.js';
-import { writeDeployKey } from '../deploy-key.js';
-import { checkoutTo, fetchSource } from '../git.js';
+import { writeDeployKey } from '../build/deploy-key.js';
+import { checkoutTo, fetchSource } from '../build/git.js';
 import type { DeployRun } from './deploy-run.js';
 import { refuseOlderThanLive } from './push-guard.js';
 

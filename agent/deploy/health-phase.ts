@@ -3,7 +3,8 @@
 // for the stable period.
 import type Docker from 'dockerode';
 import type { AppConfig } from '../config/index.js';
-import { waitHealthy, waitStable, type StartedContainer } from '../processes.js';
+import type { StartedContainer } from '../docker/containers.js';
+import { waitHealthy, waitStable } from '../docker/health.js';
 import type { DeployRun } from './deploy-run.js';
 
 /** health_checking: the started containers pass the gate (nothing to check when none started). */

@@ -1,6 +1,6 @@
 // After the switch the release is live: it is kept for rollbacks, described in the app's
 // docker-compose.yml, and announced in the deploy log.
-import { writeAppFiles } from '../compose.js';
+import { writeAppFiles } from '../docker/compose-file.js';
 import type { ReleaseProcess } from '../store/index.js';
 import type { DeployRun } from './deploy-run.js';
 import { reasonLine } from './failure.js';

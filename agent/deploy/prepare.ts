@@ -7,7 +7,7 @@ import { runBuildPhase, type BuildPhaseResult } from './build-phase.js';
 import { imageTag, type DeployRun } from './deploy-run.js';
 import { checkFreeDisk } from './disk.js';
 import { fetchPhase } from './fetch-phase.js';
-import { BuildImageTracker } from './images.js';
+import { BuildImageTracker } from '../build/images.js';
 import { releasePhase } from './release-phase.js';
 
 /** What a deploy runs: built just now, or a kept release brought back by a rollback. */

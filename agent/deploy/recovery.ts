@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type Docker from 'dockerode';
 import type { Logger } from '../../shared/logger.js';
 import type { AgentMessage } from '../../shared/protocol.js';
-import { listBerthContainers, removeContainer } from '../processes.js';
+import { listBerthContainers, removeContainer } from '../docker/containers.js';
 import type { AgentSettings } from '../settings.js';
 import type { AgentStore, DeployRecord } from '../store/index.js';
 import { removeBuildLeftovers } from '../build/images.js';

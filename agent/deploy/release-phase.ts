@@ -1,9 +1,9 @@
 // The releasing phase of a deploy: the config's release command (e.g. migrations) run once in the
 // new image, before any process of the new release starts. Skipped when there is none.
 import type { AppConfig } from '../config/index.js';
-import { berthLabels, LABEL } from '../labels.js';
-import { runRelease } from '../release.js';
-import { ensureVolumes, volumeMounts } from '../volumes.js';
+import { berthLabels, LABEL } from '../docker/labels.js';
+import { runReleaseCommand } from '../docker/release-command.js';
+import { ensureVolumes, volumeMounts } from '../docker/volumes.js';
 import { buildLimits } from './build-phase.js';
 import type { DeployRun } from './deploy-run.js';
 
@@ -15,7 +15,7 @@ export function releasePhase(run: DeployRun, o: { image: string; config: AppConf
     // The release command sees the volumes the processes will (e.g. it migrates data kept there).
     await ensureVolumes(docker, app, config.volumes, settings.server || undefined);
     stream.system(`running the release command: ${config.release}`);
-    await runRelease(docker, {
+    await runReleaseCommand(docker, {
       app,
       deploymentId: id,
       image,

@@ -2,9 +2,9 @@
 // others without ports), each journaled as soon as it exists so a failure can remove it.
 import type Docker from 'dockerode';
 import type { AppConfig } from '../config/index.js';
-import { startProcessContainer, type StartedContainer } from '../processes.js';
+import { startProcessContainer, type StartedContainer } from '../docker/containers.js';
 import type { ReleaseProcess } from '../store/index.js';
-import { ensureVolumes, volumeMounts } from '../volumes.js';
+import { ensureVolumes, volumeMounts } from '../docker/volumes.js';
 import type { DeployRun } from './deploy-run.js';
 import type { Prepared } from './prepare.js';
 

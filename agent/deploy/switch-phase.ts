@@ -1,7 +1,7 @@
 // The switching phase of a deploy: the healthy release becomes the app's current one and nginx
 // routes the app's domains to it (its web replicas, or a static site's directory).
-import type { AppSite } from '../nginx.js';
-import type { StartedContainer } from '../processes.js';
+import type { AppSite } from '../nginx/index.js';
+import type { StartedContainer } from '../docker/containers.js';
 import type { ReleaseProcess } from '../store/index.js';
 import { NEVER, type DeployRun } from './deploy-run.js';
 import type { Prepared } from './prepare.js';

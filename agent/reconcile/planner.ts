@@ -3,9 +3,9 @@
 // ever observed, so nothing foreign can be acted on.
 import type { ServerSpec } from '../../shared/spec.js';
 import type { AppSite } from '../nginx/index.js';
-import type { BerthContainer } from '../processes.js';
+import type { BerthContainer } from '../docker/containers.js';
 import type { Release } from '../store/releases.js';
-import type { BerthVolume } from '../volumes.js';
+import type { BerthVolume } from '../docker/volumes.js';
 
 export interface Observed {
   containers: BerthContainer[];

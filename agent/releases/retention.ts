@@ -8,12 +8,12 @@
 import type Docker from 'dockerode';
 import { existsSync, lstatSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { LABEL } from '../labels.js';
-import { listBerthContainers, removeContainer } from '../processes.js';
+import { LABEL } from '../docker/labels.js';
+import { listBerthContainers, removeContainer } from '../docker/containers.js';
 import type { AgentSettings } from '../settings.js';
 import type { AgentStore } from '../store/index.js';
 import type { Release, ReleaseSnapshot } from '../store/releases.js';
-import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from '../docker-errors.js';
+import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from '../docker/errors.js';
 
 export interface PruneReport {
   /** Image references removed (tags, or ids of untagged labelled images). */

@@ -2,7 +2,7 @@
 // process-wide), none when HTTPS is off (BERTH_HTTPS_PORT=0: no certificates, no ACME traffic).
 import type { Logger } from '../../shared/logger.js';
 import { CertManager } from '../certs/index.js';
-import type { Nginx } from '../nginx.js';
+import type { Nginx } from '../nginx/index.js';
 import type { CertPort } from '../reconcile/executor.js';
 import type { AgentSettings } from '../settings.js';
 

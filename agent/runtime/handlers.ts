@@ -2,7 +2,7 @@
 import { answerCron } from '../cron/index.js';
 import { acceptOrder, cancelOrder } from '../deploy/orders.js';
 import { answerStatusRequest } from '../deploy/status-report.js';
-import { listBerthContainers } from '../processes.js';
+import { listBerthContainers } from '../docker/containers.js';
 import type { AgentRuntime } from './runtime.js';
 
 export function handleControlPlaneMessages(rt: AgentRuntime): void {

@@ -2,7 +2,7 @@
 // connection, cron, the deploy queue and the reconcile loop, and the reports they send. Apps keep
 // being reconciled from the stored desired state whether or not the control plane is reachable.
 import type Docker from 'dockerode';
-import DockerClient from '../docker-client.js';
+import DockerClient from '../docker/client.js';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type AgentMessage } from '../../shared/protocol.js';
 import type { ServerSpec } from '../../shared/spec.js';
@@ -14,10 +14,10 @@ import { DeployQueue } from '../deploy/queue.js';
 import { recoverJournal } from '../deploy/recovery.js';
 import { runDeploy } from '../deploy/runner.js';
 import type { AgentCredentials } from '../join.js';
-import { Nginx } from '../nginx.js';
-import type { BerthContainer } from '../processes.js';
+import { Nginx } from '../nginx/index.js';
+import type { BerthContainer } from '../docker/containers.js';
 import { Reconciler } from '../reconcile/executor.js';
-import { RuntimeLogs } from '../runtime-logs.js';
+import { RuntimeLogs } from '../docker/runtime-logs.js';
 import type { AgentSettings } from '../settings.js';
 import { notifyFacts } from '../status/facts.js';
 import { gatherStatus } from '../status/gather.js';
@@ -82,7 +82,15 @@ export class AgentRuntime {
       heartbeatIntervalMs: settings.heartbeatMs,
       maxBackoffMs: settings.reconnectMaxMs,
     });
-    this.cron = new CronScheduler({ docker, store, server: settings.server, logger: logger.child({ component: 'cron' }), desiredApps: () => desiredAppNames(this.desired()) });
+    this.cron = new CronScheduler({
+      docker,
+      store,
+      server: settings.server,
+      logger: logger.child({ component: 'cron' }),
+      desiredApps: () => desiredAppNames(this.desired()),
+      // A cron run is capped like a build unless the app's config says otherwise.
+      defaultLimits: { memory: settings.buildMemory, cpus: settings.buildCpus },
+    });
     const deployDeps = { docker, nginx, store, settings, logger, send: this.send, domainsFor: this.domainsFor };
     this.queue = new DeployQueue({
       concurrency: settings.buildConcurrency,

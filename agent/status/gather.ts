@@ -1,9 +1,9 @@
 // Collect the inputs of a status report from a store and the Docker engine. Used by the running
 // agent (with its live connection state) and by `berth status` when the agent is stopped.
 import type Docker from 'dockerode';
-import { LABEL } from '../labels.js';
+import { LABEL } from '../docker/labels.js';
 import { cronJobsOf, nextRun } from '../cron/schedule.js';
-import { listBerthContainers, type BerthContainer } from '../processes.js';
+import { listBerthContainers, type BerthContainer } from '../docker/containers.js';
 import type { AgentStore, Release } from '../store/index.js';
 import { buildStatusReport, type CronStatus, type StatusInput, type StatusReport } from './report.js';
 

@@ -4,7 +4,7 @@
 import type { ServerSpec } from '../../shared/spec.js';
 import type { CertStatus } from '../certs/index.js';
 import type { ConnectionState } from '../connection.js';
-import type { BerthContainer } from '../processes.js';
+import type { BerthContainer } from '../docker/containers.js';
 import type { DeployRecord, ReconcileRun, Release } from '../store/index.js';
 
 export interface StatusInput {

@@ -2,7 +2,7 @@
 // reason in one line with credentials in URLs hidden and env values masked.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError } from '../../agent/config/index.js';
+import { AppConfigError } from '../../agent/config/index.js';
 import { DeployCancelled } from '../../agent/deploy/cancel.js';
 import { endingOf, reasonLine } from '../../agent/deploy/failure.js';
 import { DeploySkipped } from '../../agent/deploy/push-guard.js';
@@ -42,7 +42,7 @@ test('the agent stopping fails the deploy in its phase; a skipped push is cancel
 });
 
 test("a deploy's own error: a config error and a rollback say so, anything else names its phase", () => {
-  assert.equal(endingOf(run('fetching'), new ConfigError('berth.yml: key "processes.web": required\nmore')).reason, 'invalid app config: berth.yml: key "processes.web": required');
+  assert.equal(endingOf(run('fetching'), new AppConfigError('berth.yml: key "processes.web": required\nmore')).reason, 'invalid app config: berth.yml: key "processes.web": required');
   assert.equal(endingOf(run('queued'), new RollbackError('release dep1 is not kept on this server')).reason, 'rollback failed: release dep1 is not kept on this server');
   const failed = endingOf(run('building'), new Error(`RUN failed with ${SECRET}\nlast output`));
   assert.deepEqual([failed.cause, failed.status], ['failed', 'failed']);

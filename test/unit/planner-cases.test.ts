@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { plan, type Action, type Observed } from '../../agent/reconcile/planner.js';
-import type { BerthContainer } from '../../agent/processes.js';
+import type { BerthContainer } from '../../agent/docker/containers.js';
 import type { AppSite } from '../../agent/nginx/index.js';
 import type { Release, ReleaseProcess } from '../../agent/store/releases.js';
 import type { ServerSpec } from '../../shared/spec.js';

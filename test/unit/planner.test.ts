@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { plan, describeAction, type Action, type Observed } from '../../agent/reconcile/planner.js';
-import type { BerthContainer } from '../../agent/processes.js';
+import type { BerthContainer } from '../../agent/docker/containers.js';
 import type { AppSite } from '../../agent/nginx/index.js';
 import type { Release } from '../../agent/store/releases.js';
 import type { ServerSpec } from '../../shared/spec.js';

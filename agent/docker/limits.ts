@@ -2,6 +2,7 @@
 // server (the agent's heartbeats and the other apps keep running). Sizes are Docker's: "512m" and
 // "2g" are binary units (MiB, GiB), shown as MB / GB in messages.
 import type Docker from 'dockerode';
+import { containerEvents } from './events.js';
 
 export interface ResourceLimits {
   /** Bytes; null = no memory cap. Swap is capped to the same (no swap on top). */
@@ -65,12 +66,7 @@ export async function wasOomKilled(docker: Docker, info: Docker.ContainerInspect
   if (!info.HostConfig?.Memory) return false;
   if (exitCode === SIGKILL_EXIT) return true;
   try {
-    const since = Math.floor((Date.parse(info.Created) || Date.now() - 3600_000) / 1000) - 1;
-    const until = Math.ceil(Date.now() / 1000) + 1;
-    const stream = (await docker.getEvents({ since, until, filters: { container: [info.Id], event: ['oom'] } })) as NodeJS.ReadableStream;
-    let text = '';
-    for await (const chunk of stream) text += chunk.toString();
-    return text.trim() !== '';
+    return (await containerEvents(docker, info.Id, info.Created, 'oom')).length > 0;
   } catch {
     return false;
   }

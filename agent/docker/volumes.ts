@@ -3,7 +3,7 @@
 // purge removes them.
 import type Docker from 'dockerode';
 import { LABEL } from './labels.js';
-import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from './docker-errors.js';
+import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from './errors.js';
 
 export class VolumeError extends Error {
   override name = 'VolumeError';
@@ -20,6 +20,11 @@ export type VolumeConfig = Record<string, { target: string }>;
  */
 export function volumeDockerName(app: string, name: string): string {
   return `berth-${app}_${name}`;
+}
+
+/** The labels of one of the app's volumes (also in docker-compose.yml: compose-file.ts). */
+export function volumeLabels(app: string, name: string, server?: string): Record<string, string> {
+  return { [LABEL.managed]: 'true', [LABEL.app]: app, [VOLUME_LABEL]: name, ...(server ? { [LABEL.server]: server } : {}) };
 }
 
 /** Docker mounts for a container of the app: every volume at its target, read-write. */
@@ -52,7 +57,7 @@ export async function ensureVolumes(docker: Docker, app: string, volumes: Volume
     try {
       await docker.createVolume({
         Name: dockerName,
-        Labels: { [LABEL.managed]: 'true', [LABEL.app]: app, [VOLUME_LABEL]: name, ...(server ? { [LABEL.server]: server } : {}) },
+        Labels: volumeLabels(app, name, server),
       });
     } catch (err) {
       throw new VolumeError(`could not create volume ${dockerName}: ${messageOf(err)}`);

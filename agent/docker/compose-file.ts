@@ -2,16 +2,17 @@
 // (and again when the reconciler re-creates a container), so a user can read it or take the app
 // elsewhere with `docker compose up`. The env (secrets) is never in it: it references app.env
 // next to it (0600, the directory 0700). Both files are replaced atomically (temp file + rename).
-import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { chmod, mkdir, open, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import YAML from 'yaml';
-import { appName } from '../shared/validation.js';
-import { LABEL } from './labels.js';
-import { PROCESS_LOG_OPTIONS, PROCESS_RESTART_POLICY, processCommand, processLabels } from './processes.js';
-import type { ReleaseProcess } from './store/releases.js';
-import { VOLUME_LABEL, volumeDockerName, type VolumeConfig } from './volumes.js';
+import { writeFileAtomic } from '../../shared/util/index.js';
+import { appName } from '../../shared/validation.js';
+import { berthLabels, LABEL } from './labels.js';
+import { JOB_LOG_OPTIONS, PROCESS_LOG_OPTIONS, PROCESS_RESTART_POLICY, shellCommand } from './container-spec.js';
+import { processLabels } from './containers.js';
+import type { ReleaseProcess } from '../store/releases.js';
+import { volumeDockerName, volumeLabels, type VolumeConfig } from './volumes.js';
 
 export class ComposeError extends Error {
   override name = 'ComposeError';
@@ -54,12 +55,13 @@ export function composeServiceName(process: string, replica: number): string {
   return replica === 1 ? process : `${process}-${replica}`;
 }
 
-/** The compose document (pure). Each running container is one service, so ports and labels stay exact. */
-export function composeDocument(r: ComposeRelease): Record<string, unknown> {
-  const volumes = Object.entries(r.volumes);
-  const mounts = volumes.map(([name, v]) => ({ type: 'volume', source: name, target: literal(v.target) }));
+type ServiceBase = (labels: Record<string, string>, logOptions?: Record<string, string>) => Record<string, unknown>;
+
+/** What every service has: the image, the env file, init, labels, log caps, the app's volumes. */
+function serviceBase(r: ComposeRelease): ServiceBase {
+  const mounts = Object.entries(r.volumes).map(([name, v]) => ({ type: 'volume', source: name, target: literal(v.target) }));
   const labelsOf = (labels: Record<string, string>) => Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, literal(v)]));
-  const common = (labels: Record<string, string>, logOptions: Record<string, string> = PROCESS_LOG_OPTIONS) => ({
+  return (labels, logOptions = PROCESS_LOG_OPTIONS) => ({
     image: r.image,
     env_file: [ENV_FILE],
     init: true,
@@ -67,39 +69,51 @@ export function composeDocument(r: ComposeRelease): Record<string, unknown> {
     logging: { driver: 'json-file', options: { ...logOptions } },
     ...(mounts.length > 0 ? { volumes: mounts.map((m) => ({ ...m })) } : {}),
   });
+}
+
+/** One service per process replica, as the container runs (web: PORT and its loopback port). */
+function processServices(r: ComposeRelease, base: ServiceBase): Record<string, unknown> {
   const services: Record<string, unknown> = {};
-  if (r.image && !r.staticRoot) {
-    for (const p of r.processes) {
-      for (let replica = 1; replica <= p.scale; replica++) {
-        const isWeb = p.name === 'web';
-        const port = r.containerPort ?? 8000;
-        const hostPort = isWeb ? r.webPorts.get(replica) : undefined;
-        services[composeServiceName(p.name, replica)] = {
-          ...common(processLabels(r.app, r.deploymentId, p.name, replica, r.server)),
-          ...(p.command ? { command: processCommand(p.command).map(literal) } : {}),
-          ...(isWeb ? { environment: { PORT: String(port) } } : {}),
-          ...(isWeb && hostPort ? { ports: [{ target: port, host_ip: '127.0.0.1', published: String(hostPort), protocol: 'tcp' }] } : {}),
-          restart: PROCESS_RESTART_POLICY,
-        };
-      }
-    }
-    if (r.releaseCommand) {
-      services.release = {
-        ...common({
-          [LABEL.managed]: 'true',
-          [LABEL.app]: r.app,
-          [LABEL.deployment]: r.deploymentId,
-          [LABEL.process]: 'release',
-          ...(r.commit ? { [LABEL.commit]: r.commit } : {}),
-          ...(r.server ? { [LABEL.server]: r.server } : {}),
-        }, { 'max-size': '10m', 'max-file': '1' }),
-        command: processCommand(r.releaseCommand).map(literal),
-        // Run once per deploy before the processes start: `docker compose run --rm release`.
-        profiles: ['release'],
-        restart: 'no',
+  for (const p of r.processes) {
+    for (let replica = 1; replica <= p.scale; replica++) {
+      const isWeb = p.name === 'web';
+      const port = r.containerPort ?? 8000;
+      const hostPort = isWeb ? r.webPorts.get(replica) : undefined;
+      services[composeServiceName(p.name, replica)] = {
+        ...base(processLabels(r.app, r.deploymentId, p.name, replica, r.server)),
+        ...(p.command ? { command: shellCommand(p.command).map(literal) } : {}),
+        ...(isWeb ? { environment: { PORT: String(port) } } : {}),
+        ...(isWeb && hostPort ? { ports: [{ target: port, host_ip: '127.0.0.1', published: String(hostPort), protocol: 'tcp' }] } : {}),
+        restart: PROCESS_RESTART_POLICY,
       };
     }
   }
+  return services;
+}
+
+/** The release command: a service in the "release" profile, run once per deploy before the processes start. */
+function releaseService(r: ComposeRelease, command: string, base: ServiceBase): Record<string, unknown> {
+  const labels = berthLabels(r.app, r.deploymentId, {
+    [LABEL.process]: 'release',
+    ...(r.commit ? { [LABEL.commit]: r.commit } : {}),
+    ...(r.server ? { [LABEL.server]: r.server } : {}),
+  });
+  return {
+    ...base(labels, JOB_LOG_OPTIONS),
+    command: shellCommand(command).map(literal),
+    // `docker compose run --rm release`.
+    profiles: ['release'],
+    restart: 'no',
+  };
+}
+
+/** The compose document (pure). Each running container is one service, so ports and labels stay exact. */
+export function composeDocument(r: ComposeRelease): Record<string, unknown> {
+  const volumes = Object.keys(r.volumes);
+  const base = serviceBase(r);
+  const runs = r.image && !r.staticRoot;
+  const services: Record<string, unknown> = runs ? processServices(r, base) : {};
+  if (runs && r.releaseCommand) services.release = releaseService(r, r.releaseCommand, base);
   return {
     name: `berth-${r.app}`,
     'x-berth': {
@@ -110,17 +124,7 @@ export function composeDocument(r: ComposeRelease): Record<string, unknown> {
     },
     services,
     ...(volumes.length > 0
-      ? {
-          volumes: Object.fromEntries(
-            volumes.map(([name]) => [
-              name,
-              {
-                name: volumeDockerName(r.app, name),
-                labels: { [LABEL.managed]: 'true', [LABEL.app]: r.app, [VOLUME_LABEL]: name, ...(r.server ? { [LABEL.server]: r.server } : {}) },
-              },
-            ]),
-          ),
-        }
+      ? { volumes: Object.fromEntries(volumes.map((name) => [name, { name: volumeDockerName(r.app, name), labels: volumeLabels(r.app, name, r.server) }])) }
       : {}),
   };
 }
@@ -155,25 +159,6 @@ export function renderEnvFile(env: Record<string, string>): string {
     .join('');
 }
 
-/** Write `content` to `file` atomically with `mode`: a reader sees the old file or the new one, never half of one. */
-async function writeAtomic(file: string, content: string, mode: number): Promise<void> {
-  const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
-  try {
-    const fh = await open(tmp, 'wx', mode);
-    try {
-      await fh.writeFile(content, 'utf8');
-      await fh.chmod(mode); // the umask may have narrowed or widened what `open` set
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true }).catch(() => {});
-    throw err;
-  }
-}
-
 /** Write DATA/apps/APP/app.env (0600) then docker-compose.yml (0600) in a 0700 directory. */
 export async function writeAppFiles(dataDir: string, r: ComposeRelease, env: Record<string, string>): Promise<{ composeFile: string; envFile: string }> {
   const dir = appFilesDir(dataDir, r.app);
@@ -184,8 +169,8 @@ export async function writeAppFiles(dataDir: string, r: ComposeRelease, env: Rec
     const envFile = join(dir, ENV_FILE);
     const composeFile = join(dir, COMPOSE_FILE);
     // The env first: the compose file never references an env file that is not there yet.
-    await writeAtomic(envFile, renderEnvFile(env), 0o600);
-    await writeAtomic(composeFile, renderCompose(r), 0o600);
+    writeFileAtomic(envFile, renderEnvFile(env), 0o600);
+    writeFileAtomic(composeFile, renderCompose(r), 0o600);
     return { composeFile, envFile };
   } catch (err) {
     if (err instanceof ComposeError) throw err;

@@ -1,18 +1,19 @@
 // The release command: once per deploy, in a one-off container of the new image with the app's
 // env, after the build and before any traffic moves. Non-zero exit or timeout fails the deploy.
 import type Docker from 'dockerode';
+import { shellCommand } from './container-spec.js';
 import { OneOffError, runOneOff } from './one-off.js';
-import { outOfMemory, type ResourceLimits } from './resource-limits.js';
+import { outOfMemory, type ResourceLimits } from './limits.js';
 
-export class ReleaseError extends Error {
-  override name = 'ReleaseError';
+export class ReleaseCommandError extends Error {
+  override name = 'ReleaseCommandError';
 }
 
-export function releaseContainerName(app: string, deploymentId: string): string {
+export function releaseCommandContainerName(app: string, deploymentId: string): string {
   return `berth-${app}-release-${deploymentId}`;
 }
 
-export async function runRelease(
+export async function runReleaseCommand(
   docker: Docker,
   opts: {
     app: string;
@@ -34,10 +35,10 @@ export async function runRelease(
   let oomKilled: boolean;
   try {
     ({ exitCode, oomKilled } = await runOneOff(docker, {
-      name: releaseContainerName(opts.app, opts.deploymentId),
+      name: releaseCommandContainerName(opts.app, opts.deploymentId),
       image: opts.image,
       // The image's entrypoint stays (it may set up the environment); the command replaces CMD.
-      cmd: ['/bin/sh', '-c', opts.command],
+      cmd: shellCommand(opts.command),
       env: opts.env,
       labels: opts.labels,
       ...(opts.volumes && opts.volumes.length > 0 ? { volumes: opts.volumes } : {}),
@@ -47,9 +48,9 @@ export async function runRelease(
       ...(opts.limits ? { limits: opts.limits } : {}),
     }));
   } catch (err) {
-    if (err instanceof OneOffError) throw new ReleaseError(`release command ${err.message.replace(/^berth-\S+ /, '')}`);
+    if (err instanceof OneOffError) throw new ReleaseCommandError(`release command ${err.message.replace(/^berth-\S+ /, '')}`);
     throw err;
   }
-  if (oomKilled) throw new ReleaseError(`release command ran ${outOfMemory(opts.limits?.memory)} and was killed (raise build.memory in berth.yml or BERTH_BUILD_MEMORY)`);
-  if (exitCode !== 0) throw new ReleaseError(`release command exited with code ${exitCode}`);
+  if (oomKilled) throw new ReleaseCommandError(`release command ran ${outOfMemory(opts.limits?.memory)} and was killed (raise build.memory in berth.yml or BERTH_BUILD_MEMORY)`);
+  if (exitCode !== 0) throw new ReleaseCommandError(`release command exited with code ${exitCode}`);
 }
