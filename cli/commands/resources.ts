@@ -110,6 +110,30 @@ export function registerAppCommands(program: Command): void {
       const a = await client().get<AppDetails>(`/api/apps/${seg(name)}`);
       output(!!opts.json, a, printAppDetails);
     });
+  registerAppSetCommand(app);
+  registerAppWebhookCommands(app);
+  app
+    .command('rm')
+    .description(
+      "delete an app: its containers, nginx config, certificate and DATA/apps/APP files are removed from its server; its volumes (data) are kept unless --purge-volumes",
+    )
+    .argument('<name>')
+    .option('--purge-volumes', "also delete the app's volumes and the data in them (cannot be undone; a server that is offline does it when its agent reconnects)")
+    .option('--json', 'print JSON')
+    .action(async (name: string, opts: { json?: boolean; purgeVolumes?: boolean }) => {
+      const res = await client().delete<{ deleted: string; purgeVolumes?: boolean }>(`/api/apps/${seg(name)}${opts.purgeVolumes ? '?purgeVolumes=1' : ''}`);
+      output(!!opts.json, res, (r) =>
+        process.stdout.write(
+          r.purgeVolumes
+            ? tty`app ${r.deleted} deleted; its volumes are deleted too.\n`
+            : tty`app ${r.deleted} deleted; its volumes are kept (an app of the same name on that server gets their data back).\n`,
+        ),
+      );
+    });
+}
+
+/** `berth app set`: change an app's repository, branch or server after creation. */
+function registerAppSetCommand(app: Command): void {
   app
     .command('set')
     .description("change an app's repository, branch or server; a move to another server deploys its live commit there and removes it from the old one (volumes stay there)")
@@ -134,6 +158,10 @@ export function registerAppCommands(program: Command): void {
         if (!x.moved) process.stdout.write('the next deploy uses it.\n');
       });
     });
+}
+
+/** `berth app webhook …`: the app's push secret and deploy token. */
+function registerAppWebhookCommands(app: Command): void {
   const webhook = app.command('webhook').description("an app's webhooks (push from a Git host, deploy from CI)");
   webhook
     .command('rotate')
@@ -150,24 +178,6 @@ export function registerAppCommands(program: Command): void {
         process.stdout.write(tty`rotated the ${which === 'both' ? 'push secret and deploy token' : which === 'push' ? 'push secret' : 'deploy token'} of ${x.name}: update your Git host / CI.\n`);
         printAppDetails(x);
       });
-    });
-  app
-    .command('rm')
-    .description(
-      "delete an app: its containers, nginx config, certificate and DATA/apps/APP files are removed from its server; its volumes (data) are kept unless --purge-volumes",
-    )
-    .argument('<name>')
-    .option('--purge-volumes', "also delete the app's volumes and the data in them (cannot be undone; a server that is offline does it when its agent reconnects)")
-    .option('--json', 'print JSON')
-    .action(async (name: string, opts: { json?: boolean; purgeVolumes?: boolean }) => {
-      const res = await client().delete<{ deleted: string; purgeVolumes?: boolean }>(`/api/apps/${seg(name)}${opts.purgeVolumes ? '?purgeVolumes=1' : ''}`);
-      output(!!opts.json, res, (r) =>
-        process.stdout.write(
-          r.purgeVolumes
-            ? tty`app ${r.deleted} deleted; its volumes are deleted too.\n`
-            : tty`app ${r.deleted} deleted; its volumes are kept (an app of the same name on that server gets their data back).\n`,
-        ),
-      );
     });
 }
 
