@@ -70,6 +70,12 @@ export async function executeActions(deps: ExecutorDeps, actions: Action[]): Pro
       result.errors.push(`${what}: skipped, a container of the app could not be removed`);
       continue;
     }
+    if (action.type === 'skip-corrupt-release') {
+      // Reported on every pass (the reconcile run records it); the store logged the row at error level.
+      result.errors.push(what);
+      deps.logger.warn({ app: action.app, deploymentId: action.deploymentId }, what);
+      continue;
+    }
     try {
       await apply(deps, action);
       result.applied.push(what);
@@ -105,6 +111,9 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
     }
     case 'start-release-container': {
       const r = action.release;
+      // The planner never plans this for a corrupt release; checked again so `r.env ?? {}` below can
+      // only ever mean "a release recorded before env was kept".
+      if (r.corrupt) throw r.corrupt;
       const proc = r.processes?.find((p) => p.name === action.process);
       const command = proc?.command ?? null;
       const started = await startProcessContainer(docker, {
@@ -169,6 +178,8 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
     case 'remove-volume':
       await removeVolume(docker, action.volume);
       return;
+    case 'skip-corrupt-release':
+      return; // reported by executeActions, never applied
   }
 }
 

@@ -42,7 +42,13 @@ export type Action =
   /** The app is gone: delete DATA/apps/APP (its docker-compose.yml and app.env, which holds secrets). */
   | { type: 'remove-app-files'; app: string; reason: string }
   /** The app is gone and its volumes were to be purged: delete one (after the app's containers). */
-  | { type: 'remove-volume'; app: string; volume: string; name: string; reason: string };
+  | { type: 'remove-volume'; app: string; volume: string; name: string; reason: string }
+  /**
+   * The live release's stored row is corrupt (Release.corrupt): the app is left as it is — nothing is
+   * created, restarted, removed or re-routed from a release whose env or processes cannot be read.
+   * Not an operation: the executor reports it as an error of the pass.
+   */
+  | { type: 'skip-corrupt-release'; app: string; deploymentId: string; reason: string };
 
 export interface PlanOptions {
   /** Apps with a deploy running or draining: left entirely alone. */
@@ -108,6 +114,11 @@ export function plan(
     const release = releaseOf.get(app);
     // Never deployed (or deployed before this agent's journal): what runs is unknown, so it is left as is.
     if (!release) continue;
+    // A container re-created from a corrupt row would start with no env (or the wrong processes).
+    if (release.corrupt) {
+      actions.push({ type: 'skip-corrupt-release', app, deploymentId: release.deploymentId, reason: release.corrupt.message });
+      continue;
+    }
     actions.push(...planRelease(app, spec.domains, release, containers, nginxOf.get(app) ?? null, render, certsOf));
   }
   return actions;
@@ -257,5 +268,7 @@ export function describeAction(a: Action): string {
       return `delete the docker-compose.yml and env file of ${a.app} (${a.reason})`;
     case 'remove-volume':
       return `delete volume ${a.volume} (${a.name}) of ${a.app} and its data (${a.reason})`;
+    case 'skip-corrupt-release':
+      return `leave ${a.app} release ${a.deploymentId} as it is, nothing is re-created from it (${a.reason}): deploy the app again or roll it back`;
   }
 }
