@@ -22,7 +22,7 @@ import { startStatusSocket } from './status/socket.js';
 import { BERTH_VERSION } from '../shared/version.js';
 import { Nginx, type AppSite } from './nginx.js';
 import { listBerthContainers, type BerthContainer } from './processes.js';
-import { Reconciler, type CertPort, type NginxPort } from './reconcile/executor.js';
+import { Reconciler, type CertPort, type NginxPort } from './reconcile/reconciler.js';
 import { loadSettings, type AgentSettings } from './settings.js';
 import { AgentStore } from './store/index.js';
 import { answerStatusRequest, journalProgress } from './deploy/status-report.js';

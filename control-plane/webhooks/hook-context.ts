@@ -84,7 +84,7 @@ export class HookContext {
   /** The raw body, at most `limit` bytes; else the error response. */
   async read(c: Context, limit: number): Promise<Buffer | Response> {
     try {
-      return await readRawBody(c, limit);
+      return await readRawBody(c, limit, this.log);
     } catch (err) {
       if (!(err instanceof HookError)) throw err;
       // The unread rest of a body makes the connection unusable.
