@@ -210,8 +210,10 @@ export class ReleaseStore {
         release.processes || release.staticRoot !== undefined || release.volumes
           ? { processes: release.processes, staticRoot: release.staticRoot ?? null, ...(release.volumes ? { volumes: release.volumes } : {}) }
           : null;
-      // A release read from a corrupt row (restore() after a failed switch) goes back exactly as it was.
+      // A release read from a corrupt row (restore() after a failed switch) goes back exactly as it was;
+      // a copy of one, whose raw columns are unknown, would be written as a row without env: refused.
       const raw = rawColumns.get(release as Release);
+      if (release.corrupt && !raw) throw release.corrupt;
       this.db
         .prepare(
           `INSERT INTO releases (app, deployment_id, image, container_id, host_port, container_port, commit_sha, activated_at, spec_json, env_json)

@@ -111,6 +111,9 @@ test('restoring a release read from a corrupt row writes the row back as it was,
   store.releases.restore('web', previous);
   const back = store.db.prepare(`SELECT deployment_id, env_json FROM releases WHERE app = 'web'`).get() as { deployment_id: string; env_json: string };
   assert.deepEqual(back, { deployment_id: 'dep00000001', env_json: bad });
+  // A copy of it (its raw columns unknown) is refused rather than written as a row without env.
+  assert.throws(() => store.releases.activate({ ...previous! }), CorruptRowError);
+  assert.equal((store.db.prepare(`SELECT env_json FROM releases WHERE app = 'web'`).get() as { env_json: string }).env_json, bad);
 });
 
 test('a corrupt kept release: snapshot() throws CorruptRowError, history() leaves it out, liveSnapshot() is null', (t) => {
