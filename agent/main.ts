@@ -36,7 +36,7 @@ export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {})
   const logger = opts.logger ?? createLogger('berth-agent');
   const creds = loadCredentials(settings.dataDir);
   settings.server = creds.server;
-  const store = AgentStore.open(settings.dataDir);
+  const store = AgentStore.open(settings.dataDir, { logger: logger.child({ component: 'store' }) });
   const cleanup: Array<() => Promise<void> | void> = [() => store.close()];
   try {
     const rt = await AgentRuntime.start({ settings, logger, creds, store });

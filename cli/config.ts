@@ -1,8 +1,9 @@
 // Where the client finds its control plane: BERTH_URL/BERTH_TOKEN, else the file `berth login` wrote.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
+import { writeSecretFile } from '../shared/util/index.js';
 import { CliError } from './errors.js';
 
 const clientConfig = z.object({ url: z.string().url(), token: z.string().min(1) });
@@ -43,8 +44,6 @@ export function loadClientConfig(): ClientConfig {
 export function saveClientConfig(config: ClientConfig): string {
   const file = configPath();
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
-  renameSync(tmp, file);
+  writeSecretFile(file, JSON.stringify(config, null, 2) + '\n');
   return file;
 }

@@ -14,7 +14,7 @@ import { rootCertificates } from 'node:tls';
 import type * as AcmeClient from 'acme-client';
 import type { Logger } from './logger.js';
 import { domainName } from './validation.js';
-import { ensureDir, ensureDirAtLeast, oneLine, writeFileAtomic } from './util/index.js';
+import { ensureDir, ensureDirAtLeast, oneLine, SerialQueue, writeFileAtomic } from './util/index.js';
 
 export class AcmeError extends Error {
   override name = 'AcmeError';
@@ -227,7 +227,8 @@ export function acmeConfigFromEnv(env: NodeJS.ProcessEnv = process.env, httpPort
 export class AcmeIssuer {
   readonly config: AcmeConfig;
   private readonly deps: AcmeIssuerDeps;
-  private chain: Promise<unknown> = Promise.resolve();
+  /** One order at a time: the account and the challenge directory are shared. */
+  private readonly orders = new SerialQueue();
 
   constructor(config: AcmeConfig, deps: AcmeIssuerDeps) {
     this.config = config;
@@ -240,9 +241,7 @@ export class AcmeIssuer {
 
   /** Issue one certificate covering `domains` (validated, de-duplicated). Rejects with a one-line AcmeError. */
   issue(domains: string[]): Promise<IssuedPair> {
-    const run = this.chain.then(() => this.issueNow(domains));
-    this.chain = run.catch(() => undefined);
-    return run;
+    return this.orders.run(() => this.issueNow(domains));
   }
 
   private async issueNow(rawDomains: string[]): Promise<IssuedPair> {

@@ -34,6 +34,7 @@ import {
 } from '../agent/certs/renewal.js';
 import { freePort, makeTmpDir } from './helpers/tmp.js';
 import { startPebble, type Pebble } from './helpers/pebble.js';
+import { LEVEL, recordingLogger } from './helpers/log.js';
 
 const quiet = pino({ level: 'silent' });
 const MIN = 60_000;
@@ -292,9 +293,21 @@ describe('certs: store', () => {
     assert.deepEqual([new CertStore(dir).record('web')!.failures, new CertStore(dir).record('web')!.lastError], [0, null]);
 
     writeFileSync(join(dir, 'state.json'), '{ not json');
-    const fresh = new CertStore(dir);
+    const { logger, lines } = recordingLogger();
+    const fresh = new CertStore(dir, logger);
     assert.equal(fresh.record('web'), undefined);
-    assert.ok(readdirSync(dir).some((n) => n.startsWith('state.json.corrupt-')));
+    const aside = readdirSync(dir).filter((n) => n.startsWith('state.json.corrupt-'));
+    assert.equal(aside.length, 1);
+    assert.equal(readFileSync(join(dir, aside[0]!), 'utf8'), '{ not json', 'kept as it was, for inspection');
+    // Logged at error level, with where it went.
+    assert.deepEqual(lines.map((l) => [l.level, l.movedTo]), [[LEVEL.error, join(dir, aside[0]!)]]);
+    assert.match(lines[0]!.msg, /certificate state file was damaged \(unreadable or not JSON.*\): moved it to /);
+
+    // Valid JSON of the wrong shape is damaged too.
+    writeFileSync(join(dir, 'state.json'), JSON.stringify({ version: 1, apps: { web: { domains: 'a.com' } } }));
+    assert.equal(new CertStore(dir, logger).record('web'), undefined);
+    assert.match(lines[1]!.msg, /wrong shape at apps\.web\.domains/);
+    assert.equal(readdirSync(dir).filter((n) => n.startsWith('state.json.corrupt-')).length, 2);
   });
 });
 

@@ -13,9 +13,10 @@
 import { join } from 'node:path';
 import type { Logger } from '../../shared/logger.js';
 import { AcmeIssuer, LETSENCRYPT_PRODUCTION, validateDomains, type AcmeConfig, type IssuedPair } from './acme.js';
-import { oneLine } from './files.js';
+import { oneLine, SerialQueue } from '../../shared/util/index.js';
 import {
   RenewalScheduler,
+  attemptError,
   nextAttemptFor,
   sameDomains,
   planRenewals,
@@ -119,14 +120,14 @@ export class CertManager {
   private readonly scheduler: RenewalScheduler;
   private readonly issueFn: (domains: string[]) => Promise<IssuedPair>;
   /** One ACME order at a time, across ensure() and the scheduler. */
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(opts: CertManagerOptions) {
     this.opts = opts;
     this.policy = resolvePolicy(opts.policy);
     this.now = opts.now ?? (() => new Date());
     const certsDir = join(opts.dataDir, 'certs');
-    this.store = new CertStore(certsDir);
+    this.store = new CertStore(certsDir, opts.log);
     this.issuer = new AcmeIssuer(opts.acme, { certsDir, webroot: opts.webroot, ...(opts.log ? { log: opts.log } : {}) });
     this.issueFn = opts.issue ?? ((domains) => this.issuer.issue(domains));
     this.scheduler = new RenewalScheduler({
@@ -167,7 +168,7 @@ export class CertManager {
           const info = await this.issueAndInstall(task);
           this.record({ app, reason: task.reason, domains: task.domains, at, finishedAt: this.now(), ok: true, notAfter: info.notAfter }, renewalDueAt(info.notAfter, this.policy));
         } catch (err) {
-          const report: AttemptReport = { app, reason: task.reason, domains: task.domains, at, finishedAt: this.now(), ok: false, error: oneLine(err) };
+          const report: AttemptReport = { app, reason: task.reason, domains: task.domains, at, finishedAt: this.now(), ok: false, error: attemptError(err) };
           this.record(report, this.scheduler.nextAttemptAfter(report));
           this.opts.log?.warn({ app, domains: task.domains, err: report.error }, 'certificate not issued');
         }
@@ -279,7 +280,7 @@ export class CertManager {
   /** Stop the schedule; waits for an order in progress. */
   async stop(): Promise<void> {
     await this.scheduler.stop();
-    await this.queue.catch(() => undefined);
+    await this.queue.run(() => undefined); // after everything queued before it (their callers see their errors)
   }
 
   /** Run the renewal pass now (what the daily job does); resolves with what was attempted. */
@@ -327,9 +328,7 @@ export class CertManager {
   // ---- internals ----
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn);
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.queue.run(fn);
   }
 
   private renewalInput(only?: string[]): Omit<RenewalInput, 'now' | 'policy'> {

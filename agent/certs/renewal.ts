@@ -3,11 +3,19 @@
 // which runs the due renewals one at a time, most urgent first, and records every attempt.
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from '../../shared/logger.js';
-import { oneLine } from './files.js';
+import { joinLines, oneLine } from '../../shared/util/index.js';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
+
+/**
+ * A failed attempt's error as `berth status` shows it: every line of the message, joined (an ACME
+ * problem's detail is often on its second line), not only the first as oneLine alone would.
+ */
+export function attemptError(err: unknown): string {
+  return oneLine(joinLines(err instanceof Error ? err.message : String(err), ' '));
+}
 
 export interface RenewalPolicy {
   /** Renew when the certificate has less than this left (default 30 days). */
@@ -345,7 +353,7 @@ export class RenewalScheduler {
         report = { app: task.app, reason: task.reason, domains: task.domains, at, finishedAt: this.now(), ok: true, ...(res?.notAfter ? { notAfter: res.notAfter } : {}) };
         this.opts.log?.info({ app: task.app, notAfter: res?.notAfter }, 'certificate renewed');
       } catch (err) {
-        report = { app: task.app, reason: task.reason, domains: task.domains, at, finishedAt: this.now(), ok: false, error: oneLine(err) };
+        report = { app: task.app, reason: task.reason, domains: task.domains, at, finishedAt: this.now(), ok: false, error: attemptError(err) };
         this.opts.log?.warn({ app: task.app, err: report.error }, 'certificate renewal failed');
       }
       this.opts.record(report, this.nextAttemptAfter(report));

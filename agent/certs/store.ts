@@ -13,9 +13,9 @@
 //       gen-6/…                          certificate with an old key; the previous generation is kept
 //                                        for rollback, older ones are pruned
 //
-// A new certificate is validated (parses, key matches, chain order, covers the domains, not expired)
-// before it is installed; a failed issuance therefore never touches a working certificate.
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+// A new certificate is validated (pem.ts: parses, key matches, chain order, covers the domains, not
+// expired) before it is installed; a failed issuance therefore never touches a working certificate.
+import { X509Certificate } from 'node:crypto';
 import {
   existsSync,
   lstatSync,
@@ -29,12 +29,12 @@ import {
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import { createLogger, type Logger } from '../../shared/logger.js';
 import { appName } from '../../shared/validation.js';
-import { ensureDir, fsyncDir, oneLine, writeFileAtomic } from './files.js';
+import { ensureDir, fsyncDir, oneLine, writeFileAtomic } from '../../shared/util/index.js';
+import { CertStoreError, issuerName, sanDomains, splitPemChain, validatePair } from './pem.js';
 
-export class CertStoreError extends Error {
-  override name = 'CertStoreError';
-}
+export { CertStoreError, sanDomains, splitPemChain, validatePair } from './pem.js';
 
 /** What a stored certificate covers and when it is valid, parsed from the certificate itself. */
 export interface CertInfo {
@@ -101,7 +101,6 @@ const recordSchema = z.object({
 const stateSchema = z.object({ version: z.literal(1), apps: z.record(z.string(), recordSchema) });
 
 const GEN_RE = /^gen-(\d+)$/;
-const PEM_CERT_RE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
 export function emptyRecord(domains: string[] = []): RenewalRecord {
   return {
@@ -118,65 +117,16 @@ export function emptyRecord(domains: string[] = []): RenewalRecord {
   };
 }
 
-/** DNS names from an X509Certificate's subjectAltName ("DNS:a.com, DNS:b.com, IP Address:…"). */
-export function sanDomains(cert: X509Certificate): string[] {
-  const san = cert.subjectAltName ?? '';
-  const names = san
-    .split(/,\s*/)
-    .filter((entry) => entry.startsWith('DNS:'))
-    .map((entry) => entry.slice(4).trim().toLowerCase());
-  return [...new Set(names)].sort();
-}
-
-function issuerName(cert: X509Certificate): string {
-  const lines = cert.issuer.split('\n');
-  const cn = lines.find((l) => l.startsWith('CN='));
-  return cn ? cn.slice(3) : lines.join(', ');
-}
-
-/** Split a PEM bundle into its certificates (leaf first, as ACME delivers them). */
-export function splitPemChain(pem: string): string[] {
-  return pem.match(PEM_CERT_RE) ?? [];
-}
-
-/** Check a certificate + key pair before it may replace anything; returns the parsed leaf. */
-export function validatePair(fullchain: string, privkey: string, opts: { domains?: string[]; now?: Date } = {}): X509Certificate {
-  const pems = splitPemChain(fullchain);
-  if (pems.length === 0) throw new CertStoreError('certificate bundle contains no PEM certificate');
-  let chain: X509Certificate[];
-  try {
-    chain = pems.map((p) => new X509Certificate(p));
-  } catch (err) {
-    throw new CertStoreError(`certificate does not parse: ${oneLine(err)}`);
-  }
-  let key;
-  try {
-    key = createPrivateKey(privkey);
-  } catch (err) {
-    throw new CertStoreError(`private key does not parse: ${oneLine(err)}`);
-  }
-  const leaf = chain[0]!;
-  if (!leaf.checkPrivateKey(key)) throw new CertStoreError('private key does not match the certificate');
-  for (let i = 0; i + 1 < chain.length; i++) {
-    if (!chain[i]!.checkIssued(chain[i + 1]!)) throw new CertStoreError(`certificate chain is out of order at position ${i + 1}`);
-  }
-  const now = opts.now ?? new Date();
-  if (new Date(leaf.validTo).getTime() <= now.getTime()) throw new CertStoreError(`certificate expired at ${new Date(leaf.validTo).toISOString()}`);
-  if (opts.domains) {
-    const covered = new Set(sanDomains(leaf));
-    const missing = opts.domains.filter((d) => !covered.has(d));
-    if (missing.length) throw new CertStoreError(`certificate does not cover ${missing.join(', ')}`);
-  }
-  return leaf;
-}
-
 export class CertStore {
   readonly dir: string;
   private readonly stateFile: string;
   private state: z.infer<typeof stateSchema>;
 
-  /** `dir` is DATA/certs. */
-  constructor(dir: string) {
+  /** `dir` is DATA/certs; `log` is where a damaged state.json is reported (default: a logger of its own). */
+  constructor(
+    dir: string,
+    private readonly log?: Logger,
+  ) {
     this.dir = dir;
     ensureDir(dir, 0o700);
     this.stateFile = join(dir, 'state.json');
@@ -185,14 +135,25 @@ export class CertStore {
 
   private readState(): z.infer<typeof stateSchema> {
     if (!existsSync(this.stateFile)) return { version: 1, apps: {} };
+    let problem: string;
     try {
-      return stateSchema.parse(JSON.parse(readFileSync(this.stateFile, 'utf8')));
-    } catch {
-      // A damaged state file must not stop certificates from renewing: keep it for inspection and
-      // start over (the certificates themselves are the source of truth for what exists).
-      renameSync(this.stateFile, `${this.stateFile}.corrupt-${Date.now()}`);
-      return { version: 1, apps: {} };
+      const parsed = stateSchema.safeParse(JSON.parse(readFileSync(this.stateFile, 'utf8')));
+      if (parsed.success) return parsed.data;
+      const issue = parsed.error.issues[0];
+      problem = `wrong shape at ${issue?.path.map(String).join('.') || '(top level)'}: ${issue?.message ?? 'invalid'}`;
+    } catch (err) {
+      problem = `unreadable or not JSON: ${oneLine(err, 200)}`;
     }
+    // A damaged state file must not stop certificates from renewing: keep it for inspection and
+    // start over (the certificates themselves are the source of truth for what exists).
+    // (a random suffix: two damaged files within one millisecond must not overwrite each other)
+    const movedTo = `${this.stateFile}.corrupt-${Date.now()}-${randomBytes(3).toString('hex')}`;
+    renameSync(this.stateFile, movedTo);
+    (this.log ?? createLogger('berth-agent')).error(
+      { file: this.stateFile, movedTo, problem },
+      `the certificate state file was damaged (${problem}): moved it to ${movedTo} and started over (renewal records and backoffs are reset)`,
+    );
+    return { version: 1, apps: {} };
   }
 
   private saveState(): void {

@@ -1,18 +1,19 @@
-// Applying a plan, and the reconcile loop around it: observe → plan → apply → record. Each action
-// is isolated (one app's failure never blocks the others) and passes never overlap.
+// Applying a plan: each action is isolated (one app's failure never blocks the others). The loop
+// around it (observe → plan → apply → record) is reconciler.ts.
 import type Docker from 'dockerode';
 import type { Logger } from '../../shared/logger.js';
 import type { ServerSpec } from '../../shared/spec.js';
+import { oneLine } from '../../shared/util/index.js';
 import type { AppSite } from '../nginx/index.js';
-import { listAppFileDirs, removeAppFiles, writeAppFiles } from '../docker/compose-file.js';
+import { removeAppFiles, writeAppFiles } from '../docker/compose-file.js';
 import { removeDeployKey } from '../build/deploy-key.js';
 import { pruneApp } from '../releases/retention.js';
 import { listBerthContainers, removeContainer, startProcessContainer, type BerthContainer } from '../docker/containers.js';
-import { listBerthVolumes, removeVolume, volumeMounts } from '../docker/volumes.js';
+import { removeVolume, volumeMounts } from '../docker/volumes.js';
 import type { Release } from '../store/releases.js';
 import type { AgentSettings } from '../settings.js';
 import type { AgentStore } from '../store/index.js';
-import { describeAction, plan, type Action, type Observed } from './planner.js';
+import { describeAction, type Action, type Observed } from './planner.js';
 
 /** The part of Nginx reconciliation needs (main passes a serialised wrapper). */
 export interface NginxPort {
@@ -70,12 +71,18 @@ export async function executeActions(deps: ExecutorDeps, actions: Action[]): Pro
       result.errors.push(`${what}: skipped, a container of the app could not be removed`);
       continue;
     }
+    if (action.type === 'skip-corrupt-release') {
+      // Reported on every pass (the reconcile run records it); the store logged the row at error level.
+      result.errors.push(what);
+      deps.logger.warn({ app: action.app, deploymentId: action.deploymentId }, what);
+      continue;
+    }
     try {
       await apply(deps, action);
       result.applied.push(what);
       deps.logger.info({ app: action.app, action: action.type }, what);
     } catch (err) {
-      const message = `${what}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
+      const message = `${what}: ${oneLine(err)}`;
       result.errors.push(message);
       if (action.type === 'write-nginx' || action.type === 'restart-container' || action.type === 'start-release-container') nginxFailed.add(action.app);
       if (action.type === 'remove-container') containerRemovalFailed.add(action.app);
@@ -88,48 +95,10 @@ export async function executeActions(deps: ExecutorDeps, actions: Action[]): Pro
 async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
   const { docker, nginx, store, settings } = deps;
   switch (action.type) {
-    case 'restart-container': {
-      await docker
-        .getContainer(action.containerId)
-        .start()
-        .catch((err: { statusCode?: number }) => {
-          if (err?.statusCode !== 304) throw err; // 304: it came back up on its own meanwhile
-        });
-      if (action.process !== 'web') return;
-      const containers = await listBerthContainers(docker, { app: action.app, server: settings.server });
-      const now = containers.find((c) => c.id === action.containerId);
-      if (!now?.hostPort) throw new Error('the restarted container has no published port');
-      if ((now.replica ?? 1) === 1) store.releases.updateContainer(action.app, action.deploymentId, action.containerId, now.hostPort);
-      await syncNginx(nginx, action.app, webSite(action.domains, containers, action.deploymentId));
-      return;
-    }
-    case 'start-release-container': {
-      const r = action.release;
-      const proc = r.processes?.find((p) => p.name === action.process);
-      const command = proc?.command ?? null;
-      const started = await startProcessContainer(docker, {
-        app: r.app,
-        deploymentId: r.deploymentId,
-        image: r.image,
-        env: r.env ?? {},
-        process: action.process,
-        replica: action.replica,
-        command,
-        port: r.containerPort ?? undefined,
-        server: settings.server,
-        volumes: volumeMounts(r.app, r.volumes),
-        limits: { memory: proc?.memory ?? null, cpus: proc?.cpus ?? null },
-      });
-      if (action.process !== 'web') return;
-      if (action.replica === 1) store.releases.updateContainer(r.app, r.deploymentId, started.id, started.hostPort);
-      const containers = await listBerthContainers(docker, { app: r.app, server: settings.server });
-      await syncNginx(nginx, r.app, webSite(action.domains, containers, r.deploymentId));
-      // The new container is published on another port: docker-compose.yml says so.
-      await rewriteAppFiles(deps, r, containers, started.containerPort).catch((err: unknown) =>
-        deps.logger.warn({ err, app: r.app }, 'could not rewrite docker-compose.yml'),
-      );
-      return;
-    }
+    case 'restart-container':
+      return restartContainer(deps, action);
+    case 'start-release-container':
+      return startReleaseContainer(deps, action);
     case 'adopt-container':
       store.releases.updateContainer(action.app, action.deploymentId, action.containerId, action.hostPort);
       return;
@@ -169,7 +138,58 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
     case 'remove-volume':
       await removeVolume(docker, action.volume);
       return;
+    case 'skip-corrupt-release':
+      return; // reported by executeActions, never applied
   }
+}
+
+/** Start a stopped container of the current release; a web one: record its port and route to it. */
+async function restartContainer(deps: ExecutorDeps, action: Extract<Action, { type: 'restart-container' }>): Promise<void> {
+  const { docker, nginx, store, settings } = deps;
+  await docker
+    .getContainer(action.containerId)
+    .start()
+    .catch((err: { statusCode?: number }) => {
+      if (err?.statusCode !== 304) throw err; // 304: it came back up on its own meanwhile
+    });
+  if (action.process !== 'web') return;
+  const containers = await listBerthContainers(docker, { app: action.app, server: settings.server });
+  const now = containers.find((c) => c.id === action.containerId);
+  if (!now?.hostPort) throw new Error('the restarted container has no published port');
+  if ((now.replica ?? 1) === 1) store.releases.updateContainer(action.app, action.deploymentId, action.containerId, now.hostPort);
+  await syncNginx(nginx, action.app, webSite(action.domains, containers, action.deploymentId));
+}
+
+/** Create a missing container of the current release from its image, env and volumes; a web one: record and route to it. */
+async function startReleaseContainer(deps: ExecutorDeps, action: Extract<Action, { type: 'start-release-container' }>): Promise<void> {
+  const { docker, nginx, store, settings } = deps;
+  const r = action.release;
+  // The planner never plans this for a corrupt release; checked again so `r.env ?? {}` below can
+  // only ever mean "a release recorded before env was kept".
+  if (r.corrupt) throw r.corrupt;
+  const proc = r.processes?.find((p) => p.name === action.process);
+  const command = proc?.command ?? null;
+  const started = await startProcessContainer(docker, {
+    app: r.app,
+    deploymentId: r.deploymentId,
+    image: r.image,
+    env: r.env ?? {},
+    process: action.process,
+    replica: action.replica,
+    command,
+    port: r.containerPort ?? undefined,
+    server: settings.server,
+    volumes: volumeMounts(r.app, r.volumes),
+    limits: { memory: proc?.memory ?? null, cpus: proc?.cpus ?? null },
+  });
+  if (action.process !== 'web') return;
+  if (action.replica === 1) store.releases.updateContainer(r.app, r.deploymentId, started.id, started.hostPort);
+  const containers = await listBerthContainers(docker, { app: r.app, server: settings.server });
+  await syncNginx(nginx, r.app, webSite(action.domains, containers, r.deploymentId));
+  // The new container is published on another port: docker-compose.yml says so.
+  await rewriteAppFiles(deps, r, containers, started.containerPort).catch((err: unknown) =>
+    deps.logger.warn({ err, app: r.app }, 'could not rewrite docker-compose.yml'),
+  );
 }
 
 /** docker-compose.yml of a live release whose containers changed (the release command from its kept snapshot). */
@@ -214,7 +234,7 @@ async function useNewCertificate(deps: ExecutorDeps, app: string, site: AppSite)
   try {
     await apply();
   } catch (err) {
-    const why = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+    const why = oneLine(err);
     await deps.certs!.rejected(app, why);
     await apply().catch((again: unknown) => deps.logger.error({ app, err: again }, 'nginx did not take the previous certificate either'));
     throw new Error(`nginx refused the new certificate, the previous one is kept: ${why}`);
@@ -234,124 +254,4 @@ export function webSite(domains: string[], containers: BerthContainer[], deploym
 async function syncNginx(nginx: NginxPort, app: string, site: AppSite | null): Promise<void> {
   if (site === null) return; // no domains: the planner removes any server block on its next pass
   if (nginx.readAppFile(app) !== nginx.render(app, site)) await nginx.applyApp(app, site);
-}
-
-export interface PassResult {
-  startedAt: string;
-  durationMs: number;
-  actions: string[];
-  errors: string[];
-  /** Berth containers after the pass (null when Docker could not be observed). */
-  containers: BerthContainer[] | null;
-}
-
-export interface ReconcilerDeps extends Omit<ExecutorDeps, 'isBusy'> {
-  desired: () => ServerSpec | null;
-  busyApps: () => ReadonlySet<string>;
-  onPass?: (pass: PassResult) => void;
-}
-
-export class Reconciler {
-  private current: Promise<void> | null = null;
-  private again = false;
-  private timer: NodeJS.Timeout | null = null;
-  private closed = false;
-  /** The desired-state revision under which no volume of a purged app was left. */
-  private volumesPurgedAt: number | null = null;
-
-  constructor(private readonly deps: ReconcilerDeps) {}
-
-  /** Periodic passes every BERTH_RECONCILE_INTERVAL_MS, plus one right away. */
-  start(): void {
-    this.timer = setInterval(() => this.request(), this.deps.settings.reconcileIntervalMs);
-    this.request();
-  }
-
-  /** Ask for a pass; while one runs, exactly one more follows it (requests coalesce). */
-  request(): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    if (this.current) {
-      this.again = true;
-      return this.current;
-    }
-    this.current = this.loop().finally(() => {
-      this.current = null;
-      if (this.again) void this.request(); // asked for between the loop's last check and here
-    });
-    return this.current;
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.current;
-  }
-
-  private async loop(): Promise<void> {
-    do {
-      this.again = false;
-      const result = await this.pass();
-      try {
-        this.deps.onPass?.(result);
-      } catch (err) {
-        this.deps.logger.warn({ err }, 'reconcile pass handler failed');
-      }
-    } while (this.again && !this.closed);
-  }
-
-  /** One pass: observe → plan → apply → record. Never throws. */
-  private async pass(): Promise<PassResult> {
-    const { docker, nginx, store, logger } = this.deps;
-    const started = Date.now();
-    const startedAt = new Date(started).toISOString();
-    let actions: string[] = [];
-    let errors: string[] = [];
-    let containers: BerthContainer[] | null = null;
-    try {
-      containers = await listBerthContainers(docker, { server: this.deps.settings.server });
-      const nginxApps = nginx.listApps().map((app) => ({ app, content: nginx.readAppFile(app) }));
-      const desired = this.deps.desired();
-      const certs = this.deps.certs && desired ? this.deps.certs.observe(desired.apps) : undefined;
-      // Volumes matter only for a purge: listed while one is pending, and no more once none of the
-      // purged apps has a volume left under this revision (the idle agent stays cheap).
-      const purging = desired?.purgeVolumes?.filter((app) => !desired.apps.some((a) => a.name === app)) ?? [];
-      const volumes =
-        desired && purging.length > 0 && this.volumesPurgedAt !== desired.revision
-          ? await listBerthVolumes(docker, this.deps.settings.server ? { server: this.deps.settings.server } : {})
-          : undefined;
-      const busyApps = this.deps.busyApps();
-      // (A deploy still running for a purged app may yet create one: not done while it runs.)
-      if (desired && volumes && !volumes.some((v) => purging.includes(v.app)) && !purging.some((app) => busyApps.has(app))) {
-        this.volumesPurgedAt = desired.revision;
-      }
-      const appFiles = listAppFileDirs(this.deps.settings.dataDir);
-      const planned = plan(
-        desired,
-        store.releases.all(),
-        { containers, nginxApps, appFiles, ...(certs ? { certs } : {}), ...(volumes ? { volumes } : {}) },
-        (app, site) => nginx.render(app, site),
-        { busyApps },
-      );
-      if (planned.length > 0) {
-        const busyNow = () => this.deps.busyApps();
-        ({ applied: actions, errors } = await executeActions({ ...this.deps, isBusy: (app) => busyNow().has(app) }, planned));
-        containers = await listBerthContainers(docker, { server: this.deps.settings.server }).catch(() => containers);
-      }
-    } catch (err) {
-      errors = [...errors, `cannot observe the server: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`];
-      logger.warn({ err }, 'reconcile pass could not observe the server');
-    }
-    const durationMs = Date.now() - started;
-    if (store.isOpen) {
-      try {
-        store.reconcileRuns.record({ startedAt, durationMs, actions, errors });
-      } catch (err) {
-        logger.warn({ err }, 'could not record the reconcile pass');
-      }
-    }
-    if (actions.length > 0 || errors.length > 0) logger.info({ actions: actions.length, errors: errors.length, durationMs }, 'reconcile pass');
-    else logger.debug({ durationMs }, 'reconcile pass: nothing to do');
-    return { startedAt, durationMs, actions, errors, containers };
-  }
 }

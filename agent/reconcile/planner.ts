@@ -4,7 +4,7 @@
 import type { ServerSpec } from '../../shared/spec.js';
 import type { AppSite } from '../nginx/index.js';
 import type { BerthContainer } from '../docker/containers.js';
-import type { Release } from '../store/releases.js';
+import type { Release, ReleaseProcess } from '../store/releases.js';
 import type { BerthVolume } from '../docker/volumes.js';
 
 export interface Observed {
@@ -42,7 +42,13 @@ export type Action =
   /** The app is gone: delete DATA/apps/APP (its docker-compose.yml and app.env, which holds secrets). */
   | { type: 'remove-app-files'; app: string; reason: string }
   /** The app is gone and its volumes were to be purged: delete one (after the app's containers). */
-  | { type: 'remove-volume'; app: string; volume: string; name: string; reason: string };
+  | { type: 'remove-volume'; app: string; volume: string; name: string; reason: string }
+  /**
+   * The live release's stored row is corrupt (Release.corrupt): the app is left as it is — nothing is
+   * created, restarted, removed or re-routed from a release whose env or processes cannot be read.
+   * Not an operation: the executor reports it as an error of the pass.
+   */
+  | { type: 'skip-corrupt-release'; app: string; deploymentId: string; reason: string };
 
 export interface PlanOptions {
   /** Apps with a deploy running or draining: left entirely alone. */
@@ -108,6 +114,11 @@ export function plan(
     const release = releaseOf.get(app);
     // Never deployed (or deployed before this agent's journal): what runs is unknown, so it is left as is.
     if (!release) continue;
+    // A container re-created from a corrupt row would start with no env (or the wrong processes).
+    if (release.corrupt) {
+      actions.push({ type: 'skip-corrupt-release', app, deploymentId: release.deploymentId, reason: release.corrupt.message });
+      continue;
+    }
     actions.push(...planRelease(app, spec.domains, release, containers, nginxOf.get(app) ?? null, render, certsOf));
   }
   return actions;
@@ -152,56 +163,71 @@ function planRelease(
     }
   }
 
-  let webPending = false;
-  const webPorts: number[] = [];
-  for (const p of processes) {
-    const mine = current.filter((c) => c.process === p.name);
-    for (const c of mine) {
-      if ((c.replica ?? 1) > p.scale && p.scale > 0) {
-        actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: `${p.name} is scaled to ${p.scale}` });
-      }
-    }
-    for (let replica = 1; replica <= p.scale; replica++) {
-      const candidates = mine.filter((c) => (c.replica ?? 1) === replica);
-      const recorded = p.name === 'web' && replica === 1 ? release.containerId : null;
-      const primary =
-        candidates.find((c) => c.id === recorded && c.state !== 'dead') ?? candidates.find((c) => c.state === 'running') ?? candidates.find((c) => c.state !== 'dead');
-      for (const c of candidates) {
-        if (c === primary) continue;
-        const why = c.state === 'dead' ? 'container is dead' : `duplicate ${p.name} container of the current release`;
-        actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: why });
-      }
-      const label = p.scale > 1 ? `${p.name} container ${replica}` : `${p.name} container`;
-      if (!primary) {
-        actions.push({ type: 'start-release-container', app, release, process: p.name, replica, domains, reason: `the ${label} of the current release is missing` });
-        if (p.name === 'web') webPending = true;
-        continue;
-      }
-      if (STARTABLE.has(primary.state)) {
-        actions.push({ type: 'restart-container', app, containerId: primary.id, deploymentId: release.deploymentId, process: p.name, domains, reason: `${label} is ${primary.state}` });
-        if (p.name === 'web') webPending = true;
-        continue;
-      }
-      if (p.name !== 'web') continue;
-      if (!SELF_HEALING.has(primary.state)) {
-        webPending = true; // an unknown state: observe again next pass
-        continue;
-      }
-      let port = replica === 1 ? release.hostPort : (primary.hostPort ?? 0);
-      if (replica === 1 && primary.state === 'running' && primary.hostPort !== null && (primary.id !== release.containerId || primary.hostPort !== release.hostPort)) {
-        actions.push({ type: 'adopt-container', app, deploymentId: release.deploymentId, containerId: primary.id, hostPort: primary.hostPort, reason: 'the running web container differs from the recorded one' });
-        port = primary.hostPort;
-      }
-      if (port > 0) webPorts.push(port);
-    }
-  }
+  const web = { pending: false, ports: [] as number[] };
+  for (const p of processes) actions.push(...planProcess(app, domains, release, p, current, web));
 
   // The start/restart actions resync nginx themselves once the new ports are known.
-  if (webPending) return actions;
+  if (web.pending) return actions;
   const site: AppSite | null =
-    webPorts.length === 0 ? null : webPorts.length === 1 ? { domains, upstreamPort: webPorts[0]! } : { domains, upstreamPort: webPorts[0]!, upstreamPorts: webPorts };
+    web.ports.length === 0 ? null : web.ports.length === 1 ? { domains, upstreamPort: web.ports[0]! } : { domains, upstreamPort: web.ports[0]!, upstreamPorts: web.ports };
   actions.push(...planNginx(app, domains, nginxContent, render, site));
   actions.push(...planCert(app, domains, site, certs));
+  return actions;
+}
+
+/**
+ * One process of the live release at its scale: surplus and duplicate containers removed, missing
+ * ones started, stopped ones restarted, the running web container adopted. `web` collects the
+ * ports to route to, or that routing must wait (a web container is being started).
+ */
+function planProcess(
+  app: string,
+  domains: string[],
+  release: Release,
+  p: ReleaseProcess,
+  current: BerthContainer[],
+  web: { pending: boolean; ports: number[] },
+): Action[] {
+  const actions: Action[] = [];
+  const mine = current.filter((c) => c.process === p.name);
+  for (const c of mine) {
+    if ((c.replica ?? 1) > p.scale && p.scale > 0) {
+      actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: `${p.name} is scaled to ${p.scale}` });
+    }
+  }
+  for (let replica = 1; replica <= p.scale; replica++) {
+    const candidates = mine.filter((c) => (c.replica ?? 1) === replica);
+    const recorded = p.name === 'web' && replica === 1 ? release.containerId : null;
+    const primary =
+      candidates.find((c) => c.id === recorded && c.state !== 'dead') ?? candidates.find((c) => c.state === 'running') ?? candidates.find((c) => c.state !== 'dead');
+    for (const c of candidates) {
+      if (c === primary) continue;
+      const why = c.state === 'dead' ? 'container is dead' : `duplicate ${p.name} container of the current release`;
+      actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: why });
+    }
+    const label = p.scale > 1 ? `${p.name} container ${replica}` : `${p.name} container`;
+    if (!primary) {
+      actions.push({ type: 'start-release-container', app, release, process: p.name, replica, domains, reason: `the ${label} of the current release is missing` });
+      if (p.name === 'web') web.pending = true;
+      continue;
+    }
+    if (STARTABLE.has(primary.state)) {
+      actions.push({ type: 'restart-container', app, containerId: primary.id, deploymentId: release.deploymentId, process: p.name, domains, reason: `${label} is ${primary.state}` });
+      if (p.name === 'web') web.pending = true;
+      continue;
+    }
+    if (p.name !== 'web') continue;
+    if (!SELF_HEALING.has(primary.state)) {
+      web.pending = true; // an unknown state: observe again next pass
+      continue;
+    }
+    let port = replica === 1 ? release.hostPort : (primary.hostPort ?? 0);
+    if (replica === 1 && primary.state === 'running' && primary.hostPort !== null && (primary.id !== release.containerId || primary.hostPort !== release.hostPort)) {
+      actions.push({ type: 'adopt-container', app, deploymentId: release.deploymentId, containerId: primary.id, hostPort: primary.hostPort, reason: 'the running web container differs from the recorded one' });
+      port = primary.hostPort;
+    }
+    if (port > 0) web.ports.push(port);
+  }
   return actions;
 }
 
@@ -257,5 +283,7 @@ export function describeAction(a: Action): string {
       return `delete the docker-compose.yml and env file of ${a.app} (${a.reason})`;
     case 'remove-volume':
       return `delete volume ${a.volume} (${a.name}) of ${a.app} and its data (${a.reason})`;
+    case 'skip-corrupt-release':
+      return `leave ${a.app} release ${a.deploymentId} as it is, nothing is re-created from it (${a.reason}): deploy the app again or roll it back`;
   }
 }

@@ -16,7 +16,7 @@ import { runDeploy } from '../deploy/runner.js';
 import type { AgentCredentials } from '../join.js';
 import { Nginx } from '../nginx/index.js';
 import type { BerthContainer } from '../docker/containers.js';
-import { Reconciler } from '../reconcile/executor.js';
+import { Reconciler } from '../reconcile/reconciler.js';
 import { RuntimeLogs } from '../docker/runtime-logs.js';
 import type { AgentSettings } from '../settings.js';
 import { notifyFacts } from '../status/facts.js';

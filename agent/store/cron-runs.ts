@@ -1,10 +1,14 @@
 // Every cron run the agent started, skipped or adopted: start, end, exit code, output tail. A
 // scheduled run claims its slot (app, job, minute) first; a slot that is already claimed — the same
 // minute fired again after an agent restart — is never run twice.
+import { z } from 'zod';
 import { now, type Db } from './db.js';
+import { checkedColumn, CorruptRowError, CorruptRowLog, jsonColumn, type RowRef } from './rows.js';
 
-export type CronRunStatus = 'running' | 'succeeded' | 'failed' | 'timed_out' | 'skipped';
-export type CronTrigger = 'schedule' | 'manual';
+const CRON_RUN_STATUSES = ['running', 'succeeded', 'failed', 'timed_out', 'skipped'] as const;
+const CRON_TRIGGERS = ['schedule', 'manual'] as const;
+export type CronRunStatus = (typeof CRON_RUN_STATUSES)[number];
+export type CronTrigger = (typeof CRON_TRIGGERS)[number];
 
 export interface CronRunRecord {
   id: string;
@@ -45,31 +49,40 @@ interface Row {
 /** Runs kept per job (the newest). */
 export const KEEP_RUNS_PER_JOB = 100;
 
-function parseOutput(text: string): string[] {
-  try {
-    const v = JSON.parse(text) as unknown;
-    return Array.isArray(v) ? v.filter((l): l is string => typeof l === 'string') : [];
-  } catch {
-    return [];
-  }
-}
+/** Shown instead of an output tail that cannot be read (it is only ever displayed). */
+export const CORRUPT_OUTPUT_LINE = '(the stored output of this run is corrupt)';
 
-const toRecord = (r: Row): CronRunRecord => ({
-  id: r.id,
-  app: r.app,
-  job: r.job,
-  trigger: r.trigger === 'manual' ? 'manual' : 'schedule',
-  scheduledAt: r.scheduled_at,
-  status: r.status as CronRunStatus,
-  deploymentId: r.deployment_id,
-  container: r.container,
-  timeoutS: r.timeout_s,
-  startedAt: r.started_at,
-  finishedAt: r.finished_at,
-  exitCode: r.exit_code,
-  reason: r.reason,
-  outputTail: parseOutput(r.output),
-});
+/**
+ * The record of a cron_runs row. A status or trigger berth does not know makes the row corrupt
+ * (CorruptRowError); an unreadable output tail is logged and shown as CORRUPT_OUTPUT_LINE.
+ */
+function toRecord(r: Row, corruptLog: CorruptRowLog): CronRunRecord {
+  const ref = (column: string): RowRef => ({ table: 'cron_runs', key: r.id, column });
+  let outputTail: string[];
+  try {
+    outputTail = jsonColumn(z.array(z.string()), r.output, ref('output')) ?? [];
+  } catch (err) {
+    if (!(err instanceof CorruptRowError)) throw err;
+    corruptLog.report(err, 'its output is not shown');
+    outputTail = [CORRUPT_OUTPUT_LINE];
+  }
+  return {
+    id: r.id,
+    app: r.app,
+    job: r.job,
+    trigger: checkedColumn(z.enum(CRON_TRIGGERS), r.trigger, ref('trigger')),
+    scheduledAt: r.scheduled_at,
+    status: checkedColumn(z.enum(CRON_RUN_STATUSES), r.status, ref('status')),
+    deploymentId: r.deployment_id,
+    container: r.container,
+    timeoutS: r.timeout_s,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    exitCode: r.exit_code,
+    reason: r.reason,
+    outputTail,
+  };
+}
 
 export interface NewCronRun {
   id: string;
@@ -85,7 +98,23 @@ export interface NewCronRun {
 }
 
 export class CronRunStore {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly corruptLog = new CorruptRowLog(),
+  ) {}
+
+  /** The records of `rows`; a corrupt one is left out (and logged). */
+  private records(rows: Row[]): CronRunRecord[] {
+    return rows.flatMap((r) => {
+      try {
+        return [toRecord(r, this.corruptLog)];
+      } catch (err) {
+        if (!(err instanceof CorruptRowError)) throw err;
+        this.corruptLog.report(err, 'left out of the cron runs');
+        return [];
+      }
+    });
+  }
 
   /**
    * Record a new run (or a skipped slot). Returns false — and records nothing — when it is a
@@ -135,18 +164,18 @@ export class CronRunStore {
 
   get(id: string): CronRunRecord | null {
     const row = this.db.prepare(`SELECT * FROM cron_runs WHERE id = ?`).get(id) as Row | undefined;
-    return row ? toRecord(row) : null;
+    return this.records(row ? [row] : [])[0] ?? null;
   }
 
   /** Runs still marked running (after a restart: to adopt or close). */
   running(): CronRunRecord[] {
-    return (this.db.prepare(`SELECT * FROM cron_runs WHERE status = 'running' ORDER BY started_at`).all() as Row[]).map(toRecord);
+    return this.records(this.db.prepare(`SELECT * FROM cron_runs WHERE status = 'running' ORDER BY started_at`).all() as Row[]);
   }
 
   /** The newest run of a job (any status), or null. */
   last(app: string, job: string): CronRunRecord | null {
     const row = this.db.prepare(`SELECT * FROM cron_runs WHERE app = ? AND job = ? ORDER BY started_at DESC, rowid DESC LIMIT 1`).get(app, job) as Row | undefined;
-    return row ? toRecord(row) : null;
+    return this.records(row ? [row] : [])[0] ?? null;
   }
 
   /** An app's runs (or one job's), newest first. */
@@ -155,6 +184,6 @@ export class CronRunStore {
     const rows = opts.job
       ? this.db.prepare(`SELECT * FROM cron_runs WHERE app = ? AND job = ? ORDER BY started_at DESC, rowid DESC LIMIT ?`).all(app, opts.job, limit)
       : this.db.prepare(`SELECT * FROM cron_runs WHERE app = ? ORDER BY started_at DESC, rowid DESC LIMIT ?`).all(app, limit);
-    return (rows as Row[]).map(toRecord);
+    return this.records(rows as Row[]);
   }
 }

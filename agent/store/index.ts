@@ -8,6 +8,8 @@ import { Outbox, DEFAULT_OUTBOX_LIMIT } from './outbox.js';
 import { ReconcileRunStore } from './reconcile-runs.js';
 import { CronRunStore } from './cron-runs.js';
 import { ReleaseStore, type Release, type ReleaseSnapshot } from './releases.js';
+import { CorruptRowError, CorruptRowLog } from './rows.js';
+import type { Logger } from '../../shared/logger.js';
 
 export type { DeployRecord, DeployPatch, DeployTransition } from './deploys.js';
 export type { Release, ReleaseProcess, ReleaseSnapshot } from './releases.js';
@@ -16,12 +18,15 @@ export type { OutboxEntry } from './outbox.js';
 export type { ReconcileRun } from './reconcile-runs.js';
 export type { CronRunRecord, CronRunStatus, CronTrigger, NewCronRun } from './cron-runs.js';
 export { CronRunStore, DeployJournal, DesiredStateStore, Outbox, ReconcileRunStore, ReleaseStore };
+export { CorruptRowError } from './rows.js';
 
 export const AGENT_DB_FILE = 'agent.db';
 
 export interface StoreOptions {
   /** Max outbox rows (default 10 000). */
   outboxLimit?: number;
+  /** Where corrupt rows are reported (error level); default: a logger of its own (berth-agent). */
+  logger?: Logger;
 }
 
 export interface RecoveryResult {
@@ -43,32 +48,40 @@ export class AgentStore {
     readonly db: Db,
     opts: StoreOptions,
   ) {
-    this.desired = new DesiredStateStore(db);
+    const corrupt = new CorruptRowLog(opts.logger);
+    this.desired = new DesiredStateStore(db, corrupt);
     this.deploys = new DeployJournal(db);
-    this.releases = new ReleaseStore(db);
-    this.outbox = new Outbox(db, opts.outboxLimit ?? DEFAULT_OUTBOX_LIMIT);
-    this.reconcileRuns = new ReconcileRunStore(db);
-    this.cronRuns = new CronRunStore(db);
+    this.releases = new ReleaseStore(db, corrupt);
+    this.outbox = new Outbox(db, opts.outboxLimit ?? DEFAULT_OUTBOX_LIMIT, corrupt);
+    this.reconcileRuns = new ReconcileRunStore(db, corrupt);
+    this.cronRuns = new CronRunStore(db, corrupt);
   }
 
   /**
    * The kept release (config, env) the live release was made from: its own deploy's snapshot, or
-   * for a rollback (live under the rollback's deployment id) the snapshot it brought back.
+   * for a rollback (live under the rollback's deployment id) the snapshot it brought back. Null
+   * also when that snapshot is corrupt (the store logged it): no cron job runs from a config or env
+   * that cannot be read.
    */
   liveSnapshot(release: Release): ReleaseSnapshot | null {
-    const own = this.releases.snapshot(release.deploymentId);
-    if (own) return own;
-    const source = this.deploys.get(release.deploymentId)?.order.rollbackOf;
-    const restored = source ? this.releases.snapshot(source) : null;
-    if (restored) return restored;
-    return this.releases.history(release.app).find((s) => s.image === release.image) ?? null;
+    try {
+      const own = this.releases.snapshot(release.deploymentId);
+      if (own) return own;
+      const source = this.deploys.get(release.deploymentId)?.order.rollbackOf;
+      const restored = source ? this.releases.snapshot(source) : null;
+      if (restored) return restored;
+      return this.releases.history(release.app).find((s) => s.image === release.image) ?? null;
+    } catch (err) {
+      if (err instanceof CorruptRowError) return null;
+      throw err;
+    }
   }
 
   /** Read-only view of a stopped agent's database (`berth status`): no migrations, no writes. */
-  static openReadOnly(dataDir: string): AgentStore {
+  static openReadOnly(dataDir: string, opts: Pick<StoreOptions, 'logger'> = {}): AgentStore {
     const db = new Database(join(dataDir, AGENT_DB_FILE), { readonly: true, fileMustExist: true });
     db.pragma('busy_timeout = 2000');
-    return new AgentStore(db, {});
+    return new AgentStore(db, opts);
   }
 
   static open(dataDir: string, opts: StoreOptions = {}): AgentStore {

@@ -1,5 +1,9 @@
 // A record of every reconcile pass (time, actions, errors) for `berth status` and debugging.
+import { z } from 'zod';
 import { now, type Db } from './db.js';
+import { CorruptRowError, CorruptRowLog, jsonColumn, type RowRef } from './rows.js';
+
+const lines = z.array(z.string());
 
 export interface ReconcileRun {
   startedAt: string;
@@ -12,7 +16,10 @@ export interface ReconcileRun {
 const KEEP_RUNS = 500;
 
 export class ReconcileRunStore {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly corruptLog = new CorruptRowLog(),
+  ) {}
 
   record(run: Omit<ReconcileRun, 'finishedAt'> & { finishedAt?: string }): void {
     this.db.transaction(() => {
@@ -23,20 +30,31 @@ export class ReconcileRunStore {
     })();
   }
 
+  /** The newest `limit` passes, newest first; a corrupt record is left out (and logged). */
   last(limit = 1): ReconcileRun[] {
     const rows = this.db.prepare(`SELECT * FROM reconcile_runs ORDER BY id DESC LIMIT ?`).all(limit) as Array<{
+      id: number;
       started_at: string;
       finished_at: string;
       duration_ms: number;
       actions: string;
       errors: string;
     }>;
-    return rows.map((r) => ({
-      startedAt: r.started_at,
-      finishedAt: r.finished_at,
-      durationMs: r.duration_ms,
-      actions: JSON.parse(r.actions) as string[],
-      errors: JSON.parse(r.errors) as string[],
-    }));
+    return rows.flatMap((r) => {
+      const ref = (column: string): RowRef => ({ table: 'reconcile_runs', key: String(r.id), column });
+      try {
+        const list = (column: 'actions' | 'errors') => {
+          const value = jsonColumn(lines, r[column], ref(column));
+          // NOT NULL columns: a NULL was not written by berth.
+          if (value === undefined) throw new CorruptRowError(ref(column), 'is NULL');
+          return value;
+        };
+        return [{ startedAt: r.started_at, finishedAt: r.finished_at, durationMs: r.duration_ms, actions: list('actions'), errors: list('errors') }];
+      } catch (err) {
+        if (!(err instanceof CorruptRowError)) throw err;
+        this.corruptLog.report(err, 'left out of the reconcile history');
+        return [];
+      }
+    });
   }
 }

@@ -1,6 +1,11 @@
 // The live release per app: what nginx should route to and what the reconciler keeps running —
 // plus a history of good releases (image + config + env) to roll back to without a rebuild.
+// The JSON columns are checked on every read (rows.ts): a NULL column or a missing key is a row
+// older than the field (the defaults are documented on the fields below); anything unreadable is a
+// CorruptRowError, never an empty env.
+import { z } from 'zod';
 import { now, type Db } from './db.js';
+import { CorruptRowError, CorruptRowLog, jsonColumn, type RowRef } from './rows.js';
 
 /** One process of a release as the reconciler runs it. */
 export interface ReleaseProcess {
@@ -31,6 +36,11 @@ export interface Release {
   env?: Record<string, string>;
   /** The app's volumes (config name → mount target): a container the reconciler re-creates mounts the same. */
   volumes?: Record<string, { target: string }>;
+  /**
+   * Set when the stored row could not be read (spec_json or env_json corrupt): the fields that come
+   * from the corrupt column are absent, and nothing may be re-created from this release.
+   */
+  corrupt?: CorruptRowError;
 }
 
 /** A good release kept for rollback. */
@@ -63,12 +73,31 @@ interface Row {
   env_json: string | null;
 }
 
+// Loose objects: keys a newer berth added survive a read and a re-write (restore) unchanged.
+const processJson = z.looseObject({
+  name: z.string(),
+  command: z.string().nullable(),
+  scale: z.number().int().min(0),
+  memory: z.number().optional(),
+  cpus: z.number().optional(),
+});
+/** spec_json. Every key may be missing in rows older than it (defaults: see Release / ReleaseSnapshot). */
+const specJson = z.looseObject({
+  processes: z.array(processJson).optional(),
+  staticRoot: z.string().nullable().optional(),
+  containerPort: z.number().int().nullable().optional(),
+  volumes: z.record(z.string(), z.looseObject({ target: z.string() })).optional(),
+});
+/** What is written to spec_json. */
 interface SpecJson {
   processes?: ReleaseProcess[];
   staticRoot?: string | null;
   containerPort?: number | null;
   volumes?: Record<string, { target: string }>;
 }
+const envJson = z.record(z.string(), z.string());
+/** config_json: any JSON (the AppConfig of its day; rollback checks it with snapshotConfig). */
+const configJson = z.unknown();
 
 const KEEP_HISTORY = 20;
 // Retention and "previous release" follow the latest activation: a rollback makes an old release the newest.
@@ -86,36 +115,52 @@ interface HistoryRow {
   activated_at: string | null;
 }
 
+/** The snapshot of a release_history row; throws CorruptRowError when a column cannot be read. */
 const toSnapshot = (r: HistoryRow): ReleaseSnapshot => {
-  const spec = parseJson<SpecJson>(r.spec_json) ?? {};
+  const ref = (column: string): RowRef => ({ table: 'release_history', key: r.deployment_id, column });
+  const spec = jsonColumn(specJson, r.spec_json, ref('spec_json')) ?? {};
+  const env = jsonColumn(envJson, r.env_json, ref('env_json'));
+  // env_json is NOT NULL in this table: a NULL here was not written by berth.
+  if (env === undefined) throw new CorruptRowError(ref('env_json'), 'is NULL');
   return {
     deploymentId: r.deployment_id,
     app: r.app,
     image: r.image,
     commit: r.commit_sha,
-    config: parseJson<unknown>(r.config_json) ?? null,
+    config: jsonColumn(configJson, r.config_json, ref('config_json')) ?? null,
     processes: spec.processes ?? [],
     staticRoot: spec.staticRoot ?? null,
     containerPort: spec.containerPort ?? null,
-    env: parseJson<Record<string, string>>(r.env_json) ?? {},
+    env,
     createdAt: r.created_at,
     activatedAt: r.activated_at ?? r.created_at,
   };
 };
 
-function parseJson<T>(text: string | null): T | undefined {
-  if (!text) return undefined;
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    return undefined;
-  }
-}
+/** The raw JSON columns of releases read from corrupt rows: written back as they were by restore(). */
+const rawColumns = new WeakMap<Release, { spec: string | null; env: string | null }>();
 
-const toRelease = (r: Row): Release => {
-  const spec = parseJson<SpecJson>(r.spec_json);
-  const env = parseJson<Record<string, string>>(r.env_json);
-  return {
+/**
+ * The release of a releases row. NULL spec_json/env_json (rows from before issue 3) leave the fields
+ * absent: web only at scale 1, no env. A corrupt column sets `corrupt` instead and leaves out only
+ * the fields that come from it; `onCorrupt` is told.
+ */
+function toRelease(r: Row, onCorrupt: (err: CorruptRowError) => void): Release {
+  const ref = (column: string): RowRef => ({ table: 'releases', key: r.app, column });
+  let corrupt: CorruptRowError | undefined;
+  const read = <T>(fn: () => T | undefined): T | undefined => {
+    try {
+      return fn();
+    } catch (err) {
+      if (!(err instanceof CorruptRowError)) throw err;
+      corrupt ??= err;
+      onCorrupt(err);
+      return undefined;
+    }
+  };
+  const spec = read(() => jsonColumn(specJson, r.spec_json, ref('spec_json')));
+  const env = read(() => jsonColumn(envJson, r.env_json, ref('env_json')));
+  const release: Release = {
     app: r.app,
     deploymentId: r.deployment_id,
     image: r.image,
@@ -128,19 +173,33 @@ const toRelease = (r: Row): Release => {
     ...(spec?.staticRoot !== undefined ? { staticRoot: spec.staticRoot } : {}),
     ...(env ? { env } : {}),
     ...(spec?.volumes ? { volumes: spec.volumes } : {}),
+    ...(corrupt ? { corrupt } : {}),
   };
-};
+  if (corrupt) rawColumns.set(release, { spec: r.spec_json, env: r.env_json });
+  return release;
+}
 
 export class ReleaseStore {
-  constructor(private readonly db: Db) {}
+  private readonly corruptLog: CorruptRowLog;
 
+  constructor(
+    private readonly db: Db,
+    corruptLog?: CorruptRowLog,
+  ) {
+    this.corruptLog = corruptLog ?? new CorruptRowLog();
+  }
+
+  private readonly liveCorrupt = (err: CorruptRowError) =>
+    this.corruptLog.report(err, 'none of its containers will be re-created from it (deploy the app again, or roll it back)');
+
+  /** The app's live release; one read from a corrupt row has `corrupt` set. */
   get(app: string): Release | null {
     const row = this.db.prepare(`SELECT * FROM releases WHERE app = ?`).get(app) as Row | undefined;
-    return row ? toRelease(row) : null;
+    return row ? toRelease(row, this.liveCorrupt) : null;
   }
 
   all(): Release[] {
-    return (this.db.prepare(`SELECT * FROM releases ORDER BY app`).all() as Row[]).map(toRelease);
+    return (this.db.prepare(`SELECT * FROM releases ORDER BY app`).all() as Row[]).map((r) => toRelease(r, this.liveCorrupt));
   }
 
   /** Make `release` the app's current one; returns the one it replaced (to restore on a failed switch). */
@@ -151,6 +210,10 @@ export class ReleaseStore {
         release.processes || release.staticRoot !== undefined || release.volumes
           ? { processes: release.processes, staticRoot: release.staticRoot ?? null, ...(release.volumes ? { volumes: release.volumes } : {}) }
           : null;
+      // A release read from a corrupt row (restore() after a failed switch) goes back exactly as it was;
+      // a copy of one, whose raw columns are unknown, would be written as a row without env: refused.
+      const raw = rawColumns.get(release as Release);
+      if (release.corrupt && !raw) throw release.corrupt;
       this.db
         .prepare(
           `INSERT INTO releases (app, deployment_id, image, container_id, host_port, container_port, commit_sha, activated_at, spec_json, env_json)
@@ -169,8 +232,8 @@ export class ReleaseStore {
           containerPort: release.containerPort,
           commit: release.commit,
           activatedAt: release.activatedAt ?? now(),
-          spec: spec ? JSON.stringify(spec) : null,
-          env: release.env ? JSON.stringify(release.env) : null,
+          spec: raw ? raw.spec : spec ? JSON.stringify(spec) : null,
+          env: raw ? raw.env : release.env ? JSON.stringify(release.env) : null,
         });
       return previous;
     })();
@@ -221,16 +284,30 @@ export class ReleaseStore {
     })();
   }
 
-  /** Good releases of an app, the most recently activated first. */
+  /** Good releases of an app, the most recently activated first. Corrupt ones are left out (and logged). */
   history(app: string, limit = KEEP_HISTORY): ReleaseSnapshot[] {
     const rows = this.db.prepare(`SELECT * FROM release_history WHERE app = ? ORDER BY ${BY_ACTIVATION} LIMIT ?`).all(app, limit) as HistoryRow[];
-    return rows.map(toSnapshot);
+    return rows.flatMap((r) => {
+      try {
+        return [toSnapshot(r)];
+      } catch (err) {
+        if (!(err instanceof CorruptRowError)) throw err;
+        this.corruptLog.report(err, 'left out of the kept releases: it cannot be rolled back to');
+        return [];
+      }
+    });
   }
 
-  /** One kept release (null: never recorded, or pruned since). */
+  /** One kept release (null: never recorded, or pruned since). Throws CorruptRowError (logged) when its row is corrupt. */
   snapshot(deploymentId: string): ReleaseSnapshot | null {
     const row = this.db.prepare(`SELECT * FROM release_history WHERE deployment_id = ?`).get(deploymentId) as HistoryRow | undefined;
-    return row ? toSnapshot(row) : null;
+    if (!row) return null;
+    try {
+      return toSnapshot(row);
+    } catch (err) {
+      if (err instanceof CorruptRowError) this.corruptLog.report(err, 'it cannot be rolled back to');
+      throw err;
+    }
   }
 
   /** A kept release was made live again (a rollback): it counts as the newest for retention. */

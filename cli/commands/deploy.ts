@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { DEPLOYMENT_EVENT, type CancelResult, type DeploymentDetails, type DeploymentInfo, type DeploymentLogs } from '../../shared/api.js';
 import { isTerminal } from '../../shared/deploy-status.js';
+import { sleep } from '../../shared/util/index.js';
 import { ApiClient, seg, StreamUnavailable } from '../client.js';
 import { loadClientConfig } from '../config.js';
 import { CliError } from '../errors.js';
@@ -65,7 +66,7 @@ export async function followDeployment(client: ApiClient, id: string, opts: Foll
         if (!opts.quiet) process.stderr.write(tty`berth: lost the log stream (${err.message}); reconnecting…\n`);
       }
       if (Date.now() + retryMs > deadline) break;
-      await new Promise((r) => setTimeout(r, retryMs));
+      await sleep(retryMs);
       retryMs = Math.min(retryMs * 2, 5_000);
     }
   } finally {
@@ -103,7 +104,17 @@ async function cancelAll(client: ApiClient, ids: string[], json: boolean): Promi
   }
 }
 
+type Created = DeploymentInfo & { agentConnected?: boolean };
+
 export function registerDeployCommands(program: Command): void {
+  registerDeploy(program);
+  const deployments = registerDeploymentList(program);
+  registerDeploymentCancel(deployments);
+  registerRollback(program);
+  registerDeploymentLogs(deployments);
+}
+
+function registerDeploy(program: Command): void {
   program
     .command('deploy')
     .description('deploy an app: the head of its branch, or --commit SHA (--cancel: stop its queued or running deploy)')
@@ -118,14 +129,10 @@ export function registerDeployCommands(program: Command): void {
       const client = new ApiClient(loadClientConfig());
       if (opts.cancel) {
         if (opts.commit || opts.wait) throw new CliError('--cancel cannot be combined with --commit or --wait');
-        const list = await client.get<DeploymentInfo[]>(`/api/apps/${seg(app)}/deployments`);
-        const unfinished = list.filter((d) => !isTerminal(d.status));
-        if (unfinished.length === 0) throw new CliError(`app ${app} has no queued or running deployment`);
-        // Oldest first: the running one, then those queued behind it.
-        await cancelAll(client, unfinished.reverse().map((d) => d.id), !!opts.json);
+        await cancelAppDeploys(client, app, !!opts.json);
         return;
       }
-      const created = await client.post<DeploymentInfo & { agentConnected?: boolean }>(`/api/apps/${seg(app)}/deploy`, opts.commit ? { commit: opts.commit } : {});
+      const created = await client.post<Created>(`/api/apps/${seg(app)}/deploy`, opts.commit ? { commit: opts.commit } : {});
       if (!opts.wait) {
         output(!!opts.json, created, (d) => {
           process.stdout.write(tty`deployment ${d.id} of ${d.app} queued.\n`);
@@ -144,8 +151,19 @@ export function registerDeployCommands(program: Command): void {
       });
       failUnlessDone(final);
     });
+}
 
-  const deployments = program
+/** `berth deploy APP --cancel`: every unfinished deployment of the app, oldest first. */
+async function cancelAppDeploys(client: ApiClient, app: string, json: boolean): Promise<void> {
+  const list = await client.get<DeploymentInfo[]>(`/api/apps/${seg(app)}/deployments`);
+  const unfinished = list.filter((d) => !isTerminal(d.status));
+  if (unfinished.length === 0) throw new CliError(`app ${app} has no queued or running deployment`);
+  // Oldest first: the running one, then those queued behind it.
+  await cancelAll(client, unfinished.reverse().map((d) => d.id), json);
+}
+
+function registerDeploymentList(program: Command): Command {
+  return program
     .command('deployments')
     .description("list an app's deployments, newest first (or: berth deployments logs ID [-f])")
     .argument('[app]')
@@ -164,7 +182,9 @@ export function registerDeployCommands(program: Command): void {
         ),
       );
     });
+}
 
+function registerDeploymentCancel(deployments: Command): void {
   deployments
     .command('cancel')
     .description('cancel a queued or running deployment (one that has already switched traffic stays live)')
@@ -173,7 +193,9 @@ export function registerDeployCommands(program: Command): void {
     .action(async (id: string, opts: { json?: boolean }) => {
       await cancelAll(new ApiClient(loadClientConfig()), [id], !!opts.json);
     });
+}
 
+function registerRollback(program: Command): void {
   program
     .command('rollback')
     .description('bring back a previous good release (its image, config and env) without rebuilding: the one before the live one, or DEPLOYMENT_ID')
@@ -185,7 +207,7 @@ export function registerDeployCommands(program: Command): void {
     .action(async (app: string, id: string | undefined, opts: { wait: boolean; timeout: string; json?: boolean }) => {
       const timeoutMs = timeoutOption(opts.timeout);
       const client = new ApiClient(loadClientConfig());
-      const created = await client.post<DeploymentInfo & { agentConnected?: boolean }>(`/api/apps/${seg(app)}/rollback`, id ? { deploymentId: id } : {});
+      const created = await client.post<Created>(`/api/apps/${seg(app)}/rollback`, id ? { deploymentId: id } : {});
       if (!opts.wait) {
         output(!!opts.json, created, (d) => {
           process.stdout.write(tty`rollback ${d.id} of ${d.app} to the release of deployment ${d.rollbackOf ?? '?'} queued.\n`);
@@ -204,7 +226,9 @@ export function registerDeployCommands(program: Command): void {
       });
       failUnlessDone(final);
     });
+}
 
+function registerDeploymentLogs(deployments: Command): void {
   deployments
     .command('logs')
     .description("a deployment's full log; with -f, follow it live until it ends (exit non-zero unless it went live)")
@@ -222,17 +246,22 @@ export function registerDeployCommands(program: Command): void {
         failUnlessDone(final);
         return;
       }
-      const details = await client.get<DeploymentDetails>(`/api/deployments/${seg(id)}`);
-      const lines: LogLine[] = [];
-      for (let after = -1; ; ) {
-        const page = await client.get<DeploymentLogs>(`/api/deployments/${seg(id)}/logs?after=${after}`);
-        lines.push(...page.lines);
-        if (page.lines.length === 0) break;
-        after = page.lines[page.lines.length - 1]!.seq;
-      }
-      output(!!opts.json, { deployment: details, lines }, (r) => {
-        for (const l of r.lines) process.stdout.write(tty`${l.text}\n`);
-        process.stderr.write(tty`==> ${describe(r.deployment)}\n`);
-      });
+      await printFullLog(client, id, !!opts.json);
     });
+}
+
+/** The whole log of a deployment, page by page, then its status. */
+async function printFullLog(client: ApiClient, id: string, json: boolean): Promise<void> {
+  const details = await client.get<DeploymentDetails>(`/api/deployments/${seg(id)}`);
+  const lines: LogLine[] = [];
+  for (let after = -1; ; ) {
+    const page = await client.get<DeploymentLogs>(`/api/deployments/${seg(id)}/logs?after=${after}`);
+    lines.push(...page.lines);
+    if (page.lines.length === 0) break;
+    after = page.lines[page.lines.length - 1]!.seq;
+  }
+  output(json, { deployment: details, lines }, (r) => {
+    for (const l of r.lines) process.stdout.write(tty`${l.text}\n`);
+    process.stderr.write(tty`==> ${describe(r.deployment)}\n`);
+  });
 }

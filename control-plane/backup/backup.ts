@@ -1,9 +1,10 @@
 // `berth control-plane backup`: a consistent, encrypted copy of a control plane's data directory,
 // made while it runs, written atomically; into a directory with --keep N the N newest are kept.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
+import { writeSecretFile } from '../../shared/util/index.js';
 import { DB_FILE, type Db } from '../store/db.js';
 import { BACKUP_EXT, packDir, stageBundle, STAGING_PREFIX } from './bundle.js';
 import { sealBackup } from './envelope.js';
@@ -69,9 +70,7 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
     staging = mkdtempSync(join(opts.dataDir, STAGING_PREFIX));
     const manifest = await stageBundle(opts.dataDir, db, staging, at);
     const sealed = sealBackup(gzipSync(await packDir(staging, manifest)), opts.passphrase);
-    const tmp = `${file}.partial-${process.pid}`;
-    writeFileSync(tmp, sealed, { mode: 0o600, flag: 'wx' });
-    renameSync(tmp, file);
+    writeSecretFile(file, sealed);
     const removed = dir && opts.keep ? rotate(dir, opts.keep) : [];
     return { file, bytes: sealed.length, createdAt: manifest.createdAt, schemaVersion: manifest.schemaVersion, files: manifest.files, removed };
   } finally {

@@ -105,7 +105,7 @@ export class BackupScheduler {
   }
 
   async stop(): Promise<void> {
-    await Promise.resolve(this.task?.destroy()).catch(() => undefined);
-    await this.current?.catch(() => undefined);
+    await Promise.resolve(this.task?.destroy()).catch((err: unknown) => this.deps.logger.warn({ err }, 'could not stop the backup schedule timer'));
+    await this.current?.catch(() => undefined); // its failure was logged by the run itself
   }
 }

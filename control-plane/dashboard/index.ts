@@ -11,6 +11,7 @@ import { SessionStore, SignInThrottle, type Session } from './session.js';
 import { signInPage } from './pages.js';
 import { html, page } from './layout.js';
 import { secretEquals } from '../../shared/ids.js';
+import { sleep } from '../../shared/util/index.js';
 
 export const UI_PREFIX = '/ui';
 
@@ -48,7 +49,7 @@ export function registerDashboard(app: Hono, deps: ApiDeps): void {
     if (!sameOrigin(c, deps.url())) return c.text('cross-origin sign-in refused', 403);
     const client = clientAddress(c);
     const wait = throttle.delayFor(client);
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (wait > 0) await sleep(wait);
     const { token } = await readForm(c);
     if (!token || !secretEquals(token.trim(), deps.adminToken)) {
       throttle.failed(client);

@@ -117,7 +117,8 @@ export class Notifier implements NotifyHooks {
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
-    await this.worker.pass(new Date(0)).catch(() => {});
+    // Best effort: what it could not send stays in the outbox for the next start.
+    await this.worker.pass(new Date(0)).catch((err: unknown) => this.log.warn({ err }, 'the last notification pass before stopping failed'));
   }
 
   private async tick(): Promise<void> {

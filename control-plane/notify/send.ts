@@ -3,11 +3,13 @@
 // message, and it would refuse it again.
 import { readFileSync } from 'node:fs';
 import nodemailer from 'nodemailer';
+import type { Logger } from '../../shared/logger.js';
 import { BERTH_VERSION } from '../../shared/version.js';
 import type { NotifyEvent } from './event.js';
 import { discordBody, emailMessage, slackBody, webhookPayload } from './format.js';
 import { DELIVERY_HEADER, EVENT_HEADER, signature, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './sign.js';
 import type { Channel } from './store.js';
+import { oneLine } from '../../shared/util/index.js';
 
 export interface Outcome {
   ok: boolean;
@@ -32,7 +34,8 @@ export interface SmtpSettings {
 
 export const SEND_TIMEOUT_MS = 10_000;
 
-export async function deliver(channel: Channel, e: NotifyEvent, key: string, smtp: SmtpSettings | null): Promise<Outcome> {
+/** Send one notification. `log` hears of best-effort clean-ups that failed (the outcome is what counts). */
+export async function deliver(channel: Channel, e: NotifyEvent, key: string, smtp: SmtpSettings | null, log?: Logger): Promise<Outcome> {
   if (channel.kind === 'email') return sendEmail(channel, e, key, smtp);
   let body: string;
   const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': `berth/${BERTH_VERSION}` };
@@ -46,10 +49,10 @@ export async function deliver(channel: Channel, e: NotifyEvent, key: string, smt
   } else {
     body = JSON.stringify(channel.kind === 'slack' ? slackBody(e, key) : discordBody(e, key));
   }
-  return post(channel.target, headers, body);
+  return post(channel.target, headers, body, log);
 }
 
-async function post(url: string, headers: Record<string, string>, body: string): Promise<Outcome> {
+async function post(url: string, headers: Record<string, string>, body: string, log?: Logger): Promise<Outcome> {
   let res: Response;
   try {
     // No redirects: a receiver that moved must be re-added, not followed to wherever it points.
@@ -58,7 +61,8 @@ async function post(url: string, headers: Record<string, string>, body: string):
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     return { ok: false, retry: true, code: null, error: `cannot reach the receiver: ${cause?.code ?? cause?.message ?? (err as Error).message}` };
   }
-  await res.body?.cancel().catch(() => {});
+  // The answer's body is not needed: discarded so the connection can be reused.
+  await res.body?.cancel().catch((err: unknown) => log?.warn({ err, host: new URL(url).host }, 'could not discard the body of a notification receiver\'s answer'));
   if (res.status >= 200 && res.status < 300) return { ok: true, retry: false, code: res.status, error: null };
   const error = `the receiver answered HTTP ${res.status}`;
   if (res.status === 429) {
@@ -89,7 +93,7 @@ async function sendEmail(channel: Channel, e: NotifyEvent, key: string, smtp: Sm
   } catch (err) {
     const code = (err as { responseCode?: number }).responseCode ?? null;
     // 5xx: the server refuses this message for good (unknown recipient, policy); 4xx and network errors pass.
-    return { ok: false, retry: !(code !== null && code >= 500), code, error: `SMTP: ${(err as Error).message.split('\n')[0]}` };
+    return { ok: false, retry: !(code !== null && code >= 500), code, error: `SMTP: ${oneLine(err)}` };
   } finally {
     transport.close();
   }

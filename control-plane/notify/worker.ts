@@ -6,6 +6,7 @@ import type { Logger } from '../../shared/logger.js';
 import type { NotifyEvent } from './event.js';
 import { deliver, type Outcome, type SmtpSettings } from './send.js';
 import type { NotifyStore, OutboxRow } from './store.js';
+import { oneLine } from '../../shared/util/index.js';
 
 export interface RetryPolicy {
   /** First retry after this long; doubled each time. */
@@ -44,9 +45,9 @@ export class DeliveryWorker {
     if (!channel) return this.store.recordAttempt(row, { result: 'failed', code: null, error: `channel "${row.channel}" was removed`, nextAt: null });
     let outcome: Outcome;
     try {
-      outcome = await deliver(channel, JSON.parse(row.payload) as NotifyEvent, row.key, this.smtp);
+      outcome = await deliver(channel, JSON.parse(row.payload) as NotifyEvent, row.key, this.smtp, this.logger);
     } catch (err) {
-      outcome = { ok: false, retry: true, code: null, error: (err as Error).message.split('\n')[0] ?? 'delivery failed' };
+      outcome = { ok: false, retry: true, code: null, error: oneLine(err) };
     }
     const result = this.store.recordAttempt(row, this.next(row, outcome));
     const log = { channel: row.channel, event: row.event, key: row.key, attempt: result.attempt, code: result.code };

@@ -7,7 +7,7 @@ import { existsSync, readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { AcmeIssuer, type AcmeConfig, type ChallengeResponder } from '../../shared/acme.js';
-import { ensureDir, oneLine, writeFileAtomic } from '../../shared/util/index.js';
+import { ensureDir, oneLine, SerialQueue, writeFileAtomic } from '../../shared/util/index.js';
 import type { Logger } from '../../shared/logger.js';
 import { ConfigError } from '../errors.js';
 
@@ -108,7 +108,8 @@ export class AcmeCertificate {
   private readonly issuer: AcmeIssuer;
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
-  private running: Promise<void> = Promise.resolve();
+  /** One order at a time (the timer and renewNow). */
+  private readonly orders = new SerialQueue();
   private stopped = false;
 
   constructor(private readonly opts: AcmeCertificateOptions) {
@@ -139,13 +140,12 @@ export class AcmeCertificate {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    await this.running;
+    await this.orders.run(() => undefined);
   }
 
   /** Order a certificate now (what the timer runs); resolves when it is installed or has failed. */
   renewNow(): Promise<void> {
-    this.running = this.running.then(() => this.order());
-    return this.running;
+    return this.orders.run(() => this.order());
   }
 
   private stored(): CertPair | null {

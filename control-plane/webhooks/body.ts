@@ -1,6 +1,7 @@
 // Reading webhook request bodies ourselves: the exact bytes (signatures cover them), a hard size
 // limit, and a cap on how many bodies are read at once before anyone has been authenticated.
 import type { Context } from 'hono';
+import type { Logger } from '../../shared/logger.js';
 import { ControlPlaneError } from '../errors.js';
 
 export class HookError extends ControlPlaneError {
@@ -15,8 +16,11 @@ export class HookError extends ControlPlaneError {
 const DISCARD_MAX_BYTES = 32 * 1024 * 1024;
 const DISCARD_MS = 10_000;
 
-/** Reading a body ourselves: the exact bytes (signatures cover them) and a hard size limit. */
-export async function readRawBody(c: Context, limit: number): Promise<Buffer> {
+/**
+ * Reading a body ourselves: the exact bytes (signatures cover them) and a hard size limit. `log`
+ * hears of a failure to cancel an oversized upload (best effort: the connection is closed anyway).
+ */
+export async function readRawBody(c: Context, limit: number, log?: Logger): Promise<Buffer> {
   const declared = c.req.header('content-length');
   const tooLarge = (close: boolean) => {
     const err = new HookError(413, `request body is larger than ${limit >= 1024 * 1024 ? `${limit / 1024 / 1024} MB` : `${limit / 1024} KB`}`);
@@ -42,7 +46,7 @@ export async function readRawBody(c: Context, limit: number): Promise<Buffer> {
       chunks.length = 0;
       discardUntil ||= Date.now() + DISCARD_MS;
       if (total > DISCARD_MAX_BYTES || Date.now() > discardUntil) {
-        void reader.cancel().catch(() => {});
+        void reader.cancel().catch((err: unknown) => log?.warn({ err, path: c.req.path }, 'could not cancel the rest of an oversized webhook body'));
         throw tooLarge(true);
       }
     }

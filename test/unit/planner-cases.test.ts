@@ -2,10 +2,11 @@
 // observation in, actions out. Pure: no Docker, no nginx. (More cases in planner.test.ts.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { plan, type Action, type Observed } from '../../agent/reconcile/planner.js';
+import { describeAction, plan, type Action, type Observed } from '../../agent/reconcile/planner.js';
 import type { BerthContainer } from '../../agent/docker/containers.js';
 import type { AppSite } from '../../agent/nginx/index.js';
 import type { Release, ReleaseProcess } from '../../agent/store/releases.js';
+import { CorruptRowError } from '../../agent/store/rows.js';
 import type { ServerSpec } from '../../shared/spec.js';
 
 const DOMAIN = 'shop.example.com';
@@ -149,4 +150,22 @@ test('a deploy in flight for the app (starting its new containers next to the li
   const r = release('dep00001', [web()]);
   const observed: Observed = { containers: [box('dep00001', 'web', 1), box('dep00002', 'web', 1, { hostPort: 41010 })], nginxApps: served([41000]) };
   assert.deepEqual(plan(desired(), [r], observed, render, { busyApps: new Set(['shop']) }), []);
+});
+
+test('a release read from a corrupt row: nothing is re-created (no container with an empty env), the pass reports why', () => {
+  const corrupt = new CorruptRowError({ table: 'releases', key: 'shop', column: 'env_json' }, 'is not valid JSON (33 characters)');
+  // What the store hands over for a corrupt env_json: the env left out, `corrupt` set.
+  const { env: _lost, ...rest } = release('dep00001', [web(), worker()]);
+  const r: Release = { ...rest, corrupt };
+  const reported = ['skip-corrupt-release'];
+  // Every container gone (the host was rebooted and the engine wiped): still nothing is started from it.
+  assert.deepEqual(brief(plan(desired(), [r], { containers: [], nginxApps: [] }, render)), reported);
+  // Stopped or stray containers of it are not touched either: the release cannot be read.
+  const observed: Observed = { containers: [box('dep00001', 'web', 1, { state: 'exited' }), box('dep00000', 'web', 1, { hostPort: 41010 })], nginxApps: [] };
+  const actions = plan(desired(), [r], observed, render);
+  assert.deepEqual(brief(actions), reported);
+  assert.deepEqual(actions[0], { type: 'skip-corrupt-release', app: 'shop', deploymentId: 'dep00001', reason: corrupt.message });
+  assert.match(describeAction(actions[0]!), /leave shop release dep00001 as it is.*releases row shop is corrupt: column env_json/);
+  // The same release, readable: its missing containers are started.
+  assert.deepEqual(brief(plan(desired(), [release('dep00001', [web(), worker()])], { containers: [], nginxApps: [] }, render)), ['start web#1 from berth/shop:dep00001', 'start worker#1 from berth/shop:dep00001']);
 });
