@@ -292,13 +292,14 @@ openssl pkeyutl -help 2>&1 | grep -q -- -rawin || die "$(openssl version) cannot
 RELEASE_PUB="$ETC/release.pub"
 pem_of() { printf '%s\n' '-----BEGIN PUBLIC KEY-----' "$1" '-----END PUBLIC KEY-----'; }
 mkdir "$TMP/keys"
+# Whose key is baked in: the control plane's that served this script, or a release host's publisher's.
+KEY_OWNER="the control plane's"
+[ -z "$BERTH_RELEASE_URL_BAKED" ] || KEY_OWNER="the publisher's"
 if [ -s "$RELEASE_PUB" ]; then
   awk -v d="$TMP/keys" '/-----BEGIN PUBLIC KEY-----/ { n++; f = d "/" n ".pem"; inb = 1 } inb { print > f } /-----END PUBLIC KEY-----/ { inb = 0; close(f) }' "$RELEASE_PUB"
   KEYS_FROM="the release key this server pinned at install ($RELEASE_PUB)"
 elif [ -n "$BERTH_RELEASE_KEY_BAKED" ]; then
   pem_of "$BERTH_RELEASE_KEY_BAKED" >"$TMP/keys/1.pem"
-  KEY_OWNER="the control plane's"
-  [ -z "$BERTH_RELEASE_URL_BAKED" ] || KEY_OWNER="the publisher's"
   KEYS_FROM="$KEY_OWNER release key baked into this installer"
 else
   die "this install.sh has no release key baked in, and $RELEASE_PUB does not exist" "download the installer from your control plane or release host (curl -fsSL https://HOST/install.sh | ...) rather than a copy"
