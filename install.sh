@@ -323,6 +323,8 @@ mf64() { sed -n "s/^$1=//p" "$TMP/manifest" | head -n 1 | tr -cd 'A-Za-z0-9+/=';
 # (berth-VERSION-linux-ARCH.manifest, the same lines) and latest.json naming its newest version.
 if [ -n "$RELEASE_URL" ]; then
   SOURCE="$RELEASE_URL"
+  SOURCE_KIND="release host"
+  SOURCE_KEY_URL="$RELEASE_URL/release.pub"
   RELEASE_FILES_URL="$RELEASE_URL"
   step "release host" "contacting $RELEASE_URL"
   want="$WANT_VERSION"
@@ -336,6 +338,8 @@ if [ -n "$RELEASE_URL" ]; then
     die "the release host has no berth $want for linux-$ARCH: ${err#curl: }" "see $RELEASE_URL/latest.json for the versions it has, or pass another --version"
 else
   SOURCE="$URL"
+  SOURCE_KIND="control plane"
+  SOURCE_KEY_URL="$URL/install/release.pub"
   RELEASE_FILES_URL="$URL/install/releases"
   step "control plane" "contacting ${URL:-(none)}"
   [ -n "$URL" ] || die "--all-in-one needs a URL to download the release from" "run it as: curl -fsSL https://HOST/install.sh | sudo sh -s -- --all-in-one (HOST: a berth release host or control plane), or pass --release-url"
@@ -365,7 +369,7 @@ SIG=$(mf64 berth_signature)
 [ -n "$SIG" ] || die "$SOURCE does not sign its releases (a berth control plane older than this installer?): refusing berth $VERSION"
 signed "berth-release-v1 $FILE $SHA $VERSION $NEED_ABI" "$SIG" ||
   die "berth $VERSION from $SOURCE is not signed by $KEYS_FROM: refusing to install it; nothing was unpacked or changed" \
-    "its manifest or tarball was altered on the way, or the release key changed. If you moved to a new control plane or release host on purpose, compare its key ($SOURCE/${RELEASE_URL:+release.pub}${RELEASE_URL:-install/release.pub}) out of band, put it in $RELEASE_PUB and re-run"
+    "its manifest or tarball was altered on the way, or $KEY_OWNER release key changed. If you moved to a new $SOURCE_KIND on purpose, compare its key ($SOURCE_KEY_URL) out of band, put it in $RELEASE_PUB and re-run"
 say "release signature checked ($KEYS_FROM)"
 say "release $VERSION for linux-$ARCH (Node.js ABI $NEED_ABI)"
 INSTALLED=$(readlink "$PREFIX/current" 2>/dev/null | sed -n 's:^releases/::p')
@@ -374,7 +378,7 @@ if [ "$MODE" = upgrade ]; then
     say "berth $VERSION is already the current release; making sure it runs"
   elif [ -z "$WANT_VERSION" ] && [ "$(printf '%s\n%s\n' "$VERSION" "$INSTALLED" | sort -V | tail -n 1)" != "$VERSION" ]; then
     STEP="done"
-    say "berth $INSTALLED is installed; $SOURCE offers $VERSION, which is older: nothing to upgrade."
+    say "berth $INSTALLED is installed; the $SOURCE_KIND offers $VERSION, which is older: nothing to upgrade."
     say "to switch to it anyway: berth upgrade --version $VERSION"
     exit 0
   else

@@ -150,6 +150,9 @@ describe('install.sh from a static release host (no control plane): --all-in-one
       const r = await containerSh(container, `${installLine} --release-url ${c.url}`, 300_000);
       assert.notEqual(r.code, 0, `${c.label}: ${showRun(r)}`);
       assert.match(r.stderr, c.refused, `${c.label}: ${showRun(r)}`);
+      if (c.refused === notSigned) {
+        assert.match(r.stderr, /altered on the way, or the publisher's release key changed\. If you moved to a new release host on purpose, compare its key \(http:\/\/127\.0\.0\.1:\d+\/[a-z-]+\/release\.pub\) out of band/, c.label);
+      }
       assert.doesNotMatch(r.stdout, /==> unpack/, c.label);
       assert.equal((await containerSh(container, SNAPSHOT)).stdout, before.stdout, `${c.label}: nothing under ${INSTALL_PATHS} changed`);
       // The release came from the variant (not from the baked URL).
