@@ -7,7 +7,8 @@
 // signature are refused before anything is unpacked (nothing under the install paths changes); the real
 // release installs, ends with the control plane URL, the dashboard and where the admin token is, deploys
 // a sample app end to end; the local control plane serves later agents' installs from its own copy;
-// re-running the line changes nothing.
+// re-running the line changes nothing; a plain agent (a second container, no systemd) installs from the
+// release host with --url of that control plane and connects to it.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
@@ -49,6 +50,7 @@ describe('install.sh from a static release host (no control plane): --all-in-one
   let tmp = '';
   let host: StaticServer;
   let container = '';
+  let agentContainer = '';
   let repo: TestRepo;
   let httpPort = 0;
   let goodUrl = '';
@@ -61,6 +63,7 @@ describe('install.sh from a static release host (no control plane): --all-in-one
   let local = '';
   let installLine = '';
   let env: Record<string, string> = {};
+  let joinToken = '';
 
   /** `www/NAME`: the good release host with `changes` (file → new content) and links to every other file. */
   function variant(www: string, variantName: string, changes: Record<string, Buffer | string>): string {
@@ -101,6 +104,7 @@ describe('install.sh from a static release host (no control plane): --all-in-one
   });
 
   after(async () => {
+    if (agentContainer) await removeInstallerContainer(agentContainer, [`${name}-2`]);
     if (container) await removeInstallerContainer(container, [name]);
     await host?.close();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
@@ -201,7 +205,8 @@ describe('install.sh from a static release host (no control plane): --all-in-one
     const served = await (await fetch(`${local}/install.sh`)).text();
     assert.match(served, new RegExp(`^BERTH_URL_BAKED='${esc(local)}'$`, 'm'));
     assert.match(served, /^BERTH_RELEASE_URL_BAKED=''$/m);
-    const added = await berthJson<{ installCommand: string }>(['server', 'add', `${name}-2`], env);
+    const added = await berthJson<{ installCommand: string; joinToken: string }>(['server', 'add', `${name}-2`], env);
+    joinToken = added.joinToken;
     assert.match(added.installCommand, new RegExp(`^curl -fsSL ${esc(local)}/install\\.sh \\| BERTH_JOIN_TOKEN=`));
   });
 
@@ -223,5 +228,21 @@ describe('install.sh from a static release host (no control plane): --all-in-one
     assert.equal(sampleVersion((await httpGet(httpPort, domain)).body), '1');
     const servers = await berthJson<Array<{ name: string }>>(['server', 'ls'], env);
     assert.deepEqual(servers.map((s) => s.name).sort(), [name, `${name}-2`].sort(), 'no second enrolment');
+  });
+
+  it('a plain agent from the release host (--url CONTROL_PLANE): the release from the host, enrolled with that control plane', { timeout: 5 * 60_000 }, async (t) => {
+    // A second, plain container (no systemd: the agent runs in the background) joining the all-in-one control plane above.
+    agentContainer = await startInstallerContainer('release-host-agent', await freePort());
+    const started = Date.now();
+    const r = await containerSh(agentContainer, `curl -fsSL ${goodUrl}/install.sh | BERTH_JOIN_TOKEN=${joinToken} sh -s -- --url ${local} --name ${name}-2`, 600_000);
+    t.diagnostic(`plain agent install from the static release host took ${Date.now() - started} ms`);
+    assert.equal(r.code, 0, showRun(r));
+    assert.match(r.stdout, new RegExp(`==> release host: contacting ${esc(goodUrl)}`));
+    assert.match(r.stdout, /release signature checked \(the publisher's release key baked into this installer\)/);
+    assert.match(r.stdout, /pinned the publisher's release key in \/etc\/berth\/release\.pub/);
+    assert.match(r.stdout, new RegExp(`berth ${esc(VERSION)} is installed: server "${name}-2" is enrolled with ${esc(local)}`));
+    assert.equal((await containerRun(agentContainer, ['cat', '/etc/berth/release.pub'])).stdout, publisherPem);
+    const servers = await serverConnected(env, `${name}-2`);
+    assert.deepEqual(servers.filter((s) => s.connected).map((s) => s.name).sort(), [name, `${name}-2`].sort());
   });
 });
