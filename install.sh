@@ -1,8 +1,11 @@
 #!/bin/sh
-# berth installer. Served by a berth control plane with its URL filled in:
+# berth installer. Served by a berth control plane with its URL filled in, or by a static release host
+# (`npm run build` makes one: scripts/release-host.mjs) with the host's URL and the publisher's key filled in:
 #
 #   curl -fsSL https://CP/install.sh | BERTH_JOIN_TOKEN=TOKEN sudo --preserve-env=BERTH_JOIN_TOKEN sh -s -- [--name NAME]
 #   curl -fsSL https://CP/install.sh | sudo sh -s -- --all-in-one      # control plane + agent on this machine
+#   curl -fsSL https://RELEASES/install.sh | sudo sh -s -- --all-in-one  # the same from a static release host
+#   curl -fsSL https://RELEASES/install.sh | BERTH_JOIN_TOKEN=TOKEN sudo --preserve-env=BERTH_JOIN_TOKEN sh -s -- --url https://CP --name NAME
 #   curl -fsSL https://CP/install.sh | sudo sh -s -- --uninstall [--purge]
 #   sudo berth upgrade [--version V]        # runs this script with --upgrade (see docs/install.md)
 #
@@ -14,13 +17,15 @@
 # Layout: /opt/berth/releases/VERSION (unpacked release), /opt/berth/current -> releases/VERSION,
 # /opt/berth/bin/node, /usr/local/bin/berth, /etc/berth/*.env (settings), /var/lib/berth (data),
 # units in /etc/systemd/system, or without systemd as PID 1 a background agent with /run/berth/agent.pid.
-# Releases are signed by the control plane's Ed25519 key (baked in below when it serves this script,
-# pinned in /etc/berth/release.pub at the first install) and checked before anything is unpacked.
+# Releases are signed by the control plane's Ed25519 key (baked in below when it serves this script),
+# or by the publisher's key on a release host (baked in by scripts/release-host.mjs); the key is pinned in
+# /etc/berth/release.pub at the first install and every release is checked before anything is unpacked.
 # The join token comes from BERTH_JOIN_TOKEN (or --token) and reaches `berth agent join` through its
 # environment, never its command line. See docs/install.md.
 set -eu
 
 BERTH_URL_BAKED=''
+BERTH_RELEASE_URL_BAKED=''
 BERTH_RELEASE_KEY_BAKED=''
 
 PREFIX="${BERTH_PREFIX:-/opt/berth}"
@@ -34,6 +39,7 @@ WARN_DISK_MB=5120
 START_TIMEOUT="${BERTH_UPGRADE_TIMEOUT_S:-60}"
 
 URL=""
+RELEASE_URL=""
 # The join token from the environment (out of `ps`); not passed on to anything this script starts.
 TOKEN="${BERTH_JOIN_TOKEN:-}"
 unset BERTH_JOIN_TOKEN
@@ -79,9 +85,9 @@ trap 'exit 130' INT TERM
 
 usage() {
   cat <<EOF
-usage: BERTH_JOIN_TOKEN=TOKEN install.sh [--name NAME] [--url CONTROL_PLANE_URL] [--version V]
+usage: BERTH_JOIN_TOKEN=TOKEN install.sh [--name NAME] [--url CONTROL_PLANE_URL] [--release-url RELEASE_HOST] [--version V]
        install.sh --token JOIN_TOKEN [--name NAME] ...   (the token then shows in \`ps\` while this runs)
-       install.sh --all-in-one [--domain NAME] [--listen HOST:PORT] [--public-url URL] [--name NAME] [--version V]
+       install.sh --all-in-one [--domain NAME] [--listen HOST:PORT] [--public-url URL] [--name NAME] [--release-url RELEASE_HOST] [--version V]
        install.sh --upgrade [--url CONTROL_PLANE_URL] [--version V]    (what \`berth upgrade\` runs)
        install.sh --uninstall [--purge]
 EOF
@@ -95,6 +101,8 @@ while [ $# -gt 0 ]; do
     --name=*) NAME="${1#*=}"; shift ;;
     --url) [ $# -ge 2 ] || { usage >&2; exit 2; }; URL="$2"; shift 2 ;;
     --url=*) URL="${1#*=}"; shift ;;
+    --release-url) [ $# -ge 2 ] || { usage >&2; exit 2; }; RELEASE_URL="$2"; shift 2 ;;
+    --release-url=*) RELEASE_URL="${1#*=}"; shift ;;
     --all-in-one) ALL_IN_ONE=1; shift ;;
     --listen) [ $# -ge 2 ] || { usage >&2; exit 2; }; CP_LISTEN="$2"; shift 2 ;;
     --public-url) [ $# -ge 2 ] || { usage >&2; exit 2; }; CP_PUBLIC_URL="$2"; shift 2 ;;
@@ -110,6 +118,11 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$URL" ] || URL="${BERTH_INSTALL_URL:-$BERTH_URL_BAKED}"
 URL=$(printf '%s' "$URL" | sed 's:/*$::')
+# Where the release comes from: a static release host (--release-url, or the one baked into a script it
+# served), else the control plane (URL) itself, as when a control plane serves this script.
+[ -n "$RELEASE_URL" ] || RELEASE_URL="$BERTH_RELEASE_URL_BAKED"
+RELEASE_URL=$(printf '%s' "$RELEASE_URL" | sed 's:/*$::')
+case "$RELEASE_URL" in ''|http://*|https://*) ;; *) printf '%s\n' "berth: invalid --release-url \"$RELEASE_URL\" (http:// or https://)" >&2; exit 2 ;; esac
 if [ "$PURGE" = 1 ] && [ "$MODE" != uninstall ]; then usage >&2; exit 2; fi
 case "$WANT_VERSION" in *[!0-9A-Za-z.+_-]*) printf '%s\n' "berth: invalid --version \"$WANT_VERSION\"" >&2; exit 2 ;; esac
 case "$START_TIMEOUT" in ''|*[!0-9]*) printf '%s\n' "berth: BERTH_UPGRADE_TIMEOUT_S must be a number of seconds" >&2; exit 2 ;; esac
@@ -206,7 +219,7 @@ fi
 
 # ---------------------------------------------------------------- 1. preflight
 step "preflight" "checking this machine"
-[ "$(id -u)" = 0 ] || die "the installer must run as root" "run it with sudo: curl -fsSL $URL/install.sh | sudo sh -s -- ..."
+[ "$(id -u)" = 0 ] || die "the installer must run as root" "run it with sudo: curl -fsSL ${RELEASE_URL:-$URL}/install.sh | sudo sh -s -- ..."
 OS_RELEASE="${BERTH_OS_RELEASE:-/etc/os-release}"
 [ -r "$OS_RELEASE" ] || die "cannot read $OS_RELEASE to identify the operating system" "berth supports Debian 12 and Ubuntu 22.04 / 24.04"
 OS_ID=$(sed -n 's/^ID=//p' "$OS_RELEASE" | tr -d '"' | head -n 1)
@@ -255,7 +268,7 @@ if [ "$MODE" = upgrade ]; then
   [ -n "$URL" ] || URL=$(joined_field controlPlaneUrl | sed 's:/*$::')
 fi
 if [ "$ALL_IN_ONE" = 0 ] && [ -z "$URL" ]; then
-  die "no control plane URL" "run the command \`berth server add NAME\` prints, or pass --url https://your-control-plane"
+  die "no control plane URL" "run the command \`berth server add NAME\` prints, or pass --url https://your-control-plane (or --all-in-one for a control plane on this machine)"
 fi
 if [ -n "$NAME" ]; then
   case "$NAME" in *[!a-z0-9-]*|-*|'') die "invalid server name \"$NAME\" (lowercase letters, digits and dashes)" ;; esac
@@ -279,14 +292,17 @@ openssl pkeyutl -help 2>&1 | grep -q -- -rawin || die "$(openssl version) cannot
 RELEASE_PUB="$ETC/release.pub"
 pem_of() { printf '%s\n' '-----BEGIN PUBLIC KEY-----' "$1" '-----END PUBLIC KEY-----'; }
 mkdir "$TMP/keys"
+# Whose key is baked in: the control plane's that served this script, or a release host's publisher's.
+KEY_OWNER="the control plane's"
+[ -z "$BERTH_RELEASE_URL_BAKED" ] || KEY_OWNER="the publisher's"
 if [ -s "$RELEASE_PUB" ]; then
   awk -v d="$TMP/keys" '/-----BEGIN PUBLIC KEY-----/ { n++; f = d "/" n ".pem"; inb = 1 } inb { print > f } /-----END PUBLIC KEY-----/ { inb = 0; close(f) }' "$RELEASE_PUB"
   KEYS_FROM="the release key this server pinned at install ($RELEASE_PUB)"
 elif [ -n "$BERTH_RELEASE_KEY_BAKED" ]; then
   pem_of "$BERTH_RELEASE_KEY_BAKED" >"$TMP/keys/1.pem"
-  KEYS_FROM="the control plane's release key baked into this installer"
+  KEYS_FROM="$KEY_OWNER release key baked into this installer"
 else
-  die "this install.sh has no release key baked in, and $RELEASE_PUB does not exist" "download the installer from your control plane (curl -fsSL https://CONTROL_PLANE/install.sh | ...) rather than a copy"
+  die "this install.sh has no release key baked in, and $RELEASE_PUB does not exist" "download the installer from your control plane or release host (curl -fsSL https://HOST/install.sh | ...) rather than a copy"
 fi
 # signed STATEMENT BASE64_SIGNATURE: the statement (one line) is signed by a trusted key.
 signed() {
@@ -301,20 +317,44 @@ signed() {
 # A manifest field that is base64 (signatures).
 mf64() { sed -n "s/^$1=//p" "$TMP/manifest" | head -n 1 | tr -cd 'A-Za-z0-9+/='; }
 
-# ---------------------------------------------------------------- 2. control plane
-step "control plane" "contacting ${URL:-(none)}"
-[ -n "$URL" ] || die "--all-in-one needs a URL to download the release from" "run it as: curl -fsSL https://HOST/install.sh | sudo sh -s -- --all-in-one"
-if ! err=$(curl -fsS --max-time 15 -o /dev/null "$URL/healthz" 2>&1); then
-  die "cannot reach the control plane at $URL: ${err#curl: }" \
-    "check the URL and that this server can reach it (DNS, firewall, the control plane running)"
-fi
-MANIFEST_URL="$URL/install/manifest?arch=$ARCH"
-[ -z "$WANT_VERSION" ] || MANIFEST_URL="$MANIFEST_URL&version=$WANT_VERSION"
-code=0
-curl -fsS --max-time 30 -o "$TMP/manifest" "$MANIFEST_URL" 2>"$TMP/err" || code=$?
-if [ "$code" -ne 0 ]; then
-  msg=$(curl -sS --max-time 30 "$MANIFEST_URL" 2>/dev/null | sed -n 's/^error=//p' | head -n 1)
-  die "the control plane has no ${WANT_VERSION:+matching }release for this server: ${msg:-$(cat "$TMP/err")}" "build one on the control plane with \`npm run build\` (or place a release tarball in its --release-dir)"
+# ---------------------------------------------------------------- 2. the release's manifest
+# key=value lines (berth_version, berth_file, berth_sha256, berth_node_*, berth_signature, node_*): a
+# control plane serves them at /install/manifest; a static release host has one file per release
+# (berth-VERSION-linux-ARCH.manifest, the same lines) and latest.json naming its newest version.
+if [ -n "$RELEASE_URL" ]; then
+  SOURCE="$RELEASE_URL"
+  SOURCE_KIND="release host"
+  SOURCE_KEY_URL="$RELEASE_URL/release.pub"
+  RELEASE_FILES_URL="$RELEASE_URL"
+  step "release host" "contacting $RELEASE_URL"
+  want="$WANT_VERSION"
+  if [ -z "$want" ]; then
+    err=$(curl -fsS --max-time 30 -o "$TMP/latest.json" "$RELEASE_URL/latest.json" 2>&1) ||
+      die "cannot fetch $RELEASE_URL/latest.json: ${err#curl: }" "check the release host URL (--release-url) and that this server can reach it"
+    want=$(sed -n 's/^ *"version": *"\([0-9A-Za-z.+_-]*\)".*/\1/p' "$TMP/latest.json" | head -n 1)
+    [ -n "$want" ] || die "$RELEASE_URL/latest.json names no version (is $RELEASE_URL a berth release host?)"
+  fi
+  err=$(curl -fsS --max-time 30 -o "$TMP/manifest" "$RELEASE_URL/berth-$want-linux-$ARCH.manifest" 2>&1) ||
+    die "the release host has no berth $want for linux-$ARCH: ${err#curl: }" "see $RELEASE_URL/latest.json for the versions it has, or pass another --version"
+else
+  SOURCE="$URL"
+  SOURCE_KIND="control plane"
+  SOURCE_KEY_URL="$URL/install/release.pub"
+  RELEASE_FILES_URL="$URL/install/releases"
+  step "control plane" "contacting ${URL:-(none)}"
+  [ -n "$URL" ] || die "--all-in-one needs a URL to download the release from" "run it as: curl -fsSL https://HOST/install.sh | sudo sh -s -- --all-in-one (HOST: a berth release host or control plane), or pass --release-url"
+  if ! err=$(curl -fsS --max-time 15 -o /dev/null "$URL/healthz" 2>&1); then
+    die "cannot reach the control plane at $URL: ${err#curl: }" \
+      "check the URL and that this server can reach it (DNS, firewall, the control plane running)"
+  fi
+  MANIFEST_URL="$URL/install/manifest?arch=$ARCH"
+  [ -z "$WANT_VERSION" ] || MANIFEST_URL="$MANIFEST_URL&version=$WANT_VERSION"
+  code=0
+  curl -fsS --max-time 30 -o "$TMP/manifest" "$MANIFEST_URL" 2>"$TMP/err" || code=$?
+  if [ "$code" -ne 0 ]; then
+    msg=$(curl -sS --max-time 30 "$MANIFEST_URL" 2>/dev/null | sed -n 's/^error=//p' | head -n 1)
+    die "the control plane has no ${WANT_VERSION:+matching }release for this server: ${msg:-$(cat "$TMP/err")}" "build one on the control plane with \`npm run build\` (or place a release tarball in its --release-dir)"
+  fi
 fi
 mf() { sed -n "s/^$1=//p" "$TMP/manifest" | head -n 1 | tr -cd '0-9A-Za-z.+_-'; }
 VERSION=$(mf berth_version)
@@ -322,14 +362,14 @@ FILE=$(mf berth_file)
 SHA=$(mf berth_sha256)
 NEED_ABI=$(mf berth_node_abi)
 NEED_NODE=$(mf berth_node_version)
-[ -n "$VERSION" ] && [ -n "$FILE" ] && [ -n "$SHA" ] && [ -n "$NEED_ABI" ] || die "the control plane's install manifest is incomplete (is $URL a berth control plane?)"
+[ -n "$VERSION" ] && [ -n "$FILE" ] && [ -n "$SHA" ] && [ -n "$NEED_ABI" ] || die "the install manifest from $SOURCE is incomplete (is it a berth control plane or release host?)"
 # Before anything is downloaded or unpacked: the release (file, checksum, version, ABI) is one the
-# control plane signed; the tarball is then checked against this checksum.
+# control plane (or the release's publisher) signed; the tarball is then checked against this checksum.
 SIG=$(mf64 berth_signature)
-[ -n "$SIG" ] || die "the control plane at $URL does not sign its releases (a berth control plane older than this installer?): refusing berth $VERSION"
+[ -n "$SIG" ] || die "$SOURCE does not sign its releases (a berth control plane older than this installer?): refusing berth $VERSION"
 signed "berth-release-v1 $FILE $SHA $VERSION $NEED_ABI" "$SIG" ||
-  die "berth $VERSION from $URL is not signed by $KEYS_FROM: refusing to install it; nothing was unpacked or changed" \
-    "its manifest or tarball was altered on the way, or the control plane's release key changed. If you moved to a new control plane on purpose, compare its key ($URL/install/release.pub) out of band, put it in $RELEASE_PUB and re-run"
+  die "berth $VERSION from $SOURCE is not signed by $KEYS_FROM: refusing to install it; nothing was unpacked or changed" \
+    "its manifest or tarball was altered on the way, or $KEY_OWNER release key changed. If you moved to a new $SOURCE_KIND on purpose, compare its key ($SOURCE_KEY_URL) out of band, put it in $RELEASE_PUB and re-run"
 say "release signature checked ($KEYS_FROM)"
 say "release $VERSION for linux-$ARCH (Node.js ABI $NEED_ABI)"
 INSTALLED=$(readlink "$PREFIX/current" 2>/dev/null | sed -n 's:^releases/::p')
@@ -338,7 +378,7 @@ if [ "$MODE" = upgrade ]; then
     say "berth $VERSION is already the current release; making sure it runs"
   elif [ -z "$WANT_VERSION" ] && [ "$(printf '%s\n%s\n' "$VERSION" "$INSTALLED" | sort -V | tail -n 1)" != "$VERSION" ]; then
     STEP="done"
-    say "berth $INSTALLED is installed; the control plane offers $VERSION, which is older: nothing to upgrade."
+    say "berth $INSTALLED is installed; the $SOURCE_KIND offers $VERSION, which is older: nothing to upgrade."
     say "to switch to it anyway: berth upgrade --version $VERSION"
     exit 0
   else
@@ -352,7 +392,7 @@ REL="$PREFIX/releases/$VERSION"
 if [ -f "$REL/.berth-complete" ] && [ "$(cat "$REL/.berth-complete")" = "$SHA" ]; then
   say "berth $VERSION is already unpacked in $REL"
 else
-  curl -fsS --max-time 600 -o "$TMP/$FILE" "$URL/install/releases/$FILE" || die "downloading $URL/install/releases/$FILE failed"
+  curl -fsS --max-time 600 -o "$TMP/$FILE" "$RELEASE_FILES_URL/$FILE" || die "downloading $RELEASE_FILES_URL/$FILE failed"
   got=$(sha256sum "$TMP/$FILE" | cut -d' ' -f1)
   [ "$got" = "$SHA" ] || die "checksum mismatch for $FILE (expected $SHA, got $got)" "the download was corrupted or altered; re-run to download it again"
   step "unpack" "into $REL"
@@ -379,7 +419,7 @@ if [ ! -s "$RELEASE_PUB" ]; then
   pem_of "$BERTH_RELEASE_KEY_BAKED" >"$RELEASE_PUB.tmp"
   chmod 0644 "$RELEASE_PUB.tmp"
   mv "$RELEASE_PUB.tmp" "$RELEASE_PUB"
-  say "pinned the control plane's release key in $RELEASE_PUB"
+  say "pinned $KEY_OWNER release key in $RELEASE_PUB"
 fi
 
 # ---------------------------------------------------------------- 4. Node.js
@@ -403,15 +443,23 @@ if [ -z "$NODE" ]; then
     say "the system's $cand ($("$cand" --version 2>/dev/null || echo unknown)) does not fit (need Node.js >= 20 with ABI $NEED_ABI)"
   done
 fi
+# The Node.js binary the release's source offers (signed like the release): a control plane's own, or
+# the one a release host publishes next to its tarballs (node_file).
+NODE_FROM="the control plane"
+NODE_URL="$URL/install/node?arch=$ARCH"
+if [ -n "$RELEASE_URL" ]; then
+  NODE_FROM="the release host"
+  NODE_URL="$RELEASE_URL/$(mf node_file)"
+fi
 if [ -z "$NODE" ] && [ "$(mf node_available)" = 1 ] && [ "$(mf node_abi)" = "$NEED_ABI" ]; then
   NV=$(mf node_version)
   dir="$PREFIX/runtime/node-$NV-linux-$ARCH"
   if [ ! -x "$dir/bin/node" ] || [ "$(node_abi "$dir/bin/node")" != "$NEED_ABI" ]; then
-    say "downloading Node.js $NV from the control plane"
+    say "downloading Node.js $NV from $NODE_FROM"
     want=$(mf node_sha256)
     [ -n "$want" ] && signed "berth-node-v1 linux-$ARCH $NV $want" "$(mf64 node_signature)" ||
-      die "the Node.js binary the control plane offers is not signed by $KEYS_FROM: refusing it" "install Node.js ${NEED_NODE:-20} from your distribution or NodeSource and re-run"
-    curl -fsS --max-time 600 -o "$TMP/node" "$URL/install/node?arch=$ARCH" || die "downloading Node.js from $URL/install/node failed"
+      die "the Node.js binary $NODE_FROM offers is not signed by $KEYS_FROM: refusing it" "install Node.js ${NEED_NODE:-20} from your distribution or NodeSource and re-run"
+    curl -fsS --max-time 600 -o "$TMP/node" "$NODE_URL" || die "downloading Node.js from $NODE_URL failed"
     got=$(sha256sum "$TMP/node" | cut -d' ' -f1)
     [ "$got" = "$want" ] || die "checksum mismatch for the Node.js binary (expected $want, got $got)" "re-run to download it again"
     mkdir -p "$dir/bin"
@@ -419,7 +467,7 @@ if [ -z "$NODE" ] && [ "$(mf node_available)" = 1 ] && [ "$(mf node_abi)" = "$NE
     mv "$TMP/node" "$dir/bin/node"
   fi
   NODE="$dir/bin/node"
-  say "using Node.js $NV from the control plane ($NODE)"
+  say "using Node.js $NV from $NODE_FROM ($NODE)"
 fi
 if [ -z "$NODE" ] && [ -n "$NEED_NODE" ]; then
   # Last resort: nodejs.org, checked against its SHASUMS256.txt.
@@ -438,7 +486,7 @@ if [ -z "$NODE" ] && [ -n "$NEED_NODE" ]; then
   fi
   [ ! -x "$dir/bin/node" ] || NODE="$dir/bin/node"
 fi
-[ -n "$NODE" ] || die "no usable Node.js: the system has none with ABI $NEED_ABI, the control plane cannot serve one for linux-$ARCH and nodejs.org is unreachable" \
+[ -n "$NODE" ] || die "no usable Node.js: the system has none with ABI $NEED_ABI, $NODE_FROM cannot serve one for linux-$ARCH and nodejs.org is unreachable" \
   "install Node.js ${NEED_NODE:-20} (e.g. from NodeSource) and re-run"
 mkdir -p "$PREFIX/bin"
 [ "$(readlink "$PREFIX/bin/node" 2>/dev/null || true)" = "$NODE" ] || ln -sfn "$NODE" "$PREFIX/bin/node"
@@ -824,6 +872,8 @@ say "  check:   berth status   (the agent, its connection to the control plane, 
 say "           $HOW_LOGS"
 say "           berth server ls   (on your control plane: \"$NAME\" shows as connected)"
 if [ "$ALL_IN_ONE" = 1 ]; then
-  say "control plane: $(sed -n 's/^BERTH_PUBLIC_URL=//p' "$ETC/control-plane.env") (admin token in $CP_DATA/admin-token)"
-  say "  log in:  berth login $(sed -n 's/^BERTH_PUBLIC_URL=//p' "$ETC/control-plane.env") $ADMIN_TOKEN"
+  CP_URL=$(sed -n 's/^BERTH_PUBLIC_URL=//p' "$ETC/control-plane.env" | tail -n 1)
+  say "control plane: $CP_URL (admin token in $CP_DATA/admin-token)"
+  say "  dashboard: $CP_URL/ui   (sign in with the admin token)"
+  say "  log in:  berth login $CP_URL $ADMIN_TOKEN"
 fi

@@ -20,6 +20,7 @@ import type { Context, Hono } from 'hono';
 import { rateLimitedLog } from '../../shared/log-rate-limit.js';
 import { INSTALLER_SIGNATURE_HEADER, nodeStatement, releaseStatement } from '../../shared/release-signature.js';
 import { BERTH_VERSION } from '../../shared/version.js';
+import type { ReleaseSigner } from '../release-signing.js';
 import type { ApiDeps } from './deps.js';
 
 /** The package root (where package.json, install.sh and release/ live): dist/control-plane/api → ../../.. */
@@ -33,7 +34,7 @@ export function defaultReleaseDir(env: NodeJS.ProcessEnv = process.env): string 
 const RELEASE_FILE = /^berth-([0-9A-Za-z.+-]{1,64})-linux-(x64|arm64)(\.tar\.gz|\.tar\.gz\.sha256|\.json)$/;
 const SAFE_VALUE = /^[0-9A-Za-z.+_-]{1,128}$/;
 
-interface ReleaseInfo {
+export interface ReleaseInfo {
   version: string;
   arch: string;
   file: string;
@@ -42,7 +43,7 @@ interface ReleaseInfo {
   nodeAbi: string;
 }
 
-function compareVersions(a: string, b: string): number {
+export function compareVersions(a: string, b: string): number {
   const pa = a.split(/[.+-]/);
   const pb = b.split(/[.+-]/);
   for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
@@ -91,6 +92,33 @@ function pickRelease(found: ReleaseInfo[], version?: string): ReleaseInfo | unde
   return found.find((r) => r.version === BERTH_VERSION) ?? found[0];
 }
 
+/**
+ * A release's install-manifest lines, signed with `signer` (what install.sh checks before downloading):
+ * served by the control plane at /install/manifest and written as berth-VERSION-linux-ARCH.manifest
+ * files onto a static release host (scripts/release-host.mjs).
+ */
+export function releaseManifestLines(rel: ReleaseInfo, signer: Pick<ReleaseSigner, 'sign'>): string[] {
+  return [
+    `berth_version=${rel.version}`,
+    `berth_file=${rel.file}`,
+    `berth_sha256=${rel.sha256}`,
+    `berth_node_version=${rel.nodeVersion}`,
+    `berth_node_abi=${rel.nodeAbi}`,
+    `berth_signature=${signer.sign(releaseStatement(rel))}`,
+  ];
+}
+
+/** The manifest lines offering a Node.js binary for linux-`arch` (its SHA-256 signed with `signer`). */
+export function nodeManifestLines(node: { arch: string; nodeVersion: string; nodeAbi: string; sha256: string }, signer: Pick<ReleaseSigner, 'sign'>): string[] {
+  return [
+    `node_available=1`,
+    `node_version=${node.nodeVersion}`,
+    `node_abi=${node.nodeAbi}`,
+    `node_sha256=${node.sha256}`,
+    `node_signature=${signer.sign(nodeStatement(node))}`,
+  ];
+}
+
 let nodeSha: { key: string; sha: string } | undefined;
 
 /** SHA-256 of the node binary we run on (cached per path+size+mtime). */
@@ -135,6 +163,8 @@ export function registerInstallRoutes(app: Hono, deps: ApiDeps & { releaseDir?: 
     const safe = /^https?:\/\/[A-Za-z0-9.:\[\]_~%\/-]+$/.test(url) ? url : '';
     const script = readFileSync(file, 'utf8')
       .replace(/^BERTH_URL_BAKED=.*$/m, `BERTH_URL_BAKED='${safe}'`)
+      // Releases come from us, never from a release host a copy of the script may have had baked in.
+      .replace(/^BERTH_RELEASE_URL_BAKED=.*$/m, `BERTH_RELEASE_URL_BAKED=''`)
       .replace(/^BERTH_RELEASE_KEY_BAKED=.*$/m, `BERTH_RELEASE_KEY_BAKED='${signer.publicKeyBase64}'`);
     return c.body(script, 200, {
       'Content-Type': 'text/x-shellscript; charset=utf-8',
@@ -154,8 +184,7 @@ export function registerInstallRoutes(app: Hono, deps: ApiDeps & { releaseDir?: 
     const rel = pickRelease(all, version);
     const lines: string[] = [];
     if (rel) {
-      lines.push(`berth_version=${rel.version}`, `berth_file=${rel.file}`, `berth_sha256=${rel.sha256}`, `berth_node_version=${rel.nodeVersion}`, `berth_node_abi=${rel.nodeAbi}`);
-      lines.push(`berth_signature=${signer.sign(releaseStatement(rel))}`);
+      lines.push(...releaseManifestLines(rel, signer));
     } else {
       noReleaseWarning((suppressed) =>
         log.warn({ releaseDir, arch, version, suppressed }, 'install manifest asked for, but no such release tarball is there (build one with `npm run build`)'),
@@ -169,9 +198,7 @@ export function registerInstallRoutes(app: Hono, deps: ApiDeps & { releaseDir?: 
     // Every version this control plane can serve, newest first (`berth upgrade --version V` picks one).
     lines.push(`berth_versions=${all.map((r) => r.version).join(',')}`);
     if (canServeNode(arch)) {
-      const sha256 = ownNodeSha256();
-      lines.push(`node_available=1`, `node_version=${process.version}`, `node_abi=${process.versions.modules}`, `node_sha256=${sha256}`);
-      lines.push(`node_signature=${signer.sign(nodeStatement({ arch, nodeVersion: process.version, sha256 }))}`);
+      lines.push(...nodeManifestLines({ arch, nodeVersion: process.version, nodeAbi: process.versions.modules, sha256: ownNodeSha256() }, signer));
     } else {
       lines.push('node_available=0');
     }

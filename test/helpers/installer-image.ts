@@ -280,3 +280,17 @@ export function serverConnected(env: Record<string, string>, server: string): Pr
     30_000,
   );
 }
+
+/**
+ * `scripts/release-host.mjs --out DIR`: turn a release directory (packageRelease) into a static release
+ * host with `releaseUrl` and the publisher's key (`signingKey`, a PEM file) baked into its install.sh.
+ */
+export async function buildReleaseHost(dir: string, releaseUrl: string, signingKey: string): Promise<string> {
+  const { stdout } = await execFileP('node', [join(ROOT, 'scripts/release-host.mjs'), '--out', dir, '--release-url', releaseUrl, '--signing-key', signingKey], {
+    cwd: ROOT,
+    timeout: 120_000,
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  if (!/^release host ready in /m.test(stdout)) throw new Error(`release-host.mjs did not report a release host:\n${stdout}`);
+  return stdout;
+}
