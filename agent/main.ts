@@ -13,6 +13,7 @@ import { AgentRuntime } from './runtime/runtime.js';
 import { loadSettings, type AgentSettings } from './settings.js';
 import { startStatusSocket } from './status/socket.js';
 import { AgentStore } from './store/index.js';
+import { setCleanupLogger } from '../shared/util/index.js';
 
 export { joinControlPlane, loadCredentials } from './join.js';
 
@@ -34,6 +35,7 @@ export interface RunningAgent {
 export async function runAgent(opts: { dataDir?: string; logger?: Logger } = {}): Promise<RunningAgent> {
   const settings = loadSettings({ dataDir: opts.dataDir });
   const logger = opts.logger ?? createLogger('berth-agent');
+  setCleanupLogger(logger.child({ component: 'cleanup' }));
   const creds = loadCredentials(settings.dataDir);
   settings.server = creds.server;
   const store = AgentStore.open(settings.dataDir, { logger: logger.child({ component: 'store' }) });

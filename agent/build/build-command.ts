@@ -9,6 +9,8 @@ import { ensureDir, writeFileAtomic } from '../../shared/util/index.js';
 import { envKey } from '../../shared/validation.js';
 import { OneOffError, runOneOff } from '../docker/one-off.js';
 import { outOfMemory, type ResourceLimits } from '../docker/limits.js';
+import { bestEffort } from '../../shared/util/index.js';
+import { alreadyGone } from '../docker/errors.js';
 
 export class BuildCommandError extends Error {
   override name = 'BuildCommandError';
@@ -86,7 +88,7 @@ export async function runBuildCommand(docker: Docker, opts: BuildCommandOptions)
       if (!committed.Id) throw new BuildCommandError('committing the build command result produced no image');
       return { imageId: committed.Id };
     } finally {
-      await container.remove({ force: true }).catch(() => {});
+      await bestEffort(`removing build-command container ${container.id}`, container.remove({ force: true }), { ignore: alreadyGone });
     }
   } finally {
     rmSync(opts.workDir, { recursive: true, force: true });

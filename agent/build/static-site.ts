@@ -9,10 +9,11 @@ import { dirname, join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-fs';
 import { ensureDir, ensureDirAtLeast } from '../../shared/util/index.js';
-import { dockerStatusOf } from '../docker/errors.js';
+import { alreadyGone, dockerStatusOf } from '../docker/errors.js';
 import { containerCreateOptions } from '../docker/container-spec.js';
 import { berthLabels, LABEL } from '../docker/labels.js';
 import { isInside, RepoPathError, repoDirNoLinks } from './repo-paths.js';
+import { bestEffort } from '../../shared/util/index.js';
 
 export class StaticSiteError extends Error {
   override name = 'StaticSiteError';
@@ -106,7 +107,7 @@ export async function publishFromImage(
     if (err instanceof StaticSiteError) throw err;
     throw new StaticSiteError(`could not copy ${src} out of the image: ${(err as Error).message}`);
   } finally {
-    await container.remove({ force: true }).catch(() => {});
+    await bestEffort(`removing ${container.id}`, container.remove({ force: true }), { ignore: alreadyGone });
   }
   return { ...finish(staging, dest), dropped: [] };
 }

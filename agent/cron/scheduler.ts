@@ -18,6 +18,8 @@ import type { ResourceLimits } from '../docker/limits.js';
 import type { AgentStore, CronRunRecord } from '../store/index.js';
 import { cronContainerName, jobTarget, OutputTail, readExitedRun, runEnd, RunStopped, runInfo, startRunContainer, type JobTarget, type RunEnd } from './run-job.js';
 import { cronJobsOf, desiredJobs, diffSchedules, jobKey, nextRun, overlapDecision, slotOf, type ScheduledJob } from './schedule.js';
+import { bestEffort } from '../../shared/util/index.js';
+import { alreadyGone } from '../docker/errors.js';
 
 export class CronError extends Error {
   override name = 'CronError';
@@ -204,7 +206,7 @@ export class CronScheduler {
       timer: null,
       stop: (reason) => {
         run.stopReason ??= reason;
-        if (run.containerId) this.deps.docker.getContainer(run.containerId).kill().catch(() => undefined);
+        if (run.containerId) void bestEffort(`killing cron container ${run.containerId}`, this.deps.docker.getContainer(run.containerId).kill(), { logger: this.deps.logger, ignore: alreadyGone });
       },
       done: Promise.resolve(),
     };
@@ -283,7 +285,7 @@ export class CronScheduler {
         this.log.warn({ container: c.Names?.[0] }, 'a cron container without a running record is still running; left alone');
         continue;
       }
-      await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+      await bestEffort(`removing cron container ${c.Id}`, docker.getContainer(c.Id).remove({ force: true }), { logger: this.deps.logger, ignore: alreadyGone });
     }
   }
 
@@ -296,7 +298,7 @@ export class CronScheduler {
     const tail = new OutputTail(makeMasker(env));
     const { exitCode, finishedAt } = await readExitedRun(container, tail, (err) => log.warn({ err }, 'could not read the end of a cron run'));
     this.finishRun(run, { ...runEnd(run.stopReason, exitCode, tail.get()), ...(finishedAt ? { finishedAt } : {}) }, log);
-    await container.remove({ force: true }).catch(() => undefined);
+    await bestEffort(`removing cron container ${container.id}`, container.remove({ force: true }), { logger: this.deps.logger, ignore: alreadyGone });
   }
 
   /** The live release's jobs of an app, each with its last run, the run going on and the next run. */

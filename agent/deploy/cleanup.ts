@@ -7,6 +7,7 @@ import { removeContainer } from '../docker/containers.js';
 import { staticReleaseDir } from '../build/static-site.js';
 import { imageTag, type DeployRun } from './deploy-run.js';
 import { removeBuildLeftovers } from '../build/images.js';
+import { bestEffort } from '../../shared/util/index.js';
 
 export async function cleanupFailedDeploy(run: DeployRun): Promise<void> {
   const { docker, store, settings } = run.deps;
@@ -20,10 +21,11 @@ export async function cleanupFailedDeploy(run: DeployRun): Promise<void> {
   if (run.order.rollbackOf) return;
   const { staticRoot } = run;
   if (staticRoot && store.releases.get(app)?.staticRoot !== staticRoot) {
-    await rm(staticRoot, { recursive: true, force: true }).catch(() => {});
+    await bestEffort(`removing ${staticRoot}`, rm(staticRoot, { recursive: true, force: true }), { logger: log });
   } else if (!staticRoot) {
     // A failure while publishing may leave a half-made release directory.
-    await rm(staticReleaseDirSafe(settings.staticDir, app, id), { recursive: true, force: true }).catch(() => {});
+    const dir = staticReleaseDirSafe(settings.staticDir, app, id);
+    await bestEffort(`removing ${dir}`, rm(dir, { recursive: true, force: true }), { logger: log });
   }
   // The image and the layers this build made are no release: they go with the deploy.
   const imageIds = store.deploys.get(id)?.buildImages ?? [];

@@ -13,6 +13,7 @@ import { removeBuildLeftovers } from '../build/images.js';
 import { DeployLogStream } from './log-stream.js';
 import { imageTag } from './deploy-run.js';
 import { announceTransition } from './transition.js';
+import { bestEffort } from '../../shared/util/index.js';
 
 export interface RecoveryDeps {
   docker: Docker;
@@ -70,7 +71,7 @@ async function removeInterruptedBuild(deps: RecoveryDeps, d: DeployRecord): Prom
   if (d.order.rollbackOf) return; // a rollback builds nothing; its image is a kept release's
   const { store, logger } = deps;
   for (const dir of [join(deps.settings.staticDir, d.app, d.id), join(deps.settings.staticDir, d.app, `.staging-${d.id}`)]) {
-    await rm(dir, { recursive: true, force: true }).catch(() => {});
+    await bestEffort(`removing ${dir}`, rm(dir, { recursive: true, force: true }), { logger });
   }
   try {
     const removed = await removeBuildLeftovers(deps.docker, { tag: imageTag(d.app, d.id), imageIds: d.buildImages, server: deps.settings.server });

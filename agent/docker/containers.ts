@@ -4,9 +4,10 @@ import type Docker from 'dockerode';
 import { createServer } from 'node:net';
 import { appName, envKey } from '../../shared/validation.js';
 import { containerCreateOptions, shellCommand } from './container-spec.js';
-import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from './errors.js';
+import { alreadyGone, dockerMessageOf as messageOf, dockerStatusOf as statusOf } from './errors.js';
 import { berthLabels, LABEL } from './labels.js';
 import type { ResourceLimits } from './limits.js';
+import { bestEffort } from '../../shared/util/index.js';
 
 export class ProcessError extends Error {
   override name = 'ProcessError';
@@ -194,7 +195,7 @@ async function startOrRemove(container: Docker.Container, name: string): Promise
   try {
     await container.start();
   } catch (err) {
-    await container.remove({ force: true }).catch(() => {});
+    await bestEffort(`removing ${container.id}`, container.remove({ force: true }), { ignore: alreadyGone });
     throw new ProcessError(`could not start ${name}: ${messageOf(err)}`);
   }
 }

@@ -10,3 +10,6 @@ export const dockerStatusOf = (err: unknown): number | undefined => (err as Dock
 
 export const dockerMessageOf = (err: unknown): string =>
   ((err as DockerApiError)?.json?.message ?? (err as Error)?.message ?? String(err)).trim();
+
+/** A clean-up's "already done": the container or image is gone (404), being removed (409) or already stopped (304). */
+export const alreadyGone = (err: unknown): boolean => [304, 404, 409].includes(dockerStatusOf(err) ?? 0);

@@ -2,11 +2,12 @@
 // output streamed line by line, bounded by a timeout and the deploy's abort signal.
 import type Docker from 'dockerode';
 import { containerCreateOptions } from './container-spec.js';
-import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from './errors.js';
+import { alreadyGone, dockerMessageOf as messageOf, dockerStatusOf as statusOf } from './errors.js';
 import { LABEL } from './labels.js';
 import { wasOomKilled, type ResourceLimits } from './limits.js';
 import { LogDemuxer } from './log-demux.js';
 import { sleep } from '../../shared/util/index.js';
+import { bestEffort } from '../../shared/util/index.js';
 
 export class OneOffError extends Error {
   override name = 'OneOffError';
@@ -111,7 +112,7 @@ async function waitForExit(container: Docker.Container, opts: OneOffOptions): Pr
   let stopReason: Error | null = null;
   const stop = (reason: Error) => {
     stopReason ??= reason;
-    container.kill().catch(() => {});
+    void bestEffort(`killing ${container.id}`, container.kill(), { ignore: alreadyGone });
   };
   const onAbort = () => stop(opts.signal?.reason instanceof Error ? opts.signal.reason : new OneOffError('cancelled'));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -130,7 +131,7 @@ export async function runOneOff(docker: Docker, opts: OneOffOptions): Promise<On
   opts.signal?.throwIfAborted();
   await removeLeftover(docker, opts.name);
   const container = await createJob(docker, opts);
-  const remove = () => container.remove({ force: true }).catch(() => {});
+  const remove = () => bestEffort(`removing ${container.id}`, container.remove({ force: true }), { ignore: alreadyGone });
   try {
     const output = await streamOutput(container, opts.log);
     await container.start();
