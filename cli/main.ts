@@ -12,6 +12,7 @@ import { registerDeployCommands } from './commands/deploy.js';
 import { registerEnvCommands } from './commands/env.js';
 import { registerNotifyCommands } from './commands/notify.js';
 import { registerAppCommands, registerDomainCommands, registerServerCommands } from './commands/resources.js';
+import { oneLine } from '../shared/util/index.js';
 
 const program = new Command();
 program
@@ -36,9 +37,8 @@ registerNotifyCommands(program);
 
 /** Every failure becomes one clear line on stderr and a non-zero exit code. */
 function fail(err: unknown): never {
-  const message = err instanceof Error ? err.message : String(err);
   // Error messages can quote what an agent or a repo said (a deploy's reason): sanitised like all output.
-  process.stderr.write(tty`berth: ${message.split('\n')[0]}\n`);
+  process.stderr.write(tty`berth: ${oneLine(err, 2000)}\n`);
   if (process.env.BERTH_DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
   process.exit(1);
 }

@@ -7,6 +7,7 @@ import { loadClientConfig } from '../config.js';
 import { CliError } from '../errors.js';
 import { tty } from '../terminal-safe.js';
 import { output, printTable } from '../output.js';
+import { sleep } from '../../shared/util/index.js';
 
 const POLL_MS = 1_000;
 /** While waiting for a run: how long the app's server may stay unreachable (an agent restart) before giving up. */
@@ -48,7 +49,7 @@ function positiveInt(raw: string, what: string): number {
 async function waitForRun(client: ApiClient, app: string, run: CronRunInfo, quiet: boolean): Promise<CronRunInfo> {
   let offlineSince: number | null = null;
   for (;;) {
-    await new Promise((r) => setTimeout(r, POLL_MS));
+    await sleep(POLL_MS);
     try {
       const now = await client.get<CronRunInfo>(`/api/apps/${seg(app)}/cron/runs/${seg(run.id)}`);
       offlineSince = null;
