@@ -19,6 +19,8 @@ import { freePort, makeTmpDir } from '../test/helpers/tmp.js';
 const IDLE_S = Math.min(Math.max(Number(process.env.BENCH_IDLE_S ?? 60) || 60, 10), 1800);
 const APPS = Math.min(Math.max(Number(process.env.BENCH_APPS ?? 10) || 10, 1), 100);
 const LOG_LINES = Math.min(Math.max(Number(process.env.BENCH_LOG_LINES ?? 200) || 200, 1), 1000);
+// The node flags systemd/berth-control-plane.service runs the control plane with (BENCH_NODE_FLAGS="" for V8's defaults).
+const CONTROL_PLANE_NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '--max-semi-space-size=1').split(' ').filter(Boolean);
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
@@ -38,7 +40,7 @@ async function main(): Promise<void> {
   const root = makeTmpDir('berth-bench-dashboard-');
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const proc = spawn(process.execPath, [BERTH_BIN, 'control-plane', '--data', join(root, 'cp'), '--listen', `127.0.0.1:${port}`], { stdio: 'ignore', env: { ...process.env, BERTH_LOG_LEVEL: 'warn' } });
+  const proc = spawn(process.execPath, [...CONTROL_PLANE_NODE_FLAGS, BERTH_BIN, 'control-plane', '--data', join(root, 'cp'), '--listen', `127.0.0.1:${port}`], { stdio: 'ignore', env: { ...process.env, BERTH_LOG_LEVEL: 'warn' } });
   const browser = await chromium.launch({ executablePath: process.env.BERTH_CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS });
   let agent: FakeAgent | undefined;
   try {

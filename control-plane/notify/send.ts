@@ -2,7 +2,7 @@
 // 5xx or a 429 is worth retrying; any other 4xx (or an SMTP 5xx) means the receiver refuses this
 // message, and it would refuse it again.
 import { readFileSync } from 'node:fs';
-import nodemailer from 'nodemailer';
+import type * as Nodemailer from 'nodemailer';
 import type { Logger } from '../../shared/logger.js';
 import { BERTH_VERSION } from '../../shared/version.js';
 import type { NotifyEvent } from './event.js';
@@ -72,9 +72,16 @@ async function post(url: string, headers: Record<string, string>, body: string, 
   return { ok: false, retry: !(res.status >= 300 && res.status < 500), code: res.status, error };
 }
 
+// Loaded on the first email: an idle control plane does not carry nodemailer (~3 MB RSS).
+let nodemailerModule: Promise<typeof Nodemailer> | null = null;
+const loadNodemailer = async (): Promise<typeof Nodemailer> => {
+  const m = (await (nodemailerModule ??= import('nodemailer'))) as typeof Nodemailer & { default?: typeof Nodemailer };
+  return m.default ?? m;
+};
+
 async function sendEmail(channel: Channel, e: NotifyEvent, key: string, smtp: SmtpSettings | null): Promise<Outcome> {
   if (!smtp) return { ok: false, retry: true, code: null, error: 'no SMTP server is configured (BERTH_SMTP_HOST)' };
-  const transport = nodemailer.createTransport({
+  const transport = (await loadNodemailer()).createTransport({
     host: smtp.host,
     port: smtp.port,
     secure: smtp.security === 'tls',
