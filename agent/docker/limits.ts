@@ -85,29 +85,41 @@ export const OOM_TO_DIE_MS = 5000;
 /** How long after the `die` the `oom` event may still come (the engine's notification can lag the exit). */
 export const LATE_OOM_MS = 1000;
 /** The events OomKillReader reads. */
-export const OOM_KILL_EVENTS = ['oom', 'die', 'start'];
+export const OOM_KILL_EVENTS = ['oom', 'die', 'start', 'kill'];
 
 /**
- * Reads OOM kills out of one container's `oom`, `die` and `start` events, fed in order. The engine may
- * send several `oom` events for one kill, before or (racing the exit) just after the `die`: a `die`
- * with an `oom` close on either side is the container killed at its cap; an `oom` with no `die` near
- * it is a process inside killed while the container ran on. Exit 137 alone does not count here: the
- * readers (status, logs) cannot tell a SIGKILL berth sent (`docker stop` past its timeout) from the kernel's.
+ * Reads OOM kills out of one container's `oom`, `die`, `start` and `kill` events, fed in order. The
+ * engine may send several `oom` events for one kill, before or (racing the exit) just after the `die`
+ * — or none at all (cgroup v1 hosts miss some notifications): a `die` with an `oom` close on either
+ * side is the container killed at its cap, and so is a capped container's `die` of SIGKILL that no
+ * one sent through the engine (`docker stop` past its timeout and `docker kill` send a `kill` event
+ * first). An `oom` with no `die` near it is a process inside killed while the container ran on.
  */
 export class OomKillReader {
   private pendingOom: string | null = null;
   private lastDie: { at: string; oom: boolean; restarted: boolean } | null = null;
+  /** A `kill` came through the engine since the container (re)started. */
+  private killSent = false;
+
+  /** `capped`: the container has a memory limit (without one, the engine never sees a cgroup OOM kill). */
+  constructor(private readonly capped: boolean) {}
 
   feed(ev: ContainerEvent): OomKill[] {
     const name = eventName(ev);
     const at = eventTime(ev);
     const t = Date.parse(at);
-    if (name === 'start' && this.lastDie) this.lastDie.restarted = true;
+    if (name === 'kill') this.killSent = true;
+    if (name === 'start') {
+      if (this.lastDie) this.lastDie.restarted = true;
+      this.killSent = false;
+    }
     if (name === 'oom') return this.oom(at, t);
     if (name !== 'die') return [];
-    const oom = this.pendingOom !== null && t - Date.parse(this.pendingOom) <= OOM_TO_DIE_MS;
+    const unsentKill = this.capped && !this.killSent && Number(ev.Actor?.Attributes?.exitCode) === SIGKILL_EXIT;
+    const oom = (this.pendingOom !== null && t - Date.parse(this.pendingOom) <= OOM_TO_DIE_MS) || unsentKill;
     const earlier = oom ? [] : this.flush();
     this.pendingOom = null;
+    this.killSent = false;
     this.lastDie = { at, oom, restarted: false };
     return oom ? [{ at, exited: true }] : earlier;
   }
@@ -147,7 +159,7 @@ export async function oomKills(docker: Docker, info: Docker.ContainerInspectInfo
   const kills: OomKill[] = [];
   if (info.HostConfig?.Memory) {
     try {
-      const reader = new OomKillReader();
+      const reader = new OomKillReader(true);
       for (const ev of await containerEvents(docker, info.Id, info.Created, OOM_KILL_EVENTS)) kills.push(...reader.feed(ev));
       kills.push(...reader.flush());
     } catch {

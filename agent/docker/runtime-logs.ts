@@ -111,11 +111,14 @@ class LiveOomKills {
     containers: BerthContainer[],
     private readonly res: LogsResponse,
   ) {
-    this.watched = new Map(containers.map((c) => [c.id, { c, reader: new OomKillReader(), limit: null, died: deferred(), notedUntil: -Infinity }]));
+    this.watched = new Map(containers.map((c) => [c.id, { c, reader: new OomKillReader(false), limit: null, died: deferred(), notedUntil: -Infinity }]));
   }
 
   async start(docker: Docker, logger: Logger): Promise<void> {
-    for (const w of this.watched.values()) w.limit = (await docker.getContainer(w.c.id).inspect().catch(() => null))?.HostConfig?.Memory || null;
+    for (const w of this.watched.values()) {
+      w.limit = (await docker.getContainer(w.c.id).inspect().catch(() => null))?.HostConfig?.Memory || null;
+      w.reader = new OomKillReader(w.limit !== null);
+    }
     try {
       const stop = await followContainerEvents(docker, [...this.watched.keys()], OOM_KILL_EVENTS, (ev) => this.onEvent(ev));
       this.res.onStop(() => {
@@ -140,7 +143,7 @@ class LiveOomKills {
     const w = this.watched.get(ev.Actor?.ID ?? '');
     const name = eventName(ev);
     if (!w) return;
-    if (name === 'start') return void w.reader.feed(ev);
+    if (name === 'start' || name === 'kill') return void w.reader.feed(ev);
     clearTimeout(w.timer);
     const kills = w.reader.feed(ev);
     this.write(w, kills);
