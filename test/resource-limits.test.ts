@@ -1,12 +1,15 @@
 // Resource limits, end to end: processes run with the memory/CPU caps berth.yml gives them; a build
 // that allocates far past the build's memory cap fails at `building` naming the limit while the old
 // version keeps serving and the agent keeps its heartbeats; a process over its cap is reported as
-// killed for being out of memory.
+// killed for being out of memory — in the deployment log, and once running (a worker killed at its cap and
+// restarted by Docker) in `berth status`, in `berth logs` (past and followed) and in a cron run's result.
+import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
-import { berth, berthJson } from './helpers/cli.js';
+import type { StatusReport } from '../agent/status/report.js';
+import { BERTH_BIN, berth, berthJson } from './helpers/cli.js';
 import { ensureDocker } from './helpers/docker.js';
 import { TestRepo } from './helpers/git-repo.js';
 import { httpGet } from './helpers/http.js';
@@ -30,6 +33,21 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()
 `;
 const berthYml = (web: string) => `processes:\n  web: ${web}\n`;
+// A worker that waits for /tmp/hog, then fills 256 MB: under a 64 MB cap Docker's restart policy brings it
+// back and the trigger file (in the container's own layer) kills it again: an OOM restart loop.
+const WORKER_PY = `import os, time
+print('worker waiting for /tmp/hog', flush=True)
+while not os.path.exists('/tmp/hog'):
+    time.sleep(0.2)
+print('worker allocating', flush=True)
+hog = b'x' * (256 * 1024 * 1024)
+`;
+const OOM_YML = `processes:
+  web: python3 web.py
+  worker: { command: python3 worker.py, memory: 64m }
+cron:
+  hog: { schedule: '0 0 1 1 *', command: python3 hog.py }
+`;
 
 interface Deployment {
   id: string;
@@ -111,5 +129,53 @@ describe('resource limits: build and process memory / CPU caps', () => {
     assert.equal(d.dep.status, 'failed', d.log);
     assert.match(d.dep.reason ?? '', /^health check failed: the web process exited.*\(killed: out of memory \(limit 64 MB\)\)/, d.dep.reason ?? '');
     assert.equal(await served(), 'v1');
+  });
+
+  it('a running process killed at its cap shows as OOM-killed in berth status and berth logs; a cron run names it', async () => {
+    repo.commit({ version: 'v4', 'berth.yml': OOM_YML, 'worker.py': WORKER_PY, 'hog.py': "hog = b'x' * (1024 * 1024 * 1024)\n" });
+    const d = await deploy();
+    assert.equal(d.dep.status, 'done', `${d.dep.reason}\n${d.log}`);
+    const [worker] = await docker.listContainers({ filters: { label: [`berth.app=${APP}`, 'berth.process=worker', `berth.server=${stack.serverName}`] } });
+    assert.ok(worker, 'the worker runs');
+
+    // Follow the worker's output, and once it streams, make it allocate past its cap.
+    const follow = spawn(process.execPath, [BERTH_BIN, 'logs', APP, '--process', 'worker', '-f'], { env: { ...process.env, ...stack.env } });
+    let followed = '';
+    follow.stdout.on('data', (b: Buffer) => (followed += b.toString()));
+    const until = async (what: RegExp, ms: number) => {
+      for (const deadline = Date.now() + ms; !what.test(followed) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
+    };
+    const killNote = /^worker\.1 \| \[berth\] worker\.1 was killed: out of memory \(limit 64 MB\)$/m;
+    try {
+      await until(/worker waiting/, 20_000);
+      assert.match(followed, /worker waiting/, 'the follow streams');
+      const exec = await docker.getContainer(worker.Id).exec({ Cmd: ['touch', '/tmp/hog'] });
+      await exec.start({});
+      await until(killNote, 20_000);
+      assert.match(followed, killNote, `a kill while following is noted by berth:\n${followed}`);
+    } finally {
+      follow.kill('SIGINT');
+    }
+
+    const report = await berthJson<StatusReport>(['status', '--data', stack.agentData], stack.env);
+    const proc = report.apps.find((a) => a.name === APP)?.processes.find((p) => p.name === 'worker');
+    assert.equal(proc?.oomKilled, true, JSON.stringify(proc));
+    assert.equal(proc?.memoryLimit, 64 * MB);
+    assert.ok(proc?.lastOomKillAt && Date.now() - Date.parse(proc.lastOomKillAt) < 120_000, JSON.stringify(proc));
+    assert.ok((proc?.restartCount ?? 0) >= 1, `Docker restarted it: ${JSON.stringify(proc)}`);
+    assert.equal(proc?.containers[0]?.memoryLimit, 64 * MB);
+    const human = await berth(['status', '--data', stack.agentData], stack.env);
+    assert.match(human.stdout, /^ {2}worker +\d\/1 running.* OOM-killed \(limit 64 MB\) \d+ s ago, \d+ restarts?$/m, human.stdout);
+    assert.match(human.stdout, /^ {2}web +1\/1 running$/m, 'a healthy process says nothing more');
+
+    const logs = await berth(['logs', APP, '--process', 'worker'], stack.env);
+    assert.equal(logs.code, 0, logs.stderr);
+    assert.match(logs.stdout, killNote, logs.stdout);
+    const allocating = logs.stdout.indexOf('worker allocating');
+    assert.ok(allocating >= 0 && allocating < logs.stdout.search(killNote), `the past kill comes after the output before it:\n${logs.stdout}`);
+
+    const cron = await berth(['cron', 'run', APP, 'hog'], stack.env);
+    assert.notEqual(cron.code, 0);
+    assert.match(cron.stderr, /cron job hog of \S+ failed: ran out of memory \(limit 512 MB\) and was killed/, cron.stderr);
   });
 });

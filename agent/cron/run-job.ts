@@ -7,7 +7,7 @@ import type { CronJobConfig } from '../config/types.js';
 import { containerCreateOptions, shellCommand } from '../docker/container-spec.js';
 import { dockerMessageOf, dockerStatusOf } from '../docker/errors.js';
 import { berthLabels, LABEL } from '../docker/labels.js';
-import type { ResourceLimits } from '../docker/limits.js';
+import { outOfMemory, wasOomKilled, type ResourceLimits } from '../docker/limits.js';
 import { demuxLines } from '../docker/log-demux.js';
 import { ensureVolumes, volumeMounts, type VolumeConfig } from '../docker/volumes.js';
 import type { AgentStore, CronRunRecord, Release } from '../store/index.js';
@@ -111,37 +111,48 @@ export class OutputTail {
   }
 }
 
+/** What an exited run container said: exit code, end time, and the memory cap it was killed at, if it was. */
+export interface RunExit {
+  exitCode: number | null;
+  finishedAt?: string;
+  /** "out of memory (limit 64 MB)" when the kernel killed it at its memory cap. */
+  outOfMemory?: string;
+}
+
 /**
- * What an exited run container says about its run: exit code, end time, and its output (from
- * Docker's log, so it is there after an agent restart too) into `tail`. A container that is gone
- * says nothing; `warn` hears about any other failure.
+ * What an exited run container says about its run: exit code, end time, an OOM kill, and its output
+ * (from Docker's log, so it is there after an agent restart too) into `tail`. A container that is
+ * gone says nothing; `warn` hears about any other failure.
  */
-export async function readExitedRun(
-  container: Docker.Container,
-  tail: OutputTail,
-  warn: (message: string) => void,
-): Promise<{ exitCode: number | null; finishedAt?: string }> {
-  let exitCode: number | null = null;
-  let finishedAt: string | undefined;
+export async function readExitedRun(docker: Docker, container: Docker.Container, tail: OutputTail, warn: (message: string) => void): Promise<RunExit> {
+  const exit: RunExit = { exitCode: null };
   try {
     const info = await container.inspect();
-    exitCode = typeof info.State?.ExitCode === 'number' ? info.State.ExitCode : null;
-    if (info.State?.FinishedAt && !info.State.FinishedAt.startsWith('0001')) finishedAt = new Date(info.State.FinishedAt).toISOString();
+    exit.exitCode = typeof info.State?.ExitCode === 'number' ? info.State.ExitCode : null;
+    if (info.State?.FinishedAt && !info.State.FinishedAt.startsWith('0001')) exit.finishedAt = new Date(info.State.FinishedAt).toISOString();
+    // A SIGKILL berth sent (a timeout) is recorded as such by runEnd before this is looked at.
+    if (exit.exitCode && (await wasOomKilled(docker, info, exit.exitCode))) exit.outOfMemory = outOfMemory(info.HostConfig?.Memory || null);
     const raw = (await container.logs({ stdout: true, stderr: true, follow: false, tail: TAIL_LINES })) as unknown;
     for (const line of demuxLines(raw)) tail.push(line.text);
   } catch (err) {
     if (dockerStatusOf(err) !== 404) warn(dockerMessageOf(err));
   }
-  return { exitCode, ...(finishedAt ? { finishedAt } : {}) };
+  return exit;
 }
 
 export type RunEnd = Parameters<AgentStore['cronRuns']['finish']>[1];
 
-/** How a run whose container exited is recorded: the reason it was stopped, else its exit code. */
-export function runEnd(stopped: RunStopped | null, exitCode: number | null, outputTail: string[]): RunEnd {
+/** How a run whose container exited is recorded: the reason it was stopped, else an OOM kill, else its exit code. */
+export function runEnd(stopped: RunStopped | null, exit: RunExit, outputTail: string[]): RunEnd {
+  const { exitCode } = exit;
   if (stopped) return { status: stopped.status, exitCode, reason: stopped.message, outputTail };
   if (exitCode === 0) return { status: 'succeeded', exitCode, outputTail };
-  const reason = exitCode === null ? 'the run container vanished; its exit code is unknown' : `exited with code ${exitCode}`;
+  const reason =
+    exitCode === null
+      ? 'the run container vanished; its exit code is unknown'
+      : exit.outOfMemory
+        ? `ran ${exit.outOfMemory} and was killed (exit code ${exitCode}; raise build.memory in berth.yml or BERTH_BUILD_MEMORY)`
+        : `exited with code ${exitCode}`;
   return { status: 'failed', exitCode, reason, outputTail };
 }
 

@@ -296,8 +296,8 @@ export class CronScheduler {
     const live = store.isOpen ? store.releases.get(rec.app) : null;
     const env = store.isOpen ? ((rec.deploymentId ? store.releases.snapshot(rec.deploymentId)?.env : undefined) ?? (live?.deploymentId === rec.deploymentId ? live?.env : undefined) ?? {}) : {};
     const tail = new OutputTail(makeMasker(env));
-    const { exitCode, finishedAt } = await readExitedRun(container, tail, (err) => log.warn({ err }, 'could not read the end of a cron run'));
-    this.finishRun(run, { ...runEnd(run.stopReason, exitCode, tail.get()), ...(finishedAt ? { finishedAt } : {}) }, log);
+    const exit = await readExitedRun(docker, container, tail, (err) => log.warn({ err }, 'could not read the end of a cron run'));
+    this.finishRun(run, { ...runEnd(run.stopReason, exit, tail.get()), ...(exit.finishedAt ? { finishedAt: exit.finishedAt } : {}) }, log);
     await bestEffort(`removing cron container ${container.id}`, container.remove({ force: true }), { logger: this.deps.logger, ignore: alreadyGone });
   }
 

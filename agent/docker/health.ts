@@ -4,7 +4,7 @@
 import type Docker from 'dockerode';
 import { sleep } from '../../shared/util/index.js';
 import { dockerMessageOf as messageOf, dockerStatusOf as statusOf } from './errors.js';
-import { containerEvents } from './events.js';
+import { lastExitCode } from './events.js';
 import { outOfMemory, wasOomKilled } from './limits.js';
 import { demuxLines } from './log-demux.js';
 import { acceptsConnections, httpProbe } from './probes.js';
@@ -56,20 +56,6 @@ async function withLogTail(docker: Docker, containerId: string, reason: string):
 /** "out of memory (limit 64 MB)", from the container's own cap. */
 function oomReason(info: Docker.ContainerInspectInfo): string {
   return outOfMemory(info.HostConfig?.Memory || null);
-}
-
-/** The exit code of the container's latest `die` event (null when none is found). */
-async function lastExitCode(docker: Docker, containerId: string, created: string): Promise<number | null> {
-  try {
-    let code: number | null = null;
-    for (const ev of await containerEvents(docker, containerId, created, 'die')) {
-      const c = Number(ev.Actor?.Attributes?.exitCode);
-      if (Number.isInteger(c)) code = c;
-    }
-    return code;
-  } catch {
-    return null;
-  }
 }
 
 /**

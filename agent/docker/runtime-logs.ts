@@ -2,9 +2,11 @@
 // through the Docker API, split it into lines and stream them to the control plane in batches.
 import type Docker from 'dockerode';
 import type { Logger } from '../../shared/logger.js';
-import { oneLine } from '../../shared/util/index.js';
+import { oneLine, sleep } from '../../shared/util/index.js';
 import { PROTOCOL_VERSION, type AgentMessage, type LogsRequest, type RuntimeLogLine } from '../../shared/protocol.js';
 import { listBerthContainers, type BerthContainer } from './containers.js';
+import { eventName, followContainerEvents, type ContainerEvent } from './events.js';
+import { LATE_OOM_MS, OOM_KILL_EVENTS, OOM_TO_DIE_MS, OomKillReader, oomKills, outOfMemory, type OomKill } from './limits.js';
 import { demuxLines, LogDemuxer, type OutputStream } from './log-demux.js';
 
 const BATCH_MS = 100;
@@ -12,6 +14,8 @@ const MAX_BATCH = 500;
 const MAX_LINE = 16_384;
 /** A follow request is ended after this long so a forgotten `berth logs -f` cannot pin resources forever. */
 const MAX_FOLLOW_MS = 6 * 60 * 60 * 1000;
+/** Past OOM kills noted per container at most (a restart loop can have many). */
+const MAX_PAST_KILLS = 20;
 
 export interface RuntimeLogDeps {
   docker: Docker;
@@ -33,6 +37,7 @@ class LogsResponse {
   private batch: RuntimeLogLine[] = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly streams: NodeJS.ReadableStream[] = [];
+  private readonly stops: Array<() => void> = [];
   private readonly maxTimer: NodeJS.Timeout;
 
   constructor(
@@ -52,9 +57,19 @@ class LogsResponse {
     else this.timer ??= setTimeout(() => this.flush(), BATCH_MS);
   }
 
+  /** berth's own line about a container (an OOM kill), marked `[berth]` so it never reads as the app's output. */
+  note(c: BerthContainer, ts: string, text: string): void {
+    this.add(c, 'stderr', `${ts} [berth] ${text}`);
+  }
+
   /** A followed stream: destroyed when the request ends. */
   track(stream: NodeJS.ReadableStream): void {
     this.streams.push(stream);
+  }
+
+  /** Something else to stop when the request ends (an events subscription). */
+  onStop(stop: () => void): void {
+    this.stops.push(stop);
   }
 
   end(error?: string): void {
@@ -63,6 +78,7 @@ class LogsResponse {
     this.onEnd();
     clearTimeout(this.maxTimer);
     for (const s of this.streams) (s as unknown as { destroy?: () => void }).destroy?.();
+    for (const stop of this.stops) stop();
     this.flush();
     this.send({ type: 'logs_end', v: PROTOCOL_VERSION, requestId: this.req.requestId, ...(error ? { error } : {}) });
   }
@@ -73,6 +89,85 @@ class LogsResponse {
     if (this.batch.length === 0) return;
     this.send({ type: 'logs_data', v: PROTOCOL_VERSION, requestId: this.req.requestId, lines: this.batch });
     this.batch = [];
+  }
+}
+
+/** One followed container: its OOM kill reader, memory cap, and whether its `die` has been read. */
+interface Watched {
+  c: BerthContainer;
+  reader: OomKillReader;
+  limit: number | null;
+  died: { promise: Promise<void>; resolve: () => void };
+  timer?: NodeJS.Timeout;
+  /** Kills up to this time (ms) were noted from the past already. */
+  notedUntil: number;
+}
+
+/** Notes each OOM kill in the followed containers as it happens, from the engine's live events. */
+class LiveOomKills {
+  private readonly watched: Map<string, Watched>;
+
+  constructor(
+    containers: BerthContainer[],
+    private readonly res: LogsResponse,
+  ) {
+    this.watched = new Map(containers.map((c) => [c.id, { c, reader: new OomKillReader(false), limit: null, died: deferred(), notedUntil: -Infinity }]));
+  }
+
+  async start(docker: Docker, logger: Logger): Promise<void> {
+    for (const w of this.watched.values()) {
+      w.limit = (await docker.getContainer(w.c.id).inspect().catch(() => null))?.HostConfig?.Memory || null;
+      w.reader = new OomKillReader(w.limit !== null);
+    }
+    try {
+      const stop = await followContainerEvents(docker, [...this.watched.keys()], OOM_KILL_EVENTS, (ev) => this.onEvent(ev));
+      this.res.onStop(() => {
+        stop();
+        for (const w of this.watched.values()) clearTimeout(w.timer);
+      });
+    } catch (err) {
+      logger.warn({ err }, 'cannot follow container events: OOM kills are not noted in this logs stream');
+      for (const w of this.watched.values()) w.died.resolve();
+    }
+  }
+
+  /**
+   * Resolves once the container's `die` has been read (and a lagging `oom` waited for): its stream's
+   * end can come first. A stream can also end without a `die` (an error): no longer than it takes to come.
+   */
+  died(id: string): Promise<void> {
+    return Promise.race([this.watched.get(id)?.died.promise, sleep(OOM_TO_DIE_MS + LATE_OOM_MS)]).then(() => undefined);
+  }
+
+  private onEvent(ev: ContainerEvent): void {
+    const w = this.watched.get(ev.Actor?.ID ?? '');
+    const name = eventName(ev);
+    if (!w) return;
+    if (name === 'start' || name === 'kill') return void w.reader.feed(ev);
+    clearTimeout(w.timer);
+    const kills = w.reader.feed(ev);
+    this.write(w, kills);
+    if (name === 'die' && !w.reader.lastDieWasOom) {
+      // The engine's `oom` may come just after the `die`: wait for it that long.
+      w.timer = setTimeout(() => w.died.resolve(), LATE_OOM_MS).unref();
+    } else if (name === 'die' || kills.some((k) => k.exited)) {
+      w.died.resolve();
+    } else {
+      // An `oom` whose `die` has not come: none within OOM_TO_DIE_MS means a process inside was killed.
+      w.timer = setTimeout(() => this.write(w, w.reader.flush()), OOM_TO_DIE_MS).unref();
+    }
+  }
+
+  /** The container's past kills, noted when the request started (the live events may repeat the latest). */
+  notePast(id: string, kills: OomKill[]): void {
+    const w = this.watched.get(id);
+    if (!w) return;
+    this.write(w, kills);
+    w.notedUntil = Math.max(w.notedUntil, ...kills.map((k) => Date.parse(k.at)));
+  }
+
+  private write(w: Watched, kills: OomKill[]): void {
+    for (const k of kills) if (Date.parse(k.at) > w.notedUntil) this.res.note(w.c, k.at, killNote(w.c, k, w.limit));
   }
 }
 
@@ -103,13 +198,35 @@ export class RuntimeLogs {
   private async readAll(req: LogsRequest, containers: BerthContainer[], res: LogsResponse): Promise<void> {
     for (const c of containers) {
       const raw = (await this.deps.docker.getContainer(c.id).logs({ stdout: true, stderr: true, follow: false, tail: req.tail, timestamps: true })) as unknown;
-      for (const line of demuxLines(raw)) res.add(c, line.stream, line.text);
+      const lines = demuxLines(raw);
+      const { kills, limit } = await this.pastKills(c);
+      // A kill goes before the first line written after it; kills older than a cut tail are cut with it.
+      const firstShown = lines.length < req.tail ? -Infinity : lineTime(lines[0]?.text ?? '');
+      const notes = kills.filter((k) => Date.parse(k.at) >= firstShown);
+      for (const line of lines) {
+        while (notes.length && Date.parse(notes[0]!.at) <= lineTime(line.text)) res.note(c, notes[0]!.at, killNote(c, notes.shift()!, limit));
+        res.add(c, line.stream, line.text);
+      }
+      for (const k of notes) res.note(c, k.at, killNote(c, k, limit));
+    }
+  }
+
+  /** The container's OOM kills the engine still knows of (the latest MAX_PAST_KILLS), and its memory cap. */
+  private async pastKills(c: BerthContainer): Promise<{ kills: OomKill[]; limit: number | null }> {
+    try {
+      const info = await this.deps.docker.getContainer(c.id).inspect();
+      return { kills: (await oomKills(this.deps.docker, info)).slice(-MAX_PAST_KILLS), limit: info.HostConfig?.Memory || null };
+    } catch {
+      return { kills: [], limit: null }; // removed meanwhile: its output said all there is
     }
   }
 
   private async followAll(req: LogsRequest, containers: BerthContainer[], res: LogsResponse): Promise<void> {
+    const kills = new LiveOomKills(containers, res);
+    await kills.start(this.deps.docker, this.deps.logger);
     let open = containers.length;
     for (const c of containers) {
+      if (req.tail > 0) kills.notePast(c.id, (await this.pastKills(c)).kills);
       const stream = (await this.deps.docker.getContainer(c.id).logs({ stdout: true, stderr: true, follow: true, tail: req.tail, timestamps: true })) as unknown as NodeJS.ReadableStream;
       if (res.ended) {
         (stream as unknown as { destroy?: () => void }).destroy?.();
@@ -118,14 +235,14 @@ export class RuntimeLogs {
       res.track(stream);
       const demux = new LogDemuxer((s, line) => res.add(c, s, line));
       stream.on('data', (chunk: Buffer) => demux.push(chunk));
-      // A container that stops (e.g. replaced by a deploy) ends its stream; the request ends with the last one.
+      // A container that stops (e.g. replaced by a deploy, or killed) ends its stream; the request ends with
+      // the last one — after the engine's `die` event has said whether it was an OOM kill (it comes just after).
+      const closed = () => void kills.died(c.id).then(() => --open === 0 && res.end());
       stream.on('end', () => {
         demux.end();
-        if (--open === 0) res.end();
+        closed();
       });
-      stream.on('error', () => {
-        if (--open === 0) res.end();
-      });
+      stream.on('error', closed);
     }
   }
 
@@ -137,6 +254,24 @@ export class RuntimeLogs {
   cancelAll(): void {
     for (const stop of [...this.active.values()]) stop();
   }
+}
+
+/** "worker.1 was killed: out of memory (limit 64 MB)". */
+function killNote(c: BerthContainer, kill: OomKill, limit: number | null): string {
+  const name = `${c.process}.${c.replica ?? 1}`;
+  return `${kill.exited ? `${name} was killed` : `a process in ${name} was killed`}: ${outOfMemory(limit)}`;
+}
+
+/** A log line's Docker timestamp in ms (NaN without one: such a line never orders a kill before it). */
+function lineTime(raw: string): number {
+  const { ts } = splitTimestamp(raw);
+  return ts ? Date.parse(ts) : NaN;
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
 }
 
 /** Why a request has nothing to show. */

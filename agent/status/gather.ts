@@ -4,8 +4,9 @@ import type Docker from 'dockerode';
 import { LABEL } from '../docker/labels.js';
 import { cronJobsOf, nextRun } from '../cron/schedule.js';
 import { listBerthContainers, type BerthContainer } from '../docker/containers.js';
+import { oomKills } from '../docker/limits.js';
 import type { AgentStore, Release } from '../store/index.js';
-import { buildStatusReport, type CronStatus, type StatusInput, type StatusReport } from './report.js';
+import { buildStatusReport, type ContainerFacts, type CronStatus, type StatusInput, type StatusReport } from './report.js';
 
 export interface GatherOptions {
   store: AgentStore;
@@ -46,19 +47,37 @@ function cronStatus(store: AgentStore, desired: StatusInput['desired'], releases
   }
 }
 
+/** Restarts, memory cap and OOM kills of the live releases' containers (one that vanished meanwhile is left out). */
+async function containerFacts(docker: Docker, containers: BerthContainer[], releases: Release[]): Promise<Record<string, ContainerFacts>> {
+  const live = new Set(releases.map((r) => `${r.app}\0${r.deploymentId}`));
+  const out: Record<string, ContainerFacts> = {};
+  for (const c of containers.filter((c) => live.has(`${c.app}\0${c.deploymentId}`))) {
+    try {
+      const info = await docker.getContainer(c.id).inspect();
+      const kills = await oomKills(docker, info);
+      out[c.id] = { restartCount: info.RestartCount ?? 0, memoryLimit: info.HostConfig?.Memory || null, oomKills: kills.length, lastOomKillAt: kills.at(-1)?.at ?? null };
+    } catch {
+      // removed since it was listed: the report shows it without these facts
+    }
+  }
+  return out;
+}
+
 export async function gatherStatus(opts: GatherOptions): Promise<StatusReport> {
   let containers: BerthContainer[] | null = null;
   let disk: StatusInput['disk'] = null;
   let dockerError: string | undefined;
+  let facts: Record<string, ContainerFacts> | undefined;
+  const releases = opts.store.releases.all();
   try {
     containers = await listBerthContainers(opts.docker, { server: opts.agent.server });
     disk = await diskUsage(opts.docker, opts.agent.server);
+    facts = await containerFacts(opts.docker, containers, releases);
   } catch (err) {
     dockerError = `cannot ask Docker: ${(err as Error).message.split('\n')[0]}`;
   }
   const now = new Date();
   const desired = opts.store.desired.get();
-  const releases = opts.store.releases.all();
   const cron = cronStatus(opts.store, desired, releases, now);
   return buildStatusReport({
     agent: opts.agent,
@@ -73,6 +92,7 @@ export async function gatherStatus(opts: GatherOptions): Promise<StatusReport> {
     lastReconcile: opts.store.reconcileRuns.last(1)[0] ?? null,
     disk,
     ...(cron ? { cron } : {}),
+    ...(facts ? { containerFacts: facts } : {}),
     now,
   });
 }

@@ -24,6 +24,8 @@ export interface StatusInput {
   disk: { images: number; bytes: number } | null;
   /** Each live release's cron jobs with their last and next run (absent: not known, e.g. an older database). */
   cron?: CronStatus[];
+  /** What inspect and the engine's events say about each container of a live release, by container id. */
+  containerFacts?: Record<string, ContainerFacts>;
   now: Date;
 }
 
@@ -37,11 +39,28 @@ export interface CronStatus {
   nextRunAt: string | null;
 }
 
+/** A container's restarts, memory cap and OOM kills (agent/status/gather.ts asks Docker). */
+export interface ContainerFacts {
+  /** Docker's count of restarts by the restart policy. */
+  restartCount: number;
+  /** Bytes (HostConfig.Memory); null: not capped. */
+  memoryLimit: number | null;
+  /** OOM kills the engine still knows of (its event log is bounded), and the last one's time. */
+  oomKills: number;
+  lastOomKillAt: string | null;
+}
+
 export interface ProcessStatus {
   name: string;
   desired: number;
   running: number;
-  containers: Array<{ name: string; replica: number; state: string }>;
+  containers: Array<{ name: string; replica: number; state: string } & Partial<ContainerFacts>>;
+  /** Whether the kernel killed a container of it (or a process inside one) at its memory cap. */
+  oomKilled: boolean;
+  /** The latest such kill (ISO), its cap (bytes, null: none known) and the containers' restarts. */
+  lastOomKillAt: string | null;
+  memoryLimit: number | null;
+  restartCount: number;
 }
 
 export interface AppStatus {
@@ -78,6 +97,17 @@ export interface StatusReport {
   dockerError: string | null;
 }
 
+/** A process's OOM kills, cap and restarts, over its containers. */
+function processFacts(containers: Array<Partial<ContainerFacts>>): Pick<ProcessStatus, 'oomKilled' | 'lastOomKillAt' | 'memoryLimit' | 'restartCount'> {
+  const kills = containers.map((c) => c.lastOomKillAt).filter((t): t is string => !!t).sort();
+  return {
+    oomKilled: kills.length > 0,
+    lastOomKillAt: kills.at(-1) ?? null,
+    memoryLimit: containers.find((c) => c.memoryLimit)?.memoryLimit ?? null,
+    restartCount: containers.reduce((n, c) => n + (c.restartCount ?? 0), 0),
+  };
+}
+
 export function buildStatusReport(input: StatusInput): StatusReport {
   const { agent, connection } = input;
   const specApps = input.desired?.spec.apps ?? [];
@@ -93,12 +123,8 @@ export function buildStatusReport(input: StatusInput): StatusReport {
       ? []
       : wanted.map((p): ProcessStatus => {
           const mine = ours.filter((c) => c.process === p.name).sort((a, b) => (a.replica ?? 1) - (b.replica ?? 1));
-          return {
-            name: p.name,
-            desired: p.scale,
-            running: mine.filter((c) => c.state === 'running').length,
-            containers: mine.map((c) => ({ name: c.name, replica: c.replica ?? 1, state: c.state })),
-          };
+          const containers = mine.map((c) => ({ name: c.name, replica: c.replica ?? 1, state: c.state, ...input.containerFacts?.[c.id] }));
+          return { name: p.name, desired: p.scale, running: mine.filter((c) => c.state === 'running').length, containers, ...processFacts(containers) };
         });
     const desiredTotal = processes.reduce((n, p) => n + p.desired, 0);
     const runningTotal = processes.reduce((n, p) => n + Math.min(p.running, p.desired), 0);

@@ -4,7 +4,8 @@ import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import type { StatusReport } from '../../agent/status/report.js';
+import { formatMemory } from '../../agent/docker/limits.js';
+import type { ProcessStatus, StatusReport } from '../../agent/status/report.js';
 import { BERTH_VERSION } from '../../shared/version.js';
 import { CliError } from '../errors.js';
 import { output } from '../output.js';
@@ -38,6 +39,14 @@ const ago = (iso: string | null, now = Date.now()) => {
   return s >= 0 ? `${text} ago` : `in ${text}`;
 };
 
+/** "  OOM-killed (limit 64 MB) 5 s ago, 3 restarts": what the restart policy hides (older agents: nothing). */
+function processTrouble(p: ProcessStatus): string {
+  const parts: string[] = [];
+  if (p.oomKilled) parts.push(`OOM-killed (${p.memoryLimit ? `limit ${formatMemory(p.memoryLimit)}` : 'no memory cap'}) ${ago(p.lastOomKillAt)}`);
+  if (p.restartCount) parts.push(`${p.restartCount} restart${p.restartCount === 1 ? '' : 's'}`);
+  return parts.length ? `  ${parts.join(', ')}` : '';
+}
+
 function printHuman(r: StatusReport): void {
   // The report carries text from repos and apps (reasons, cron commands, errors): one sanitised line each.
   const w = (line = '') => process.stdout.write(terminalSafe(line) + '\n');
@@ -58,7 +67,7 @@ function printHuman(r: StatusReport): void {
   for (const app of r.apps) {
     w(`${app.name}  [${app.health}]${app.domains.length ? `  ${app.domains.join(', ')}` : ''}`);
     if (app.release) w(`  release     ${app.release.deploymentId} commit ${app.release.commit?.slice(0, 12) ?? '-'} activated ${ago(app.release.activatedAt)}${app.release.static ? ' (static, served from disk)' : ''}`);
-    for (const p of app.processes) w(`  ${p.name.padEnd(11)} ${p.running}/${p.desired} running${p.containers.some((c) => c.state !== 'running') ? `  (${p.containers.filter((c) => c.state !== 'running').map((c) => `${c.name}: ${c.state}`).join(', ')})` : ''}`);
+    for (const p of app.processes) w(`  ${p.name.padEnd(11)} ${p.running}/${p.desired} running${p.containers.some((c) => c.state !== 'running') ? `  (${p.containers.filter((c) => c.state !== 'running').map((c) => `${c.name}: ${c.state}`).join(', ')})` : ''}${processTrouble(p)}`);
     for (const c of app.certificates) {
       w(`  tls         ${c.state}${c.notAfter ? `, expires ${c.notAfter.slice(0, 10)} (${c.daysLeft} d)` : ''}${c.lastResult ? `, last renewal ${c.lastResult} ${ago(c.lastAttemptAt)}` : ''}${c.lastError ? `: ${c.lastError}` : ''}${c.nextAttemptAt ? `, next ${ago(c.nextAttemptAt)}` : ''}`);
     }
