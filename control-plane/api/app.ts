@@ -20,6 +20,7 @@ import { registerCronRoutes } from './cron.js';
 import { registerControlPlaneRoutes } from './control-plane.js';
 import { registerNotifyRoutes } from './notify.js';
 import { registerDashboard } from '../dashboard/index.js';
+import { registerClusterRoutes } from '../clusters/routes.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -48,6 +49,7 @@ export function createApi(deps: ApiDeps): Hono {
   registerCronRoutes(app, deps);
   registerControlPlaneRoutes(app, deps);
   registerNotifyRoutes(app, deps);
+  registerClusterRoutes(app, deps);
   registerDashboard(app, deps);
 
   app.notFound((c) => c.json(fail(`no such route: ${c.req.method} ${c.req.path}`), 404));
