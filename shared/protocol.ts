@@ -194,8 +194,8 @@ export const clusterOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('join'), managerAddr: clusterAddr, joinToken: z.string().min(1).max(512), advertise: clusterAddr.optional() }),
   /** Manager: every node with its state, availability and running tasks. */
   z.object({ op: z.literal('inspect') }),
-  /** Manager: set a node's availability to drain. */
-  z.object({ op: z.literal('drain'), nodeId: swarmNodeId }),
+  /** Manager: set a node's availability to drain; `demote`: make a manager a worker first (quorum stays with the others). */
+  z.object({ op: z.literal('drain'), nodeId: swarmNodeId, demote: z.boolean().optional() }),
   /** The node itself: `swarm leave`. */
   z.object({ op: z.literal('leave'), force: z.boolean() }),
   /** Manager: `node rm` (a node that has left). */

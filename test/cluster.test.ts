@@ -155,6 +155,20 @@ describe('cluster formation through the agents', { timeout: 15 * 60_000 }, () =>
     }
   });
 
+  it('a server joins as a manager, and cluster rm demotes it before it leaves', async () => {
+    const added = await json<ClusterNodeInfo>(['cluster', 'add', 'prod', 'web4', '--role', 'manager']);
+    assert.deepEqual([added.role, added.state, added.reachability], ['manager', 'ready', 'reachable']);
+    const web4 = bed.agent('web4').node.name;
+    assert.equal((await bed.swarm.nodeStates()).get(web4)?.managerStatus, 'Reachable');
+    const removed = await json<ClusterNodeRemoved>(['cluster', 'rm', 'prod', 'web4']);
+    assert.equal(removed.server, 'web4');
+    assert.equal(await localState('web4'), 'inactive');
+    const states = await bed.swarm.nodeStates();
+    assert.ok(!states.has(web4));
+    // The first manager still leads: quorum was never lost.
+    assert.equal(states.get(bed.agent('web1').node.name)?.managerStatus, 'Leader');
+  });
+
   it("an offline agent is a 409 naming its server", async () => {
     await bed.stopAgent('web4');
     const res = await cli(bed, ['cluster', 'add', 'prod', 'web4']);

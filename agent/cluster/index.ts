@@ -37,7 +37,7 @@ async function perform(deps: ClusterDeps, op: ClusterOp): Promise<ClusterResult>
     case 'inspect':
       return { nodes: await inspectNodes(docker) };
     case 'drain':
-      await drainNode(docker, op.nodeId);
+      await drainNode(docker, op.nodeId, op.demote === true);
       return {};
     case 'leave':
       await leaveSwarm(docker, op.force);

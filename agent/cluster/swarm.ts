@@ -98,11 +98,12 @@ interface NodeInfo {
   ManagerStatus?: { Leader?: boolean; Reachability?: string };
 }
 
-/** Stop scheduling on the node and move its tasks elsewhere. */
-export async function drainNode(docker: Docker, id: string): Promise<void> {
+/** Stop scheduling on the node and move its tasks elsewhere; `demote`: it stops being a manager too. */
+export async function drainNode(docker: Docker, id: string, demote = false): Promise<void> {
   const node = docker.getNode(id);
   const info = (await step(`node inspect ${id}`, () => node.inspect())) as NodeInfo;
-  await step(`node update ${id}`, () => node.update({ _query: { version: info.Version.Index }, _body: { ...info.Spec, Availability: 'drain' } }));
+  const spec = { ...info.Spec, Availability: 'drain', ...(demote ? { Role: 'worker' } : {}) };
+  await step(`node update ${id}`, () => node.update({ _query: { version: info.Version.Index }, _body: spec }));
 }
 
 export async function removeNode(docker: Docker, id: string, force: boolean): Promise<void> {

@@ -39,6 +39,7 @@ export function createApi(deps: ApiDeps): Hono {
   app.get('/healthz', (c) => c.json({ ok: true, version: BERTH_VERSION }));
   app.use('/api/*', adminAuth(deps.adminToken));
 
+  registerClusterRoutes(app, deps); // first: it guards DELETE /api/servers/:name
   registerServerRoutes(app, deps);
   registerAppRoutes(app, deps);
   registerDeploymentRoutes(app, deps);
@@ -49,7 +50,6 @@ export function createApi(deps: ApiDeps): Hono {
   registerCronRoutes(app, deps);
   registerControlPlaneRoutes(app, deps);
   registerNotifyRoutes(app, deps);
-  registerClusterRoutes(app, deps);
   registerDashboard(app, deps);
 
   app.notFound((c) => c.json(fail(`no such route: ${c.req.method} ${c.req.path}`), 404));

@@ -156,9 +156,11 @@ export class ClusterFormation {
       if (server === c.manager) throw new ConflictError(`server "${server}" is the manager of cluster "${cluster}": it cannot be removed (removing a cluster is not built yet)`);
       this.requireOnline(c.manager, server);
       const before = (await this.liveNodes(c.manager))?.find((n) => n.id === node.node_id)?.runningTasks ?? 0;
-      await this.ask(c.manager, { op: 'drain', nodeId: node.node_id });
-      await this.waitFor(c.manager, (nodes) => (nodes.find((n) => n.id === node.node_id)?.runningTasks ?? 0) === 0, this.o.drainTimeoutMs ?? 120_000, `the tasks of ${server} did not leave it (it stays drained)`);
-      await this.ask(server, { op: 'leave', force: node.role === 'manager' }, 60_000);
+      // A manager is demoted as it is drained: it then leaves as a plain worker, never taking quorum with it.
+      await this.ask(c.manager, { op: 'drain', nodeId: node.node_id, demote: node.role === 'manager' });
+      const drained = (n: SwarmNodeState | undefined) => !n || (n.runningTasks === 0 && (node.role === 'worker' || n.managerReachability === ''));
+      await this.waitFor(c.manager, (nodes) => drained(nodes.find((n) => n.id === node.node_id)), this.o.drainTimeoutMs ?? 120_000, `the tasks of ${server} did not leave it (it stays drained)`);
+      await this.ask(server, { op: 'leave', force: false }, 60_000);
       // A node that left shows Down on the manager after a moment; only then is a plain `node rm` accepted.
       const down = await this.waitFor(c.manager, (nodes) => nodes.find((n) => n.id === node.node_id)?.state !== 'ready', 30_000, `${server} still shows Ready on ${c.manager} after leaving`).then(
         () => true,

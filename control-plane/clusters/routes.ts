@@ -9,6 +9,7 @@ import type { Hono } from 'hono';
 import { addClusterNodeBody, clusterName, createClusterBody, type ClusterDetails, type ClusterInfo, type ClusterNodeInfo, type ClusterNodeRemoved } from '../../shared/api.js';
 import { serverName } from '../../shared/validation.js';
 import type { ApiDeps } from '../api/deps.js';
+import { ConflictError } from '../errors.js';
 import { readJson, validParam } from '../api/http.js';
 import { ClusterFormation } from './formation.js';
 import { ClusterStore } from './store.js';
@@ -24,6 +25,14 @@ export function registerClusterRoutes(app: Hono, deps: ApiDeps): void {
     servers: deps.stores.servers,
     logger: deps.logger,
     checkImage: process.env.BERTH_CLUSTER_CHECK_IMAGE || DEFAULT_CHECK_IMAGE,
+  });
+
+  // Registered before the server routes: a server in a cluster is removed from it first (its
+  // cluster_nodes row would otherwise be left pointing at nothing).
+  app.delete('/api/servers/:name', async (c, next) => {
+    const m = clusters.membership(c.req.param('name'));
+    if (m) throw new ConflictError(`server "${m.server}" is in cluster "${m.cluster}": remove it first (berth cluster rm ${m.cluster} ${m.server})`);
+    await next();
   });
 
   app.post('/api/clusters', async (c) => {

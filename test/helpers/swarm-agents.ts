@@ -65,6 +65,7 @@ export class SwarmWithAgents {
   async startControlPlane(): Promise<void> {
     const port = await freePort();
     this.cpUrl = `http://${this.swarm.gateway}:${port}`;
+    // Plain HTTP on the test's own bridge network (nothing else is on it): --insecure-http says so.
     this.cp = startDaemon(['control-plane', '--data', this.cpData, '--listen', `${this.swarm.gateway}:${port}`, '--insecure-http'], { BERTH_CLUSTER_CHECK_IMAGE: CHECK_IMAGE }, this.cpLog);
     await eventually(async () => (await fetch(`${this.cpUrl}/healthz`)).status, (s) => s === 200, 30_000).catch((err) => {
       throw new Error(`control plane did not start: ${String(err)}\n${readFileSync(this.cpLog, 'utf8').slice(-3000)}`);

@@ -130,6 +130,13 @@ describe('cluster API with agents on the wire', () => {
     assert.deepEqual((await api('GET', '/api/clusters/prod')).body.nodes.map((n: { server: string }) => n.server), ['m1', 'w1']);
   });
 
+  it('refuses to remove a server that is in a cluster, naming the cluster', async () => {
+    const r = await api('DELETE', '/api/servers/w1');
+    assert.equal(r.status, 409);
+    assert.match(r.body.error, /server "w1" is in cluster "prod": remove it first \(berth cluster rm prod w1\)/);
+    assert.equal((await api('DELETE', '/api/servers/never')).status, 200, 'a server in no cluster is removed as before');
+  });
+
   it('keeps no join token in the database', async () => {
     for (const f of readdirSync(join(dir, 'data')).filter((x) => x.startsWith('control-plane.db'))) {
       assert.ok(!readFileSync(join(dir, 'data', f)).toString('latin1').includes('SWMTKN-'), f);
