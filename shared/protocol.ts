@@ -188,8 +188,8 @@ export const clusterOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('join_token'), role: swarmRole }),
   /** Manager: rotate the token for `role` (after each join). */
   z.object({ op: z.literal('rotate_token'), role: swarmRole }),
-  /** Joiner: TCP connect to the manager's 2377 and 7946 with short timeouts. */
-  z.object({ op: z.literal('preflight'), managerAddr: clusterAddr, timeoutMs: z.number().int().min(100).max(30_000) }),
+  /** Joiner: TCP connect to the manager's 2377 and 7946 with short timeouts (or to `ports`: the manager probing a node back). */
+  z.object({ op: z.literal('preflight'), managerAddr: clusterAddr, timeoutMs: z.number().int().min(100).max(30_000), ports: z.array(z.number().int().min(1).max(65_535)).min(1).max(4).optional() }),
   /** Joiner: `swarm join`. */
   z.object({ op: z.literal('join'), managerAddr: clusterAddr, joinToken: z.string().min(1).max(512), advertise: clusterAddr.optional() }),
   /** Manager: every node with its state, availability and running tasks. */

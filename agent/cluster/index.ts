@@ -31,7 +31,7 @@ async function perform(deps: ClusterDeps, op: ClusterOp): Promise<ClusterResult>
       await rotateToken(docker, op.role);
       return {};
     case 'preflight':
-      return preflight(op.managerAddr, op.timeoutMs);
+      return preflight(op.managerAddr, op.timeoutMs, op.ports);
     case 'join':
       return { nodeId: await joinSwarm(docker, { managerAddr: op.managerAddr, joinToken: op.joinToken, ...(op.advertise ? { advertise: op.advertise } : {}) }) };
     case 'inspect':

@@ -38,14 +38,14 @@ export function tcpConnect(host: string, port: number, timeoutMs: number): Promi
 }
 
 /** Probe the manager's TCP ports; the local address comes from the first connect that worked. */
-export async function preflight(managerAddr: string, timeoutMs: number): Promise<{ failures: PortFailure[]; localAddr?: string }> {
+export async function preflight(managerAddr: string, timeoutMs: number, ports: readonly number[] = MANAGER_TCP_PORTS): Promise<{ failures: PortFailure[]; localAddr?: string }> {
   const host = hostOf(managerAddr);
   const failures: PortFailure[] = [];
   let localAddr: string | undefined;
-  const results = await Promise.allSettled(MANAGER_TCP_PORTS.map((port) => tcpConnect(host, port, timeoutMs)));
+  const results = await Promise.allSettled(ports.map((port) => tcpConnect(host, port, timeoutMs)));
   results.forEach((r, i) => {
     if (r.status === 'fulfilled') localAddr ??= r.value;
-    else failures.push({ addr: host, port: MANAGER_TCP_PORTS[i]!, proto: 'tcp', error: (r.reason as Error).message.slice(0, 500) });
+    else failures.push({ addr: host, port: ports[i]!, proto: 'tcp', error: (r.reason as Error).message.slice(0, 500) });
   });
   return { failures, ...(localAddr ? { localAddr } : {}) };
 }

@@ -81,19 +81,22 @@ export class ClusterFormation {
       this.requireOnline(c.manager, server);
       const pre = await this.ask(server, { op: 'preflight', managerAddr: c.advertise, timeoutMs: this.o.preflightTimeoutMs ?? 3_000 });
       if (pre.failures?.length) throw new ClusterStepError(`${unreachablePorts(server, pre.failures)}: open these ports from ${server} to ${c.manager} (only to the cluster's nodes), then try again`);
-      const nodeId = await this.join(c, server, role, pre.localAddr);
+      const { nodeId, addr } = await this.join(c, server, role, pre.localAddr);
       this.o.clusters.addNode(cluster, server, role, nodeId);
       this.log.info({ cluster, server, role, nodeId }, 'server joined the cluster');
-      const overlayError = await this.checkOverlay(c.manager, server);
-      this.o.clusters.setOverlayError(server, overlayError);
-      if (overlayError) this.log.warn({ cluster, server, error: overlayError }, 'overlay check failed');
+      // The other way: the manager reaches the new node's gossip port (and a new manager's 2377), then the overlay both ways.
+      const back = await this.ask(c.manager, { op: 'preflight', managerAddr: addr, timeoutMs: this.o.preflightTimeoutMs ?? 3_000, ports: role === 'manager' ? [2377, 7946] : [7946] });
+      const problems = [back.failures?.length ? unreachablePorts(c.manager, back.failures) : null, await this.checkOverlay(c.manager, server)].filter((p) => p !== null);
+      const reachError = problems.length ? problems.join('; ') : null;
+      this.o.clusters.setReachError(server, reachError);
+      if (reachError) this.log.warn({ cluster, server, error: reachError }, 'reachability check after the join failed');
       const live = await this.liveNodes(c.manager);
       return nodeInfo(this.o.clusters.membership(server)!, live);
     });
   }
 
   /** Relay a fresh token, join, rotate it, and wait until the manager lists the node Ready; undo a join that never got Ready. */
-  private async join(c: ClusterRow, server: string, role: 'manager' | 'worker', localAddr: string | undefined): Promise<string> {
+  private async join(c: ClusterRow, server: string, role: 'manager' | 'worker', localAddr: string | undefined): Promise<{ nodeId: string; addr: string }> {
     let nodeId: string | undefined;
     try {
       const { joinToken } = await this.ask(c.manager, { op: 'join_token', role });
@@ -105,13 +108,13 @@ export class ClusterFormation {
     }
     if (!nodeId) throw new ClusterStepError(`${server}: swarm join gave no node id`);
     try {
-      await this.waitFor(c.manager, (nodes) => nodes.find((n) => n.id === nodeId)?.state === 'ready', this.o.readyTimeoutMs ?? 60_000, `${server} did not become Ready on ${c.manager}`);
+      const nodes = await this.waitFor(c.manager, (list) => list.find((n) => n.id === nodeId)?.state === 'ready', this.o.readyTimeoutMs ?? 60_000, `${server} did not become Ready on ${c.manager}`);
+      return { nodeId, addr: nodes.find((n) => n.id === nodeId)!.addr };
     } catch (err) {
       await this.ask(server, { op: 'leave', force: true }).catch(() => undefined);
       await this.ask(c.manager, { op: 'remove_node', nodeId, force: true }).catch(() => undefined);
       throw err;
     }
-    return nodeId;
   }
 
   /** Poll the manager's node list until `done` (bounded). */
@@ -134,8 +137,9 @@ export class ClusterFormation {
       await this.ask(manager, { op: 'overlay_network', network: CHECK_NETWORK });
       const serve = (s: string) => this.ask(s, { op: 'overlay_serve', network: CHECK_NETWORK, image, word: words[s]!, seconds: 60 }, 150_000);
       const [m, w] = await Promise.all([serve(manager), serve(server)]);
-      const reach = (from: string, to: string, address: string | undefined) =>
-        this.ask(from, { op: 'overlay_reach', network: CHECK_NETWORK, image, address: address ?? '', word: words[to]!, timeoutMs: 15_000 }, 150_000).then(
+      if (!m.address || !w.address) throw new Error('a listener got no address on the overlay network');
+      const reach = (from: string, to: string, address: string) =>
+        this.ask(from, { op: 'overlay_reach', network: CHECK_NETWORK, image, address, word: words[to]!, timeoutMs: 15_000 }, 150_000).then(
           () => null,
           () => overlayUnreachable(from, to),
         );

@@ -18,13 +18,13 @@ export function nodeInfo(row: ClusterNodeRow, live: SwarmNodeState[] | undefined
   const seen = live?.find((n) => n.id === row.node_id);
   const base = { server: row.server, role: row.role, nodeId: row.node_id, joinedAt: row.joined_at };
   if (!live) {
-    return { ...base, state: null, availability: null, addr: null, leader: false, runningTasks: null, reachability: 'unknown', error: row.overlay_error };
+    return { ...base, state: null, availability: null, addr: null, leader: false, runningTasks: null, reachability: 'unknown', error: row.reach_error };
   }
   if (!seen) {
     return { ...base, state: 'missing', availability: null, addr: null, leader: false, runningTasks: null, reachability: 'unreachable', error: `${row.server} is not a node of the swarm any more (node ${row.node_id})` };
   }
   const ready = seen.state === 'ready';
-  const error = row.overlay_error ?? (ready ? null : `${row.server} is ${seen.state} as the manager sees it`);
+  const error = row.reach_error ?? (ready ? null : `${row.server} is ${seen.state} as the manager sees it`);
   return {
     ...base,
     state: seen.state,

@@ -17,8 +17,8 @@ export interface ClusterNodeRow {
   role: 'manager' | 'worker';
   node_id: string;
   joined_at: string;
-  /** The last overlay check's failure, naming the servers; null when it passed. */
-  overlay_error: string | null;
+  /** What the checks after its join could not reach (ports back from the manager, the overlay), naming the servers; null: all reached. */
+  reach_error: string | null;
 }
 
 export class ClusterStore {
@@ -75,8 +75,8 @@ export class ClusterStore {
     })();
   }
 
-  setOverlayError(server: string, error: string | null): void {
-    this.db.prepare('UPDATE cluster_nodes SET overlay_error = ? WHERE server = ?').run(error, server);
+  setReachError(server: string, error: string | null): void {
+    this.db.prepare('UPDATE cluster_nodes SET reach_error = ? WHERE server = ?').run(error, server);
   }
 
   removeNode(server: string): void {

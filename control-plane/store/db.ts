@@ -228,7 +228,7 @@ export const MIGRATIONS: readonly string[] = [
     role          TEXT NOT NULL CHECK (role IN ('manager', 'worker')),
     node_id       TEXT NOT NULL,
     joined_at     TEXT NOT NULL,
-    overlay_error TEXT
+    reach_error   TEXT
   ) STRICT;
   CREATE INDEX cluster_nodes_by_cluster ON cluster_nodes(cluster);
   `,

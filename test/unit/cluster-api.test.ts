@@ -36,6 +36,8 @@ describe('cluster API with agents on the wire', () => {
   let api: ReturnType<typeof adminApi>;
   const agents: FakeAgent[] = [];
   const ops: { m1: string[]; w1: string[]; w2: string[] } = { m1: [], w1: [], w2: [] };
+  /** The manager probing a new node back (its 7946/tcp). */
+  let m1Preflight: ReturnType<Handler> = { ok: true, result: { failures: [] } };
   let w2Preflight: Handler = () => ({ ok: true, result: { failures: [], localAddr: '192.0.2.12' } });
 
   const join_ = async (name: string, handler: Handler) => {
@@ -65,6 +67,10 @@ describe('cluster API with agents on the wire', () => {
           return { ok: true, result: { joinToken: TOKEN } };
         case 'inspect':
           return swarmView();
+        case 'preflight':
+          return m1Preflight;
+        case 'overlay_serve':
+          return { ok: true, result: { address: '172.29.0.2' } };
         default:
           return { ok: true, result: {} };
       }
@@ -128,6 +134,17 @@ describe('cluster API with agents on the wire', () => {
     assert.equal(ops.m1.filter((o) => o === 'join_token').length, tokensBefore);
     assert.ok(!ops.w2.includes('join'));
     assert.deepEqual((await api('GET', '/api/clusters/prod')).body.nodes.map((n: { server: string }) => n.server), ['m1', 'w1']);
+  });
+
+  it("a node the manager cannot reach back joins but is unreachable, naming the manager and the port", async () => {
+    w2Preflight = () => ({ ok: true, result: { failures: [], localAddr: '192.0.2.12' } });
+    m1Preflight = { ok: true, result: { failures: [{ addr: '192.0.2.12', port: 7946, proto: 'tcp', error: 'EHOSTUNREACH' }] } };
+    const r = await api('POST', '/api/clusters/prod/nodes', { server: 'w2' });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal(r.body.reachability, 'unreachable');
+    assert.equal(r.body.error, 'm1 cannot reach 192.0.2.12:7946/tcp (EHOSTUNREACH)');
+    const shown = (await api('GET', '/api/clusters/prod')).body.nodes.find((n: { server: string }) => n.server === 'w2');
+    assert.equal(shown.reachability, 'unreachable');
   });
 
   it('refuses to remove a server that is in a cluster, naming the cluster', async () => {

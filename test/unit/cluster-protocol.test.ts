@@ -80,7 +80,7 @@ describe('cluster reports', () => {
     assert.equal(overlayUnreachable('web2', 'web1'), 'web2 cannot reach web1 over the overlay network (4789/udp)');
   });
 
-  const row: ClusterNodeRow = { server: 'web2', cluster: 'prod', role: 'worker', node_id: 'n2', joined_at: '2026-01-01T00:00:00Z', overlay_error: null };
+  const row: ClusterNodeRow = { server: 'web2', cluster: 'prod', role: 'worker', node_id: 'n2', joined_at: '2026-01-01T00:00:00Z', reach_error: null };
   const live = (state: string): SwarmNodeState[] => [
     { id: 'n2', hostname: 'h2', role: 'worker', availability: 'active', state, addr: '192.0.2.11', managerReachability: '', leader: false, runningTasks: 2 },
   ];
@@ -92,7 +92,7 @@ describe('cluster reports', () => {
     );
     const down = nodeInfo(row, live('down'));
     assert.deepEqual([down.reachability, down.error], ['unreachable', 'web2 is down as the manager sees it']);
-    const overlay = nodeInfo({ ...row, overlay_error: overlayUnreachable('web2', 'web1') }, live('ready'));
+    const overlay = nodeInfo({ ...row, reach_error: overlayUnreachable('web2', 'web1') }, live('ready'));
     assert.deepEqual([overlay.state, overlay.reachability], ['ready', 'unreachable']);
     assert.match(overlay.error ?? '', /web2 cannot reach web1/);
     assert.deepEqual([nodeInfo(row, undefined).reachability, nodeInfo(row, undefined).state], ['unknown', null]);
