@@ -154,6 +154,20 @@ describe('cluster API with agents on the wire', () => {
     assert.equal((await api('DELETE', '/api/servers/never')).status, 200, 'a server in no cluster is removed as before');
   });
 
+  it('an agent that goes away mid-step fails the request at once with a 409 naming it, and nothing is recorded', async () => {
+    const created = await api('POST', '/api/servers', { name: 'flaky' });
+    const joined = await fetch(`${cp.url}/api/agent/join`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: created.body.joinToken, name: 'flaky' }) });
+    const agent = await FakeAgent.join(cp.url, ((await joined.json()) as { credential: string }).credential);
+    const pending = api('POST', '/api/clusters', { name: 'gone', manager: 'flaky' });
+    const req = await agent.next('cluster_request');
+    assert.equal(req.request.op, 'init');
+    agent.ws.terminate();
+    const r = await pending;
+    assert.equal(r.status, 409);
+    assert.match(r.body.error, /the agent of server "flaky" disconnected before answering/);
+    assert.equal((await api('GET', '/api/clusters/gone')).status, 404);
+  });
+
   it('keeps no join token in the database', async () => {
     for (const f of readdirSync(join(dir, 'data')).filter((x) => x.startsWith('control-plane.db'))) {
       assert.ok(!readFileSync(join(dir, 'data', f)).toString('latin1').includes('SWMTKN-'), f);
