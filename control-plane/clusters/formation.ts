@@ -85,8 +85,11 @@ export class ClusterFormation {
       this.o.clusters.addNode(cluster, server, role, nodeId);
       this.log.info({ cluster, server, role, nodeId }, 'server joined the cluster');
       // The other way: the manager reaches the new node's gossip port (and a new manager's 2377), then the overlay both ways.
-      const back = await this.ask(c.manager, { op: 'preflight', managerAddr: addr, timeoutMs: this.o.preflightTimeoutMs ?? 3_000, ports: role === 'manager' ? [2377, 7946] : [7946] });
-      const problems = [back.failures?.length ? unreachablePorts(c.manager, back.failures) : null, await this.checkOverlay(c.manager, server)].filter((p) => p !== null);
+      const back = await this.ask(c.manager, { op: 'preflight', managerAddr: addr, timeoutMs: this.o.preflightTimeoutMs ?? 3_000, ports: role === 'manager' ? [2377, 7946] : [7946] }).then(
+        (r) => (r.failures?.length ? unreachablePorts(c.manager, r.failures) : null),
+        (err: Error) => `the check from ${c.manager} to ${server} could not run: ${err.message}`,
+      );
+      const problems = [back, await this.checkOverlay(c.manager, server)].filter((p) => p !== null);
       const reachError = problems.length ? problems.join('; ') : null;
       this.o.clusters.setReachError(server, reachError);
       if (reachError) this.log.warn({ cluster, server, error: reachError }, 'reachability check after the join failed');
