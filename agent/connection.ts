@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import WebSocket from 'ws';
 import type { Logger } from '../shared/logger.js';
-import { AGENT_WS_PATH, cpMessage, HEARTBEAT_INTERVAL_MS, parseMessage, PROTOCOL_VERSION, type AgentMessage, type CancelOrder, type CronRequest, type DeployOrder, type LogsRequest } from '../shared/protocol.js';
+import { AGENT_WS_PATH, cpMessage, HEARTBEAT_INTERVAL_MS, parseMessage, PROTOCOL_VERSION, type AgentMessage, type CancelOrder, type ClusterRequest, type CronRequest, type DeployOrder, type LogsRequest } from '../shared/protocol.js';
 import type { ServerSpec } from '../shared/spec.js';
 import { sleep } from '../shared/util/index.js';
 import { BERTH_VERSION } from '../shared/version.js';
@@ -49,6 +49,7 @@ interface ConnectionEvents {
   logs_request: [req: LogsRequest];
   logs_cancel: [requestId: string];
   cron_request: [req: CronRequest];
+  cluster_request: [req: ClusterRequest];
 }
 
 // Worth keeping across a disconnect; everything else (heartbeats, observed state) is re-sent fresh.
@@ -251,6 +252,9 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
         return;
       case 'cron_request':
         this.safeEmit('cron_request', msg);
+        return;
+      case 'cluster_request':
+        this.safeEmit('cluster_request', msg);
         return;
       case 'heartbeat':
         return;

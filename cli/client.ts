@@ -9,7 +9,8 @@ export class ApiClient {
     return this.config.url;
   }
 
-  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** `timeoutMs`: cluster joins run several agent steps and take longer than the usual 30 s. */
+  async request<T>(method: string, path: string, body?: unknown, timeoutMs = 30_000): Promise<T> {
     let res: Response;
     try {
       res = await fetch(this.config.url + path, {
@@ -19,7 +20,7 @@ export class ApiClient {
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(30_000),
+        signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;

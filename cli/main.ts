@@ -8,6 +8,7 @@ import { registerStatusCommand } from './commands/status.js';
 import { registerUpgradeCommand } from './commands/upgrade.js';
 import { registerLogsCommand } from './commands/logs.js';
 import { registerCronCommands } from './commands/cron.js';
+import { registerClusterCommands } from './commands/cluster.js';
 import { registerDeployCommands } from './commands/deploy.js';
 import { registerEnvCommands } from './commands/env.js';
 import { registerNotifyCommands } from './commands/notify.js';
@@ -34,6 +35,7 @@ registerCronCommands(program);
 registerStatusCommand(program);
 registerUpgradeCommand(program);
 registerNotifyCommands(program);
+registerClusterCommands(program);
 
 /** Every failure becomes one clear line on stderr and a non-zero exit code. */
 function fail(err: unknown): never {

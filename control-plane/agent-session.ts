@@ -2,7 +2,7 @@
 // only, and answers garbage with an `error` message instead of dropping the connection.
 import WebSocket from 'ws';
 import type { Logger } from '../shared/logger.js';
-import { agentMessage, parseMessage, PROTOCOL_VERSION, type AgentMessage, type CpMessage, type CronResponse } from '../shared/protocol.js';
+import { agentMessage, parseMessage, PROTOCOL_VERSION, type AgentMessage, type ClusterResponse, type CpMessage, type CronResponse } from '../shared/protocol.js';
 import { appSpecOf, serverSpecOf } from './desired-state.js';
 import type { DeploymentEvents } from './events.js';
 import { deploymentInfo, type DeploymentRow } from './store/deployments.js';
@@ -31,6 +31,8 @@ export interface SessionDeps {
   runtimeLogs?: RuntimeLogRelay;
   /** An answer to a `berth cron` request; false when nobody is waiting for it (any more). */
   onCronResponse?(server: string, msg: CronResponse): boolean;
+  /** An answer to a cluster step (issue 15); false when nobody is waiting for it (any more). */
+  onClusterResponse?(server: string, msg: ClusterResponse): boolean;
   /** Shared by every connection of the hub, so reconnecting does not reset the log budget. */
   badFrameLog?: LogThrottle;
   /** Notifications (issue 18): told the facts that may be worth telling someone. */
@@ -183,6 +185,10 @@ export class AgentSession {
       case 'cron_response':
         // Unknown ids are requests that already timed out: nothing to do.
         this.deps.onCronResponse?.(this.server, msg);
+        return;
+      case 'cluster_response':
+        // Never logged: a join_token answer carries a secret.
+        this.deps.onClusterResponse?.(this.server, msg);
         return;
       case 'observed_state':
         this.deps.onObservedState(this.server, {

@@ -7,9 +7,10 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { sha256 } from '../shared/ids.js';
 import type { Logger } from '../shared/logger.js';
 import { newId } from '../shared/ids.js';
-import { AGENT_WS_PATH, PROTOCOL_VERSION, type CronRequest, type CronResponse, type LogsRequest } from '../shared/protocol.js';
+import { AGENT_WS_PATH, PROTOCOL_VERSION, type ClusterOp, type ClusterResponse, type CronRequest, type CronResponse, type LogsRequest } from '../shared/protocol.js';
 import { AgentSession, badFrameThrottle, type ObservedState } from './agent-session.js';
 import { bearerToken } from './bearer.js';
+import { ClusterRelay } from './clusters/relay.js';
 import { AgentUnavailableError } from './errors.js';
 import type { DeploymentEvents } from './events.js';
 import type { NotifyHooks } from './notify/index.js';
@@ -60,6 +61,8 @@ export class AgentHub {
   readonly runtimeLogs = new RuntimeLogRelay();
   /** `berth cron` requests waiting for their agent's answer. */
   private readonly cronPending = new Map<string, PendingCron>();
+  /** Cluster steps (issue 15) waiting for their agent's answer. */
+  private readonly cluster = new ClusterRelay();
   private readonly pinger: NodeJS.Timeout;
   private readonly seenFlusher: NodeJS.Timeout;
   private readonly log: Logger;
@@ -160,6 +163,15 @@ export class AgentHub {
     return true;
   }
 
+  /**
+   * Ask the server's agent to do one cluster step (swarm init, join, drain, …). Rejects with a 409
+   * naming the server when its agent is offline, disconnects, or does not answer in time.
+   */
+  requestCluster(server: string, request: ClusterOp, timeoutMs?: number): Promise<ClusterResponse> {
+    const session = this.current.get(server);
+    return this.cluster.request(server, session?.ready ? (msg) => session.send(msg) : null, request, timeoutMs);
+  }
+
   /** Close a removed server's connection; its credential is gone, so it cannot come back. */
   disconnect(server: string): void {
     this.current.get(server)?.ws.close(CLOSE_REMOVED, 'this server was removed from the control plane');
@@ -191,6 +203,7 @@ export class AgentHub {
       onObservedState: (s, state) => this.observed.set(s, state),
       runtimeLogs: this.runtimeLogs,
       onCronResponse: (s, msg) => this.cronAnswered(s, msg),
+      onClusterResponse: (s, msg) => this.cluster.answered(s, msg),
       badFrameLog: this.badFrameLog,
       ...(this.opts.notify ? { notify: this.opts.notify } : {}),
     });
@@ -209,6 +222,7 @@ export class AgentHub {
           clearTimeout(p.timer);
           p.reject(new AgentUnavailableError(`the agent of server "${server}" disconnected before answering`));
         }
+        this.cluster.dropServer(server);
         // Its last heartbeat is what "offline since" is computed from: written now, not in a few seconds.
         this.flushSeen();
         this.log.info({ server, code }, 'agent disconnected');

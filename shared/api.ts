@@ -5,6 +5,7 @@ import { appName, branchName, commitSha, domainName, envKey, gitUrl, serverName 
 import type { DeployStatus } from './deploy-status.js';
 import { rootDir, watchList } from './monorepo.js';
 import { validKnownHosts } from './deploy-key.js';
+import { addrPool, clusterAddr, swarmRole } from './protocol.js';
 
 export const createServerBody = z.object({ name: serverName, baseDomain: domainName.optional() });
 export const joinBody = z.object({ token: z.string().min(1).max(200), name: serverName.optional(), hostname: z.string().max(255).optional() });
@@ -206,3 +207,50 @@ export type { CronJobInfo, CronRunInfo, CronRunStatus } from './protocol.js';
  * GET /api/apps/:name/cron/runs/:id → CronRunInfo. All 503 while the app's server is offline.
  */
 export const CRON_RUNS_LIMIT_DEFAULT = 20;
+
+// ---- clusters (issue 15, slice 1: formation) ------------------------------------------------
+/** Cluster names follow the server-name rule (they label Docker objects). */
+export const clusterName = serverName;
+/** Overlay network address pool when none is given: outside 10.0.0.0/8, which cloud VPCs often use. */
+export const DEFAULT_ADDR_POOL = '172.29.0.0/16';
+/** POST /api/clusters: the manager's agent runs `swarm init`. */
+export const createClusterBody = z
+  .object({ name: clusterName, manager: serverName, advertise: clusterAddr.optional(), addrPool: addrPool.optional() })
+  .strict();
+/** POST /api/clusters/:name/nodes: the server's agent joins through the manager's (no SSH). */
+export const addClusterNodeBody = z.object({ server: serverName, role: swarmRole.default('worker') }).strict();
+/** GET /api/clusters */
+export interface ClusterInfo {
+  name: string;
+  manager: string;
+  /** The address the manager advertises (host:port) and the others join. */
+  advertise: string;
+  addrPool: string;
+  createdAt: string;
+  nodeCount: number;
+}
+/** One server of a cluster: what berth recorded, merged with what the manager sees now. */
+export interface ClusterNodeInfo {
+  server: string;
+  role: 'manager' | 'worker';
+  nodeId: string;
+  joinedAt: string;
+  /** From the manager's `node ls` (null while the manager is offline). */
+  state: string | null;
+  availability: string | null;
+  addr: string | null;
+  leader: boolean;
+  runningTasks: number | null;
+  /** reachable: Ready and the overlay check passed; unreachable: not Ready, or a check failed; unknown: manager offline. */
+  reachability: 'reachable' | 'unreachable' | 'unknown';
+  /** Why it is unreachable, naming the servers (e.g. "web2 cannot reach web1 over the overlay network (4789/udp)"). */
+  error: string | null;
+}
+/** GET /api/clusters/:name, POST /api/clusters (201). */
+export interface ClusterDetails extends ClusterInfo {
+  /** false: the manager's agent is offline and node states are unknown. */
+  managerOnline: boolean;
+  nodes: ClusterNodeInfo[];
+}
+/** DELETE /api/clusters/:name/nodes/:server */
+export interface ClusterNodeRemoved { cluster: string; server: string; drainedTasks: number }

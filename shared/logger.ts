@@ -1,9 +1,11 @@
 // pino logging for both daemons: JSON in production, pretty on a TTY, secrets redacted.
 import pino from 'pino';
 
-const REDACT = [
+export const REDACT = [
   'token', 'credential', 'password', 'secret', 'authorization',
   '*.token', '*.credential', '*.password', '*.secret', '*.authorization', 'headers.authorization', 'env',
+  // Swarm join tokens (cluster_request / cluster_response, issue 15), wherever a message is logged.
+  'joinToken', '*.joinToken', '*.*.joinToken', '*.*.*.joinToken',
 ];
 
 export function createLogger(name: string): pino.Logger {

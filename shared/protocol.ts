@@ -167,7 +167,100 @@ export const cronResponse = z.object({
 });
 export type CronResponse = z.infer<typeof cronResponse>;
 
-export const agentMessage = z.discriminatedUnion('type', [agentHello, agentHeartbeat, deployProgress, deployLog, observedState, logsData, logsEnd, certStatusMessage, cronResponse]);
+
+// Cluster formation (issue 15): the control plane asks one agent at a time to do one Swarm step;
+// live only (never queued), one `cluster_response` per request id. Join tokens travel only inside
+// these two messages (field `joinToken`, redacted by the loggers) and are never stored.
+export const clusterRequestId = z.string().regex(/^[a-z0-9]{8,40}$/, 'cluster request id must be 8-40 lower-case alphanumerics');
+/** A Swarm node id (what `docker node ls` shows). */
+export const swarmNodeId = z.string().regex(/^[a-z0-9]{1,64}$/, 'swarm node id must be lower-case alphanumerics');
+/** host:port or host (IPv4, IPv6 in brackets, or a DNS name): plain characters only. */
+export const clusterAddr = z.string().max(300).regex(/^[A-Za-z0-9.:[\]-]+$/, 'address must be a host or host:port');
+/** A CIDR pool for the overlay networks, e.g. 172.29.0.0/16. */
+export const addrPool = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'address pool must be an IPv4 CIDR like 172.29.0.0/16');
+export const swarmRole = z.enum(['manager', 'worker']);
+export const probeImage = z.string().max(255).regex(/^[a-z0-9][a-z0-9._\/:@-]*$/, 'image must be a Docker image reference');
+const clusterName = z.string().max(64);
+export const clusterOp = z.discriminatedUnion('op', [
+  /** Manager: `swarm init` (advertise/listen on `advertise`, or the address this agent reaches the control plane from). */
+  z.object({ op: z.literal('init'), cluster: clusterName, advertise: clusterAddr.optional(), addrPool, addrPoolMaskLength: z.number().int().min(16).max(28) }),
+  /** Manager: the CURRENT join token for `role`, read live. */
+  z.object({ op: z.literal('join_token'), role: swarmRole }),
+  /** Manager: rotate the token for `role` (after each join). */
+  z.object({ op: z.literal('rotate_token'), role: swarmRole }),
+  /** Joiner: TCP connect to the manager's 2377 and 7946 with short timeouts (or to `ports`: the manager probing a node back). */
+  z.object({ op: z.literal('preflight'), managerAddr: clusterAddr, timeoutMs: z.number().int().min(100).max(30_000), ports: z.array(z.number().int().min(1).max(65_535)).min(1).max(4).optional() }),
+  /** Joiner: `swarm join`. */
+  z.object({ op: z.literal('join'), managerAddr: clusterAddr, joinToken: z.string().min(1).max(512), advertise: clusterAddr.optional() }),
+  /** Manager: every node with its state, availability and running tasks. */
+  z.object({ op: z.literal('inspect') }),
+  /** Manager: set a node's availability to drain; `demote`: make a manager a worker first (quorum stays with the others). */
+  z.object({ op: z.literal('drain'), nodeId: swarmNodeId, demote: z.boolean().optional() }),
+  /** The node itself: `swarm leave`. */
+  z.object({ op: z.literal('leave'), force: z.boolean() }),
+  /** Manager: `node rm` (a node that has left). */
+  z.object({ op: z.literal('remove_node'), nodeId: swarmNodeId, force: z.boolean() }),
+  /** Manager: make sure the attachable overlay network used for reachability checks exists. */
+  z.object({ op: z.literal('overlay_network'), network: z.string().regex(/^[a-z0-9-]{1,60}$/) }),
+  /** Any node: a short-lived berth-labelled listener on the overlay network; answers with its overlay address. */
+  z.object({ op: z.literal('overlay_serve'), network: z.string().regex(/^[a-z0-9-]{1,60}$/), image: probeImage, word: z.string().regex(/^[a-z0-9]{1,40}$/), seconds: z.number().int().min(5).max(300) }),
+  /** Any node: a short-lived container on the overlay network that must get `word` from `address`. */
+  z.object({ op: z.literal('overlay_reach'), network: z.string().regex(/^[a-z0-9-]{1,60}$/), image: probeImage, address: clusterAddr, word: z.string().regex(/^[a-z0-9]{1,40}$/), timeoutMs: z.number().int().min(500).max(60_000) }),
+  /** Any node: remove the reachability check's containers. */
+  z.object({ op: z.literal('overlay_cleanup') }),
+]);
+export type ClusterOp = z.infer<typeof clusterOp>;
+/** One Swarm step for this agent; answered by one `cluster_response` with the same requestId. */
+export const cpClusterRequest = z.object({ type: z.literal('cluster_request'), v, requestId: clusterRequestId, request: clusterOp });
+export type ClusterRequest = z.infer<typeof cpClusterRequest>;
+
+/** One node as the manager sees it. */
+export const swarmNodeState = z.object({
+  id: swarmNodeId,
+  hostname: z.string().max(255),
+  role: swarmRole,
+  /** active | pause | drain */
+  availability: z.string().max(32),
+  /** ready | down | unknown | disconnected */
+  state: z.string().max(32),
+  addr: z.string().max(300),
+  /** Managers: reachable | unreachable | unknown; '' for workers. */
+  managerReachability: z.string().max(32),
+  leader: z.boolean(),
+  /** Tasks running on it now. */
+  runningTasks: z.number().int().nonnegative(),
+});
+export type SwarmNodeState = z.infer<typeof swarmNodeState>;
+/** preflight: one port that could not be reached. */
+export const portFailure = z.object({ addr: z.string().max(300), port: z.number().int(), proto: z.enum(['tcp', 'udp']), error: z.string().max(500) });
+export type PortFailure = z.infer<typeof portFailure>;
+export const clusterResult = z.object({
+  /** init/join: this engine's node id; init: the address advertised. */
+  nodeId: swarmNodeId.optional(),
+  advertise: z.string().max(300).optional(),
+  /** join_token */
+  joinToken: z.string().max(512).optional(),
+  /** preflight: what failed (empty: all reached) and the local address used to reach the manager. */
+  failures: z.array(portFailure).max(16).optional(),
+  localAddr: z.string().max(300).optional(),
+  /** inspect */
+  nodes: z.array(swarmNodeState).max(10_000).optional(),
+  /** overlay_serve: the listener's address on the overlay network. */
+  address: z.string().max(300).optional(),
+});
+export type ClusterResult = z.infer<typeof clusterResult>;
+export const clusterResponse = z.object({
+  type: z.literal('cluster_response'),
+  v,
+  requestId: clusterRequestId,
+  ok: z.boolean(),
+  result: clusterResult.optional(),
+  /** ok=false: one line for the user. */
+  error: z.string().max(1000).optional(),
+});
+export type ClusterResponse = z.infer<typeof clusterResponse>;
+
+export const agentMessage = z.discriminatedUnion('type', [agentHello, agentHeartbeat, deployProgress, deployLog, observedState, logsData, logsEnd, certStatusMessage, cronResponse, clusterResponse]);
 export type AgentMessage = z.infer<typeof agentMessage>;
 
 // ---- control plane → agent -------------------------------------------------------------------
@@ -261,6 +354,7 @@ export const cpMessage = z.discriminatedUnion('type', [
   cpLogsRequest,
   cpLogsCancel,
   cpCronRequest,
+  cpClusterRequest,
 ]);
 export type CpMessage = z.infer<typeof cpMessage>;
 export type DeployOrder = z.infer<typeof cpDeployOrder>;

@@ -1,4 +1,5 @@
 // What the agent does with each message from the control plane.
+import { answerCluster } from '../cluster/index.js';
 import { answerCron } from '../cron/index.js';
 import { acceptOrder, cancelOrder } from '../deploy/orders.js';
 import { answerStatusRequest } from '../deploy/status-report.js';
@@ -18,6 +19,9 @@ export function handleControlPlaneMessages(rt: AgentRuntime): void {
   connection.on('disconnected', () => runtimeLogs.cancelAll());
   // `berth cron`: answered at once from the scheduler (live only, like logs).
   connection.on('cron_request', (req) => connection.send(answerCron(rt.cron, req)));
+  // Cluster formation (issue 15): one Swarm step per request, answered when done (live only).
+  const cluster = { docker: rt.docker, server: rt.settings.server, controlPlaneUrl: rt.creds.controlPlaneUrl, logger: logger.child({ component: 'cluster' }) };
+  connection.on('cluster_request', (req) => void answerCluster(cluster, req).then((answer) => connection.send(answer)));
   connection.on('desired_state', (spec) => {
     if (spec.server !== rt.creds.server) {
       logger.error({ expected: rt.creds.server, got: spec.server }, 'ignored a desired state for another server');

@@ -20,6 +20,7 @@ import { registerCronRoutes } from './cron.js';
 import { registerControlPlaneRoutes } from './control-plane.js';
 import { registerNotifyRoutes } from './notify.js';
 import { registerDashboard } from '../dashboard/index.js';
+import { registerClusterRoutes } from '../clusters/routes.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -38,6 +39,7 @@ export function createApi(deps: ApiDeps): Hono {
   app.get('/healthz', (c) => c.json({ ok: true, version: BERTH_VERSION }));
   app.use('/api/*', adminAuth(deps.adminToken));
 
+  registerClusterRoutes(app, deps); // first: it guards DELETE /api/servers/:name
   registerServerRoutes(app, deps);
   registerAppRoutes(app, deps);
   registerDeploymentRoutes(app, deps);

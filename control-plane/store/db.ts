@@ -212,6 +212,26 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX deployments_unfinished ON deployments(updated_at)
     WHERE status NOT IN ('queued', 'done', 'failed', 'cancelled', 'superseded');
   `,
+  // (issue 15) clusters: a Swarm formed through the agents. A server is in at most one cluster
+  // (cluster_nodes.server is the key). No join token is ever stored: they are read live and rotated.
+  `
+  CREATE TABLE clusters (
+    name       TEXT PRIMARY KEY,
+    manager    TEXT NOT NULL REFERENCES servers(name),
+    advertise  TEXT NOT NULL,
+    addr_pool  TEXT NOT NULL,
+    created_at TEXT NOT NULL
+  ) STRICT;
+  CREATE TABLE cluster_nodes (
+    server        TEXT PRIMARY KEY REFERENCES servers(name),
+    cluster       TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,
+    role          TEXT NOT NULL CHECK (role IN ('manager', 'worker')),
+    node_id       TEXT NOT NULL,
+    joined_at     TEXT NOT NULL,
+    reach_error   TEXT
+  ) STRICT;
+  CREATE INDEX cluster_nodes_by_cluster ON cluster_nodes(cluster);
+  `,
 ];
 
 export class MigrationError extends Error {

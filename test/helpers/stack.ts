@@ -12,7 +12,7 @@ export interface Daemon {
   logFile: string;
 }
 
-function startDaemon(args: string[], env: Record<string, string>, logFile: string): Daemon {
+export function startDaemon(args: string[], env: Record<string, string>, logFile: string): Daemon {
   const out = createWriteStream(logFile, { flags: 'a' });
   const proc = spawn(process.execPath, [BERTH_BIN, ...args], {
     env: { ...process.env, BERTH_LOG_FORMAT: 'json', BERTH_LOG_LEVEL: 'debug', ...env },
@@ -23,7 +23,7 @@ function startDaemon(args: string[], env: Record<string, string>, logFile: strin
   return { proc, logFile };
 }
 
-async function stopDaemon(d: Daemon | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+export async function stopDaemon(d: Daemon | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (!d || d.proc.exitCode !== null || d.proc.signalCode !== null) return;
   const exited = new Promise<void>((r) => d.proc.once('exit', () => r()));
   d.proc.kill(signal);

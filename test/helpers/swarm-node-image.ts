@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { debianImageOnce } from './debian-image.js';
 
 /** Bump the tag when the packages or the scripts below change: an existing tag is reused as it is. */
-export const SWARM_NODE_IMAGE = 'berth-test/swarm-node:bookworm-1';
+export const SWARM_NODE_IMAGE = 'berth-test/swarm-node:bookworm-2';
 
 /** Where the host's per-node directory is mounted inside a node; the node's engine also listens on DIR/docker.sock. */
 export const NODE_HOST_DIR = '/berth-host';
@@ -49,7 +49,8 @@ function writeScript(root: string, path: string, text: string): void {
 export const ensureSwarmNodeImage = debianImageOnce({
   name: SWARM_NODE_IMAGE,
   // apache2-utils: htpasswd makes the registry's bcrypt password file inside the node (nothing on the host needs it).
-  packages: ['docker.io', 'iptables', 'ca-certificates', 'procps', 'iproute2', 'curl', 'docker-registry', 'apache2-utils'],
+  // nginx + libstdc++6: berth agents run inside the nodes (test/helpers/swarm-agents.ts) on the host's Node 20 binary.
+  packages: ['docker.io', 'iptables', 'ca-certificates', 'procps', 'iproute2', 'curl', 'docker-registry', 'apache2-utils', 'nginx', 'libstdc++6'],
   prepare: async (root) => {
     writeScript(root, NODE_ENTRYPOINT, ENTRYPOINT);
     writeScript(root, NODE_REGISTRY_START, REGISTRY_START);

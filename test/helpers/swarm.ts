@@ -32,6 +32,8 @@ export interface SwarmOptions {
   mounts?: string[];
   /** Bound on each wait (an engine answering, nodes Ready); default 90 s. */
   timeoutMs?: number;
+  /** false: leave the engines out of any swarm (berth's agents form it: test/helpers/swarm-agents.ts). */
+  form?: boolean;
 }
 
 export interface SwarmNode {
@@ -239,7 +241,7 @@ export class Swarm {
       await swarm.createNetwork(opts.subnet ?? process.env.BERTH_TEST_SWARM_SUBNET);
       for (let i = 1; i <= count; i++) swarm.nodes.push(await swarm.createNode(i, image, opts));
       await Promise.all(swarm.nodes.map((n) => swarm.waitEngine(n)));
-      await swarm.initAndJoin(opts.defaultAddrPool);
+      if (opts.form !== false) await swarm.initAndJoin(opts.defaultAddrPool);
       return swarm;
     } catch (err) {
       await swarm.close();
