@@ -11,6 +11,7 @@ import { registerCronCommands } from './commands/cron.js';
 import { registerDeployCommands } from './commands/deploy.js';
 import { registerEnvCommands } from './commands/env.js';
 import { registerNotifyCommands } from './commands/notify.js';
+import { registerScaleCommand } from './commands/scale.js';
 import { registerAppCommands, registerDomainCommands, registerServerCommands } from './commands/resources.js';
 import { oneLine } from '../shared/util/index.js';
 
@@ -29,6 +30,7 @@ registerAppCommands(program);
 registerDomainCommands(program);
 registerEnvCommands(program);
 registerDeployCommands(program);
+registerScaleCommand(program);
 registerLogsCommand(program);
 registerCronCommands(program);
 registerStatusCommand(program);

@@ -19,6 +19,7 @@ import { registerLogRoutes } from './logs.js';
 import { registerCronRoutes } from './cron.js';
 import { registerControlPlaneRoutes } from './control-plane.js';
 import { registerNotifyRoutes } from './notify.js';
+import { registerScaleRoutes } from './scale.js';
 import { registerDashboard } from '../dashboard/index.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -40,6 +41,7 @@ export function createApi(deps: ApiDeps): Hono {
 
   registerServerRoutes(app, deps);
   registerAppRoutes(app, deps);
+  registerScaleRoutes(app, deps);
   registerDeploymentRoutes(app, deps);
   registerEnvRoutes(app, deps);
   registerWebhookRoutes(app, deps);

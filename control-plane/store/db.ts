@@ -212,6 +212,15 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX deployments_unfinished ON deployments(updated_at)
     WHERE status NOT IN ('queued', 'done', 'failed', 'cancelled', 'superseded');
   `,
+  // (issue 16) `berth scale`: replicas per process (a JSON object) that override the repo's
+  // `scale:` until reset; the deploy order carries them to the agent.
+  `
+  CREATE TABLE app_scale (
+    app        TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE,
+    scale      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  ) STRICT, WITHOUT ROWID;
+  `,
 ];
 
 export class MigrationError extends Error {
