@@ -50,7 +50,7 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
   const log = deps.logger.child({ component: 'api' });
   const appParam = (v: string | undefined) => validParam(appName, v, 'app name');
   const info = (row: AppRow): AppInfo => ({ ...stores.apps.info(row), webhooks: webhookUrls(deps.url(), row.name) });
-  const details = (row: AppRow): AppDetails => ({ ...info(row), webhookSecrets: stores.webhooks.secrets(row.name), scale: { override: stores.scale.get(row.name) } });
+  const details = (row: AppRow): AppDetails => ({ ...info(row), webhookSecrets: stores.webhooks.secrets(row.name) });
 
   app.post('/api/apps', async (c) => {
     const req = await readJson(c, createAppBody, { name: 'app name', repo: 'repo URL', branch: 'branch', server: 'server name', rootDir: 'root directory', watch: 'watch pattern', knownHosts: 'known hosts' });
@@ -72,7 +72,9 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
   });
 
   app.get('/api/apps/:name', (c) => {
-    const body: AppDetails = details(stores.apps.require(appParam(c.req.param('name'))));
+    const row = stores.apps.require(appParam(c.req.param('name')));
+    // Issue 16: which scale applies (only here: the answers of create and change stay as they were).
+    const body: AppDetails = { ...details(row), scale: { override: stores.scale.get(row.name) } };
     return c.json(body);
   });
 
