@@ -180,6 +180,30 @@ describe('berth scale: replicas without a rebuild, through the health gate', { t
     }
   });
 
+  it('the dashboard shows which scale applies and sets one from the processes section', async () => {
+    const origin = new URL(stack.cpUrl).origin;
+    const login = await fetch(`${stack.cpUrl}/ui/login`, { method: 'POST', redirect: 'manual', headers: { origin }, body: new URLSearchParams({ token: stack.adminToken }) });
+    assert.equal(login.status, 303);
+    const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const pageHtml = await (await fetch(`${stack.cpUrl}/ui/apps/${APP}`, { headers: { cookie } })).text();
+    // The failed web=3 above is still the recorded override: the page says what applies.
+    assert.match(pageHtml, /overriding the repository(&#39;|')s <code>scale:<\/code>: <code>web=3<\/code>, <code>worker=2<\/code>/);
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(pageHtml)![1]!;
+    const post = (path: string, form: Record<string, string>) =>
+      fetch(`${stack.cpUrl}${path}`, { method: 'POST', redirect: 'manual', headers: { cookie, origin }, body: new URLSearchParams({ _csrf: csrf, ...form }) });
+    const bad = await post(`/ui/apps/${APP}/scale`, { process: 'worker', count: '-2' });
+    assert.equal(bad.status, 400);
+    assert.match(await bad.text(), /invalid scale for worker/);
+    const res = await post(`/ui/apps/${APP}/scale`, { process: 'worker', count: '1' });
+    assert.equal(res.status, 303);
+    const id = /deployment=([a-z0-9]+)/.exec(res.headers.get('location') ?? '')![1]!;
+    const done = await eventually(async () => (await berthJson<ScaleJson>(['deployments', 'logs', id], stack.env).catch(() => null)) as unknown as { deployment: ScaleJson } | null, (d) => d?.deployment.status === 'done' || d?.deployment.status === 'failed', 120_000, 500);
+    assert.equal(done!.deployment.status, 'done', done!.deployment.reason ?? '');
+    assert.equal(done!.deployment.trigger, 'scale');
+    await counts({ web: 3, worker: 1 });
+    await serves('version 2\n');
+  });
+
   it('--reset goes back to the repo scale through another scale deployment', async () => {
     const res = await scale(['--reset']);
     assert.equal(res.code, 0, res.stderr);
