@@ -119,12 +119,21 @@ describe('berth scale: replicas without a rebuild, through the health gate', { t
     assert.equal(history[0]!.id, d.id);
   });
 
-  it('a normal deploy afterwards builds the new commit and keeps the override', async () => {
+  it('a normal deploy afterwards builds the new commit and keeps the override; so does a rollback', async () => {
     await repo.commit({ 'index.html': 'version 2\n' }, 'version 2');
     const d = await deploy();
     await counts({ web: 2, worker: 2 });
     for (const c of [...running('web'), ...running('worker')]) assert.ok(c.startsWith(`${d.id} `), c);
     await serves('version 2\n');
+    // A rollback brings back the older release at the counts set now, then forward again.
+    const back = await berthJson<ScaleJson>(['rollback', APP], stack.env);
+    assert.equal(back.status, 'done', back.reason ?? '');
+    await serves('version 1\n');
+    await counts({ web: 2, worker: 2 });
+    const forward = await berthJson<ScaleJson>(['rollback', APP, d.id], stack.env);
+    assert.equal(forward.status, 'done', forward.reason ?? '');
+    await serves('version 2\n');
+    await counts({ web: 2, worker: 2 });
   });
 
   it('refuses bad input with a clear error and changes nothing', async () => {

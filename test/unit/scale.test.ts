@@ -7,6 +7,7 @@ import { plan, type Action } from '../../agent/reconcile/planner.js';
 import type { BerthContainer } from '../../agent/docker/containers.js';
 import type { AppSite } from '../../agent/nginx/index.js';
 import type { Release, ReleaseProcess } from '../../agent/store/releases.js';
+import { deployEvent } from '../../control-plane/notify/event.js';
 import { parseScaleBody } from '../../shared/api.js';
 import { appSpec, type ScaleOverride, type ServerSpec } from '../../shared/spec.js';
 import { ValidationError } from '../../shared/validation.js';
@@ -119,4 +120,12 @@ test('the planner keeps a scaled release at its recorded counts, whatever the sp
   // A worker container that went missing is re-created: the recorded count, not the repo's 1.
   assert.deepEqual(kinds(plan(desired({ worker: 3 }), [live], observed(2), render)), ['start-release-container:worker:3']);
   assert.deepEqual(kinds(plan(desired(undefined), [live], observed(2), render)), ['start-release-container:worker:3']);
+});
+
+test('a finished scale deployment is told as a deploy, not as a rollback (it re-activates the live release)', () => {
+  const facts = { id: 'dep00003', app: 'shop', server: 'alpha', status: 'done' as const, phase: null, reason: null, commit: 'abcdef1234567', rollbackOf: 'dep00001', logUrl: 'http://cp/x' };
+  const scaled = deployEvent({ ...facts, trigger: 'scale' });
+  assert.equal(scaled.event, 'deploy.succeeded');
+  assert.match(scaled.text, /^Scale dep00003 of shop \(abcdef123456\) on alpha is live\.$/);
+  assert.equal(deployEvent({ ...facts, trigger: 'rollback' }).event, 'rollback.done');
 });
