@@ -150,7 +150,7 @@ function scaleForm(d: AppPageData, base: string, csrf: string): Html {
 ${postForm(
   `${base}/scale`,
   csrf,
-  html`<div class="row"><label>Process <input name="process" required pattern="[a-z][a-z0-9_\-]{0,29}" value="web"></label>
+  html`<div class="row"><label>Process <input name="process" required value="web"></label>
 <label>Containers <input name="count" type="number" min="0" max="32" required></label><button type="submit">Set scale</button></div>
 <p class="muted">Redeploys the live release at the new count without a rebuild, through the health check; the current containers serve until the new ones are healthy.</p>`,
 )}
