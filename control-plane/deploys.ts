@@ -120,12 +120,16 @@ export function resolveRollbackTarget(stores: Stores, app: string, requested?: s
  * `berth scale`: record the app's new override (`reset`: none, the repo's `scale:` again) and, in the
  * same transaction, queue a deployment (trigger `scale`) that brings the live release back at those
  * counts through the health gate and switch, without a rebuild. Later deploys and rollbacks carry the
- * override too. Refused, changing nothing, without a live release, or for web=0 while the app has domains.
+ * override too. Refused, changing nothing, without a live release, while a deployment of the app is
+ * unfinished, or for web=0 while the app has domains.
  */
 export function triggerScale(deps: TriggerDeps, app: AppRow, change: ScaleOverride | 'reset'): Triggered & { override: ScaleOverride | null } {
   const { stores } = deps;
   const live = stores.deployments.doneByApp(app.name)[0];
   if (!live) throw new ConflictError(`app "${app.name}" has no live release to scale: deploy it first`);
+  // Queued behind a deploy, it would bring back the release that deploy replaces (or supersede a build).
+  const pending = stores.deployments.listByApp(app.name, { limit: 50 }).find((d) => !isTerminal(d.status));
+  if (pending) throw new ConflictError(`deployment ${pending.id} of ${app.name} is ${pending.status}: scale once it has finished, or cancel it`);
   const current = stores.scale.get(app.name);
   if (change === 'reset' && !current) throw new ConflictError(`app "${app.name}" has no scale set with berth scale: the repo's scale already applies`);
   const override = change === 'reset' ? null : { ...current, ...change };

@@ -160,6 +160,17 @@ describe('berth scale: replicas without a rebuild, through the health gate', { t
     assert.deepEqual({ web: running('web').sort(), worker: running('worker').sort() }, before);
   });
 
+  it('a scale while a deployment of the app is unfinished is refused (it would bring back the release that one replaces)', async () => {
+    const queued = await berthJson<ScaleJson>(['deploy', APP], stack.env);
+    const refused = await berth(['scale', APP, 'worker=1'], stack.env);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, new RegExp(`deployment ${queued.id} of ${APP} is (queued|fetching|building|starting|health_checking|switching): scale once it has finished, or cancel it`));
+    const done = await berthJson<{ deployment: ScaleJson }>(['deployments', 'logs', queued.id, '-f'], stack.env);
+    assert.equal(done.deployment.status, 'done');
+    assert.deepEqual(await override(), { worker: 2, web: 2 });
+    await counts({ web: 2, worker: 2 });
+  });
+
   it('a process the live release does not have fails the scale deployment clearly; the release keeps serving', async () => {
     const res = await scale(['cron=1']);
     assert.notEqual(res.code, 0);
