@@ -127,6 +127,8 @@ export function triggerScale(deps: TriggerDeps, app: AppRow, change: ScaleOverri
   const { stores } = deps;
   const live = stores.deployments.doneByApp(app.name)[0];
   if (!live) throw new ConflictError(`app "${app.name}" has no live release to scale: deploy it first`);
+  // After a move the new server keeps no copy of the release that was live on the old one.
+  if (live.server !== app.server) throw new ConflictError(`app "${app.name}" has no live release on ${app.server} yet (it moved from ${live.server}): deploy it there first`);
   // Queued behind a deploy, it would bring back the release that deploy replaces (or supersede a build).
   const pending = stores.deployments.listByApp(app.name, { limit: 50 }).find((d) => !isTerminal(d.status));
   if (pending) throw new ConflictError(`deployment ${pending.id} of ${app.name} is ${pending.status}: scale once it has finished, or cancel it`);

@@ -8,6 +8,12 @@ import type { BerthContainer } from '../../agent/docker/containers.js';
 import type { AppSite } from '../../agent/nginx/index.js';
 import type { Release, ReleaseProcess } from '../../agent/store/releases.js';
 import { deployEvent } from '../../control-plane/notify/event.js';
+import { triggerDeploy, triggerScale, type TriggerDeps } from '../../control-plane/deploys.js';
+import { appSpecOf } from '../../control-plane/desired-state.js';
+import { ConflictError } from '../../control-plane/errors.js';
+import { DeploymentEvents } from '../../control-plane/events.js';
+import { openStores } from '../../control-plane/store/index.js';
+import pino from 'pino';
 import { parseScaleBody } from '../../shared/api.js';
 import { appSpec, type ScaleOverride, type ServerSpec } from '../../shared/spec.js';
 import { ValidationError } from '../../shared/validation.js';
@@ -128,4 +134,54 @@ test('a finished scale deployment is told as a deploy, not as a rollback (it re-
   assert.equal(scaled.event, 'deploy.succeeded');
   assert.match(scaled.text, /^Scale dep00003 of shop \(abcdef123456\) on alpha is live\.$/);
   assert.equal(deployEvent({ ...facts, trigger: 'rollback' }).event, 'rollback.done');
+});
+
+// ---- the control plane: what a scale records and orders, and what it refuses ----
+test('triggerScale: merges the override, orders the live release (trigger scale), refuses without changing anything', () => {
+  const stores = openStores(':memory:');
+  try {
+    const sent: string[] = [];
+    const hub = { sendDeploy: (d: { id: string }) => (sent.push(d.id), false), sendCancel: () => {} } as unknown as TriggerDeps['hub'];
+    const deps: TriggerDeps = { stores, hub, events: new DeploymentEvents(), logger: pino({ level: 'silent' }) };
+    for (const s of ['alpha', 'beta']) stores.servers.create(s, `hash-${s}`, new Date(Date.now() + 60_000).toISOString());
+    const app = stores.apps.create({ name: 'shop', repo: 'https://example.com/x.git', branch: 'main', server: 'alpha' });
+    const finish = (id: string) => stores.deployments.applyProgress('alpha', { deploymentId: id, status: 'done', commit: 'a'.repeat(40) });
+    const refused = (change: ScaleOverride | 'reset', message: RegExp) => {
+      const before = { override: stores.scale.get('shop'), deployments: stores.deployments.listByApp('shop').length };
+      assert.throws(() => triggerScale(deps, stores.apps.require('shop'), change), (err: unknown) => err instanceof ConflictError && message.test(err.message));
+      assert.deepEqual({ override: stores.scale.get('shop'), deployments: stores.deployments.listByApp('shop').length }, before);
+    };
+    refused({ web: 2 }, /has no live release to scale: deploy it first/);
+    const built = triggerDeploy(deps, app, { commit: null, trigger: 'manual' }).row;
+    finish(built.id);
+    const pending = triggerDeploy(deps, app, { commit: null, trigger: 'push' }).row;
+    refused({ web: 2 }, new RegExp(`deployment ${pending.id} of shop is queued: scale once it has finished, or cancel it`));
+    stores.deployments.cancel(pending.id, 'cancelled by a user');
+    refused('reset', /no scale set with berth scale/);
+
+    const first = triggerScale(deps, app, { worker: 3 });
+    assert.deepEqual(first.override, { worker: 3 });
+    assert.equal(first.row.trigger, 'scale');
+    assert.equal(first.row.rollback_of, built.id, 'the live release is brought back');
+    assert.equal(first.row.commit, 'a'.repeat(40));
+    finish(first.row.id);
+    const second = triggerScale(deps, app, { web: 2 });
+    assert.deepEqual(second.override, { worker: 3, web: 2 }, 'counts set in separate commands add up');
+    assert.equal(second.row.rollback_of, built.id, 'still the release the first scale re-activated');
+    finish(second.row.id);
+    assert.deepEqual(appSpecOf(stores, app).scale, { worker: 3, web: 2 }, 'desired state and deploy orders carry it');
+
+    stores.apps.addDomain('shop', 'shop.example.com');
+    refused({ web: 0 }, /web must keep at least 1 container while shop has domains \(shop\.example\.com\)/);
+    const reset = triggerScale(deps, app, 'reset');
+    assert.equal(reset.override, null);
+    assert.equal(stores.scale.get('shop'), null);
+    assert.equal(appSpecOf(stores, app).scale, undefined);
+    finish(reset.row.id);
+    stores.apps.update('shop', { server: 'beta' });
+    refused({ web: 2 }, /has no live release on beta yet \(it moved from alpha\)/);
+    assert.equal(sent.length, 5, 'every order went to the hub');
+  } finally {
+    stores.db.close();
+  }
 });
