@@ -30,7 +30,7 @@ const BERTH_YML = `processes:
   worker: "exec sleep 3600"
 volumes:
   data: { target: /data }
-healthcheck: { path: /up, timeout: 10, interval: 0.2 }
+healthcheck: { path: /up, timeout: 30, interval: 0.2 }
 `;
 
 interface ScaleJson extends DeploymentJson {
@@ -53,7 +53,7 @@ describe('berth scale: replicas without a rebuild, through the health gate', { t
       .filter(Boolean);
   const imageIds = () => docker(['images', '-q', '--no-trunc', '--filter', `label=berth.app=${APP}`, '--filter', `label=berth.server=${stack.serverName}`]).split('\n').filter(Boolean).sort();
   const counts = async (want: { web: number; worker: number }) =>
-    eventually(async () => ({ web: running('web').length, worker: running('worker').length }), (c) => c.web === want.web && c.worker === want.worker, 30_000);
+    eventually(async () => ({ web: running('web').length, worker: running('worker').length }), (c) => c.web === want.web && c.worker === want.worker, 60_000);
   const serves = async (text: string) => assert.equal((await httpGet(stack.httpPort, DOMAIN)).body, text);
   const scale = async (args: string[]) => {
     const res = await berth(['scale', APP, ...args, '--wait', '--json'], stack.env, 180_000);
