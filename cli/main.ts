@@ -12,6 +12,7 @@ import { registerClusterCommands } from './commands/cluster.js';
 import { registerDeployCommands } from './commands/deploy.js';
 import { registerEnvCommands } from './commands/env.js';
 import { registerNotifyCommands } from './commands/notify.js';
+import { registerScaleCommand } from './commands/scale.js';
 import { registerAppCommands, registerDomainCommands, registerServerCommands } from './commands/resources.js';
 import { oneLine } from '../shared/util/index.js';
 
@@ -30,6 +31,7 @@ registerAppCommands(program);
 registerDomainCommands(program);
 registerEnvCommands(program);
 registerDeployCommands(program);
+registerScaleCommand(program);
 registerLogsCommand(program);
 registerCronCommands(program);
 registerStatusCommand(program);

@@ -84,6 +84,7 @@ export class AgentSession {
       app: appSpecOf(this.deps.stores, app),
       ...(d.commit ? { commit: d.commit } : {}),
       ...(d.rollback_of ? { rollbackOf: d.rollback_of } : {}),
+      ...(d.trigger === 'scale' ? { rescale: true } : {}),
       // Only a push may not go backwards; explicit deploys and rollbacks deploy any commit.
       ...(d.trigger === 'push' ? { skipIfAncestorOfLive: true } : {}),
     });

@@ -4,6 +4,7 @@
 import type { DeploymentInfo } from '../shared/api.js';
 import { isTerminal } from '../shared/deploy-status.js';
 import type { Logger } from '../shared/logger.js';
+import type { ScaleOverride } from '../shared/spec.js';
 import type { DeploymentEvents } from './events.js';
 import type { AgentHub } from './hub.js';
 import type { AppRow } from './store/apps.js';
@@ -11,7 +12,7 @@ import { deploymentInfo, type DeploymentRow } from './store/deployments.js';
 import type { Stores } from './store/index.js';
 import { ConflictError, NotFoundError } from './errors.js';
 
-export type DeployTrigger = 'manual' | 'push' | 'webhook' | 'rollback';
+export type DeployTrigger = 'manual' | 'push' | 'webhook' | 'rollback' | 'scale';
 
 export interface TriggerDeps {
   stores: Stores;
@@ -113,6 +114,39 @@ export function resolveRollbackTarget(stores: Stores, app: string, requested?: s
   const target = at >= 0 ? releases[at + 1] : releases.find((d) => d.id !== releaseOf(live));
   if (!target) throw new ConflictError(`app "${app}" has no earlier good release to roll back to`);
   return target;
+}
+
+/**
+ * `berth scale`: record the app's new override (`reset`: none, the repo's `scale:` again) and, in the
+ * same transaction, queue a deployment (trigger `scale`) that brings the live release back at those
+ * counts through the health gate and switch, without a rebuild. Later deploys and rollbacks carry the
+ * override too. Refused, changing nothing, without a live release, while a deployment of the app is
+ * unfinished, or for web=0 while the app has domains.
+ */
+export function triggerScale(deps: TriggerDeps, app: AppRow, change: ScaleOverride | 'reset'): Triggered & { override: ScaleOverride | null } {
+  const { stores } = deps;
+  const live = stores.deployments.doneByApp(app.name)[0];
+  if (!live) throw new ConflictError(`app "${app.name}" has no live release to scale: deploy it first`);
+  // After a move the new server keeps no copy of the release that was live on the old one.
+  if (live.server !== app.server) throw new ConflictError(`app "${app.name}" has no live release on ${app.server} yet (it moved from ${live.server}): deploy it there first`);
+  // Queued behind a deploy, it would bring back the release that deploy replaces (or supersede a build).
+  const pending = stores.deployments.listByApp(app.name, { limit: 50 }).find((d) => !isTerminal(d.status));
+  if (pending) throw new ConflictError(`deployment ${pending.id} of ${app.name} is ${pending.status}: scale once it has finished, or cancel it`);
+  const current = stores.scale.get(app.name);
+  if (change === 'reset' && !current) throw new ConflictError(`app "${app.name}" has no scale set with berth scale: the repo's scale already applies`);
+  const override = change === 'reset' ? null : { ...current, ...change };
+  const domains = stores.apps.servedDomains(app);
+  // nginx would route the domains to nothing: a web scale of 0 is for apps that serve no domain.
+  if (override?.web === 0 && domains.length > 0) {
+    throw new ConflictError(`web must keep at least 1 container while ${app.name} has domains (${domains.join(', ')}): remove them first`);
+  }
+  const triggered = triggerDeploy(deps, app, {
+    commit: live.commit,
+    trigger: 'scale',
+    rollbackOf: releaseOf(live),
+    inTransaction: () => (override ? stores.scale.set(app, override) : stores.scale.clear(app)),
+  });
+  return { ...triggered, override };
 }
 
 /** Reason recorded for a deployment cancelled through the API. */

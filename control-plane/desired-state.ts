@@ -7,6 +7,7 @@ import type { Stores } from './store/index.js';
 
 export function appSpecOf(stores: Stores, app: AppRow): AppSpec {
   const { rootDir } = stores.apps.monorepo(app.name);
+  const scale = stores.scale.get(app.name);
   return {
     name: app.name,
     // The full URL (credentials unsealed) goes only to the app's own agent, like env values.
@@ -18,6 +19,8 @@ export function appSpecOf(stores: Stores, app: AppRow): AppSpec {
     // Decrypted only here, on the way to the app's own agent (over its authenticated connection).
     env: stores.env.record(app.name),
     ...(rootDir !== undefined ? { rootDir } : {}),
+    // `berth scale`: only when set, so agents and checks that predate it see the spec they always did.
+    ...(scale ? { scale } : {}),
     // Unsealed only here, on the way to the app's own agent, like the env values.
     ...deployKeySpec(stores.apps.deployKey(app.name)),
   };

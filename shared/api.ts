@@ -1,11 +1,12 @@
 // The control plane's HTTP API: request bodies (validated with zod on the server) and response
 // shapes (what the CLI prints with --json). Field names are public: only ever add, never rename.
 import { z } from 'zod';
-import { appName, branchName, commitSha, domainName, envKey, gitUrl, serverName } from './validation.js';
+import { appName, branchName, commitSha, domainName, envKey, gitUrl, serverName, ValidationError } from './validation.js';
 import type { DeployStatus } from './deploy-status.js';
 import { rootDir, watchList } from './monorepo.js';
 import { validKnownHosts } from './deploy-key.js';
 import { addrPool, clusterAddr, swarmRole } from './protocol.js';
+import { MAX_SCALE, replicaCount, scaleProcessName, type ScaleOverride } from './spec.js';
 
 export const createServerBody = z.object({ name: serverName, baseDomain: domainName.optional() });
 export const joinBody = z.object({ token: z.string().min(1).max(200), name: serverName.optional(), hostname: z.string().max(255).optional() });
@@ -107,7 +108,7 @@ export interface DeploymentInfo {
   createdAt: string;
   updatedAt: string;
   finishedAt: string | null;
-  /** A rollback (trigger `rollback`): the deployment whose release it re-activates; null otherwise. */
+  /** A rollback (trigger `rollback`) or a scale (`scale`): the deployment whose release it re-activates; null otherwise. */
   rollbackOf?: string | null;
 }
 /** GET /api/deployments/:id/logs?after=SEQ */
@@ -142,7 +143,38 @@ export const rotateWebhookBody = z.object({ which: z.enum(['push', 'deploy', 'bo
 /** The per-app webhook secrets: the push secret is what a Git host signs with, the deploy token is a CI bearer token. */
 export interface WebhookSecrets { push: string; deploy: string }
 /** GET /api/apps/:name: an app with its webhook secrets (listings never carry secrets). */
-export interface AppDetails extends AppInfo { webhookSecrets: WebhookSecrets }
+export interface AppDetails extends AppInfo {
+  webhookSecrets: WebhookSecrets;
+  /** Added by issue 16: the replicas set with `berth scale` (null: the repo's `scale:` applies). */
+  scale?: AppScale;
+}
+
+// ---- scale (issue 16) ------------------------------------------------------------------------
+/** An app's `berth scale` override: per process, the replicas that win over the repo's `scale:`. */
+export interface AppScale { override: ScaleOverride | null }
+/** PUT /api/apps/:name/scale and DELETE: the scale deployment queued, and the override now. */
+export type ScaleResult = DeploymentInfo & { agentConnected: boolean; scale: AppScale };
+/** Processes one request may scale. */
+const MAX_SCALE_ENTRIES = 50;
+
+/**
+ * The body of PUT /api/apps/:name/scale, `{"web": 3, "worker": 0}`, with one clear message for the
+ * first thing wrong (which process, and why). Whether the live release has each process is the agent's to say.
+ */
+export function parseScaleBody(body: Record<string, unknown>): ScaleOverride {
+  const entries = Object.entries(body);
+  if (entries.length === 0) throw new ValidationError('nothing to scale: give PROCESS=N, e.g. web=2');
+  if (entries.length > MAX_SCALE_ENTRIES) throw new ValidationError(`at most ${MAX_SCALE_ENTRIES} processes at once`);
+  const out: ScaleOverride = {};
+  for (const [name, count] of entries) {
+    const n = scaleProcessName.safeParse(name);
+    if (!n.success) throw new ValidationError(`invalid process name "${name.slice(0, 40)}": ${n.error.issues[0]?.message}`);
+    const c = replicaCount.safeParse(count);
+    if (!c.success) throw new ValidationError(`invalid scale for ${name}: ${c.error.issues[0]?.message} (0 to ${MAX_SCALE})`);
+    out[name] = c.data;
+  }
+  return out;
+}
 /** POST /hooks/:app/deploy body (all optional): deploy `commit`; `branch` given and not the app's → acknowledged, nothing deployed. */
 export const deployWebhookBody = z
   .object({

@@ -285,6 +285,12 @@ export const cpDeployOrder = z.object({
    * an older commit can never roll the app back. Absent for `berth deploy --commit`, CI and rollbacks.
    */
   skipIfAncestorOfLive: z.boolean().optional(),
+  /**
+   * `berth scale`: `rollbackOf` names the live release, brought back at the app's scale override
+   * (`app.scale`) without a rebuild; every process the override names must be in that release.
+   * An agent that predates it runs the order as a rollback to the live release.
+   */
+  rescale: z.boolean().optional(),
 });
 export const cpHeartbeat = z.object({ type: z.literal('heartbeat'), v, ts: z.string() });
 export const cpError = z.object({ type: z.literal('error'), v, message: z.string() });

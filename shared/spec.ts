@@ -4,6 +4,22 @@ import { z } from 'zod';
 import { appName, branchName, domainName, envKey, gitUrl, serverName } from './validation.js';
 import { rootDir } from './monorepo.js';
 
+/** A process name as berth.yml spells it (they become container names and labels). */
+export const scaleProcessName = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,29}$/, 'process names are 1-30 lower-case letters, digits, "_" or "-", starting with a letter')
+  .refine((n) => n !== 'release' && n !== 'build', 'process name is reserved (release and build are phases, not processes)');
+/** The most replicas `berth scale` sets for one process (the same cap as berth.yml's `scale:`). */
+export const MAX_SCALE = 32;
+export const replicaCount = z
+  .number({ error: 'expected a whole number of containers' })
+  .int('expected a whole number of containers')
+  .min(0, 'expected 0 or more containers')
+  .max(MAX_SCALE, `at most ${MAX_SCALE} containers per process`);
+/** `berth scale`: replicas per process that override the repo's `scale:` until reset. */
+export const scaleOverride = z.record(scaleProcessName, replicaCount);
+export type ScaleOverride = z.infer<typeof scaleOverride>;
+
 export const appSpec = z.object({
   name: appName,
   repo: gitUrl,
@@ -16,6 +32,8 @@ export const appSpec = z.object({
   /** SSH repositories: the app's private deploy key (OpenSSH format), a secret like the env values. */
   /** The Git host's keys given with --known-hosts (absent: pinned on first use). */
   knownHosts: z.string().max(65_536).optional(),
+  /** `berth scale`: replicas per process that win over the repo's `scale:` (absent: none set). */
+  scale: scaleOverride.optional(),
   deployKey: z.string().max(8192).regex(/^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+\/=\n]+-----END OPENSSH PRIVATE KEY-----\n$/).optional(),
 });
 export type AppSpec = z.infer<typeof appSpec>;

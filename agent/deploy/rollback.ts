@@ -10,8 +10,8 @@ export class RollbackError extends Error {
   override name = 'RollbackError';
 }
 
-/** The release of deployment `source`, checked to still be whole on this server. */
-export async function prepareRollback(run: DeployRun, source: string): Promise<Prepared> {
+/** The release of deployment `source`, checked to still be whole on this server. `rescale`: the live one, for `berth scale`. */
+export async function prepareRollback(run: DeployRun, source: string, rescale = false): Promise<Prepared> {
   const { docker, store, settings } = run.deps;
   const { app, stream } = run;
   const snap = store.releases.snapshot(source);
@@ -22,9 +22,11 @@ export async function prepareRollback(run: DeployRun, source: string): Promise<P
   }
   const config = snapshotConfig(snap.config);
   if (!config) throw new RollbackError(`release ${source} has no usable config snapshot; deploy its commit instead`);
+  const what = `release ${source} (commit ${snap.commit?.slice(0, 12) ?? '?'}, deployed ${snap.createdAt})`;
   stream.system(
-    `rolling back to release ${source} (commit ${snap.commit?.slice(0, 12) ?? '?'}, deployed ${snap.createdAt}): ` +
-      `its image, config and env are re-activated; nothing is fetched or built, and the release command is not run`,
+    rescale
+      ? `scaling the live ${what}: its image, config and env start again at the new counts; nothing is fetched or built, and the release command is not run`
+      : `rolling back to ${what}: its image, config and env are re-activated; nothing is fetched or built, and the release command is not run`,
   );
   if (snap.image) {
     try {

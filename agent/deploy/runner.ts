@@ -1,7 +1,8 @@
 // One deploy, start to finish: fetch + config → build → release command → start every process →
 // health check → switch nginx → done, every transition journaled (with its deadline) and reported.
 // A rollback skips the first three: a kept release's image, config and env go through the same
-// start, health gate and switch. Any failure removes the new containers (and a failed build's
+// start, health gate and switch; so does a scale deployment (`berth scale`, scale.ts): the live
+// release at new replica counts. Any failure removes the new containers (and a failed build's
 // images) and leaves the live release and nginx exactly as they were. Env values are masked in
 // everything this writes to the deploy log.
 //
@@ -17,6 +18,7 @@ import { recordLiveRelease } from './live-release.js';
 import { prepareBuild } from './prepare.js';
 import type { RunOutcome } from './queue.js';
 import { prepareRollback } from './rollback.js';
+import { applyScale } from './scale.js';
 import { releaseProcesses, startPhase } from './start-phase.js';
 import { switchPhase } from './switch-phase.js';
 
@@ -27,12 +29,16 @@ import { switchPhase } from './switch-phase.js';
 export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: AbortSignal, closing: AbortSignal): Promise<RunOutcome> {
   const run = new DeployRun(deps, order, signal);
   try {
-    const prepared = order.rollbackOf ? await prepareRollback(run, order.rollbackOf) : await prepareBuild(run);
+    const prepared = order.rollbackOf ? await prepareRollback(run, order.rollbackOf, order.rescale === true) : await prepareBuild(run);
     run.commit = prepared.commit;
     run.staticRoot = prepared.staticRoot;
     run.useEnv(prepared.env);
     const domains = deps.domainsFor(order.app);
-    const processes = prepared.staticRoot ? [] : releaseProcesses(prepared.config);
+    const processes = applyScale(prepared.staticRoot ? [] : releaseProcesses(prepared.config), order.app.scale, {
+      rescale: order.rescale === true,
+      staticSite: !!prepared.staticRoot,
+      log: (l) => run.stream.system(l),
+    });
 
     await startPhase(run, prepared, processes);
     await healthPhase(run, prepared.config, domains);

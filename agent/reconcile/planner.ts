@@ -151,6 +151,8 @@ function planRelease(
   }
 
   // Releases recorded before processes existed know only their web container: others are left alone.
+  // The counts are the release's as deployed (a `berth scale` override applied, then health-gated),
+  // never the spec's override: a new override reaches the containers only through its scale deployment.
   const legacy = release.processes === undefined;
   const processes = release.processes ?? [{ name: 'web', command: null, scale: 1 }];
   const wanted = new Map(processes.map((p) => [p.name, p]));

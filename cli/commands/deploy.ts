@@ -75,14 +75,14 @@ export async function followDeployment(client: ApiClient, id: string, opts: Foll
   throw new CliError(`gave up waiting for deployment ${id} after ${Math.round(opts.timeoutMs / 1000)} s (it is ${lastStatus || 'unknown'})`);
 }
 
-function timeoutOption(raw: string): number {
+export function timeoutOption(raw: string): number {
   const ms = Number(raw) * 1000;
   if (!Number.isFinite(ms) || ms <= 0) throw new CliError('--timeout must be a positive number of seconds');
   return ms;
 }
 
 /** A deployment that did not end `done` is a failure for commands that wait for it. */
-function failUnlessDone(d: DeploymentInfo): void {
+export function failUnlessDone(d: DeploymentInfo): void {
   if (d.status !== 'done') throw new CliError(`deployment ${d.id} ${d.status}${d.reason ? `: ${d.reason}` : ''}`);
 }
 

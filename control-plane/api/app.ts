@@ -19,6 +19,7 @@ import { registerLogRoutes } from './logs.js';
 import { registerCronRoutes } from './cron.js';
 import { registerControlPlaneRoutes } from './control-plane.js';
 import { registerNotifyRoutes } from './notify.js';
+import { registerScaleRoutes } from './scale.js';
 import { registerDashboard } from '../dashboard/index.js';
 import { registerClusterRoutes } from '../clusters/routes.js';
 
@@ -42,6 +43,7 @@ export function createApi(deps: ApiDeps): Hono {
   registerClusterRoutes(app, deps); // first: it guards DELETE /api/servers/:name
   registerServerRoutes(app, deps);
   registerAppRoutes(app, deps);
+  registerScaleRoutes(app, deps);
   registerDeploymentRoutes(app, deps);
   registerEnvRoutes(app, deps);
   registerWebhookRoutes(app, deps);

@@ -72,7 +72,9 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
   });
 
   app.get('/api/apps/:name', (c) => {
-    const body: AppDetails = details(stores.apps.require(appParam(c.req.param('name'))));
+    const row = stores.apps.require(appParam(c.req.param('name')));
+    // Issue 16: which scale applies (only here: the answers of create and change stay as they were).
+    const body: AppDetails = { ...details(row), scale: { override: stores.scale.get(row.name) } };
     return c.json(body);
   });
 

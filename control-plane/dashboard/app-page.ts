@@ -31,6 +31,7 @@ export function appPage(d: AppPageData, csrf: string, msg: { error?: string; not
 ${actions(d, base, csrf)}
 ${d.current ? followed(d.current) : ''}
 ${processesSection(d.containers)}
+${scaleForm(d, base, csrf)}
 ${history(d.deployments, base)}
 ${envSection(d, base, csrf)}
 ${domainsSection(d.domains, base, csrf)}
@@ -137,6 +138,24 @@ function processesSection(containers: AppPageData['containers']): Html {
     return html`<tr><td><code>${g.process}</code></td><td>${g.states.length}</td><td>${statusBadge(healthy === g.states.length ? 'running' : `${healthy}/${g.states.length} running`)} <span class="muted">${[...new Set(g.states)].join(', ')}</span></td><td><code>${g.deploymentId}</code></td></tr>`;
   });
   return html`<h2>Processes</h2><table><thead><tr><th scope="col">Process</th><th scope="col">Replicas</th><th scope="col">State</th><th scope="col">Release</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+/** Which scale applies, and `berth scale` from the page: one process at a time, or back to the repo's. */
+function scaleForm(d: AppPageData, base: string, csrf: string): Html {
+  const override = Object.entries(d.app.scale?.override ?? {});
+  const applies = override.length === 0
+    ? html`The repository's <code>scale:</code> applies to every process.`
+    : html`Set here (or with <code>berth scale</code>), overriding the repository's <code>scale:</code>: ${override.map(([p, n], i) => html`${i > 0 ? ', ' : ''}<code>${p}=${n}</code>`)}. Other processes follow the repository.`;
+  return html`<div class="card" data-scale><p>Scale: ${applies}</p>
+${postForm(
+  `${base}/scale`,
+  csrf,
+  html`<div class="row"><label>Process <input name="process" required value="web"></label>
+<label>Containers <input name="count" type="number" min="0" max="32" required></label><button type="submit">Set scale</button></div>
+<p class="muted">Redeploys the live release at the new count without a rebuild, through the health check; the current containers serve until the new ones are healthy.</p>`,
+)}
+${override.length === 0 ? '' : postForm(`${base}/scale/reset`, csrf, html`<button class="secondary" type="submit">Reset to the repository's scale</button>`, { confirm: "Go back to the repository's scale for every process?" })}
+</div>`;
 }
 
 /** Repository, branch and server, changeable after creation (PATCH /api/apps/NAME). */

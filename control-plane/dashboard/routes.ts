@@ -22,6 +22,7 @@ const NOTICES: Record<string, string> = {
   created: 'App created. Click Deploy to build and release it.',
   deployed: 'Deploy queued.',
   rollback: 'Rollback queued.',
+  scaled: 'Scale deployment queued: the live release restarts at the new counts, without a rebuild.',
   cancelled: 'Cancel requested.',
   env: 'Saved. Env changes take effect on the next deploy.',
   domain: 'Domains updated.',
@@ -117,6 +118,7 @@ function registerAppPages(ui: Hono<Env>, kit: Kit): void {
     if (!res.ok) return renderApp(c, name, { error: res.error }, res.status === 404 ? 404 : 409);
     return c.redirect(`${appUrl(name)}?deployment=${res.body.id}&done=rollback`, 303);
   });
+  registerScaleForms(ui, kit);
   ui.post('/ui/deployments/:id/cancel', (c) => {
     const name = appName.safeParse(c.get('form').app).data ?? '';
     return act(c, () => api('POST', `/api/deployments/${seg(c.req.param('id'))}/cancel`), { to: appUrl(name), notice: 'cancelled' }, (m, s) => renderApp(c, name, m, s));
@@ -164,6 +166,26 @@ function registerAppPages(ui: Hono<Env>, kit: Kit): void {
     return act(c, () => api('DELETE', `/api/apps/${seg(name)}`), { to: '/ui/apps', notice: 'deleted' }, (m, s) => renderApp(c, name, m, s));
   });
 
+}
+
+/** `berth scale` from the app page: one process's count (PUT), or back to the repo's (DELETE). */
+function registerScaleForms(ui: Hono<Env>, kit: Kit): void {
+  const { api, renderApp, nameOf, appUrl } = kit;
+  const scaled = async (c: C, name: string, res: Awaited<ReturnType<typeof api<DeploymentInfo>>>) => {
+    if (!res.ok) return renderApp(c, name, { error: res.error }, res.status === 404 ? 404 : res.status === 409 ? 409 : 400);
+    return c.redirect(`${appUrl(name)}?deployment=${res.body.id}&done=scaled`, 303);
+  };
+  ui.post('/ui/apps/:name/scale', async (c) => {
+    const name = nameOf(c);
+    const { process = '', count = '' } = c.get('form');
+    // A whole number goes as a number; anything else as typed, for the API to say what is wrong with it.
+    const n = /^\d{1,6}$/.test(count.trim()) ? Number(count.trim()) : count;
+    return scaled(c, name, await api<DeploymentInfo>('PUT', `/api/apps/${seg(name)}/scale`, { [process.trim()]: n }));
+  });
+  ui.post('/ui/apps/:name/scale/reset', async (c) => {
+    const name = nameOf(c);
+    return scaled(c, name, await api<DeploymentInfo>('DELETE', `/api/apps/${seg(name)}/scale`));
+  });
 }
 
 function registerLiveAndOpsPages(ui: Hono<Env>, deps: ApiDeps, kit: Kit): void {

@@ -50,7 +50,8 @@ export function deployEvent(d: DeployFacts): NotifyEvent {
       data: { ...base, phase: d.phase, reason: d.reason },
     });
   }
-  if (d.rollbackOf) {
+  // A scale deployment (`berth scale`) also re-activates a release, the live one: told as a deploy.
+  if (d.rollbackOf && d.trigger !== 'scale') {
     return makeEvent({
       event: 'rollback.done',
       server: d.server,
@@ -65,7 +66,7 @@ export function deployEvent(d: DeployFacts): NotifyEvent {
     server: d.server,
     app: d.app,
     title: `${d.app}: deployed ${short(d.commit)}`,
-    text: `Deploy ${d.id} of ${d.app} (${short(d.commit)}) on ${d.server} is live.`,
+    text: `${d.trigger === 'scale' ? 'Scale' : 'Deploy'} ${d.id} of ${d.app} (${short(d.commit)}) on ${d.server} is live.`,
     data: base,
   });
 }

@@ -232,6 +232,15 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX cluster_nodes_by_cluster ON cluster_nodes(cluster);
   `,
+  // (issue 16) `berth scale`: replicas per process (a JSON object) that override the repo's
+  // `scale:` until reset; the deploy order carries them to the agent.
+  `
+  CREATE TABLE app_scale (
+    app        TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE,
+    scale      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  ) STRICT, WITHOUT ROWID;
+  `,
 ];
 
 export class MigrationError extends Error {

@@ -7,6 +7,7 @@ import { AppStore } from './apps.js';
 import { CertStatusStore } from './certs.js';
 import { DEFAULT_KEEP_DEPLOYMENT_LOGS, DeploymentStore } from './deployments.js';
 import { EnvStore } from './env.js';
+import { ScaleStore } from './scale.js';
 import { ServerStore } from './servers.js';
 import { WebhookStore } from './webhooks.js';
 
@@ -19,6 +20,8 @@ export interface Stores {
   webhooks: WebhookStore;
   /** Certificate state reported by agents (issue 5). */
   certs: CertStatusStore;
+  /** `berth scale` overrides (issue 16). */
+  scale: ScaleStore;
 }
 
 export interface StoreOptions {
@@ -57,6 +60,7 @@ export function openStores(file: string, opts: StoreOptions = {}): Stores {
       env: new EnvStore(db, apps, servers, box),
       webhooks: new WebhookStore(db, box),
       certs: new CertStatusStore(db),
+      scale: new ScaleStore(db, servers),
     };
   } catch (err) {
     db.close();
