@@ -2,7 +2,7 @@
 // only, and answers garbage with an `error` message instead of dropping the connection.
 import WebSocket from 'ws';
 import type { Logger } from '../shared/logger.js';
-import { agentMessage, parseMessage, PROTOCOL_VERSION, type AgentMessage, type ClusterResponse, type CpMessage, type CronResponse } from '../shared/protocol.js';
+import { agentMessage, parseMessage, PROTOCOL_VERSION, type AgentMessage, type ClusterResponse, type CpMessage, type CronResponse, type DiskFree } from '../shared/protocol.js';
 import { appSpecOf, serverSpecOf } from './desired-state.js';
 import type { DeploymentEvents } from './events.js';
 import { deploymentInfo, type DeploymentRow } from './store/deployments.js';
@@ -47,6 +47,11 @@ export class AgentSession {
   /** Set once the agent said hello; desired state and deploy orders are only sent after that. */
   ready = false;
   missedPongs = 0;
+  /**
+   * The agent's last free-disk report on this connection (shown by GET /api/servers). Kept when a
+   * report comes without one (the agent could not measure that pass); gone with the connection.
+   */
+  disk: DiskFree[] | undefined;
   private badFrames = 0;
   private closingForBadFrames = false;
   /** Only when the hub shares none (tests): one per connection would be 10,000 maps for nothing. */
@@ -192,6 +197,7 @@ export class AgentSession {
         this.deps.onClusterResponse?.(this.server, msg);
         return;
       case 'observed_state':
+        if (msg.disk) this.disk = msg.disk;
         this.deps.onObservedState(this.server, {
           specRevision: msg.specRevision,
           containers: msg.containers,

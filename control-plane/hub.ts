@@ -7,7 +7,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { sha256 } from '../shared/ids.js';
 import type { Logger } from '../shared/logger.js';
 import { newId } from '../shared/ids.js';
-import { AGENT_WS_PATH, PROTOCOL_VERSION, type ClusterOp, type ClusterResponse, type CronRequest, type CronResponse, type LogsRequest } from '../shared/protocol.js';
+import { AGENT_WS_PATH, PROTOCOL_VERSION, type ClusterOp, type ClusterResponse, type CronRequest, type CronResponse, type DiskFree, type LogsRequest } from '../shared/protocol.js';
 import { AgentSession, badFrameThrottle, type ObservedState } from './agent-session.js';
 import { bearerToken } from './bearer.js';
 import { ClusterRelay } from './clusters/relay.js';
@@ -176,6 +176,11 @@ export class AgentHub {
   disconnect(server: string): void {
     this.current.get(server)?.ws.close(CLOSE_REMOVED, 'this server was removed from the control plane');
     this.observed.delete(server);
+  }
+
+  /** The connected agent's last free-disk report; undefined while it is offline or has sent none. */
+  diskFree(server: string): DiskFree[] | undefined {
+    return this.current.get(server)?.disk;
   }
 
   observedState(server: string): ObservedState | undefined {

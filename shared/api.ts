@@ -48,6 +48,11 @@ export interface ServerInfo {
   createdAt: string;
   /** Added by issue 5: apps on this server also answer APP.BASE_DOMAIN. */
   baseDomain?: string | null;
+  /**
+   * Added by issue 16: free disk where berth and Docker keep their data, with the agent's threshold
+   * (BERTH_MIN_FREE_DISK_MB), as its agent last reported it; only while it is connected.
+   */
+  disk?: Array<{ path: string; freeMb: number; minFreeMb: number }>;
 }
 /** PATCH /api/servers/:name (issue 5): null removes the base domain. */
 export const updateServerBody = z.object({ baseDomain: domainName.nullable() }).strict();

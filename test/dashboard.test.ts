@@ -258,11 +258,28 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     assert.deepEqual({ id: latest?.id, trigger: latest?.trigger, commit: latest?.commit }, { id, trigger: 'rollback', commit: commits[0] });
   });
 
-  it('shows the servers page with the connected agent', async () => {
+  it('shows the servers page with the connected agent and the free disk of its data location', async () => {
+    type Disk = { path: string; freeMb: number; minFreeMb: number };
+    const dataDisk = async () => (await apiGet<Array<{ name: string; disk?: Disk[] }>>('/api/servers')).find((s) => s.name === stack.serverName)?.disk?.find((d) => d.path === stack.agentData);
+    const before = await dataDisk();
+    assert.ok(before, 'GET /api/servers has the free disk the agent reported for its data location');
+    assert.equal(before.minFreeMb, 1024, 'with the agent threshold (BERTH_MIN_FREE_DISK_MB default)');
     await page.goto(url('/ui/servers'));
+    // The agent reports again after every reconcile pass: the page shows the report of just before or just after.
+    const after = await dataDisk();
     const row = page.locator('tr', { hasText: stack.serverName });
     assert.match(await row.innerText(), /connected/);
     assert.match(await row.innerText(), new RegExp(APP));
+    const cell = row.locator('[data-disk], [data-disk-low]', { hasText: stack.agentData });
+    const shownMb = Number(await cell.locator('data').getAttribute('value'));
+    assert.ok([before.freeMb, after?.freeMb].includes(shownMb), `page ${shownMb} MB, API ${before.freeMb} / ${after?.freeMb} MB`);
+    const text = await cell.innerText();
+    const m = /(\d+(?:\.\d)?) (MB|GB) free on (\S+)/.exec(text);
+    assert.ok(m, text);
+    assert.equal(m[3], stack.agentData);
+    const shownAsMb = Number(m[1]) * (m[2] === 'GB' ? 1024 : 1);
+    assert.ok(Math.abs(shownAsMb - shownMb) <= (m[2] === 'GB' ? 52 : 0), `"${text}" says ${shownMb} MB`);
+    assert.equal(/Low disk/.test(text), shownMb < 1024, 'below the threshold it says so in words');
     await page.screenshot({ path: join(shots, 'servers.png'), fullPage: true });
   });
 
@@ -454,7 +471,11 @@ describe('dashboard details with a WebSocket client playing the agent', () => {
 
   it('shows processes from the agent report, and the servers page with a hostile hostname as text', async () => {
     const web = { app: 'shop', process: 'web', deploymentId: 'dep00000001', state: 'running' };
-    agent.send({ type: 'observed_state', v: 1, specRevision: null, containers: [web, web, { ...web, process: 'worker', state: 'restarting' }] });
+    const disk = [
+      { path: '/var/lib/berth', freeMb: 12_595, minFreeMb: 1024 },
+      { path: '/var/lib/docker', freeMb: 300, minFreeMb: 1024 },
+    ];
+    agent.send({ type: 'observed_state', v: 1, specRevision: null, containers: [web, web, { ...web, process: 'worker', state: 'restarting' }], disk });
     await agent.sync();
     await page.goto(url('/ui/apps/shop'));
     assert.match(await page.locator('tr', { hasText: 'web' }).first().innerText(), /web\s+2\s+running/);
@@ -463,6 +484,8 @@ describe('dashboard details with a WebSocket client playing the agent', () => {
     const row = page.locator('tr', { hasText: 'alpha' });
     assert.match(await row.innerText(), /connected/);
     assert.ok((await row.innerText()).includes(HOSTILE_HOST), 'shown literally');
+    assert.equal(await row.locator('[data-disk]').innerText(), '12.3 GB free on /var/lib/berth');
+    assert.equal(await row.locator('[data-disk-low]').innerText(), 'Low disk: 300 MB free on /var/lib/docker, below the 1.0 GB minimum (deploys are refused)');
     assert.equal(await page.evaluate(() => (window as any).__pwned), undefined, 'and never run');
   });
 

@@ -5,7 +5,7 @@ import { serverName } from '../../shared/validation.js';
 import { newSecret, sha256 } from '../../shared/ids.js';
 import { newCliSafeSecret } from '../tokens.js';
 import { BadRequestError, UnauthorizedError } from '../errors.js';
-import { serverInfo } from '../store/servers.js';
+import { serverInfo, type ServerRow } from '../store/servers.js';
 import type { ApiDeps } from './deps.js';
 import { pageLimit, readJson, validParam } from './http.js';
 
@@ -23,6 +23,11 @@ export function installCommand(url: string, joinToken: string, name: string): st
 export function registerServerRoutes(app: Hono, deps: ApiDeps): void {
   const { stores, hub } = deps;
   const log = deps.logger.child({ component: 'api' });
+  /** A server's row with what only its live connection knows. */
+  const info = (row: ServerRow): ServerInfo => {
+    const disk = hub.diskFree(row.name);
+    return { ...serverInfo(row, hub.isConnected(row.name)), ...(disk ? { disk } : {}) };
+  };
 
   app.post('/api/servers', async (c) => {
     const { name, baseDomain } = await readJson(c, createServerBody, { name: 'server name', baseDomain: 'base domain' });
@@ -40,7 +45,7 @@ export function registerServerRoutes(app: Hono, deps: ApiDeps): void {
     const rawAfter = c.req.query('after');
     const after = rawAfter === undefined ? undefined : validParam(serverName, rawAfter, 'after');
     const page = { ...(limit ? { limit } : {}), ...(after ? { after } : {}) };
-    const body: ServerInfo[] = stores.servers.list(page).map((s) => serverInfo(s, hub.isConnected(s.name)));
+    const body: ServerInfo[] = stores.servers.list(page).map(info);
     return c.json(body);
   });
 
@@ -51,7 +56,7 @@ export function registerServerRoutes(app: Hono, deps: ApiDeps): void {
     stores.apps.setBaseDomain(name, baseDomain);
     log.info({ server: name, baseDomain }, 'server base domain set');
     hub.pushDesiredState(name);
-    const body: ServerInfo = serverInfo(stores.servers.require(name), hub.isConnected(name));
+    const body: ServerInfo = info(stores.servers.require(name));
     return c.json(body);
   });
 

@@ -70,6 +70,23 @@ ${postForm(
   );
 }
 
+/** "12.3 GB" / "512 MB". */
+export function formatMb(mb: number): string {
+  return mb < 1024 ? `${mb} MB` : `${(mb / 1024).toFixed(1)} GB`;
+}
+
+/** Free disk per data location; one below the agent's threshold says so in words, not colour only. */
+function diskCell(s: ServerInfo): Html | string {
+  if (!s.disk) return html`<span class="muted">${s.connected ? 'not reported' : 'not known (offline)'}</span>`;
+  if (s.disk.length === 0) return html`<span class="muted">not measured (BERTH_MIN_FREE_DISK_MB=0)</span>`;
+  return html`${s.disk.map((d) => {
+    const free = html`<data value="${d.freeMb}">${formatMb(d.freeMb)}</data> free on <code>${d.path}</code>`;
+    return d.minFreeMb > 0 && d.freeMb < d.minFreeMb
+      ? html`<div class="low" data-disk-low><strong>Low disk:</strong> ${free}, below the ${formatMb(d.minFreeMb)} minimum (deploys are refused)</div>`
+      : html`<div data-disk>${free}</div>`;
+  })}`;
+}
+
 export function serversPage(servers: readonly ServerInfo[], apps: readonly AppInfo[], csrf: string, msg: { error?: string; notice?: string; created?: ServerCreated } = {}): Html {
   const rows = servers.map(
     (s) => html`<tr>
@@ -79,6 +96,7 @@ export function serversPage(servers: readonly ServerInfo[], apps: readonly AppIn
 <td>${s.agentVersion ?? '—'}</td>
 <td>${s.hostname ?? '—'}</td>
 <td>${s.baseDomain ?? '—'}</td>
+<td>${diskCell(s)}</td>
 <td>${apps.filter((a) => a.server === s.name).map((a) => html`<div><a href="/ui/apps/${encodeURIComponent(a.name)}">${a.name}</a></div>`)}</td>
 <td>${postForm('/ui/servers/remove', csrf, html`<input type="hidden" name="name" value="${s.name}"><button class="secondary" type="submit" aria-label="Remove server ${s.name}">Remove</button>`, { confirm: `Remove server ${s.name}? Its agent is disconnected for good.` })}</td>
 </tr>`,
@@ -91,7 +109,7 @@ export function serversPage(servers: readonly ServerInfo[], apps: readonly AppIn
     'Servers',
     html`<h1>Servers</h1>${created}
 ${servers.length === 0 ? html`<p class="muted">No servers yet.</p>` : html`<table>
-<thead><tr><th scope="col">Server</th><th scope="col">Connection</th><th scope="col">Last heartbeat</th><th scope="col">Agent</th><th scope="col">Hostname</th><th scope="col">Base domain</th><th scope="col">Apps</th><th scope="col"></th></tr></thead>
+<thead><tr><th scope="col">Server</th><th scope="col">Connection</th><th scope="col">Last heartbeat</th><th scope="col">Agent</th><th scope="col">Hostname</th><th scope="col">Base domain</th><th scope="col">Disk free</th><th scope="col">Apps</th><th scope="col"></th></tr></thead>
 <tbody>${rows}</tbody></table>`}
 <h2>Add a server</h2>
 ${postForm(

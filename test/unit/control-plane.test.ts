@@ -449,6 +449,37 @@ describe('control plane: API and agent hub', () => {
     assert.deepEqual((await alpha.next('desired_state')).spec.apps, []);
     assert.equal((await api('GET', `/api/deployments/${before[0].id}`)).status, 404);
   });
+
+  it("shows the connected agent's last free-disk report in GET /api/servers, and none once it is gone", async () => {
+    const credential = await enrol('disky');
+    const disky = await connect(credential);
+    disky.hello();
+    await disky.next('welcome');
+    const diskOf = async () => (await api('GET', '/api/servers')).body.find((s: any) => s.name === 'disky').disk;
+    await disky.sync();
+    assert.equal(await diskOf(), undefined, 'connected, but no report yet');
+    const disk = [
+      { path: '/var/lib/berth', freeMb: 12_595, minFreeMb: 1024 },
+      { path: '/var/lib/docker', freeMb: 300, minFreeMb: 1024 },
+    ];
+    disky.send({ type: 'observed_state', v: 1, specRevision: null, containers: [], disk });
+    await disky.sync();
+    assert.deepEqual(await diskOf(), disk);
+    // A report without disk (the agent could not measure that pass) keeps the last one; a new one replaces it.
+    disky.send({ type: 'observed_state', v: 1, specRevision: null, containers: [] });
+    await disky.sync();
+    assert.deepEqual(await diskOf(), disk);
+    const later = [{ path: '/var/lib/berth', freeMb: 11_000, minFreeMb: 1024 }];
+    disky.send({ type: 'observed_state', v: 1, specRevision: null, containers: [], disk: later });
+    await disky.sync();
+    assert.deepEqual(await diskOf(), later);
+    assert.deepEqual((await api('PATCH', '/api/servers/disky', { baseDomain: null })).body.disk, later, 'PATCH answers the same ServerInfo');
+
+    disky.ws.terminate();
+    await eventually(async () => !(await api('GET', '/api/servers')).body.find((s: any) => s.name === 'disky').connected, 'disky disconnected');
+    const offline = (await api('GET', '/api/servers')).body.find((s: any) => s.name === 'disky');
+    assert.equal('disk' in offline, false, 'no disk while the agent is offline');
+  });
 });
 
 describe('control plane: agent liveness', () => {
