@@ -89,15 +89,15 @@ main{max-width:1100px;margin:0 auto;padding:1rem}
 h1{font-size:1.4rem;margin:.25rem 0 1rem}h2{font-size:1.1rem;margin:1.5rem 0 .5rem}
 table{width:100%;border-collapse:collapse;background:#fff;font-size:.95rem}
 th,td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid #e3e6ea;vertical-align:top;overflow-wrap:anywhere}
-th{font-weight:600;background:#eef0f3}
+th{font-weight:600;background:#eef0f3;overflow-wrap:normal}
 .card{background:#fff;border:1px solid #e3e6ea;border-radius:6px;padding:1rem;margin:0 0 1rem}
 .row{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}
 label{display:flex;flex-direction:column;font-size:.85rem;gap:.15rem}
 input,select,textarea{font:inherit;padding:.35rem .45rem;border:1px solid #b8bec6;border-radius:4px;min-width:0}
-button{font:inherit;padding:.4rem .8rem;border-radius:4px;border:1px solid #1b1f24;background:#1b1f24;color:#fff;cursor:pointer}
+button{white-space:nowrap;font:inherit;padding:.4rem .8rem;border-radius:4px;border:1px solid #1b1f24;background:#1b1f24;color:#fff;cursor:pointer}
 button.secondary{background:#fff;color:#1b1f24}button.danger{background:#b42318;border-color:#b42318}
 button:focus-visible,a:focus-visible,input:focus-visible{outline:3px solid #5b9dff;outline-offset:1px}
-.status{display:inline-block;padding:0 .45rem;border-radius:999px;background:#e3e6ea;font-size:.85rem}
+.status{display:inline-block;padding:0 .45rem;border-radius:999px;background:#e3e6ea;font-size:.85rem;overflow-wrap:normal;white-space:nowrap}
 .s-done,.s-serving{background:#d1fadf;color:#05603a}.s-failed{background:#fee4e2;color:#912018}
 .s-cancelled,.s-superseded{background:#eef0f3;color:#555}
 .s-queued,.s-fetching,.s-building,.s-releasing,.s-starting,.s-health_checking,.s-switching,.s-deploying{background:#fef0c7;color:#93370d}
