@@ -12,16 +12,11 @@ import type { ClusterDetails, ClusterInfo, ClusterNodeInfo, ClusterNodeRemoved }
 import { eventually } from './helpers/http.js';
 import { cli, startSwarmWithAgents, type SwarmWithAgents } from './helpers/swarm-agents.js';
 import { ensureSwarmNodeImage } from './helpers/swarm-node-image.js';
+import { stepTimer } from './helpers/timings.js';
 
 describe('cluster formation through the agents', { timeout: 15 * 60_000 }, () => {
   let bed: SwarmWithAgents;
-  const timings: Record<string, number> = {};
-  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    const started = Date.now();
-    const v = await fn();
-    timings[name] = Date.now() - started;
-    return v;
-  };
+  const { timings, timed } = stepTimer();
   const json = async <T>(args: string[]): Promise<T> => {
     const res = await cli(bed, [...args, '--json']);
     assert.equal(res.code, 0, `berth ${args.join(' ')}: ${res.stderr}`);

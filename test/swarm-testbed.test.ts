@@ -11,20 +11,14 @@ import { startSwarm, type Swarm } from './helpers/swarm.js';
 import { ensureSwarmNodeImage } from './helpers/swarm-node-image.js';
 import { pushImage, startRegistry, type Registry } from './helpers/swarm-registry.js';
 import { serviceTasks, type SwarmTask } from './helpers/swarm-tasks.js';
+import { stepTimer } from './helpers/timings.js';
 
 describe('swarm test bed', { timeout: 15 * 60_000 }, () => {
   let swarm: Swarm;
   let registry: Registry;
   /** The running tasks of the `web` service the digest test creates. */
   let webTasks: SwarmTask[] = [];
-  const timings: Record<string, number> = {};
-
-  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    const started = Date.now();
-    const v = await fn();
-    timings[name] = Date.now() - started;
-    return v;
-  };
+  const { timings, timed } = stepTimer();
 
   before(async () => {
     await ensureBusyboxImage();
