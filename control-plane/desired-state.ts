@@ -4,6 +4,7 @@ import type { AppSpec, ServerSpec } from '../shared/spec.js';
 import { normalizeDomain } from '../shared/validation.js';
 import type { AppRow } from './store/apps.js';
 import type { Stores } from './store/index.js';
+import { registrySpecFor } from './clusters/registry-store.js';
 
 export function appSpecOf(stores: Stores, app: AppRow): AppSpec {
   const { rootDir } = stores.apps.monorepo(app.name);
@@ -19,6 +20,7 @@ export function appSpecOf(stores: Stores, app: AppRow): AppSpec {
     // Decrypted only here, on the way to the app's own agent (over its authenticated connection).
     env: stores.env.record(app.name),
     ...(rootDir !== undefined ? { rootDir } : {}),
+    ...(app.cluster ? { cluster: app.cluster } : {}),
     // `berth scale`: only when set, so agents and checks that predate it see the spec they always did.
     ...(scale ? { scale } : {}),
     // Unsealed only here, on the way to the app's own agent, like the env values.
@@ -38,8 +40,17 @@ export function serverSpecOf(stores: Stores, server: string): ServerSpec | undef
       apps: stores.apps.listByServer(server).map((a) => appSpecOf(stores, a)),
       // Only when there is one: agents and checks that predate volumes see the spec they always did.
       ...(purges.length > 0 ? { purgeVolumes: purges } : {}),
+      ...clusterSpecOf(stores, row.name),
     };
   })();
+}
+
+/** This server's cluster (only when it is in one): its role, and the registry as its role needs it. */
+function clusterSpecOf(stores: Stores, server: string): Pick<ServerSpec, 'cluster'> {
+  const node = stores.clusters.membership(server);
+  if (!node) return {};
+  const registry = stores.clusterRegistries.get(node.cluster);
+  return { cluster: { name: node.cluster, role: node.role, ...(registry ? { registry: registrySpecFor(registry, node.role) } : {}) } };
 }
 
 function deployKeySpec(key: { privateKey: () => string; knownHosts: string | null } | null): Pick<AppSpec, 'deployKey' | 'knownHosts'> {

@@ -35,8 +35,54 @@ export const appSpec = z.object({
   /** `berth scale`: replicas per process that win over the repo's `scale:` (absent: none set). */
   scale: scaleOverride.optional(),
   deployKey: z.string().max(8192).regex(/^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+\/=\n]+-----END OPENSSH PRIVATE KEY-----\n$/).optional(),
+  /**
+   * Cluster mode (issue 15): the app runs as Swarm services of this cluster, deployed by the agent
+   * that receives it (the cluster's manager; `server` of a cluster app is its manager). Absent: standalone.
+   */
+  cluster: serverName.optional(),
 });
 export type AppSpec = z.infer<typeof appSpec>;
+
+/** host:port of a registry (IPv4, [IPv6] or a DNS name): plain characters only, it becomes an image name and a path under /etc/docker/certs.d/. */
+export const registryAddress = z
+  .string()
+  .max(255)
+  .regex(/^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?|\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:]+\]):\d{1,5}$/, 'registry address must be host:port (lower-case)');
+const pem = (label: string) =>
+  z
+    .string()
+    .max(65_536)
+    .regex(new RegExp(`^-----BEGIN ${label}-----\\n[A-Za-z0-9+/=\\n]+-----END ${label}-----\\n?$`), `expected a PEM ${label}`);
+export const certificatePem = pem('CERTIFICATE');
+export const privateKeyPem = z.union([pem('PRIVATE KEY'), pem('EC PRIVATE KEY'), pem('RSA PRIVATE KEY')]);
+
+/**
+ * The cluster's image registry as one node's agent needs it (issue 15). Every node gets the address
+ * and the CA (installed under /etc/docker/certs.d/ADDRESS/ca.crt: the engine trusts it per pull, no
+ * restart); only the manager gets the credentials (push; the services' pulls are authorised through
+ * Swarm with them), and `serve` when the registry is berth-managed and runs on that node.
+ */
+export const clusterRegistrySpec = z.object({
+  address: registryAddress,
+  /** Absent: the registry's certificate is publicly trusted (an external registry). */
+  caPem: certificatePem.optional(),
+  username: z.string().min(1).max(255).regex(/^[^\s:]+$/, 'registry username must not contain spaces or ":"').optional(),
+  password: z.string().min(1).max(1024).optional(),
+  /** A berth-managed registry on this node: its TLS certificate and key, and htpasswd (bcrypt) lines. */
+  serve: z
+    .object({ port: z.number().int().min(1).max(65_535), certPem: certificatePem, keyPem: privateKeyPem, htpasswd: z.string().min(1).max(65_536) })
+    .optional(),
+});
+export type ClusterRegistrySpec = z.infer<typeof clusterRegistrySpec>;
+
+/** This server's place in a cluster (issue 15); absent: standalone. */
+export const clusterSpec = z.object({
+  name: serverName,
+  role: z.enum(['manager', 'worker']),
+  /** Absent until the cluster has a registry (cluster apps cannot deploy before). */
+  registry: clusterRegistrySpec.optional(),
+});
+export type ClusterSpec = z.infer<typeof clusterSpec>;
 
 export const serverSpec = z.object({
   server: serverName,
@@ -50,5 +96,7 @@ export const serverSpec = z.object({
    * control planes that predate volumes.
    */
   purgeVolumes: z.array(appName).optional(),
+  /** Cluster mode (issue 15): the cluster this server is a node of. Absent: standalone only. */
+  cluster: clusterSpec.optional(),
 });
 export type ServerSpec = z.infer<typeof serverSpec>;

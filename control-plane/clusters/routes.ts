@@ -12,13 +12,12 @@ import type { ApiDeps } from '../api/deps.js';
 import { ConflictError } from '../errors.js';
 import { readJson, validParam } from '../api/http.js';
 import { ClusterFormation } from './formation.js';
-import { ClusterStore } from './store.js';
 
 /** busybox has what the overlay check runs (sh, httpd, nc); override for registries without Docker Hub. */
 export const DEFAULT_CHECK_IMAGE = 'busybox:1.36';
 
 export function registerClusterRoutes(app: Hono, deps: ApiDeps): void {
-  const clusters = new ClusterStore(deps.stores.db);
+  const clusters = deps.stores.clusters;
   const formation = new ClusterFormation({
     hub: deps.hub,
     clusters,

@@ -20,6 +20,8 @@ export interface AppRow {
   repo_sealed: Buffer | null;
   branch: string;
   server: string;
+  /** Cluster mode (issue 15): the cluster whose Swarm runs it (`server` is then the cluster's manager); null: standalone. */
+  cluster: string | null;
   created_at: string;
 }
 

@@ -241,6 +241,27 @@ export const MIGRATIONS: readonly string[] = [
     updated_at TEXT NOT NULL
   ) STRICT, WITHOUT ROWID;
   `,
+  // (issue 15) cluster apps and the cluster's registry. An app on a cluster keeps `server` = the
+  // cluster's manager (its agent deploys it); `cluster` says it runs as Swarm services. The
+  // registry's password and TLS key are sealed like env values; mode 'managed': the manager's agent
+  // runs it with cert/key/htpasswd from here; 'external': the user's own registry (no cert/key).
+  `
+  ALTER TABLE apps ADD COLUMN cluster TEXT REFERENCES clusters(name);
+  CREATE INDEX apps_by_cluster ON apps(cluster) WHERE cluster IS NOT NULL;
+  CREATE TABLE cluster_registries (
+    cluster         TEXT PRIMARY KEY REFERENCES clusters(name) ON DELETE CASCADE,
+    mode            TEXT NOT NULL CHECK (mode IN ('managed', 'external')),
+    address         TEXT NOT NULL,
+    username        TEXT NOT NULL,
+    password_sealed BLOB NOT NULL,
+    ca_pem          TEXT,
+    ca_key_sealed   BLOB,
+    cert_pem        TEXT,
+    key_sealed      BLOB,
+    htpasswd        TEXT,
+    updated_at      TEXT NOT NULL
+  ) STRICT, WITHOUT ROWID;
+  `,
 ];
 
 export class MigrationError extends Error {

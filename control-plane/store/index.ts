@@ -10,6 +10,8 @@ import { EnvStore } from './env.js';
 import { ScaleStore } from './scale.js';
 import { ServerStore } from './servers.js';
 import { WebhookStore } from './webhooks.js';
+import { ClusterStore } from '../clusters/store.js';
+import { ClusterRegistryStore } from '../clusters/registry-store.js';
 
 export interface Stores {
   db: Db;
@@ -22,6 +24,10 @@ export interface Stores {
   certs: CertStatusStore;
   /** `berth scale` overrides (issue 16). */
   scale: ScaleStore;
+  /** Clusters and their nodes (issue 15). */
+  clusters: ClusterStore;
+  /** Each cluster's image registry, secrets sealed (issue 15). */
+  clusterRegistries: ClusterRegistryStore;
 }
 
 export interface StoreOptions {
@@ -61,6 +67,8 @@ export function openStores(file: string, opts: StoreOptions = {}): Stores {
       webhooks: new WebhookStore(db, box),
       certs: new CertStatusStore(db),
       scale: new ScaleStore(db, servers),
+      clusters: new ClusterStore(db),
+      clusterRegistries: new ClusterRegistryStore(db, box),
     };
   } catch (err) {
     db.close();
