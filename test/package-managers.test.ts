@@ -212,17 +212,23 @@ describe('package managers and runtime versions', { timeout: 900_000 }, () => {
     });
   }
 
-  it("a Pipfile changed without relocking fails the build with Pipenv's own message; the old version serves", async () => {
-    const pipfile = PY_APPS(pyIndex).pipenv!.files.Pipfile!.replace('[packages]\n', '[packages]\nberthextra = "*"\n');
-    repos.get('pipenv')!.commit({ Pipfile: pipfile, 'message.txt': 'pipenv v3' });
-    const res = await berth(['deploy', name('pipenv'), '--wait'], stack.env, 600_000);
-    const [dep] = await berthJson<Deployment[]>(['deployments', name('pipenv')], stack.env);
-    assert.notEqual(res.code, 0);
-    assert.equal(dep!.status, 'failed');
-    assert.match(dep!.reason ?? '', /^build failed: .*pipenv install --deploy --system' returned a non-zero code/, dep!.reason ?? '');
-    assert.match(res.stdout + res.stderr, /Pipfile\.lock \([0-9a-f]+\) is out of date/, "Pipenv's own explanation is in the build log");
-    assert.equal(await served('pipenv'), 'hello from berthdemo 1.0.0 pipenv v2');
-  });
+  const STALE_LOCKS: Record<string, { manifest: string; edit: (text: string) => string; step: RegExp; says: RegExp }> = {
+    pipenv: { manifest: 'Pipfile', edit: (t) => t.replace('[packages]\n', '[packages]\nberthextra = "*"\n'), step: /pipenv install --deploy --system/, says: /Pipfile\.lock \([0-9a-f]+\) is out of date/ },
+    poetry: { manifest: 'pyproject.toml', edit: (t) => t.replace('berthdemo = "1.0.0"\n', 'berthdemo = "1.0.0"\nberthextra = "*"\n'), step: /poetry install --no-root/, says: /poetry\.lock is not consistent with pyproject\.toml/ },
+  };
+  for (const [tool, stale] of Object.entries(STALE_LOCKS)) {
+    it(`python ${tool}: a manifest changed without relocking fails the build with the tool's own message; the old version serves`, async () => {
+      const manifest = stale.edit(PY_APPS(pyIndex)[tool]!.files[stale.manifest]!);
+      repos.get(tool)!.commit({ [stale.manifest]: manifest, 'message.txt': `${tool} v3` });
+      const res = await berth(['deploy', name(tool), '--wait'], stack.env, 600_000);
+      const [dep] = await berthJson<Deployment[]>(['deployments', name(tool)], stack.env);
+      assert.notEqual(res.code, 0);
+      assert.equal(dep!.status, 'failed');
+      assert.match(dep!.reason ?? '', new RegExp(`^build failed: .*${stale.step.source}[^']*' returned a non-zero code`), dep!.reason ?? '');
+      assert.match(res.stdout + res.stderr, stale.says, `${tool}'s own explanation is in the build log`);
+      assert.equal(await served(tool), `hello from berthdemo 1.0.0 ${tool} v2`);
+    });
+  }
 
   it('python: .python-version, then runtime.txt, choose the base image version', async () => {
     const web = `import http.server, os\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(b'py')\nhttp.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()\n`;
