@@ -238,8 +238,7 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
   });
 
   it('deploys a new commit; the apps list shows the app serving with its commit', async () => {
-    // The subject is the repository's text: markup and a terminal escape are shown as text.
-    commits.push(repo.commit({ 'index.html': `v2 ${nonce}\n` }, `second <b>version</b>\u001b[2J\n\nThe body is not shown.`));
+    commits.push(repo.commit({ 'index.html': `v2 ${nonce}\n` }, 'second version\n\nThe body is not shown.'));
     await page.goto(url(`/ui/apps/${APP}`));
     await page.getByRole('button', { name: 'Deploy' }).click();
     await page.waitForURL(/[?&]deployment=/);
@@ -250,8 +249,8 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     const row = page.locator('tr', { hasText: APP });
     assert.equal(await row.locator('[data-status]').innerText(), 'serving');
     assert.match(await row.innerText(), new RegExp(commits[1]!.slice(0, 7)), 'the short SHA of the live commit');
-    assert.equal(await row.locator('[data-live-commit]').innerText(), `${commits[1]!.slice(0, 7)} second <b>version</b> [2J`, 'and its subject line, as text');
-    assert.equal(await row.locator('b').count(), 0);
+    assert.equal(await row.locator('[data-live-commit]').innerText(), `${commits[1]!.slice(0, 7)} second version`, 'and its subject line');
+    await page.screenshot({ path: join(shots, 'apps.png'), fullPage: true });
     await page.goto(url(`/ui/apps/${APP}`));
     // The processes as the agent observes them (it reports every reconcile pass and change).
     const health = async () => {
@@ -263,12 +262,11 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     assert.equal(await page.locator('tr[data-process="web"]:not([data-other-release]) [data-running]').innerText(), '1/1 running');
     const shown = await berth(['app', 'show', APP], stack.env);
     assert.equal(shown.code, 0, shown.stderr);
-    assert.match(shown.stdout, new RegExp(`live commit\\s+${commits[1]!.slice(0, 12)} "second <b>version</b> \\[2J" \\(deployment ${id}\\)`));
+    assert.match(shown.stdout, new RegExp(`live commit\\s+${commits[1]!.slice(0, 12)} "second version" \\(deployment ${id}\\)\\n`));
     assert.match(shown.stdout, /scale\s+the repo's \(scale: in berth\.yml\): web=1\n/);
     const listed = await berth(['deployments', APP], stack.env);
     assert.match(listed.stdout, /MESSAGE/);
-    assert.match(listed.stdout, new RegExp(`${id}\\s+done\\s+${commits[1]!.slice(0, 12)}\\s+second <b>version</b> \\[2J`));
-    await page.screenshot({ path: join(shots, 'apps.png'), fullPage: true });
+    assert.match(listed.stdout, new RegExp(`${id}\\s+done\\s+${commits[1]!.slice(0, 12)}\\s+second version\\s+manual`));
   });
 
   it('rolls back from the page to a chosen earlier release; nginx serves the previous version', async () => {
@@ -318,7 +316,8 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
 
   it('changes the repository and branch from the page; the next deploy builds from them', async () => {
     const other = new TestRepo(join(stack.root, 'repo2'), 'release');
-    const releaseCommit = other.commit({ Dockerfile: busyboxDockerfile(), 'index.html': `v3 ${nonce}\n` }, 'from the release branch');
+    // The subject is the repository's text: markup and a terminal escape end up as one line of text.
+    const releaseCommit = other.commit({ Dockerfile: busyboxDockerfile(), 'index.html': `v3 ${nonce}\n` }, 'from the <b>release</b> branch\u001b[2J\n\nbody');
     await page.goto(url(`/ui/apps/${APP}`));
     await page.getByLabel('Branch').fill('a..b');
     page.once('dialog', (dlg) => void dlg.accept());
@@ -342,6 +341,13 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     assert.equal(await served(), `v3 ${nonce}\n`);
     const [latest] = await apiGet<DeploymentInfo[]>(`/api/apps/${APP}/deployments`);
     assert.equal(latest?.commit, releaseCommit);
+    const subject = 'from the <b>release</b> branch [2J';
+    assert.equal(latest?.commitMessage, subject, 'control characters gone, one line');
+    await page.reload();
+    assert.equal(await page.locator('[data-live-commit]').innerText(), `${releaseCommit.slice(0, 7)} ${subject}`, 'shown as text');
+    assert.equal(await page.locator('main b').count(), 0, 'no markup from the repository');
+    const listed = await berth(['deployments', APP, '--limit', '1'], stack.env);
+    assert.ok(listed.stdout.includes(subject) && !listed.stdout.includes('\u001b'), listed.stdout);
   });
 
   it('berth app set: clear errors for bad input, and a branch change from the CLI', async () => {

@@ -150,7 +150,7 @@ function processesSection(d: AppPageData, liveId: string | undefined): Html {
   });
   const otherRows = others.map(
     (g) => html`<tr data-process="${g.process}" data-other-release><td><code>${g.process}</code></td><td class="muted">—</td>
-<td data-running>${g.states.filter((x) => x === 'running').length}/${g.states.length} running <span class="muted">${[...new Set(g.states)].join(', ')}</span></td>
+<td data-running>${g.states.filter((x) => x === 'running').length}/${g.states.length} running <span class="muted">${[...new Set(g.states.filter((x) => x !== 'running'))].join(', ')}</span></td>
 <td><span class="muted">other release</span></td><td><code>${g.deploymentId}</code></td></tr>`,
   );
   return html`<h2>Processes</h2><table><thead><tr><th scope="col">Process</th><th scope="col">Scale</th><th scope="col">Containers</th><th scope="col">Health</th><th scope="col">Release</th></tr></thead><tbody>${rows}${otherRows}</tbody></table>`;
