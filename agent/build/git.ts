@@ -289,6 +289,12 @@ export async function isAncestor(opts: { cacheDir: string; commit: string; of: s
   return r.code === 0 ? true : r.code === 1 ? false : null;
 }
 
+/** Run git (argument array) in the bare cache `cacheDir`: for reads such as `log` and `diff`. */
+export function gitInCache(cacheDir: string, args: string[], signal?: AbortSignal): Promise<{ stdout: string; stderr: string; code: number | null }> {
+  const dir = resolve(cacheDir);
+  return runGit(args, { cwd: dir, env: gitEnv({ GIT_DIR: dir }), signal });
+}
+
 /**
  * Write the tree of `commit` into `dest` (emptied first). Uses a throwaway index and
  * `checkout-index`, so the result is exactly the committed files — no `.git`, and unlike
