@@ -77,8 +77,8 @@ export interface AppInfo {
   watch?: string[];
   /** Added by issue 17, for SSH repositories: the public half of the app's deploy key, to add to the Git host. */
   deployKey?: string;
-  /** Added by issue 15: the cluster the app runs on as Swarm services (`server` is then the cluster's manager); null: standalone. */
-  cluster?: string | null;
+  /** Added by issue 15, present for a cluster app: the cluster it runs on as Swarm services (`server` is then the cluster's manager). */
+  cluster?: string;
 }
 /** Domains */
 export interface DomainInfo {
