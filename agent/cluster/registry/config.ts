@@ -40,6 +40,9 @@ storage:
   maintenance:
     uploadpurging:
       enabled: true
+      age: 168h
+      interval: 24h
+      dryrun: false
 http:
   addr: 0.0.0.0:${port}
   tls:

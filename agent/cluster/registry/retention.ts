@@ -4,6 +4,7 @@
 // distribution API has no list of a repository's untagged manifests, so every pushed image must
 // carry a tag (the release's) to be pruned.
 import { request } from 'node:https';
+import { isIP } from 'node:net';
 import type { ClusterRegistrySpec } from '../../../shared/spec.js';
 import type { RegistryRunner } from './serve.js';
 
@@ -37,7 +38,7 @@ export function registryRequest(reg: RegistryAccess, method: string, path: strin
   const auth = reg.username && reg.password ? { Authorization: `Basic ${Buffer.from(`${reg.username}:${reg.password}`).toString('base64')}` } : {};
   return new Promise((resolve, reject) => {
     const req = request(
-      { host, port: Number(reg.address.slice(colon + 1)), method, path, ...(reg.caPem ? { ca: reg.caPem } : {}), servername: host, headers: { ...auth, ...(accept ? { Accept: accept } : {}) }, timeout: 30_000 },
+      { host, port: Number(reg.address.slice(colon + 1)), method, path, ...(reg.caPem ? { ca: reg.caPem } : {}), ...(isIP(host) ? {} : { servername: host }), headers: { ...auth, ...(accept ? { Accept: accept } : {}) }, timeout: 30_000 },
       (res) => {
         let body = '';
         res.setEncoding('utf8');

@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type Docker from 'dockerode';
-import { ensureDir, writeFileAtomic } from '../../../shared/util/index.js';
+import { ensureDir, sleep, writeFileAtomic } from '../../../shared/util/index.js';
 import { dockerMessageOf, dockerStatusOf } from '../../docker/errors.js';
 import { LABEL } from '../../docker/labels.js';
 import { demuxLines } from '../../docker/log-demux.js';
@@ -29,6 +29,8 @@ export const CONTAINER_LAYOUT: RegistryLayout = { confDir: '/etc/berth-registry'
 /** The host runner: the unit's config path and Debian's storage directory. */
 export const HOST_LAYOUT: RegistryLayout = { confDir: '/etc/berth-registry', storageDir: '/var/lib/docker-registry' };
 export const HOST_UNIT = 'berth-registry.service';
+/** How long a new registry container must stay up before it counts as running. */
+const STAY_UP_MS = 1_500;
 
 export class RegistryRunError extends Error {
   override name = 'RegistryRunError';
@@ -99,7 +101,18 @@ export class ContainerRunner implements RegistryRunner {
       },
     });
     await container.start();
+    await this.checkStaysUp(container);
     return 'created';
+  }
+
+  /** A registry that exits at once (a config it refuses) is reported with its last lines, not as running. */
+  private async checkStaysUp(container: Docker.Container): Promise<void> {
+    await sleep(STAY_UP_MS);
+    const info = await container.inspect();
+    if (info.State.Running && !info.State.Restarting && info.RestartCount === 0) return;
+    const raw = await container.logs({ stdout: true, stderr: true, tail: 5 }).catch(() => Buffer.alloc(0));
+    const tail = demuxLines(raw).map((l) => l.text).filter((l) => l.trim()).slice(-3).join(' | ');
+    throw new RegistryRunError(`${REGISTRY_CONTAINER} does not stay up (${info.State.Status}, exit ${info.State.ExitCode}): ${tail || 'no output'}`);
   }
 
   /** Ours (labelled berth.registry), or undefined; a foreign container of that name is refused, never touched. */
