@@ -122,7 +122,7 @@ describe('berth-managed cluster registry', { timeout: 10 * 60_000 }, () => {
     for (const s of ['web1', 'web2']) assert.equal((await exec(s, ['pidof', 'dockerd'])).trim(), dockerdPids[s], `dockerd on ${s} was not restarted`);
   });
 
-  it('the database holds no registry password or private key in clear', () => {
+  it('the database and the logs hold no registry password or private key in clear', () => {
     const files = [DB_FILE, `${DB_FILE}-wal`].map((f) => join(bed.cpData, f)).filter(existsSync);
     const bytes = Buffer.concat(files.map((f) => readFileSync(f)));
     const body = (pem: string) => pem.split('\n').filter((l) => l && !l.startsWith('-----'))[1]!;
@@ -131,6 +131,9 @@ describe('berth-managed cluster registry', { timeout: 10 * 60_000 }, () => {
     assert.equal(bytes.includes(reg.password), false, 'registry password in clear');
     assert.equal(bytes.includes(body(reg.keyPem!)), false, 'TLS key in clear');
     assert.equal(bytes.includes(body(reg.caKeyPem!)), false, 'CA key in clear');
+    const logs = [bed.cpLog, ...bed.agents.map((a) => a.logFile)].map((f) => readFileSync(f, 'utf8')).join('\n');
+    assert.ok(logs.includes('cluster registry running'), 'the logs searched are the ones the agents write');
+    for (const secret of [reg.password, body(reg.keyPem!), body(reg.caKeyPem!)]) assert.equal(logs.includes(secret), false, 'a registry secret in a log');
   });
 
   it('pruneRepository deletes the manifests not kept and garbage collection shrinks the storage', async () => {

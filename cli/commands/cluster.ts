@@ -38,7 +38,8 @@ Examples:
   berth cluster show prod
   berth cluster rm prod web2
 
-In progress: the registry and deploying apps to a cluster are not built yet.`;
+Each cluster gets a private registry on its manager (TLS from a per-cluster CA, port --registry-port,
+open it to the cluster's nodes only). In progress: deploying apps to a cluster is not built yet.`;
 
 export function registerClusterCommands(program: Command): void {
   const cluster = program.command('cluster').description('form a Docker Swarm cluster from your servers, through their agents (no SSH)').addHelpText('after', HELP);
