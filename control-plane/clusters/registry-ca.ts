@@ -107,9 +107,9 @@ export async function issueServerCert(ca: { keys: CryptoKeyPair; cert: x509.X509
   return { certPem: cert.toString('pem'), keyPem: keyPem(keys.privateKey) };
 }
 
-/** One htpasswd line (bcrypt, `$2y$` like Apache's htpasswd -B writes). */
-export function htpasswdLine(username: string, password: string): string {
-  const hash = bcrypt.hashSync(password, BCRYPT_COST).replace(/^\$2[ab]\$/, '$2y$');
+/** One htpasswd line (bcrypt, `$2y$` like Apache's htpasswd -B writes); async: the event loop keeps serving. */
+export async function htpasswdLine(username: string, password: string): Promise<string> {
+  const hash = (await bcrypt.hash(password, BCRYPT_COST)).replace(/^\$2[ab]\$/, '$2y$');
   return `${username}:${hash}\n`;
 }
 
@@ -129,6 +129,6 @@ export async function managedRegistry(cluster: string, advertise: string, port: 
     caKeyPem: ca.caKeyPem,
     certPem: server.certPem,
     keyPem: server.keyPem,
-    htpasswd: htpasswdLine(REGISTRY_USERNAME, password),
+    htpasswd: await htpasswdLine(REGISTRY_USERNAME, password),
   };
 }

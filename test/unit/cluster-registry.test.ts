@@ -18,6 +18,10 @@ import { renderRegistryConfig, registryFiles } from '../../agent/cluster/registr
 import { caPathFor, installCa, RegistryTrustError } from '../../agent/cluster/registry/trust.js';
 import { HostRunner, HOST_UNIT } from '../../agent/cluster/registry/serve.js';
 import { loadSettings, SettingsError } from '../../agent/settings.js';
+import { RegistryKeeper } from '../../agent/cluster/registry/index.js';
+import type { ClusterSpec } from '../../shared/spec.js';
+import pino from 'pino';
+import type Docker from 'dockerode';
 
 const tmp = (p: string) => mkdtempSync(join(tmpdir(), `berth-registry-${p}-`));
 
@@ -202,5 +206,34 @@ describe('registry settings', () => {
     assert.equal(s.dockerCertsDir, '/etc/docker/certs.d');
     assert.equal(loadSettings({}, { BERTH_REGISTRY_RUNNER: 'host' }).registryRunner, 'host');
     assert.throws(() => loadSettings({}, { BERTH_REGISTRY_RUNNER: 'podman' }), (e: Error) => e instanceof SettingsError && /BERTH_REGISTRY_RUNNER/.test(e.message));
+  });
+});
+
+describe('RegistryKeeper (what each node does with spec.cluster)', () => {
+  const serve = { port: 5000, certPem: 'C', keyPem: 'K', htpasswd: 'h' };
+  const setup = () => {
+    const certsDir = tmp('keeper');
+    const ensured: string[] = [];
+    const runner = { kind: 'container' as const, ensure: async (_c: string, s: { htpasswd: string }) => (ensured.push(s.htpasswd), 'created' as const), collectGarbage: async () => '' };
+    const settings = { dataDir: tmp('keeper-data'), server: 'web1', registryRunner: 'container' as const, registryImage: 'registry:2', dockerCertsDir: certsDir };
+    return { certsDir, ensured, keeper: new RegistryKeeper(settings, {} as Docker, pino({ level: 'silent' }), runner) };
+  };
+
+  it('a worker installs the CA only; the manager with serve also runs the registry, with the latest spec', async () => {
+    const worker = setup();
+    await worker.keeper.apply({ name: 'prod', role: 'worker', registry: { address: '10.0.0.2:5000', caPem: 'CA\n' } });
+    assert.equal(readFileSync(join(worker.certsDir, '10.0.0.2:5000', 'ca.crt'), 'utf8'), 'CA\n');
+    assert.deepEqual(worker.ensured, []);
+
+    const manager = setup();
+    const spec = (htpasswd: string): ClusterSpec => ({ name: 'prod', role: 'manager', registry: { address: '10.0.0.2:5000', caPem: 'CA\n', username: 'berth', password: 'p', serve: { ...serve, htpasswd } } });
+    // Three specs before the queued run starts: one run, with the latest.
+    await Promise.all([manager.keeper.apply(spec('h1')), manager.keeper.apply(spec('h2')), manager.keeper.apply(spec('h3'))]);
+    assert.deepEqual(manager.ensured, ['h3']);
+    await manager.keeper.apply(spec('h4'));
+    assert.deepEqual(manager.ensured, ['h3', 'h4']);
+    // No registry in the spec: nothing happens.
+    await manager.keeper.apply({ name: 'prod', role: 'manager' });
+    assert.deepEqual(manager.ensured, ['h3', 'h4']);
   });
 });

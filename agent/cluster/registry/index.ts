@@ -32,27 +32,31 @@ export class RegistryKeeper {
   readonly runner: RegistryRunner;
   private readonly queue = new SerialQueue();
   private pending = false;
+  private latest: ClusterSpec | undefined;
   private lastError = '';
 
   constructor(
     private readonly settings: RegistrySettings,
     docker: Docker,
     private readonly logger: Logger,
+    runner?: RegistryRunner,
   ) {
-    this.runner = registryRunnerFor(settings, docker);
+    this.runner = runner ?? registryRunnerFor(settings, docker);
   }
 
-  /** Bring trust and the registry in line with `cluster` (coalesced: one run queued at most). */
+  /** Bring trust and the registry in line with `cluster` (coalesced: at most one run queued, with the latest spec). */
   apply(cluster: ClusterSpec | undefined): Promise<void> {
     if (!cluster?.registry) return Promise.resolve();
+    this.latest = cluster;
     if (this.pending) return Promise.resolve();
     this.pending = true;
     return this.queue.run(async () => {
       this.pending = false;
-      await this.applyNow(cluster).catch((err: unknown) => {
+      const spec = this.latest!;
+      await this.applyNow(spec).catch((err: unknown) => {
         const error = oneLine(err);
         // Logged when it changes: a registry image that cannot be pulled is not repeated every pass.
-        if (error !== this.lastError) this.logger.warn({ cluster: cluster.name, error }, 'could not set up the cluster registry');
+        if (error !== this.lastError) this.logger.warn({ cluster: spec.name, error }, 'could not set up the cluster registry');
         this.lastError = error;
       });
     });
