@@ -289,7 +289,14 @@ export const clusterName = serverName;
 export const DEFAULT_ADDR_POOL = '172.29.0.0/16';
 /** POST /api/clusters: the manager's agent runs `swarm init`. */
 export const createClusterBody = z
-  .object({ name: clusterName, manager: serverName, advertise: clusterAddr.optional(), addrPool: addrPool.optional() })
+  .object({
+    name: clusterName,
+    manager: serverName,
+    advertise: clusterAddr.optional(),
+    addrPool: addrPool.optional(),
+    /** Port of the berth-managed registry on the manager (default 5000). */
+    registryPort: z.number().int().min(1).max(65_535).optional(),
+  })
   .strict();
 /** POST /api/clusters/:name/nodes: the server's agent joins through the manager's (no SSH). */
 export const addClusterNodeBody = z.object({ server: serverName, role: swarmRole.default('worker') }).strict();
@@ -325,6 +332,8 @@ export interface ClusterDetails extends ClusterInfo {
   /** false: the manager's agent is offline and node states are unknown. */
   managerOnline: boolean;
   nodes: ClusterNodeInfo[];
+  /** The cluster's image registry (never its credentials or keys); null: none yet. Absent from older control planes. */
+  registry?: { address: string; mode: 'managed' | 'external' } | null;
 }
 /** DELETE /api/clusters/:name/nodes/:server */
 export interface ClusterNodeRemoved { cluster: string; server: string; drainedTasks: number }

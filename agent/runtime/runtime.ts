@@ -18,6 +18,7 @@ import { Nginx } from '../nginx/index.js';
 import type { BerthContainer } from '../docker/containers.js';
 import { Reconciler } from '../reconcile/reconciler.js';
 import { RuntimeLogs } from '../docker/runtime-logs.js';
+import { RegistryKeeper } from '../cluster/registry/index.js';
 import type { AgentSettings } from '../settings.js';
 import { notifyFacts } from '../status/facts.js';
 import { gatherStatus } from '../status/gather.js';
@@ -45,6 +46,8 @@ export class AgentRuntime {
   readonly reconciler: Reconciler;
   /** `berth logs`: live only, never through the outbox. */
   readonly runtimeLogs: RuntimeLogs;
+  /** The cluster's registry: the CA trusted on every node, the berth-managed registry run on the manager. */
+  readonly registry: RegistryKeeper;
   private lastCertReport = '';
 
   /** nginx first: it must run before anything is routed (and the CertManager exists only then). */
@@ -91,6 +94,7 @@ export class AgentRuntime {
       // A cron run is capped like a build unless the app's config says otherwise.
       defaultLimits: { memory: settings.buildMemory, cpus: settings.buildCpus },
     });
+    this.registry = new RegistryKeeper(settings, docker, logger.child({ component: 'registry' }));
     const deployDeps = { docker, nginx, store, settings, logger, send: this.send, domainsFor: this.domainsFor };
     this.queue = new DeployQueue({
       concurrency: settings.buildConcurrency,
@@ -109,6 +113,7 @@ export class AgentRuntime {
       ...(this.certs ? { certs: certPort(this.certs) } : {}),
       onPass: (pass) => {
         this.cron.sync();
+        void this.registry.apply(this.desired()?.cluster);
         if (this.connection.connected && pass.containers) void this.sendObserved(pass.containers);
         this.reportCerts();
       },
@@ -135,6 +140,7 @@ export class AgentRuntime {
   /** A deploy finished or the desired state changed: cron follows the live releases, a reconcile pass runs. */
   appsChanged(): void {
     this.cron.sync();
+    void this.registry.apply(this.desired()?.cluster);
     void this.reconciler.request();
   }
 
