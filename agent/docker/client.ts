@@ -1,4 +1,4 @@
-// dockerode for the agent without its rarely used transports loaded at start. At import, docker-modem
+// dockerode for the agent without its rarely used transports and build helpers loaded at start. At import, docker-modem
 // requires `ssh2` (for DOCKER_HOST=ssh://…; with its wasm crypto) and dockerode requires gRPC +
 // protobuf (BuildKit sessions, only for `buildImage` with `version: '2'`): together about half of the
 // agent's resident memory above bare Node's (measured: docs/benchmarks.md, "Agent footprint"). The
@@ -45,6 +45,13 @@ defer(require.resolve('ssh2', { paths: [modemDir] }), (load) => {
 });
 // dockerode's session module is one function: `withSession(docker, auth, handler)`.
 defer(require.resolve('dockerode/lib/session.js'), (load) => (...args: unknown[]) => load()(...args));
+// dockerode's util.js requires tar-fs and @balena/dockerignore for `buildImage` from a directory (berth
+// packs its own context: agent/build/image.ts, loaded with the deploy runner). tar-fs is an object of
+// functions (`pack`, `extract`); dockerignore a factory function that also carries `default`.
+defer(require.resolve('tar-fs', { paths: [dockerodeDir] }), (load) => new Proxy({}, { get: (_, key) => load()[key], has: (_, key) => key in load(), ownKeys: () => Reflect.ownKeys(load()), getOwnPropertyDescriptor: (_, key) => Reflect.getOwnPropertyDescriptor(load(), key) }));
+defer(require.resolve('@balena/dockerignore', { paths: [dockerodeDir] }), (load) =>
+  new Proxy(function dockerignore() {}, { apply: (_, self, args) => load().apply(self, args), get: (_, key) => load()[key] }),
+);
 
 const Docker = require('dockerode') as typeof import('dockerode');
 export default Docker;
