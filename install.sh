@@ -168,7 +168,11 @@ start_background() {
     set +a
     BERTH_LOG_FORMAT=json
     export BERTH_LOG_FORMAT
-    exec setsid "$PREFIX/bin/node" "$PREFIX/current/dist/cli/main.js" "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1
+    # The agent's Node flags, the same as ExecStart in berth-agent.service (docs/benchmarks.md, "Agent memory").
+    node_flags=
+    [ "$name" != agent ] || node_flags="--max-semi-space-size=1"
+    # shellcheck disable=SC2086
+    exec setsid "$PREFIX/bin/node" $node_flags "$PREFIX/current/dist/cli/main.js" "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1
   ) &
   echo $! >"$RUN_DIR/$name.pid"
 }

@@ -5,7 +5,7 @@
 import { readdirSync } from 'node:fs';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import YAML from 'yaml';
+import { yaml } from '../runtime/lazy-yaml.js';
 import { writeFileAtomic } from '../../shared/util/index.js';
 import { appName } from '../../shared/validation.js';
 import { berthLabels, LABEL } from './labels.js';
@@ -139,7 +139,7 @@ export function renderCompose(r: ComposeRelease): string {
     '',
   ].join('\n');
   // YAML 1.1 quoting: strings such as "no" (restart) or "true" stay strings for every reader.
-  return head + YAML.stringify(composeDocument(r), { lineWidth: 0, version: '1.1', aliasDuplicateObjects: false });
+  return head + yaml().stringify(composeDocument(r), { lineWidth: 0, version: '1.1', aliasDuplicateObjects: false });
 }
 
 /**

@@ -1,9 +1,9 @@
 // What the agent does with each message from the control plane.
-import { answerCluster } from '../cluster/index.js';
 import { answerCron } from '../cron/index.js';
 import { acceptOrder, cancelOrder } from '../deploy/orders.js';
 import { answerStatusRequest } from '../deploy/status-report.js';
 import { listBerthContainers } from '../docker/containers.js';
+import { answerClusterLazily } from './lazy-cluster.js';
 import type { AgentRuntime } from './runtime.js';
 
 export function handleControlPlaneMessages(rt: AgentRuntime): void {
@@ -21,7 +21,11 @@ export function handleControlPlaneMessages(rt: AgentRuntime): void {
   connection.on('cron_request', (req) => connection.send(answerCron(rt.cron, req)));
   // Cluster formation (issue 15): one Swarm step per request, answered when done (live only).
   const cluster = { docker: rt.docker, server: rt.settings.server, controlPlaneUrl: rt.creds.controlPlaneUrl, logger: logger.child({ component: 'cluster' }) };
-  connection.on('cluster_request', (req) => void answerCluster(cluster, req).then((answer) => connection.send(answer)));
+  connection.on('cluster_request', (req) => {
+    answerClusterLazily(cluster, req)
+      .then((answer) => connection.send(answer))
+      .catch((err) => logger.error({ err, op: req.request.op }, 'could not answer a cluster request'));
+  });
   connection.on('desired_state', (spec) => {
     if (spec.server !== rt.creds.server) {
       logger.error({ expected: rt.creds.server, got: spec.server }, 'ignored a desired state for another server');

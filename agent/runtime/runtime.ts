@@ -12,7 +12,6 @@ import { AgentConnection } from '../connection.js';
 import { CronScheduler } from '../cron/index.js';
 import { DeployQueue } from '../deploy/queue.js';
 import { recoverJournal } from '../deploy/recovery.js';
-import { runDeploy } from '../deploy/runner.js';
 import type { AgentCredentials } from '../join.js';
 import { Nginx } from '../nginx/index.js';
 import type { BerthContainer } from '../docker/containers.js';
@@ -24,6 +23,7 @@ import { notifyFacts } from '../status/facts.js';
 import { gatherStatus } from '../status/gather.js';
 import type { AgentStore } from '../store/index.js';
 import { certPort, createCertManager } from './certs.js';
+import { runDeployLazily } from './lazy-deploy.js';
 
 export interface AgentBase {
   settings: AgentSettings;
@@ -99,7 +99,7 @@ export class AgentRuntime {
     this.queue = new DeployQueue({
       concurrency: settings.buildConcurrency,
       logger,
-      run: (order, signal) => runDeploy(deployDeps, order, signal, this.queue.closing),
+      run: (order, signal) => runDeployLazily(deployDeps, order, signal, this.queue.closing),
       onFinished: () => this.appsChanged(),
     });
     this.reconciler = new Reconciler({
