@@ -17,7 +17,7 @@ import { Nginx } from '../nginx/index.js';
 import type { BerthContainer } from '../docker/containers.js';
 import { Reconciler } from '../reconcile/reconciler.js';
 import { RuntimeLogs } from '../docker/runtime-logs.js';
-import { RegistryKeeper } from '../cluster/registry/index.js';
+import { LazyRegistryKeeper } from './lazy-registry.js';
 import type { AgentSettings } from '../settings.js';
 import { notifyFacts } from '../status/facts.js';
 import { gatherStatus } from '../status/gather.js';
@@ -47,7 +47,7 @@ export class AgentRuntime {
   /** `berth logs`: live only, never through the outbox. */
   readonly runtimeLogs: RuntimeLogs;
   /** The cluster's registry: the CA trusted on every node, the berth-managed registry run on the manager. */
-  readonly registry: RegistryKeeper;
+  readonly registry: LazyRegistryKeeper;
   private lastCertReport = '';
 
   /** nginx first: it must run before anything is routed (and the CertManager exists only then). */
@@ -94,7 +94,7 @@ export class AgentRuntime {
       // A cron run is capped like a build unless the app's config says otherwise.
       defaultLimits: { memory: settings.buildMemory, cpus: settings.buildCpus },
     });
-    this.registry = new RegistryKeeper(settings, docker, logger.child({ component: 'registry' }));
+    this.registry = new LazyRegistryKeeper(settings, docker, logger.child({ component: 'registry' }));
     const deployDeps = { docker, nginx, store, settings, logger, send: this.send, domainsFor: this.domainsFor };
     this.queue = new DeployQueue({
       concurrency: settings.buildConcurrency,

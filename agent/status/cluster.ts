@@ -4,7 +4,6 @@
 import type Docker from 'dockerode';
 import type { SwarmNodeState } from '../../shared/protocol.js';
 import type { ClusterSpec } from '../../shared/spec.js';
-import { inspectNodes } from '../cluster/swarm.js';
 
 export interface ClusterStatus {
   name: string;
@@ -47,7 +46,8 @@ export async function clusterStatus(docker: Docker, spec: ClusterSpec | undefine
     // Docker cannot be asked: the report's dockerError says so
   }
   let nodes: SwarmNodeState[] | null = null;
-  if (swarm.ControlAvailable) nodes = await inspectNodes(docker).catch(() => null);
+  // Loaded here: a standalone agent never loads cluster code (test/agent-start-modules.test.ts).
+  if (swarm.ControlAvailable) nodes = await import('../cluster/swarm.js').then(({ inspectNodes }) => inspectNodes(docker)).catch(() => null);
   return {
     name: spec.name,
     role: spec.role,
