@@ -262,6 +262,19 @@ export const MIGRATIONS: readonly string[] = [
     updated_at      TEXT NOT NULL
   ) STRICT, WITHOUT ROWID;
   `,
+  // (issue 20) scale, found by bench/control-plane-scale with 1,000,000 deployments: each agent's hello
+  // read every deployment of its server to find the started ones (now a partial index of only those),
+  // and the withdrawn ones of the last hour (now a range on finished_at); a push webhook read every
+  // deployment of its app to find an earlier one of the same commit (now (app, commit), and a partial
+  // index for the rare abbreviated commits).
+  `
+  CREATE INDEX deployments_started_by_server ON deployments(server)
+    WHERE status NOT IN ('queued', 'done', 'failed', 'cancelled', 'superseded');
+  DROP INDEX deployments_by_server_status;
+  CREATE INDEX deployments_by_server_status ON deployments(server, status, finished_at);
+  CREATE INDEX deployments_by_app_commit ON deployments(app, "commit");
+  CREATE INDEX deployments_abbreviated_commit ON deployments(app) WHERE length("commit") BETWEEN 7 AND 39;
+  `,
 ];
 
 export class MigrationError extends Error {
