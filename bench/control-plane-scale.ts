@@ -16,7 +16,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
 import { cpSync, readFileSync, rmSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sha256 } from '../shared/ids.js';
@@ -135,7 +135,7 @@ async function idleWindow(pid: number): Promise<{ seconds: number; rssMbMedian: 
 }
 
 /** API calls one at a time, ROUNDS rounds; whole unpaged listings only a few times (each is megabytes). */
-async function apiRounds(url: string, admin: Record<string, string>): Promise<Record<string, ReturnType<typeof summary>>> {
+async function apiRounds(url: string, admin: Record<string, string>): Promise<Record<string, ReturnType<typeof summary> & { failed?: number }>> {
   const get = { headers: admin };
   const calls: Array<[string, string, number]> = [
     ['GET /api/servers?limit=100', `${url}/api/servers?limit=100`, ROUNDS],
@@ -149,11 +149,20 @@ async function apiRounds(url: string, admin: Record<string, string>): Promise<Re
     [`GET /api/apps (all ${APPS})`, `${url}/api/apps`, 5],
   ];
   const out: Record<string, number[]> = {};
+  /** Calls that did not answer 200 (e.g. 408 from an overloaded control plane): counted, not timed. */
+  const failed: Record<string, string[]> = {};
   for (let r = 0; r < ROUNDS; r++) {
     checkTime('the API calls');
-    for (const [name, u, n] of calls) if (r < n) (out[name] ??= []).push(await timed(u, get, 200));
+    for (const [name, u, n] of calls) {
+      if (r >= n) continue;
+      try {
+        (out[name] ??= []).push(await timed(u, get, 200));
+      } catch (err) {
+        (failed[name] ??= []).push(err instanceof Error ? err.message : String(err));
+      }
+    }
   }
-  return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, summary(v)]));
+  return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { ...summary(v), ...(failed[k] ? { failed: failed[k].length, firstError: failed[k][0] } : {}) }]));
 }
 
 interface DeployApp {
@@ -274,6 +283,7 @@ async function runSize(template: string, root: string, agents: number, seededSer
       cliMs,
       rssMbAfterCalls,
       restart: { controlPlaneStartS: round1(restartStartS), allReconnectedS: round1(allBackS), rssMbAfter: rssMbAfterRestart },
+      loadAverage: loadavg().map((n) => round1(n)),
       dbMbAfterRun: round1(dbSizeMb(dbFile)),
       history,
     };
@@ -320,6 +330,7 @@ async function main(): Promise<void> {
       rounds: ROUNDS,
       seeded,
       runs,
+      loadAverageAtEnd: loadavg().map((n) => round1(n)),
       machine: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, memGb: round1(totalmem() / 2 ** 30) },
     };
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');

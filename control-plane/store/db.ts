@@ -307,11 +307,34 @@ export function openDatabase(file: string): Db {
     db.pragma('busy_timeout = 5000');
     migrate(db);
     if (onDisk) restrictModes(file);
+    cacheStatements(db);
     return db;
   } catch (err) {
     db.close();
     throw err;
   }
+}
+
+/** Distinct SQL texts kept compiled; the stores' texts are fixed (a few hundred at most), others are compiled each time. */
+const MAX_CACHED_STATEMENTS = 1000;
+
+/**
+ * better-sqlite3 compiles the SQL again on every `prepare()`, and the stores call it per query: with
+ * thousands of agents saying hello, compiling was the control plane's largest CPU cost
+ * (bench/control-plane-scale). The same text now gets the same compiled statement. Safe because no
+ * caller switches a statement's mode (pluck, raw, expand, safeIntegers) or iterates one.
+ */
+function cacheStatements(db: Db): void {
+  const cache = new Map<string, Database.Statement>();
+  const compile = db.prepare.bind(db);
+  db.prepare = ((sql: string) => {
+    let stmt = cache.get(sql);
+    if (!stmt) {
+      stmt = compile(sql);
+      if (cache.size < MAX_CACHED_STATEMENTS) cache.set(sql, stmt);
+    }
+    return stmt;
+  }) as Db['prepare'];
 }
 
 function migrate(db: Db): void {
