@@ -40,8 +40,12 @@ class SimAgent {
     ws.on('open', () => {
       settle();
       ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, agentVersion: 'bench', hostname: `sim-${this.index}` }));
-      // Jittered like a fleet that did not start in the same second.
-      this.heartbeat = setInterval(() => this.send({ type: 'heartbeat', v: PROTOCOL_VERSION, ts: new Date().toISOString() }), heartbeatMs * (0.9 + Math.random() * 0.2));
+      // Jittered like a fleet that did not start in the same second. Like agent/connection.ts: an
+      // app-level heartbeat and a WebSocket ping each time.
+      this.heartbeat = setInterval(() => {
+        this.send({ type: 'heartbeat', v: PROTOCOL_VERSION, ts: new Date().toISOString() });
+        if (ws.readyState === WebSocket.OPEN) ws.ping();
+      }, heartbeatMs * (0.9 + Math.random() * 0.2));
     });
     ws.on('message', (data) => this.onMessage(String(data)));
     ws.on('error', () => settle());
@@ -59,25 +63,31 @@ class SimAgent {
   }
 
   private onMessage(raw: string): void {
-    const msg = JSON.parse(raw) as { type: string; deploymentId?: string; spec?: { revision?: number } };
+    const msg = JSON.parse(raw) as { type: string; deploymentId?: string; spec?: { revision?: number; apps?: Array<{ name: string }> } };
     if (msg.type === 'welcome') {
       this.welcomed = true;
       this.attempt = 0;
       send({ type: 'welcomed', at: Date.now() });
     } else if (msg.type === 'desired_state') {
-      const observed = () => this.send({ type: 'observed_state', v: PROTOCOL_VERSION, specRevision: msg.spec?.revision ?? null, containers: [] });
+      // One running container per app of the spec, and the free-disk report, as a real agent sends.
+      const containers = (msg.spec?.apps ?? []).map((a) => ({ app: a.name, process: 'web', deploymentId: 'bench00000000', state: 'running' }));
+      const disk = [{ path: '/var/lib/berth', freeMb: 50_000, minFreeMb: 1024 }];
+      const observed = () => this.send({ type: 'observed_state', v: PROTOCOL_VERSION, specRevision: msg.spec?.revision ?? null, containers, disk });
       observed();
       if (this.observed) clearInterval(this.observed);
       this.observed = setInterval(observed, 30_000 + Math.random() * 5_000);
+    } else if (msg.type === 'error') {
+      // The control plane refused a frame: the simulation is wrong, and its numbers would be too.
+      send({ type: 'refused', detail: raw.slice(0, 300) });
     } else if (msg.type === 'deploy' && msg.deploymentId) {
       const id = msg.deploymentId;
       send({ type: 'deploy', id, at: now() });
       // Occasional deploy traffic: a phase, a log batch, the end.
-      this.send({ type: 'deploy_progress', v: PROTOCOL_VERSION, deploymentId: id, status: 'fetching' });
       const ts = new Date().toISOString();
+      this.send({ type: 'deploy_progress', v: PROTOCOL_VERSION, deploymentId: id, status: 'fetching', ts });
       const lines = Array.from({ length: 20 }, (_, seq) => ({ seq, ts, stream: 'build', text: `bench log line ${seq}` }));
       this.send({ type: 'deploy_log', v: PROTOCOL_VERSION, deploymentId: id, lines });
-      this.send({ type: 'deploy_progress', v: PROTOCOL_VERSION, deploymentId: id, status: 'failed', reason: 'simulated agent' });
+      this.send({ type: 'deploy_progress', v: PROTOCOL_VERSION, deploymentId: id, status: 'failed', reason: 'simulated agent', ts });
     }
   }
 

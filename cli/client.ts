@@ -2,6 +2,12 @@
 import { CliError } from './errors.js';
 import type { ClientConfig } from './config.js';
 
+/** Items per request when the CLI walks a listing (the API's most is 1000). */
+export const LIST_PAGE_SIZE = 500;
+const NEXT_CURSOR_HEADER = 'x-next-cursor';
+/** Set on every paged answer (`?limit=`) by a control plane that knows cursors, even on the last page. */
+const PAGED_HEADER = 'x-page-limit';
+
 export class ApiClient {
   constructor(private readonly config: ClientConfig) {}
 
@@ -11,6 +17,33 @@ export class ApiClient {
 
   /** `timeoutMs`: cluster joins run several agent steps and take longer than the usual 30 s. */
   async request<T>(method: string, path: string, body?: unknown, timeoutMs = 30_000): Promise<T> {
+    return (await this.exchange<T>(method, path, body, timeoutMs)).data;
+  }
+
+  /**
+   * Every item of a listing, fetched in pages of `pageSize` by following the X-Next-Cursor header, at
+   * most `max` items. A control plane from before cursors answers a full page without the header: the
+   * list is then fetched whole, as it was then.
+   */
+  async listAll<T>(path: string, opts: { pageSize?: number; max?: number } = {}): Promise<T[]> {
+    const pageSize = opts.pageSize ?? LIST_PAGE_SIZE;
+    const max = opts.max ?? Number.MAX_SAFE_INTEGER;
+    const sep = path.includes('?') ? '&' : '?';
+    const all: T[] = [];
+    let cursor: string | null = null;
+    do {
+      const want = Math.min(pageSize, max - all.length);
+      const page: { data: T[]; headers: Headers } = await this.exchange<T[]>('GET', `${path}${sep}limit=${want}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      const next = page.headers.get(NEXT_CURSOR_HEADER);
+      if (next !== null && next === cursor) throw new CliError(`the control plane answered the same page of ${path} twice (cursor "${next}")`);
+      cursor = next;
+      if (cursor === null && all.length === 0 && page.data.length === want && want < max && !page.headers.has(PAGED_HEADER)) return (await this.get<T[]>(path)).slice(0, max);
+      all.push(...page.data);
+    } while (cursor !== null && all.length < max);
+    return all;
+  }
+
+  private async exchange<T>(method: string, path: string, body?: unknown, timeoutMs = 30_000): Promise<{ data: T; headers: Headers }> {
     let res: Response;
     try {
       res = await fetch(this.config.url + path, {
@@ -38,7 +71,7 @@ export class ApiClient {
       throw new ApiRequestError(res.status, res.status === 401 && !(data as { error?: string } | undefined)?.error ? 'the control plane refused the token (401): run `berth login URL TOKEN`' : message);
     }
     if (data === undefined && text) throw new CliError(`the control plane at ${this.config.url} answered with something that is not JSON`);
-    return data as T;
+    return { data: data as T, headers: res.headers };
   }
 
   /** Open a long-lived GET (Server-Sent Events); errors are read from the JSON body like every other call. */

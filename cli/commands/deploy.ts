@@ -173,8 +173,8 @@ function registerDeploymentList(program: Command): Command {
       if (!app) throw new CliError('missing app: berth deployments APP, or berth deployments logs ID [-f]');
       if (opts.limit !== undefined && !/^(?:[1-9]\d{0,2}|1000)$/.test(opts.limit)) throw new CliError(`invalid --limit "${opts.limit}": must be a whole number from 1 to 1000`);
       const client = new ApiClient(loadClientConfig());
-      const query = opts.limit !== undefined ? `?limit=${opts.limit}` : '';
-      const list = await client.get<DeploymentInfo[]>(`/api/apps/${seg(app)}/deployments${query}`);
+      // Walked page by page (X-Next-Cursor); --limit stops after the newest N.
+      const list = await client.listAll<DeploymentInfo>(`/api/apps/${seg(app)}/deployments`, opts.limit !== undefined ? { max: Number(opts.limit) } : {});
       output(!!opts.json, list, (l) =>
         printTable(
           l.map((d) => ({ ...d, commit: d.commit?.slice(0, 12) ?? null, message: d.commitMessage ? shorten(d.commitMessage, 50) : null })),

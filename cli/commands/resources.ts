@@ -31,7 +31,7 @@ export function registerServerCommands(program: Command): void {
     .description('list servers and whether their agent is connected')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
-      const servers = await client().get<ServerInfo[]>('/api/servers');
+      const servers = await client().listAll<ServerInfo>('/api/servers');
       output(!!opts.json, servers, (list) =>
         printTable(
           list.map((s) => ({ ...s, status: s.connected ? 'connected' : s.joinedAt ? 'disconnected' : 'not joined' })),
@@ -103,7 +103,7 @@ export function registerAppCommands(program: Command): void {
     .description('list apps')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
-      const apps = await client().get<AppInfo[]>('/api/apps');
+      const apps = await client().listAll<AppInfo>('/api/apps');
       output(!!opts.json, apps, (list) => printTable(list as unknown as Array<Record<string, unknown>>, ['name', 'server', 'repo', 'branch', 'domains']));
     });
   app

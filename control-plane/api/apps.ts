@@ -9,7 +9,7 @@ import { triggerDeploy } from '../deploys.js';
 import { webhookUrls } from '../webhooks/routes.js';
 import type { Stores } from '../store/index.js';
 import type { ApiDeps } from './deps.js';
-import { pageLimit, readJson, validParam } from './http.js';
+import { answerPage, pageRequest, readJson, validParam } from './http.js';
 
 /**
  * An app's domains (explicit ones, then its default hostname) with the certificate state its agent
@@ -63,13 +63,12 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
     return c.json(body, 201);
   });
 
-  // `?limit=N&after=NAME` pages through them by name (the cursor is the last name of the previous page).
+  // `?limit=N&cursor=NAME` pages through them by name (X-Next-Cursor names the next page; `after` is the old name of `cursor`).
   app.get('/api/apps', (c) => {
-    const limit = pageLimit(c.req.query('limit'));
-    const rawAfter = c.req.query('after');
-    const after = rawAfter === undefined ? undefined : validParam(appName, rawAfter, 'after');
+    const page = pageRequest((q) => c.req.query(q), appName, 'after');
+    const rows = answerPage(c, page, (limit) => stores.apps.list({ ...(limit ? { limit } : {}), ...(page.cursor ? { after: page.cursor } : {}) }), (a) => a.name);
     const urls = (name: string) => webhookUrls(deps.url(), name);
-    const body: AppInfo[] = stores.apps.infoMany(stores.apps.list({ ...(limit ? { limit } : {}), ...(after ? { after } : {}) })).map((a) => ({ ...a, webhooks: urls(a.name) }));
+    const body: AppInfo[] = stores.apps.infoMany(rows).map((a) => ({ ...a, webhooks: urls(a.name) }));
     return c.json(body);
   });
 

@@ -9,7 +9,7 @@ import { appName } from '../../shared/validation.js';
 import { cancelDeployment, resolveRollbackTarget, triggerDeploy } from '../deploys.js';
 import { deploymentInfo } from '../store/deployments.js';
 import type { ApiDeps } from './deps.js';
-import { pageLimit, readJson, validParam } from './http.js';
+import { answerPage, pageRequest, readJson, validParam } from './http.js';
 import { deploymentEventStream } from './sse.js';
 
 export const afterSeq = z
@@ -50,12 +50,10 @@ export function registerDeploymentRoutes(app: Hono, deps: ApiDeps): void {
 
   app.get('/api/apps/:name/deployments', (c) => {
     const target = stores.apps.require(validParam(appName, c.req.param('name'), 'app name'));
-    // `?limit=N&before=ID` pages back in time (the cursor is the last id of the previous page).
-    const limit = pageLimit(c.req.query('limit'));
-    const rawBefore = c.req.query('before');
-    const before = rawBefore === undefined ? undefined : validParam(deploymentId, rawBefore, 'before');
-    const page = { ...(limit ? { limit } : {}), ...(before ? { before } : {}) };
-    const body: DeploymentInfo[] = stores.deployments.listByApp(target.name, page).map(deploymentInfo);
+    // `?limit=N&cursor=ID` pages back in time (X-Next-Cursor names the next page; `before` is the old name of `cursor`).
+    const page = pageRequest((q) => c.req.query(q), deploymentId, 'before');
+    const rows = answerPage(c, page, (limit) => stores.deployments.listByApp(target.name, { ...(limit ? { limit } : {}), ...(page.cursor ? { before: page.cursor } : {}) }), (d) => d.id);
+    const body: DeploymentInfo[] = rows.map(deploymentInfo);
     return c.json(body);
   });
 

@@ -7,7 +7,7 @@ import { newCliSafeSecret } from '../tokens.js';
 import { BadRequestError, UnauthorizedError } from '../errors.js';
 import { serverInfo, type ServerRow } from '../store/servers.js';
 import type { ApiDeps } from './deps.js';
-import { pageLimit, readJson, validParam } from './http.js';
+import { answerPage, pageRequest, readJson, validParam } from './http.js';
 
 export const JOIN_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
 
@@ -39,13 +39,11 @@ export function registerServerRoutes(app: Hono, deps: ApiDeps): void {
     return c.json(body, 201);
   });
 
-  // `?limit=N&after=NAME` pages through them by name (the cursor is the last name of the previous page).
+  // `?limit=N&cursor=NAME` pages through them by name (X-Next-Cursor names the next page; `after` is the old name of `cursor`).
   app.get('/api/servers', (c) => {
-    const limit = pageLimit(c.req.query('limit'));
-    const rawAfter = c.req.query('after');
-    const after = rawAfter === undefined ? undefined : validParam(serverName, rawAfter, 'after');
-    const page = { ...(limit ? { limit } : {}), ...(after ? { after } : {}) };
-    const body: ServerInfo[] = stores.servers.list(page).map(info);
+    const page = pageRequest((q) => c.req.query(q), serverName, 'after');
+    const rows = answerPage(c, page, (limit) => stores.servers.list({ ...(limit ? { limit } : {}), ...(page.cursor ? { after: page.cursor } : {}) }), (s) => s.name);
+    const body: ServerInfo[] = rows.map(info);
     return c.json(body);
   });
 

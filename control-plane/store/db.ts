@@ -268,6 +268,19 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE deployments ADD COLUMN commit_message TEXT;
   ALTER TABLE deployments ADD COLUMN repo_scale TEXT;
   `,
+  // (issue 20) scale, found by bench/control-plane-scale with 1,000,000 deployments: each agent's hello
+  // read every deployment of its server to find the started ones (now a partial index of only those),
+  // and the withdrawn ones of the last hour (now a range on finished_at); a push webhook read every
+  // deployment of its app to find an earlier one of the same commit (now (app, commit), and a partial
+  // index for the rare abbreviated commits).
+  `
+  CREATE INDEX deployments_started_by_server ON deployments(server)
+    WHERE status NOT IN ('queued', 'done', 'failed', 'cancelled', 'superseded');
+  DROP INDEX deployments_by_server_status;
+  CREATE INDEX deployments_by_server_status ON deployments(server, status, finished_at);
+  CREATE INDEX deployments_by_app_commit ON deployments(app, "commit");
+  CREATE INDEX deployments_abbreviated_commit ON deployments(app) WHERE length("commit") BETWEEN 7 AND 39;
+  `,
 ];
 
 export class MigrationError extends Error {
@@ -300,11 +313,34 @@ export function openDatabase(file: string): Db {
     db.pragma('busy_timeout = 5000');
     migrate(db);
     if (onDisk) restrictModes(file);
+    cacheStatements(db);
     return db;
   } catch (err) {
     db.close();
     throw err;
   }
+}
+
+/** Distinct SQL texts kept compiled; the stores' texts are fixed (a few hundred at most), others are compiled each time. */
+const MAX_CACHED_STATEMENTS = 1000;
+
+/**
+ * better-sqlite3 compiles the SQL again on every `prepare()`, and the stores call it per query: with
+ * thousands of agents saying hello, compiling was the control plane's largest CPU cost
+ * (bench/control-plane-scale). The same text now gets the same compiled statement. Safe because no
+ * caller switches a statement's mode (pluck, raw, expand, safeIntegers) or iterates one.
+ */
+function cacheStatements(db: Db): void {
+  const cache = new Map<string, Database.Statement>();
+  const compile = db.prepare.bind(db);
+  db.prepare = ((sql: string) => {
+    let stmt = cache.get(sql);
+    if (!stmt) {
+      stmt = compile(sql);
+      if (cache.size < MAX_CACHED_STATEMENTS) cache.set(sql, stmt);
+    }
+    return stmt;
+  }) as Db['prepare'];
 }
 
 function migrate(db: Db): void {

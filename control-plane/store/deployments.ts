@@ -150,13 +150,22 @@ export class DeploymentStore {
    * and superseded ones never served it). A deployment queued with an abbreviated commit matches too.
    */
   liveOrPendingWithCommit(app: string, commit: string): DeploymentRow | undefined {
-    return this.db
+    // Two lookups, each on its own index (deployments_by_app_commit, deployments_abbreviated_commit):
+    // one query with OR read every deployment of the app.
+    type Found = DeploymentRow & { r: number };
+    const exact = this.db
+      .prepare(`SELECT rowid AS r, * FROM deployments WHERE app = ? AND "commit" = ? AND status NOT IN ('failed', 'cancelled', 'superseded') ORDER BY rowid DESC LIMIT 1`)
+      .get(app, commit) as Found | undefined;
+    const abbreviated = this.db
       .prepare(
-        `SELECT * FROM deployments WHERE app = ? AND status NOT IN ('failed', 'cancelled', 'superseded')
-           AND ("commit" = ? OR (length("commit") BETWEEN 7 AND 39 AND substr(?, 1, length("commit")) = "commit"))
-         ORDER BY rowid DESC LIMIT 1`,
+        `SELECT rowid AS r, * FROM deployments WHERE app = ? AND length("commit") BETWEEN 7 AND 39 AND substr(?, 1, length("commit")) = "commit"
+           AND status NOT IN ('failed', 'cancelled', 'superseded') ORDER BY rowid DESC LIMIT 1`,
       )
-      .get(app, commit, commit) as DeploymentRow | undefined;
+      .get(app, commit) as Found | undefined;
+    const found = !exact || (abbreviated && abbreviated.r > exact.r) ? abbreviated : exact;
+    if (!found) return undefined;
+    const { r: _r, ...row } = found;
+    return row;
   }
 
   /** Deployments of this server that ended as superseded/cancelled recently: re-announced to a reconnecting agent. */
@@ -182,6 +191,9 @@ export class DeploymentStore {
         .prepare(`UPDATE deployments SET status = ?, reason = ?, updated_at = ?, finished_at = ? WHERE ${where} RETURNING *`)
         .all(status, reason, at, at, ...params) as DeploymentRow[];
       for (const r of rows) this.recordPhase(r.id, status, reason, at);
+      // Each finish moves the app's window by one: compacting here too keeps it from skipping rows when
+      // many deployments end at once (a burst of superseded pushes, a cancel, the stale sweep).
+      for (const app of new Set(rows.map((r) => r.app))) this.compactLogs(app);
       return rows;
     })();
   }
@@ -208,7 +220,7 @@ export class DeploymentStore {
     let below = Number.MAX_SAFE_INTEGER;
     if (page.before !== undefined) {
       const cursor = this.db.prepare('SELECT rowid AS r, app FROM deployments WHERE id = ?').get(page.before) as { r: number; app: string } | undefined;
-      if (!cursor || cursor.app !== app) throw new BadRequestError(`invalid before: deployment "${page.before}" is not one of app "${app}"'s`);
+      if (!cursor || cursor.app !== app) throw new BadRequestError(`invalid cursor: deployment "${page.before}" is not one of app "${app}"'s`);
       below = cursor.r;
     }
     return this.db

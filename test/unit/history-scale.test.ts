@@ -117,7 +117,7 @@ describe('listings: pages of apps and deployments', () => {
     const other = (await api('GET', '/api/apps/b-app/deployments')).body[0].id as string;
     const r = await api('GET', `/api/apps/a-app/deployments?before=${other}`);
     assert.equal(r.status, 400);
-    assert.match(r.body.error, /invalid before: deployment "[^"]+" is not one of app "a-app"'s/);
+    assert.match(r.body.error, /invalid cursor: deployment "[^"]+" is not one of app "a-app"'s/);
     assert.equal((await api('GET', '/api/apps/a-app/deployments?limit=0')).status, 400);
     assert.equal((await api('GET', '/api/apps?after=Not_An_App')).status, 400);
   });
