@@ -13,6 +13,9 @@ import { appsPage, serversPage, summarize } from './pages.js';
 import { cronPage, runtimeLogsPage } from './ops-pages.js';
 import type { Session } from './session.js';
 
+/** The newest deployments a page reads (its history shows 50): an app's whole history can be a million rows. */
+const RECENT_DEPLOYMENTS = 50;
+
 type Env = { Variables: { session: Session; form: Record<string, string> } };
 type C = Context<Env>;
 type Msg = { error?: string; notice?: string };
@@ -43,7 +46,7 @@ function makeKit(deps: ApiDeps, api: ApiCall) {
   const renderApps = async (c: C, msg: Msg, status: 200 | 400 | 404 | 409 = 200) => {
     const [apps, servers] = await Promise.all([api<AppInfo[]>('GET', '/api/apps'), api<ServerInfo[]>('GET', '/api/servers')]);
     const rows = await Promise.all(
-      apps.body.map(async (app) => ({ app, summary: summarize((await api<DeploymentInfo[]>('GET', `/api/apps/${seg(app.name)}/deployments`)).body) })),
+      apps.body.map(async (app) => ({ app, summary: summarize((await api<DeploymentInfo[]>('GET', `/api/apps/${seg(app.name)}/deployments?limit=${RECENT_DEPLOYMENTS}`)).body) })),
     );
     return c.html(appsPage(rows, servers.body, c.get('session').csrf, msg), status);
   };
@@ -54,7 +57,7 @@ function makeKit(deps: ApiDeps, api: ApiCall) {
     if (!app.ok) return renderApps(c, { error: app.error }, 404);
     const reveal = { env: c.req.query('reveal') === 'env', secrets: c.req.query('reveal') === 'secrets' };
     const [deployments, env, domains, servers] = await Promise.all([
-      api<DeploymentInfo[]>('GET', `${base}/deployments`),
+      api<DeploymentInfo[]>('GET', `${base}/deployments?limit=${RECENT_DEPLOYMENTS}`),
       api<EnvVar[]>('GET', `${base}/env${reveal.env ? '?reveal=1' : ''}`),
       api<DomainInfo[]>('GET', `${base}/domains`),
       api<ServerInfo[]>('GET', '/api/servers'),
