@@ -17,6 +17,7 @@ import type { AgentCredentials } from '../join.js';
 import { Nginx } from '../nginx/index.js';
 import type { BerthContainer } from '../docker/containers.js';
 import { Reconciler } from '../reconcile/reconciler.js';
+import { UpstreamWatcher } from '../cluster/deploy/upstreams.js';
 import { RuntimeLogs } from '../docker/runtime-logs.js';
 import type { AgentSettings } from '../settings.js';
 import { notifyFacts } from '../status/facts.js';
@@ -45,6 +46,8 @@ export class AgentRuntime {
   readonly reconciler: Reconciler;
   /** `berth logs`: live only, never through the outbox. */
   readonly runtimeLogs: RuntimeLogs;
+  /** On a cluster's manager: the cluster apps' nginx upstreams follow their running web tasks. */
+  readonly upstreams: UpstreamWatcher;
   private lastCertReport = '';
 
   /** nginx first: it must run before anything is routed (and the CertManager exists only then). */
@@ -91,7 +94,7 @@ export class AgentRuntime {
       // A cron run is capped like a build unless the app's config says otherwise.
       defaultLimits: { memory: settings.buildMemory, cpus: settings.buildCpus },
     });
-    const deployDeps = { docker, nginx, store, settings, logger, send: this.send, domainsFor: this.domainsFor };
+    const deployDeps = { docker, nginx, store, settings, logger, send: this.send, domainsFor: this.domainsFor, cluster: () => this.desired()?.cluster };
     this.queue = new DeployQueue({
       concurrency: settings.buildConcurrency,
       logger,
@@ -112,6 +115,14 @@ export class AgentRuntime {
         if (this.connection.connected && pass.containers) void this.sendObserved(pass.containers);
         this.reportCerts();
       },
+    });
+    this.upstreams = new UpstreamWatcher({
+      docker,
+      nginx,
+      store,
+      logger: logger.child({ component: 'cluster-upstreams' }),
+      desired: () => this.desired(),
+      busyApps: () => this.queue.busyApps(),
     });
     this.runtimeLogs = new RuntimeLogs({ docker, server: settings.server, logger: logger.child({ component: 'runtime-logs' }), send: (msg) => this.connection.send(msg) });
   }
@@ -149,6 +160,7 @@ export class AgentRuntime {
   startLoops(): void {
     this.connection.start();
     this.reconciler.start();
+    this.upstreams.start();
     // Renewal: a run now, daily, and after backoffs; every attempt recorded (status, control plane).
     this.certs?.start();
   }
@@ -190,6 +202,7 @@ export class AgentRuntime {
   async stop(): Promise<void> {
     this.runtimeLogs.cancelAll();
     this.cron.close();
+    await this.upstreams.close();
     await this.queue.close();
     await this.certs?.stop();
     await this.reconciler.close();
