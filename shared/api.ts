@@ -6,7 +6,7 @@ import type { DeployStatus } from './deploy-status.js';
 import { rootDir, watchList } from './monorepo.js';
 import { validKnownHosts } from './deploy-key.js';
 import { addrPool, clusterAddr, swarmRole } from './protocol.js';
-import { MAX_SCALE, replicaCount, scaleProcessName, type ScaleOverride } from './spec.js';
+import { certificatePem, MAX_SCALE, registryAddress, replicaCount, scaleProcessName, type ScaleOverride } from './spec.js';
 
 export const createServerBody = z.object({ name: serverName, baseDomain: domainName.optional() });
 export const joinBody = z.object({ token: z.string().min(1).max(200), name: serverName.optional(), hostname: z.string().max(255).optional() });
@@ -18,13 +18,15 @@ export const createAppBody = z.object({
   name: appName,
   repo: gitUrl,
   branch: branchName.default('main'),
-  server: serverName,
+  /** Exactly one of `server` (standalone) and `cluster` (issue 15: Swarm services of that cluster). */
+  server: serverName.optional(),
+  cluster: serverName.optional(),
   /** Monorepos (issue 17): the app's subdirectory, and the globs a push must touch to deploy. */
   rootDir: rootDir.optional(),
   watch: watchList.optional(),
   /** SSH repos: the Git host's keys (known_hosts lines) instead of pinning them on first use. */
   knownHosts: knownHostsText.optional(),
-});
+}).refine((b) => (b.server === undefined) !== (b.cluster === undefined), { message: 'give exactly one of server (--server) and cluster (--cluster)' });
 /** PATCH /api/apps/:name (issue 16): what can change after creation; at least one field. */
 export const updateAppBody = z
   .object({ repo: gitUrl.optional(), branch: branchName.optional(), server: serverName.optional(), knownHosts: knownHostsText.optional() })
@@ -75,6 +77,8 @@ export interface AppInfo {
   watch?: string[];
   /** Added by issue 17, for SSH repositories: the public half of the app's deploy key, to add to the Git host. */
   deployKey?: string;
+  /** Added by issue 15: the cluster the app runs on as Swarm services (`server` is then the cluster's manager); null: standalone. */
+  cluster?: string | null;
 }
 /** Domains */
 export interface DomainInfo {
@@ -291,3 +295,25 @@ export interface ClusterDetails extends ClusterInfo {
 }
 /** DELETE /api/clusters/:name/nodes/:server */
 export interface ClusterNodeRemoved { cluster: string; server: string; drainedTasks: number }
+
+// ---- cluster registry (issue 15) -------------------------------------------------------------
+/** PUT /api/clusters/:name/registry: use an external registry (the user's own) instead of the berth-managed one. */
+export const setClusterRegistryBody = z
+  .object({
+    address: registryAddress,
+    username: z.string().min(1).max(255).regex(/^[^\s:]+$/, 'registry username must not contain spaces or ":"'),
+    password: z.string().min(1).max(1024),
+    /** The CA the registry's certificate is signed by (PEM); absent: a publicly trusted certificate. */
+    caPem: certificatePem.optional(),
+  })
+  .strict();
+/** The registry as the API shows it: never its password or keys. */
+export interface ClusterRegistryInfo {
+  cluster: string;
+  mode: 'managed' | 'external';
+  address: string;
+  username: string;
+  /** Whether nodes trust it through a CA berth installs (false: publicly trusted). */
+  privateCa: boolean;
+  updatedAt: string;
+}

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { StatusReport } from '../agent/status/report.js';
 import type { ClusterDetails, ClusterInfo, ClusterNodeInfo, ClusterNodeRemoved } from '../shared/api.js';
 import { eventually } from './helpers/http.js';
 import { cli, startSwarmWithAgents, type SwarmWithAgents } from './helpers/swarm-agents.js';
@@ -63,6 +64,13 @@ describe('cluster formation through the agents', { timeout: 15 * 60_000 }, () =>
     assert.deepEqual([...states.keys()].sort(), ['web1', 'web2', 'web3'].map((s) => bed.agent(s).node.name).sort());
     assert.equal(states.get(bed.agent('web1').node.name)?.managerStatus, 'Leader');
     assert.equal(await localState('web4'), 'inactive');
+    // `berth status` on each node: its role and the swarm's health; the manager lists every node.
+    const status = async (server: string) => (JSON.parse(await bed.nodeBerth(server, ['status', '--json'])) as StatusReport).cluster;
+    const onManager = await eventually(() => status('web1'), (c) => c?.nodes?.length === 3, 20_000);
+    assert.deepEqual([onManager!.name, onManager!.role, onManager!.swarmState, onManager!.health, onManager!.managers], ['prod', 'manager', 'active', 'healthy', 1]);
+    const onWorker = await eventually(() => status('web2'), (c) => c !== null, 20_000);
+    assert.deepEqual([onWorker!.role, onWorker!.swarmState, onWorker!.health, onWorker!.nodes], ['worker', 'active', 'healthy', null]);
+    assert.equal((JSON.parse(await bed.nodeBerth('web4', ['status', '--json'])) as StatusReport).cluster, null, 'a server in no cluster says so');
     const list = await json<ClusterInfo[]>(['cluster', 'ls']);
     assert.deepEqual(list.map((x) => [x.name, x.manager, x.nodeCount]), [['prod', 'web1', 3]]);
     for (const [k, ms] of Object.entries(timings)) t.diagnostic(`${k}: ${ms} ms`);

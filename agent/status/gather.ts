@@ -6,6 +6,7 @@ import { cronJobsOf, nextRun } from '../cron/schedule.js';
 import { listBerthContainers, type BerthContainer } from '../docker/containers.js';
 import { oomKills } from '../docker/limits.js';
 import type { AgentStore, Release } from '../store/index.js';
+import { clusterStatus } from './cluster.js';
 import { buildStatusReport, type ContainerFacts, type CronStatus, type StatusInput, type StatusReport } from './report.js';
 
 export interface GatherOptions {
@@ -79,6 +80,7 @@ export async function gatherStatus(opts: GatherOptions): Promise<StatusReport> {
   const now = new Date();
   const desired = opts.store.desired.get();
   const cron = cronStatus(opts.store, desired, releases, now);
+  const cluster = await clusterStatus(opts.docker, desired?.spec.cluster);
   return buildStatusReport({
     agent: opts.agent,
     connection: opts.connection,
@@ -93,6 +95,7 @@ export async function gatherStatus(opts: GatherOptions): Promise<StatusReport> {
     disk,
     ...(cron ? { cron } : {}),
     ...(facts ? { containerFacts: facts } : {}),
+    cluster,
     now,
   });
 }

@@ -5,6 +5,7 @@ import type { ServerSpec } from '../../shared/spec.js';
 import type { CertStatus } from '../certs/index.js';
 import type { ConnectionState } from '../connection.js';
 import type { BerthContainer } from '../docker/containers.js';
+import type { ClusterStatus } from './cluster.js';
 import type { DeployRecord, ReconcileRun, Release } from '../store/index.js';
 
 export interface StatusInput {
@@ -26,6 +27,8 @@ export interface StatusInput {
   cron?: CronStatus[];
   /** What inspect and the engine's events say about each container of a live release, by container id. */
   containerFacts?: Record<string, ContainerFacts>;
+  /** This server's cluster as its engine sees it (absent: standalone, or not asked). */
+  cluster?: ClusterStatus | null;
   now: Date;
 }
 
@@ -95,6 +98,8 @@ export interface StatusReport {
   lastReconcile: ReconcileRun | null;
   disk: StatusInput['disk'];
   dockerError: string | null;
+  /** Issue 15: the cluster this server is a node of, its role and the swarm's health; null: standalone. */
+  cluster: ClusterStatus | null;
 }
 
 /** A process's OOM kills, cap and restarts, over its containers. */
@@ -177,5 +182,6 @@ export function buildStatusReport(input: StatusInput): StatusReport {
     lastReconcile: input.lastReconcile,
     disk: input.disk,
     dockerError: input.dockerError ?? null,
+    cluster: input.cluster ?? null,
   };
 }

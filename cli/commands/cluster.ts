@@ -7,6 +7,7 @@ import { loadClientConfig } from '../config.js';
 import { CliError } from '../errors.js';
 import { tty } from '../terminal-safe.js';
 import { output, printTable } from '../output.js';
+import { registerClusterRegistryCommand } from './cluster-registry.js';
 
 /** Joins and drains run several agent steps (an overlay check, tasks moving away): minutes, not seconds. */
 const LONG_MS = 10 * 60_000;
@@ -41,6 +42,7 @@ In progress: the registry and deploying apps to a cluster are not built yet.`;
 
 export function registerClusterCommands(program: Command): void {
   const cluster = program.command('cluster').description('form a Docker Swarm cluster from your servers, through their agents (no SSH)').addHelpText('after', HELP);
+  registerClusterRegistryCommand(cluster);
 
   cluster
     .command('create')

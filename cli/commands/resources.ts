@@ -67,28 +67,31 @@ export function registerAppCommands(program: Command): void {
   const app = program.command('app').description('manage apps');
   app
     .command('create')
-    .description('create an app deployed from a Git repository to a server')
+    .description('create an app deployed from a Git repository to a server, or to a cluster (Swarm services; see berth cluster)')
     .argument('<name>', 'app name (DNS label: lower-case letters, digits, "-")')
     .requiredOption('--repo <url>', 'Git repository URL (https://, ssh://, git://, file:// or user@host:path); credentials in it (https://user:TOKEN@…) are stored encrypted and shown masked')
     .option('--branch <branch>', 'branch to deploy', 'main')
-    .requiredOption('--server <server>', 'server to run the app on')
+    .option('--server <server>', 'server to run the app on (standalone)')
+    .option('--cluster <cluster>', "cluster to run the app on, as Swarm services deployed by the cluster's manager (instead of --server)")
     .option('--root-dir <path>', "monorepos: build the app from this subdirectory of the repository (its berth.yml, Procfile, Dockerfile…)")
     .option('--watch <glob...>', "monorepos: a push deploys only when it changes a file these globs match, e.g. 'api/**' 'shared/**'")
     .option('--known-hosts <file>', "SSH repos: a known_hosts file with the Git host's keys (default: pinned on first use)")
     .option('--json', 'print JSON')
-    .action(async (name: string, opts: { repo: string; branch: string; server: string; rootDir?: string; watch?: string[]; knownHosts?: string; json?: boolean }) => {
+    .action(async (name: string, opts: { repo: string; branch: string; server?: string; cluster?: string; rootDir?: string; watch?: string[]; knownHosts?: string; json?: boolean }) => {
+      if ((opts.server === undefined) === (opts.cluster === undefined)) throw new CliError('give exactly one of --server SERVER (standalone) and --cluster CLUSTER');
       const knownHosts = opts.knownHosts === undefined ? undefined : readKnownHosts(opts.knownHosts);
       const created = await client().post<AppDetails>('/api/apps', {
         name,
         repo: opts.repo,
         branch: opts.branch,
-        server: opts.server,
+        ...(opts.server !== undefined ? { server: opts.server } : { cluster: opts.cluster }),
         ...(opts.rootDir !== undefined ? { rootDir: opts.rootDir } : {}),
         ...(opts.watch !== undefined ? { watch: opts.watch } : {}),
         ...(knownHosts !== undefined ? { knownHosts } : {}),
       });
       output(!!opts.json, created, (a) => {
-        process.stdout.write(tty`app ${a.name} created on server ${a.server} (${a.repo} @ ${a.branch}${a.rootDir ? `, root directory ${a.rootDir}` : ''}).\n`);
+        const where = a.cluster ? tty`cluster ${a.cluster} (deployed by its manager ${a.server})` : tty`server ${a.server}`;
+        process.stdout.write(tty`app ${a.name} created on ` + where + tty` (${a.repo} @ ${a.branch}${a.rootDir ? `, root directory ${a.rootDir}` : ''}).\n`);
         if (a.watch) process.stdout.write(tty`deploys on pushes that change: ${a.watch.join(' ')}\n`);
         if (a.deployKey) process.stdout.write(tty`deploy key (add it to the repository's deploy keys, read access):\n${a.deployKey}\n`);
         if (a.webhooks.push) process.stdout.write(tty`push webhook: ${a.webhooks.push} (its secret: berth app show ${a.name})\n`);

@@ -47,6 +47,18 @@ function processTrouble(p: ProcessStatus): string {
   return parts.length ? `  ${parts.join(', ')}` : '';
 }
 
+/** Issue 15: the node's role and the swarm's health; on a manager every node (older agents: nothing). */
+function printCluster(r: StatusReport, w: (line?: string) => void): void {
+  const c = r.cluster;
+  if (!c) return;
+  const managers = c.managers !== null ? `, ${c.managers} manager${c.managers === 1 ? '' : 's'}` : '';
+  w(`cluster        ${c.name}: ${c.role}, swarm ${c.swarmState} [${c.health}]${managers}${c.swarmError ? ` (${c.swarmError})` : ''}`);
+  for (const n of c.nodes ?? []) {
+    const reach = n.role === 'manager' ? ` ${n.managerReachability}` : '';
+    w(`  node        ${n.hostname} ${n.role}${reach} ${n.state} ${n.availability} ${n.addr}, ${n.runningTasks} tasks${n.leader ? ' (leader)' : ''}`);
+  }
+}
+
 function printHuman(r: StatusReport): void {
   // The report carries text from repos and apps (reasons, cron commands, errors): one sanitised line each.
   const w = (line = '') => process.stdout.write(terminalSafe(line) + '\n');
@@ -63,6 +75,7 @@ function printHuman(r: StatusReport): void {
   w(`control plane  ${cp.url ?? '-'}: ${cpState}${cp.lastSeenAt ? `, last seen ${ago(cp.lastSeenAt)}` : ''}${cp.pendingMessages ? `, ${cp.pendingMessages} messages waiting` : ''}`);
   if (r.desiredState) w(`desired state  revision ${r.desiredState.revision} (${r.desiredState.apps} apps), received ${ago(r.desiredState.receivedAt)}`);
   if (r.dockerError) w(`docker         ${r.dockerError}`);
+  printCluster(r, w);
   w();
   for (const app of r.apps) {
     w(`${app.name}  [${app.health}]${app.domains.length ? `  ${app.domains.join(', ')}` : ''}`);

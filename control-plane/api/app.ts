@@ -22,6 +22,7 @@ import { registerNotifyRoutes } from './notify.js';
 import { registerScaleRoutes } from './scale.js';
 import { registerDashboard } from '../dashboard/index.js';
 import { registerClusterRoutes } from '../clusters/routes.js';
+import { registerClusterRegistryRoutes } from '../clusters/registry-routes.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -41,6 +42,7 @@ export function createApi(deps: ApiDeps): Hono {
   app.use('/api/*', adminAuth(deps.adminToken));
 
   registerClusterRoutes(app, deps); // first: it guards DELETE /api/servers/:name
+  registerClusterRegistryRoutes(app, deps);
   registerServerRoutes(app, deps);
   registerAppRoutes(app, deps);
   registerScaleRoutes(app, deps);

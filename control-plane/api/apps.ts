@@ -53,9 +53,11 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
   const details = (row: AppRow): AppDetails => ({ ...info(row), webhookSecrets: stores.webhooks.secrets(row.name) });
 
   app.post('/api/apps', async (c) => {
-    const req = await readJson(c, createAppBody, { name: 'app name', repo: 'repo URL', branch: 'branch', server: 'server name', rootDir: 'root directory', watch: 'watch pattern', knownHosts: 'known hosts' });
-    const row = stores.apps.create(req);
-    log.info({ app: row.name, server: row.server }, 'app created');
+    const req = await readJson(c, createAppBody, { name: 'app name', repo: 'repo URL', branch: 'branch', server: 'server name', cluster: 'cluster name', rootDir: 'root directory', watch: 'watch pattern', knownHosts: 'known hosts' });
+    // A cluster app is deployed and served by the cluster's manager (issue 15).
+    const server = req.cluster !== undefined ? stores.clusters.require(req.cluster).manager : req.server!;
+    const row = stores.apps.create({ ...req, server });
+    log.info({ app: row.name, server: row.server, cluster: row.cluster }, 'app created');
     hub.pushDesiredState(row.server);
     const body: AppDetails = details(row);
     return c.json(body, 201);

@@ -45,6 +45,12 @@ export class ClusterFormation {
     this.log = o.logger.child({ component: 'clusters' });
   }
 
+  /** A server joined or left a cluster: its desired state says so now (its role, the registry). */
+  private tellAgent(server: string): void {
+    this.o.servers.bumpRevision(server);
+    this.o.hub.pushDesiredState(server);
+  }
+
   /** Ask `server`'s agent for one step; a refusal becomes a 409 naming the server. */
   private async ask(server: string, op: ClusterOp, timeoutMs?: number): Promise<ClusterResult> {
     const answer = await this.o.hub.requestCluster(server, op, timeoutMs);
@@ -69,6 +75,7 @@ export class ClusterFormation {
       const init = await this.ask(manager, { op: 'init', cluster: name, ...(opts.advertise ? { advertise: opts.advertise } : {}), addrPool, addrPoolMaskLength: 24 }, 60_000);
       if (!init.nodeId || !init.advertise) throw new ClusterStepError(`${manager}: swarm init gave no node id`);
       this.o.clusters.create({ name, manager, advertise: init.advertise, addr_pool: addrPool }, init.nodeId);
+      this.tellAgent(manager);
       this.log.info({ cluster: name, manager, advertise: init.advertise }, 'cluster created');
       return this.details(name);
     });
@@ -83,6 +90,7 @@ export class ClusterFormation {
       if (pre.failures?.length) throw new ClusterStepError(`${unreachablePorts(server, pre.failures)}: open these ports from ${server} to ${c.manager} (only to the cluster's nodes), then try again`);
       const { nodeId, addr } = await this.join(c, server, role, pre.localAddr);
       this.o.clusters.addNode(cluster, server, role, nodeId);
+      this.tellAgent(server);
       this.log.info({ cluster, server, role, nodeId }, 'server joined the cluster');
       // The other way: the manager reaches the new node's gossip port (and a new manager's 2377), then the overlay both ways.
       const back = await this.ask(c.manager, { op: 'preflight', managerAddr: addr, timeoutMs: this.o.preflightTimeoutMs ?? 3_000, ports: role === 'manager' ? [2377, 7946] : [7946] }).then(
@@ -175,6 +183,7 @@ export class ClusterFormation {
       );
       await this.ask(c.manager, { op: 'remove_node', nodeId: node.node_id, force: !down });
       this.o.clusters.removeNode(server);
+      this.tellAgent(server);
       this.log.info({ cluster, server, drainedTasks: before }, 'server removed from the cluster');
       return { cluster, server, drainedTasks: before };
     });

@@ -38,7 +38,8 @@ export class AppStore {
     private readonly box: SecretBox,
   ) {}
 
-  create(app: { name: string; repo: string; branch: string; server: string; rootDir?: string; watch?: string[]; knownHosts?: string }): AppRow {
+  /** `cluster`: a cluster app (issue 15); `server` must then be the cluster's manager (the caller resolves it). */
+  create(app: { name: string; repo: string; branch: string; server: string; cluster?: string; rootDir?: string; watch?: string[]; knownHosts?: string }): AppRow {
     return this.db.transaction(() => {
       const server = this.servers.require(app.server);
       if (this.get(app.name)) throw new ConflictError(`app "${app.name}" already exists`);
@@ -48,8 +49,8 @@ export class AppStore {
       if (host && owner) throw new ConflictError(`app "${app.name}" would answer ${host} (server ${server.name}'s base domain), which already belongs to app "${owner}"`);
       const { shown, sealed } = this.sealRepo(app.name, app.repo);
       this.db
-        .prepare('INSERT INTO apps (name, repo, repo_sealed, branch, server, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(app.name, shown, sealed, app.branch, app.server, now());
+        .prepare('INSERT INTO apps (name, repo, repo_sealed, branch, server, cluster, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(app.name, shown, sealed, app.branch, app.server, app.cluster ?? null, now());
       if (app.rootDir !== undefined || app.watch !== undefined) {
         this.db.prepare('INSERT INTO app_monorepo (app, root_dir, watch) VALUES (?, ?, ?)').run(app.name, app.rootDir ?? null, app.watch ? JSON.stringify(app.watch) : null);
       }
@@ -78,6 +79,7 @@ export class AppStore {
     return this.db.transaction(() => {
       const before = this.require(name);
       const moving = change.server !== undefined && change.server !== before.server;
+      if (moving && before.cluster) throw new ConflictError(`app "${name}" runs on cluster "${before.cluster}": it has no server of its own to move to`);
       if (moving) this.checkMove(before, change.server!);
       const repo = change.repo ?? this.repoUrl(before);
       if (change.knownHosts !== undefined && !isSshRepo(repo)) throw new BadRequestError('--known-hosts is for SSH repositories (git@host:path or ssh://)');
@@ -337,6 +339,7 @@ function appInfo(row: AppRow, domains: string[], defaultDomain: string | null, m
     repo: row.repo,
     branch: row.branch,
     server: row.server,
+    cluster: row.cluster ?? null,
     domains,
     webhooks: {},
     createdAt: row.created_at,

@@ -6,14 +6,15 @@ import { AGENT_WS_PATH } from '../../shared/protocol.js';
 
 export class FakeAgent {
   private readonly inbox: Array<Record<string, any>> = [];
-  private wake: (() => void) | undefined;
+  /** One per pending `next` (several may wait at once, for different types). */
+  private readonly waiters = new Set<() => void>();
   /** Resolves with the close code and reason once the connection is gone. */
   readonly closed: Promise<{ code: number; reason: string }>;
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data) => {
       this.inbox.push(JSON.parse(String(data)) as Record<string, any>);
-      this.wake?.();
+      for (const wake of [...this.waiters]) wake();
     });
     this.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: String(reason) })));
   }
@@ -65,11 +66,13 @@ export class FakeAgent {
       const left = deadline - Date.now();
       if (left <= 0) assert.fail(`no "${type}" message within ${timeoutMs} ms; got ${JSON.stringify(this.inbox.map((m) => m.type))}`);
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.wake = () => {
+        const wake = () => {
           clearTimeout(t);
+          this.waiters.delete(wake);
           resolve();
         };
+        const t = setTimeout(wake, left);
+        this.waiters.add(wake);
       });
     }
   }

@@ -98,6 +98,11 @@ export class SwarmWithAgents {
     await this.waitConnected(server, true);
   }
 
+  /** `berth ARGS` inside the server's node, against its agent's data (e.g. `status --json`). */
+  async nodeBerth(server: string, args: string[], timeoutMs = 60_000): Promise<string> {
+    return this.swarm.exec(this.agent(server).node, [...NODE_BERTH, ...args, '--data', AGENT_DATA], { timeoutMs });
+  }
+
   /** Stop the node's agent by its pid (the node and its engine keep running). */
   async stopAgent(server: string): Promise<void> {
     const { node } = this.agent(server);

@@ -30,6 +30,18 @@ function serve(agent: FakeAgent, handler: Handler, ops: string[]): void {
   })();
 }
 
+/** The newest desired state the agent has been sent (earlier ones dropped). */
+async function lastDesiredState(agent: FakeAgent): Promise<Record<string, any>> {
+  let latest = await agent.next('desired_state');
+  for (;;) {
+    try {
+      latest = await agent.next('desired_state', 200);
+    } catch {
+      return latest;
+    }
+  }
+}
+
 describe('cluster API with agents on the wire', () => {
   const dir = mkdtempSync(join(tmpdir(), 'berth-cluster-api-'));
   let cp: RunningControlPlane;
@@ -166,6 +178,50 @@ describe('cluster API with agents on the wire', () => {
     assert.equal(r.status, 409);
     assert.match(r.body.error, /the agent of server "flaky" disconnected before answering/);
     assert.equal((await api('GET', '/api/clusters/gone')).status, 404);
+  });
+
+  it('creates apps on a cluster (deployed by its manager), and refuses ambiguous or impossible ones', async () => {
+    const repo = 'https://git.example.com/org/web.git';
+    const both = await api('POST', '/api/apps', { name: 'both', repo, server: 'm1', cluster: 'prod' });
+    assert.equal(both.status, 400);
+    assert.match(both.body.error, /exactly one of server \(--server\) and cluster \(--cluster\)/);
+    assert.equal((await api('POST', '/api/apps', { name: 'neither', repo })).status, 400);
+    assert.equal((await api('POST', '/api/apps', { name: 'lost', repo, cluster: 'nope' })).status, 404);
+    const created = await api('POST', '/api/apps', { name: 'web', repo, cluster: 'prod' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.deepEqual([created.body.cluster, created.body.server], ['prod', 'm1']);
+    const standalone = await api('POST', '/api/apps', { name: 'solo', repo, server: 'w1' });
+    assert.equal(standalone.body.cluster, null, 'a standalone app says so');
+    const listed = (await api('GET', '/api/apps')).body.find((a: { name: string }) => a.name === 'web');
+    assert.equal(listed.cluster, 'prod');
+    const moved = await api('PATCH', '/api/apps/web', { server: 'w1' });
+    assert.equal(moved.status, 409);
+    assert.match(moved.body.error, /runs on cluster "prod"/);
+    // The manager's desired state carries the app as a cluster app; the worker's does not run it.
+    await api('POST', '/api/apps/web/domains', { domain: 'web.example.com' });
+    const spec = (await lastDesiredState(agents[0]!)).spec;
+    assert.equal(spec.apps.find((a: { name: string }) => a.name === 'web').cluster, 'prod');
+    assert.deepEqual([spec.cluster.name, spec.cluster.role], ['prod', 'manager']);
+  });
+
+  it('an external registry: the manager gets the credentials, workers only the address and CA, the API and database never the password', async () => {
+    const password = 'registry-password-0123456789';
+    const caPem = '-----BEGIN CERTIFICATE-----\nMIIBfakefakefake\n-----END CERTIFICATE-----\n';
+    assert.equal((await api('PUT', '/api/clusters/prod/registry', { address: 'Registry.Example.com:5000', username: 'u', password })).status, 400, 'upper case');
+    assert.equal((await api('PUT', '/api/clusters/prod/registry', { address: 'r.example.com:5000/../x', username: 'u', password })).status, 400, 'a path');
+    assert.equal((await api('GET', '/api/clusters/prod/registry')).status, 404, 'none yet');
+    const set = await api('PUT', '/api/clusters/prod/registry', { address: 'r.example.com:5000', username: 'pusher', password, caPem });
+    assert.equal(set.status, 200, JSON.stringify(set.body));
+    assert.deepEqual([set.body.mode, set.body.address, set.body.privateCa], ['external', 'r.example.com:5000', true]);
+    assert.ok(!JSON.stringify((await api('GET', '/api/clusters/prod/registry')).body).includes(password));
+    const manager = (await lastDesiredState(agents[0]!)).spec.cluster;
+    assert.deepEqual([manager.registry.address, manager.registry.username, manager.registry.password, manager.registry.caPem], ['r.example.com:5000', 'pusher', password, caPem]);
+    const worker = (await lastDesiredState(agents[1]!)).spec.cluster;
+    assert.deepEqual([worker.role, worker.registry.address, worker.registry.caPem], ['worker', 'r.example.com:5000', caPem]);
+    assert.equal(worker.registry.password, undefined, 'workers pull through Swarm with the manager’s credentials');
+    for (const f of readdirSync(join(dir, 'data')).filter((x) => x.startsWith('control-plane.db'))) {
+      assert.ok(!readFileSync(join(dir, 'data', f)).toString('latin1').includes(password), `${f} holds the registry password in clear`);
+    }
   });
 
   it('keeps no join token in the database', async () => {
