@@ -9,6 +9,9 @@ import { ClusterDeployError, serviceName, serviceSpec, type ServiceInput } from 
 import { placementFor } from '../../agent/cluster/deploy/services.js';
 import { classifyTasks, type SwarmNode, type SwarmTask } from '../../agent/cluster/deploy/task-state.js';
 import { planUpstreams, serversOf } from '../../agent/cluster/deploy/upstream-plan.js';
+import { plan } from '../../agent/reconcile/planner.js';
+import type { Release } from '../../agent/store/releases.js';
+import type { ServerSpec } from '../../shared/spec.js';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 const input = (extra: Partial<ServiceInput> = {}): ServiceInput => ({
@@ -87,7 +90,7 @@ describe('cluster deploy: the service spec of a process', () => {
 
 const nodes: SwarmNode[] = [
   { ID: 'n1', Description: { Hostname: 'web1' }, Spec: { Role: 'manager' }, Status: { State: 'ready', Addr: '0.0.0.0' }, ManagerStatus: { Addr: '172.30.0.2:2377' } },
-  { ID: 'n2', Description: { Hostname: 'web2' }, Spec: { Role: 'worker' }, Status: { State: 'ready', Addr: '172.30.0.3' } },
+  { ID: 'n2', Description: { Hostname: 'ip-172-30-0-3' }, Spec: { Role: 'worker', Labels: { 'berth.server': 'web2' } }, Status: { State: 'ready', Addr: '172.30.0.3' } },
   { ID: 'n3', Description: { Hostname: 'web3' }, Spec: { Role: 'worker' }, Status: { State: 'down', Addr: '172.30.0.4' } },
 ];
 const task = (ID: string, NodeID: string, State: string, extra: Partial<SwarmTask> & { port?: number; err?: string } = {}): SwarmTask => ({
@@ -155,5 +158,21 @@ describe('cluster deploy: the upstream plan', () => {
     for (const bad of ['172.30.0.2:30001; evil', '172.30.0.2', 'host:99999', '1.2.3.4:0']) {
       assert.throws(() => renderSite(s, 'shop', { domains: ['shop.example.com'], upstreamPort: 1, upstreamServers: [bad] }), /invalid upstream server/);
     }
+  });
+});
+
+describe('cluster deploy: the standalone reconciler leaves a cluster app alone', () => {
+  it('a live cluster release with no local containers: nothing started, nginx not touched', () => {
+    const desired: ServerSpec = {
+      server: 'web1',
+      revision: 3,
+      apps: [{ name: 'shop', repo: 'https://example.com/x.git', branch: 'main', domains: ['shop.example.com'], env: {}, cluster: 'prod' }],
+    };
+    const live: Release = { app: 'shop', deploymentId: 'd1', image: `reg:5000/berth/shop@${DIGEST}`, containerId: '', hostPort: 30001, containerPort: 8000, commit: 'abc', activatedAt: '2026-01-01T00:00:00.000Z', processes: [{ name: 'web', command: null, scale: 3 }] };
+    const observed = { containers: [], nginxApps: [{ app: 'shop', content: 'upstream … server 172.30.0.3:30001;' }] };
+    assert.deepEqual(plan(desired, [live], observed, () => 'other'), []);
+    // The same app standalone would be started again: the skip is what keeps the cluster's tasks the only ones.
+    const standalone = { ...desired, apps: desired.apps.map(({ cluster: _c, ...a }) => a) };
+    assert.ok(plan(standalone, [live], observed, () => 'other').some((a) => a.type === 'start-release-container'));
   });
 });

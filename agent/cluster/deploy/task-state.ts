@@ -21,7 +21,7 @@ export interface SwarmTask {
 export interface SwarmNode {
   ID: string;
   Description?: { Hostname?: string };
-  Spec?: { Role?: string; Availability?: string };
+  Spec?: { Role?: string; Availability?: string; Labels?: Record<string, string> };
   Status?: { State?: string; Addr?: string };
   ManagerStatus?: { Addr?: string };
 }
@@ -44,10 +44,15 @@ const FAILED = new Set(['failed', 'rejected', 'orphaned']);
 /** Ended without being asked to: a process that exits (even with 0) is a failure of a long-running service. */
 const ENDED = new Set(['complete', 'shutdown', 'remove']);
 
+/** A node as messages name it: its berth server name when the node carries one (label berth.server), else its hostname. */
+export function nodeName(n: SwarmNode): string {
+  return n.Spec?.Labels?.['berth.server'] || n.Description?.Hostname || n.ID.slice(0, 12);
+}
+
 export function nodeLabel(nodes: readonly SwarmNode[], id: string | undefined): string {
   if (!id) return 'no node';
   const n = nodes.find((x) => x.ID === id);
-  return n?.Description?.Hostname || id.slice(0, 12);
+  return n ? nodeName(n) : id.slice(0, 12);
 }
 
 function taskName(t: SwarmTask, process: string): string {

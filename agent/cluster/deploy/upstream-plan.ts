@@ -1,6 +1,6 @@
 // Where the manager's nginx sends a cluster app's traffic (pure): every running web task on a ready
 // node, as NODE_ADDRESS:PUBLISHED_PORT, sorted so the same set always renders the same config.
-import type { SwarmNode, SwarmTask } from './task-state.js';
+import { nodeName, type SwarmNode, type SwarmTask } from './task-state.js';
 
 /** One web task nginx can reach. */
 export interface TaskEndpoint {
@@ -36,7 +36,7 @@ export function planUpstreams(tasks: readonly SwarmTask[], nodes: readonly Swarm
     const addr = nodeAddress(node);
     const port = publishedPort(t, containerPort);
     if (!addr || !port) continue;
-    out.push({ taskId: t.ID, nodeId: node.ID, node: node.Description?.Hostname || node.ID.slice(0, 12), server: `${addr.includes(':') ? `[${addr}]` : addr}:${port}` });
+    out.push({ taskId: t.ID, nodeId: node.ID, node: nodeName(node), server: `${addr.includes(':') ? `[${addr}]` : addr}:${port}` });
   }
   return out.sort((a, b) => (a.server < b.server ? -1 : a.server > b.server ? 1 : 0));
 }
