@@ -154,4 +154,23 @@ describe('cluster deploys: Swarm services, health-gated, served by the manager',
     );
     assert.equal(await served(), 'version 2');
   });
+
+  it("a worker node stops: the manager's watcher takes its tasks out of nginx and adds the rescheduled ones", async (t) => {
+    const svc = (await services())[0]!;
+    const nodes = (await managerDocker().listNodes()) as Array<{ ID: string; Description: { Hostname: string }; Status: { Addr: string } }>;
+    const tasks = await runningTasks(svc.ID);
+    const victim = nodes.find((n) => n.Description.Hostname !== manager().name && tasks.some((x) => x.NodeID === n.ID))!;
+    assert.ok(victim, 'a worker runs a task');
+    const serversOn = (site: string, addr: string) => site.split('\n').filter((l) => l.includes(`server ${addr}:`)).length;
+    assert.ok(serversOn(await siteFile(), victim.Status.Addr) > 0);
+    const stopped = Date.now();
+    await bed.swarm.stopNode(victim.Description.Hostname, 0);
+    await eventually(siteFile, (site) => serversOn(site, victim.Status.Addr) === 0 && /server \d+\.\d+\.\d+\.\d+:\d+;/.test(site), 90_000, 500);
+    t.diagnostic(`stopped node out of the upstream after ${Date.now() - stopped} ms`);
+    assert.equal(await served(), 'version 2');
+    // Swarm reschedules the lost tasks on the other nodes; the watcher routes to all three again.
+    await eventually(siteFile, (site) => (site.match(/server \d+\.\d+\.\d+\.\d+:\d+;/g) ?? []).length === 3, 90_000, 500);
+    t.diagnostic(`three tasks routed again after ${Date.now() - stopped} ms`);
+    assert.equal(await served(), 'version 2');
+  });
 });

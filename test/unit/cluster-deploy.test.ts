@@ -3,6 +3,10 @@
 // rendered from, and the rendering of a cluster upstream.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import pino from 'pino';
+import type { AppSite } from '../../agent/nginx/index.js';
+import { UpstreamWatcher } from '../../agent/cluster/deploy/upstreams.js';
 import { checkSettings, renderSite } from '../../agent/nginx/render.js';
 import { digestRef, registryAuth } from '../../agent/cluster/deploy/registry-push.js';
 import { ClusterDeployError, serviceName, serviceSpec, type ServiceInput } from '../../agent/cluster/deploy/service-spec.js';
@@ -174,5 +178,73 @@ describe('cluster deploy: the standalone reconciler leaves a cluster app alone',
     // The same app standalone would be started again: the skip is what keeps the cluster's tasks the only ones.
     const standalone = { ...desired, apps: desired.apps.map(({ cluster: _c, ...a }) => a) };
     assert.ok(plan(standalone, [live], observed, () => 'other').some((a) => a.type === 'start-release-container'));
+  });
+});
+
+describe('cluster deploy: the upstream watcher', () => {
+  /** A swarm as the watcher sees it: one live web service whose tasks and nodes the test changes. */
+  async function setup() {
+    const listeners = await Promise.all([0, 1].map(() => new Promise<Server>((resolve) => {
+      const srv = createServer((s) => s.end());
+      srv.listen(0, '127.0.0.1', () => resolve(srv));
+    })));
+    const ports = listeners.map((l) => (l.address() as AddressInfo).port);
+    const state = {
+      nodes: [
+        { ID: 'n1', Description: { Hostname: 'web1' }, Spec: { Role: 'manager' }, Status: { State: 'ready', Addr: '127.0.0.1' } },
+        { ID: 'n2', Description: { Hostname: 'web2' }, Spec: { Role: 'worker' }, Status: { State: 'ready', Addr: '127.0.0.2' } },
+      ] as SwarmNode[],
+      tasks: [task('a', 'n1', 'running', { port: ports[0] }), task('b', 'n2', 'running', { port: ports[1] })],
+      domains: ['shop.example.com'],
+      busy: new Set<string>(),
+    };
+    const docker = {
+      listServices: async () => [{ ID: 's1', Spec: { Name: 'berth-shop-web-d1', Labels: { 'berth.managed': 'true', 'berth.app': 'shop', 'berth.process': 'web', 'berth.release': 'd1' } } }],
+      listTasks: async () => state.tasks,
+      listNodes: async () => state.nodes,
+    };
+    const applied: Array<AppSite | null> = [];
+    const live = { app: 'shop', deploymentId: 'd1', containerPort: 8000 } as Release;
+    const watcher = new UpstreamWatcher({
+      docker: docker as never,
+      nginx: { applyApp: async (_app, site) => void applied.push(site) },
+      store: { releases: { get: (app: string) => (app === 'shop' ? live : null) } } as never,
+      logger: pino({ level: 'silent' }),
+      desired: () => ({ server: 'web1', revision: 1, cluster: { name: 'prod', role: 'manager' }, apps: [{ name: 'shop', repo: 'https://example.com/x.git', branch: 'main', domains: state.domains, env: {}, cluster: 'prod' }] }),
+      busyApps: () => state.busy,
+    });
+    const close = () => Promise.all([watcher.close(), ...listeners.map((l) => new Promise((r) => l.close(r)))]);
+    return { state, applied, watcher, ports, close };
+  }
+
+  it('renders the running tasks once, follows a node going down, a domain change, and leaves a deploying app alone', async () => {
+    const { state, applied, watcher, ports, close } = await setup();
+    try {
+      // 127.0.0.2:PORT accepts nothing here: a new task must answer before it is routed.
+      await watcher.tick();
+      assert.deepEqual(applied.map((s) => s?.upstreamServers), [[`127.0.0.1:${ports[0]}`]]);
+      await watcher.tick();
+      assert.equal(applied.length, 1, 'an unchanged set is not rendered again');
+      state.nodes[1] = { ...state.nodes[1]!, Status: { State: 'ready', Addr: '127.0.0.1' } };
+      await watcher.tick();
+      assert.deepEqual(applied.at(-1)?.upstreamServers, [`127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`]);
+      state.nodes[1] = { ...state.nodes[1]!, Status: { State: 'down', Addr: '127.0.0.1' } };
+      await watcher.tick();
+      assert.deepEqual(applied.at(-1)?.upstreamServers, [`127.0.0.1:${ports[0]}`], "a down node's task leaves the upstream");
+      state.domains = ['shop.example.com', 'www.shop.example.com'];
+      await watcher.tick();
+      assert.deepEqual(applied.at(-1)?.domains, ['shop.example.com', 'www.shop.example.com']);
+      const count = applied.length;
+      state.busy.add('shop');
+      state.nodes[1] = { ...state.nodes[1]!, Status: { State: 'ready', Addr: '127.0.0.1' } };
+      await watcher.tick();
+      assert.equal(applied.length, count, 'a deploy of the app moves nginx itself');
+      state.busy.clear();
+      state.tasks = [];
+      await watcher.tick();
+      assert.equal(applied.length, count, 'with no task answering nginx keeps its upstream');
+    } finally {
+      await close();
+    }
   });
 });

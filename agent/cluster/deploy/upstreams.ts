@@ -30,8 +30,8 @@ export class UpstreamWatcher {
   private timer: NodeJS.Timeout | null = null;
   private pass: Promise<void> | null = null;
   private closed = false;
-  /** What each app's upstream was last rendered with (servers in order). */
-  private readonly routed = new Map<string, string[]>();
+  /** What each app's server block was last rendered with: its domains and servers (in order). */
+  private readonly routed = new Map<string, { domains: string; servers: string[] }>();
 
   constructor(private readonly deps: UpstreamWatcherDeps) {}
 
@@ -79,7 +79,14 @@ export class UpstreamWatcher {
   private async follow(app: AppSpec): Promise<void> {
     const { docker, store } = this.deps;
     const release = store.releases.get(app.name);
-    if (!release?.containerPort || app.domains.length === 0) return;
+    if (!release?.containerPort) return;
+    if (app.domains.length === 0) {
+      // Its last domain was removed: nothing is routed (once, not every pass).
+      if (this.routed.get(app.name)?.domains === '') return;
+      await this.deps.nginx.applyApp(app.name, null);
+      this.routed.set(app.name, { domains: '', servers: [] });
+      return;
+    }
     const web = (await listAppServices(docker, app.name)).filter((s) => s.release === release.deploymentId && s.process === 'web');
     if (web.length === 0) return;
     const [tasks, nodes] = await Promise.all([
@@ -90,19 +97,22 @@ export class UpstreamWatcher {
       listNodes(docker),
     ]);
     const plan = planUpstreams(tasks, nodes, release.containerPort);
+    // A domain added or removed re-renders too (the standalone reconciler leaves cluster apps alone).
+    const domains = app.domains.join(' ');
     const before = this.routed.get(app.name);
-    if (before && sameList(before, serversOf(plan))) return;
-    const healthy = await this.probeNew(plan, new Set(before ?? []));
+    const unchanged = (servers: string[]) => before !== undefined && before.domains === domains && sameList(before.servers, servers);
+    if (unchanged(serversOf(plan))) return;
+    const healthy = await this.probeNew(plan, new Set(before?.servers ?? []));
     const servers = serversOf(healthy);
     if (servers.length === 0) {
       this.deps.logger.warn({ app: app.name }, 'no web task of the live release answers: nginx keeps its upstream');
       return;
     }
-    if (before && sameList(before, servers)) return;
+    if (unchanged(servers)) return;
     const port = Number(servers[0]!.slice(servers[0]!.lastIndexOf(':') + 1));
     await this.deps.nginx.applyApp(app.name, { domains: app.domains, upstreamPort: port, upstreamServers: servers });
-    this.routed.set(app.name, servers);
-    this.deps.logger.info({ app: app.name, servers, before: before ?? null }, 'cluster app upstream updated');
+    this.routed.set(app.name, { domains, servers });
+    this.deps.logger.info({ app: app.name, servers, before: before?.servers ?? null }, 'cluster app upstream updated');
   }
 
   /** Endpoints already routed stay; new ones must accept a connection first. */
