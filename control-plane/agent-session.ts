@@ -92,6 +92,8 @@ export class AgentSession {
       ...(d.trigger === 'scale' ? { rescale: true } : {}),
       // Only a push may not go backwards; explicit deploys and rollbacks deploy any commit.
       ...(d.trigger === 'push' ? { skipIfAncestorOfLive: true } : {}),
+      // Monorepos: a push deploys only when a watched file changed since the live release (the agent checks with git).
+      ...(d.trigger === 'push' ? watchOf(this.deps.stores, d.app) : {}),
     });
   }
 
@@ -216,4 +218,10 @@ export class AgentSession {
   private sendError(message: string): void {
     this.send({ type: 'error', v: PROTOCOL_VERSION, message });
   }
+}
+
+/** The app's `--watch` globs for a push deploy order; {} when it has none. */
+function watchOf(stores: Stores, app: string): { watch?: string[] } {
+  const watch = stores.apps.monorepo(app).watch;
+  return watch && watch.length > 0 ? { watch } : {};
 }

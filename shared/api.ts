@@ -119,6 +119,10 @@ export interface DeploymentInfo {
   finishedAt: string | null;
   /** A rollback (trigger `rollback`) or a scale (`scale`): the deployment whose release it re-activates; null otherwise. */
   rollbackOf?: string | null;
+  /** Added by issue 16: the commit's subject line as the agent read it (one line, ≤ 200 characters); null until fetched, or from older agents. */
+  commitMessage?: string | null;
+  /** Added by issue 16: the `scale:` per process of the release's berth.yml (before any `berth scale` override); null when not reported. */
+  repoScale?: Record<string, number> | null;
 }
 /** GET /api/deployments/:id/logs?after=SEQ */
 export interface DeploymentLogs { deployment: DeploymentInfo; lines: Array<{ seq: number; ts: string; stream: string; text: string }> }
@@ -156,11 +160,40 @@ export interface AppDetails extends AppInfo {
   webhookSecrets: WebhookSecrets;
   /** Added by issue 16: the replicas set with `berth scale` (null: the repo's `scale:` applies). */
   scale?: AppScale;
+  /** Added by issue 16: the deployment whose release is live (the newest that went `done`); null before the first. */
+  live?: DeploymentInfo | null;
 }
 
 // ---- scale (issue 16) ------------------------------------------------------------------------
 /** An app's `berth scale` override: per process, the replicas that win over the repo's `scale:`. */
-export interface AppScale { override: ScaleOverride | null }
+export interface AppScale {
+  override: ScaleOverride | null;
+  /** Added with the dashboard's processes: the live release's repo `scale:` per process (null: not known, e.g. reported by an older agent or nothing live). */
+  repo?: Record<string, number> | null;
+}
+/** One process's scale and where it comes from: `berth scale` (override) or the repo's `scale:`. */
+export interface AppliedScale {
+  process: string;
+  /** The containers it runs at; null when neither an override nor the repo's number is known. */
+  count: number | null;
+  source: 'override' | 'repo' | 'unknown';
+  /** What the live release's berth.yml says (null: not known). */
+  repo: number | null;
+}
+
+/** Per process (the live release's, then the override's others), which scale applies. */
+export function appliedScale(s: AppScale | undefined): AppliedScale[] {
+  const override = s?.override ?? {};
+  const repo = s?.repo ?? {};
+  const names = [...new Set([...Object.keys(repo), ...Object.keys(override)])].sort((a, b) => (a === 'web' ? -1 : b === 'web' ? 1 : a.localeCompare(b)));
+  return names.map((process) => {
+    const r = repo[process] ?? null;
+    const o = override[process];
+    if (o !== undefined) return { process, count: o, source: 'override', repo: r };
+    return { process, count: r, source: r === null ? 'unknown' : 'repo', repo: r };
+  });
+}
+
 /** PUT /api/apps/:name/scale and DELETE: the scale deployment queued, and the override now. */
 export type ScaleResult = DeploymentInfo & { agentConnected: boolean; scale: AppScale };
 /** Processes one request may scale. */

@@ -2,7 +2,9 @@
 // a `type` and the protocol version `v`; both sides validate everything they receive with these
 // schemas and answer garbage with an `error` message instead of crashing.
 import { z } from 'zod';
-import { appSpec, serverSpec } from './spec.js';
+import { appSpec, scaleOverride, serverSpec } from './spec.js';
+import { commitSubject } from './commit-subject.js';
+import { watchList } from './monorepo.js';
 import { deployStatus } from './deploy-status.js';
 import { appName, commitSha } from './validation.js';
 
@@ -38,6 +40,10 @@ export const deployProgress = z.object({
   commit: commitSha.optional(),
   reason: z.string().max(4096).optional(),
   ts: z.string(),
+  /** Issue 16, optional (older agents omit it): the commit's subject line, once fetched (cleaned: one line, ≤ 200 chars). */
+  commitMessage: commitSubject.optional(),
+  /** Issue 16, optional: the release's `scale:` per process as its berth.yml says (before any `berth scale` override). */
+  repoScale: scaleOverride.optional(),
 });
 export const deployLog = z.object({ type: z.literal('deploy_log'), v, deploymentId, lines: z.array(logLine).max(1000) });
 /** Issue 18: free disk where berth and Docker keep their data, with the agent's threshold (BERTH_MIN_FREE_DISK_MB). */
@@ -285,6 +291,14 @@ export const cpDeployOrder = z.object({
    * an older commit can never roll the app back. Absent for `berth deploy --commit`, CI and rollbacks.
    */
   skipIfAncestorOfLive: z.boolean().optional(),
+  /**
+   * Issue 17, monorepos: a push to an app with `--watch` globs. After fetching, the agent lists the
+   * files changed since the live release's commit (`git diff --name-only`) and ends the deploy
+   * `cancelled` ("skipped: …") without building when none matches — the fallback for pushes whose
+   * payload does not list their files. When git cannot tell (no live commit, or it is not in the
+   * cache) it deploys. Older agents ignore it and deploy.
+   */
+  watch: watchList.optional(),
   /**
    * `berth scale`: `rollbackOf` names the live release, brought back at the app's scale override
    * (`app.scale`) without a rebuild; every process the override names must be in that release.

@@ -77,7 +77,7 @@ test('package managers from the lockfile: the generated dependency layer', () =>
   // A packageManager value that is not a plain version never reaches the Dockerfile.
   assert.match(df('node', { 'package.json': '{"packageManager":"pnpm@1.0.0;rm -rf /"}', 'pnpm-lock.yaml': '' }), /npm install -g pnpm; fi/);
 
-  assert.match(df('python', { 'pyproject.toml': '', 'poetry.lock': '' }), /COPY pyproject\.toml poetry\.lock \.\/\nRUN \(command -v poetry >\/dev\/null 2>&1 \|\| python3 -m pip install poetry\) && poetry install --no-root --only main --no-ansi\n/);
+  assert.match(df('python', { 'pyproject.toml': '', 'poetry.lock': '' }), /COPY pyproject\.toml poetry\.lock \.\/\nRUN \(command -v poetry >\/dev\/null 2>&1 \|\| python3 -m pip install poetry\) && \(if poetry check --help[^\n]*poetry check --lock; else poetry lock --check; fi\) && poetry install --no-root --only main --no-ansi\n/);
   assert.match(df('python', { 'pyproject.toml': '', 'uv.lock': '' }), /COPY pyproject\.toml uv\.lock \.\/\nRUN .*uv sync --frozen --no-dev --no-install-project\n/);
   assert.match(df('python', { Pipfile: '', 'Pipfile.lock': '{}' }), /COPY Pipfile Pipfile\.lock \.\/\nRUN .*pipenv install --deploy --system\n/);
   assert.match(df('python', { 'pyproject.toml': '' }), /COPY --chown=10001:10001 \. \.\/\nRUN python3 -m pip install \.\n/);

@@ -20,6 +20,7 @@ import { SessionStore } from '../control-plane/dashboard/session.js';
 import { berth, berthJson } from './helpers/cli.js';
 import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
 import { adminApi, FakeAgent } from './helpers/fake-agent.js';
+import type { DeploymentInfo } from '../shared/api.js';
 import { busyboxDockerfile, type DeploymentJson } from './helpers/fixtures.js';
 import { TestRepo } from './helpers/git-repo.js';
 import { eventually, httpGet } from './helpers/http.js';
@@ -32,6 +33,10 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
 const HOSTILE_HOST = '<script>window.__pwned=1</script>evil-host';
 const HOSTILE_LOG = '<img src=x onerror="window.__pwned=2">build step';
 const SECRET_VALUE = 'hunter2-very-secret-value';
+/** A commit subject as a hostile repository could write it: markup, a terminal escape, a second line. */
+const HOSTILE_SUBJECT = '<img src=x onerror="window.__pwned=3">Fix \u001b[31mlogin\r\nform';
+/** What the control plane keeps of it: one line of text, control characters gone. */
+const CLEAN_SUBJECT = '<img src=x onerror="window.__pwned=3">Fix [31mlogin form';
 const SHA = (c: string) => c.repeat(40);
 
 let browser: Browser;
@@ -223,12 +228,17 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     assert.match(await box.locator('[data-phases]').innerText(), /building[\s\S]*done/);
     assert.equal(await page.evaluate(() => (window as any).__samePage), true, 'no reload happened');
     assert.equal(await served(), `v1 ${nonce}\n`, 'nginx serves the deployed version');
-    const [latest] = await apiGet<DeploymentJson[]>(`/api/apps/${APP}/deployments`);
-    assert.deepEqual({ id: latest?.id, status: latest?.status, commit: latest?.commit, trigger: latest?.trigger }, { id, status: 'done', commit: commits[0], trigger: 'manual' });
+    const [latest] = await apiGet<DeploymentInfo[]>(`/api/apps/${APP}/deployments`);
+    assert.deepEqual(
+      { id: latest?.id, status: latest?.status, commit: latest?.commit, trigger: latest?.trigger, commitMessage: latest?.commitMessage, repoScale: latest?.repoScale },
+      { id, status: 'done', commit: commits[0], trigger: 'manual', commitMessage: 'first version', repoScale: { web: 1 } },
+      'the agent reports the commit subject and the repo scale',
+    );
+    assert.match(await log.innerText(), new RegExp(`deploying commit ${commits[0]} "first version"`));
   });
 
   it('deploys a new commit; the apps list shows the app serving with its commit', async () => {
-    commits.push(repo.commit({ 'index.html': `v2 ${nonce}\n` }, 'second version'));
+    commits.push(repo.commit({ 'index.html': `v2 ${nonce}\n` }, 'second version\n\nThe body is not shown.'));
     await page.goto(url(`/ui/apps/${APP}`));
     await page.getByRole('button', { name: 'Deploy' }).click();
     await page.waitForURL(/[?&]deployment=/);
@@ -239,7 +249,24 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     const row = page.locator('tr', { hasText: APP });
     assert.equal(await row.locator('[data-status]').innerText(), 'serving');
     assert.match(await row.innerText(), new RegExp(commits[1]!.slice(0, 7)), 'the short SHA of the live commit');
+    assert.equal(await row.locator('[data-live-commit]').innerText(), `${commits[1]!.slice(0, 7)} second version`, 'and its subject line');
     await page.screenshot({ path: join(shots, 'apps.png'), fullPage: true });
+    await page.goto(url(`/ui/apps/${APP}`));
+    // The processes as the agent observes them (it reports every reconcile pass and change).
+    const health = async () => {
+      await page.reload();
+      return page.locator('tr[data-process="web"]:not([data-other-release]) [data-status]').innerText();
+    };
+    assert.equal(await eventually(health, (h) => h === 'healthy', 30_000, 500), 'healthy', stack.tail('agent.log'));
+    assert.equal(await page.locator('tr[data-process="web"]:not([data-other-release]) [data-scale-of]').innerText(), "1 the repo's scale:");
+    assert.equal(await page.locator('tr[data-process="web"]:not([data-other-release]) [data-running]').innerText(), '1/1 running');
+    const shown = await berth(['app', 'show', APP], stack.env);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, new RegExp(`live commit\\s+${commits[1]!.slice(0, 12)} "second version" \\(deployment ${id}\\)\\n`));
+    assert.match(shown.stdout, /scale\s+the repo's \(scale: in berth\.yml\): web=1\n/);
+    const listed = await berth(['deployments', APP], stack.env);
+    assert.match(listed.stdout, /MESSAGE/);
+    assert.match(listed.stdout, new RegExp(`${id}\\s+done\\s+${commits[1]!.slice(0, 12)}\\s+second version\\s+manual`));
   });
 
   it('rolls back from the page to a chosen earlier release; nginx serves the previous version', async () => {
@@ -254,8 +281,12 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     const id = new URL(page.url()).searchParams.get('deployment')!;
     assert.equal(await followedEnded(page, id), 'done', stack.tail('agent.log'));
     assert.equal(await served(), `v1 ${nonce}\n`, 'the previous version is served again');
-    const [latest] = await apiGet<DeploymentJson[]>(`/api/apps/${APP}/deployments`);
-    assert.deepEqual({ id: latest?.id, trigger: latest?.trigger, commit: latest?.commit }, { id, trigger: 'rollback', commit: commits[0] });
+    const [latest] = await apiGet<DeploymentInfo[]>(`/api/apps/${APP}/deployments`);
+    assert.deepEqual(
+      { id: latest?.id, trigger: latest?.trigger, commit: latest?.commit, commitMessage: latest?.commitMessage, repoScale: latest?.repoScale },
+      { id, trigger: 'rollback', commit: commits[0], commitMessage: 'first version', repoScale: { web: 1 } },
+      'a rollback reports its release commit subject (from the Git cache) and repo scale too',
+    );
   });
 
   it('shows the servers page with the connected agent and the free disk of its data location', async () => {
@@ -285,7 +316,8 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
 
   it('changes the repository and branch from the page; the next deploy builds from them', async () => {
     const other = new TestRepo(join(stack.root, 'repo2'), 'release');
-    const releaseCommit = other.commit({ Dockerfile: busyboxDockerfile(), 'index.html': `v3 ${nonce}\n` }, 'from the release branch');
+    // The subject is the repository's text: markup and a terminal escape end up as one line of text.
+    const releaseCommit = other.commit({ Dockerfile: busyboxDockerfile(), 'index.html': `v3 ${nonce}\n` }, 'from the <b>release</b> branch\u001b[2J\n\nbody');
     await page.goto(url(`/ui/apps/${APP}`));
     await page.getByLabel('Branch').fill('a..b');
     page.once('dialog', (dlg) => void dlg.accept());
@@ -307,8 +339,15 @@ describe('dashboard with a real control plane, agent, Docker and nginx', () => {
     const id = new URL(page.url()).searchParams.get('deployment')!;
     assert.equal(await followedEnded(page, id), 'done', stack.tail('agent.log'));
     assert.equal(await served(), `v3 ${nonce}\n`);
-    const [latest] = await apiGet<DeploymentJson[]>(`/api/apps/${APP}/deployments`);
+    const [latest] = await apiGet<DeploymentInfo[]>(`/api/apps/${APP}/deployments`);
     assert.equal(latest?.commit, releaseCommit);
+    const subject = 'from the <b>release</b> branch [2J';
+    assert.equal(latest?.commitMessage, subject, 'control characters gone, one line');
+    await page.reload();
+    assert.equal(await page.locator('[data-live-commit]').innerText(), `${releaseCommit.slice(0, 7)} ${subject}`, 'shown as text');
+    assert.equal(await page.locator('main b').count(), 0, 'no markup from the repository');
+    const listed = await berth(['deployments', APP, '--limit', '1'], stack.env);
+    assert.ok(listed.stdout.includes(subject) && !listed.stdout.includes('\u001b'), listed.stdout);
   });
 
   it('berth app set: clear errors for bad input, and a branch change from the CLI', async () => {
@@ -386,6 +425,8 @@ describe('dashboard details with a WebSocket client playing the agent', () => {
   let agent: FakeAgent;
   let context: BrowserContext;
   let page: Page;
+  /** The deployment the hostile-subject test made live. */
+  let firstLive = '';
   const root = makeTmpDir('berth-dashboard-');
   const api = (method: string, path: string, body?: unknown) => adminApi(cp)(method, path, body);
   const url = (path: string) => cp.url + path;
@@ -443,12 +484,22 @@ describe('dashboard details with a WebSocket client playing the agent', () => {
     await page.getByRole('button', { name: 'Deploy' }).click();
     const first = await agent.next('deploy');
     await page.waitForURL(new RegExp(`deployment=${first.deploymentId}`));
-    agent.progress(first.deploymentId, 'building', { commit: SHA('a') });
+    agent.progress(first.deploymentId, 'building', { commit: SHA('a'), commitMessage: HOSTILE_SUBJECT, repoScale: { web: 1, worker: 2 } });
     logLines(first.deploymentId, 0, [HOSTILE_LOG]);
     await page.getByRole('log').getByText('build step').waitFor({ timeout: 5000 });
     for (const s of ['starting', 'health_checking', 'switching', 'done']) agent.progress(first.deploymentId, s, { commit: SHA('a') });
     assert.equal(await followedEnded(page, first.deploymentId), 'done');
     assert.ok((await page.getByRole('log').innerText()).includes(HOSTILE_LOG), 'a hostile log line is shown as text');
+    firstLive = first.deploymentId;
+    const stored = (await api('GET', `/api/deployments/${first.deploymentId}`)).body;
+    assert.deepEqual({ commitMessage: stored.commitMessage, repoScale: stored.repoScale }, { commitMessage: CLEAN_SUBJECT, repoScale: { web: 1, worker: 2 } }, 'kept from the building report');
+    await page.reload();
+    assert.equal(await page.locator('[data-live-commit]').innerText(), `${SHA('a').slice(0, 7)} ${CLEAN_SUBJECT}`, 'the live commit with its subject, as text');
+    assert.equal(await page.locator(`[data-dep-row="${first.deploymentId}"] [data-commit-message]`).innerText(), CLEAN_SUBJECT);
+    await page.goto(url('/ui/apps'));
+    assert.equal(await page.locator('tr', { hasText: 'shop' }).locator('[data-live-commit]').innerText(), `${SHA('a').slice(0, 7)} ${CLEAN_SUBJECT}`);
+    assert.equal(await page.locator('main img').count(), 0, 'no markup from the subject');
+    await page.goto(url('/ui/apps/shop'));
 
     await page.getByRole('button', { name: 'Deploy' }).click();
     const order = await agent.next('deploy');
@@ -469,17 +520,48 @@ describe('dashboard details with a WebSocket client playing the agent', () => {
     assert.equal(await page.evaluate(() => (window as any).__pwned), undefined);
   });
 
-  it('shows processes from the agent report, and the servers page with a hostile hostname as text', async () => {
-    const web = { app: 'shop', process: 'web', deploymentId: 'dep00000001', state: 'running' };
+  it('shows processes with the scale that applies and their health from the agent report, and the servers page with a hostile hostname as text', async () => {
+    // berth scale web=3: a scale deployment of the live release, which the agent makes live.
+    const scaled = await api('PUT', '/api/apps/shop/scale', { web: 3 });
+    assert.equal(scaled.status, 201, JSON.stringify(scaled.body));
+    const order = await agent.next('deploy');
+    assert.equal(order.rollbackOf, firstLive);
+    for (const s of ['starting', 'health_checking', 'switching', 'done']) agent.progress(order.deploymentId, s, { commit: SHA('a'), commitMessage: 'the same commit', repoScale: { web: 1, worker: 2 } });
+    const live = order.deploymentId as string;
+    const web = { app: 'shop', process: 'web', deploymentId: live, state: 'running' };
+    const worker = { ...web, process: 'worker' };
     const disk = [
       { path: '/var/lib/berth', freeMb: 12_595, minFreeMb: 1024 },
       { path: '/var/lib/docker', freeMb: 300, minFreeMb: 1024 },
     ];
-    agent.send({ type: 'observed_state', v: 1, specRevision: null, containers: [web, web, { ...web, process: 'worker', state: 'restarting' }], disk });
+    const old = { ...web, deploymentId: firstLive, state: 'exited' };
+    agent.send({ type: 'observed_state', v: 1, specRevision: null, containers: [web, web, web, worker, { ...worker, state: 'restarting' }, old], disk });
     await agent.sync();
     await page.goto(url('/ui/apps/shop'));
-    assert.match(await page.locator('tr', { hasText: 'web' }).first().innerText(), /web\s+2\s+running/);
-    assert.match(await page.locator('tr', { hasText: 'worker' }).first().innerText(), /0\/1 running/);
+    const procRow = (p: string) => page.locator(`tr[data-process="${p}"]:not([data-other-release])`);
+    assert.equal(await procRow('web').locator('[data-scale-of]').innerText(), '3 set with berth scale; the repo says 1');
+    assert.equal(await procRow('web').locator('[data-running]').innerText(), '3/3 running');
+    assert.equal(await procRow('web').locator('[data-status]').innerText(), 'healthy');
+    assert.equal(await procRow('worker').locator('[data-scale-of]').innerText(), "2 the repo's scale:");
+    assert.equal(await procRow('worker').locator('[data-running]').innerText(), '1/2 running restarting');
+    assert.equal(await procRow('worker').locator('[data-status]').innerText(), 'degraded');
+    assert.match(await page.locator('tr[data-other-release]').innerText(), new RegExp(`web\\s+—\\s+0/1 running exited\\s+other release\\s+${firstLive}`));
+    assert.match(await page.locator('[data-scale]').innerText(), /web=3\. Other processes follow the repository\. The repository says web=1, worker=2\./);
+    const details = (await api('GET', '/api/apps/shop')).body;
+    assert.deepEqual({ scale: details.scale, live: details.live?.id, message: details.live?.commitMessage }, { scale: { override: { web: 3 }, repo: { web: 1, worker: 2 } }, live, message: 'the same commit' });
+    const cliEnv = { BERTH_URL: cp.url, BERTH_TOKEN: cp.adminToken, XDG_CONFIG_HOME: join(root, 'client-config') };
+    const shown = await berth(['app', 'show', 'shop'], cliEnv);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /scale\s+web=3 \(set with berth scale; other processes: the repo's\); the repo says web=1, worker=2\n/);
+    assert.match(shown.stdout, new RegExp(`live commit\\s+${SHA('a').slice(0, 12)} "the same commit" \\(deployment ${live}\\)\\n`));
+
+    // The worker's containers gone: it is down, the web process still healthy.
+    agent.send({ type: 'observed_state', v: 1, specRevision: null, containers: [web, web, web], disk });
+    await agent.sync();
+    await page.reload();
+    assert.equal(await procRow('worker').locator('[data-running]').innerText(), '0/2 running');
+    assert.equal(await procRow('worker').locator('[data-status]').innerText(), 'down');
+    assert.equal(await procRow('web').locator('[data-status]').innerText(), 'healthy');
     await page.goto(url('/ui/servers'));
     const row = page.locator('tr', { hasText: 'alpha' });
     assert.match(await row.innerText(), /connected/);

@@ -1,16 +1,21 @@
 // Monorepos, end to end: two apps built from the subdirectories of one repository (`--root-dir`);
 // a push whose changed files (from the GitHub payload) touch only web/ deploys only the web app,
-// while the api app answers 2xx `skipped` (no_watched_change) and creates no deployment.
+// while the api app answers 2xx `skipped` (no_watched_change) and creates no deployment. A push
+// whose payload lists no files (Gitea, Bitbucket) goes to the agent, which compares the fetched
+// commit with the live release's (git diff) and ends the deploy skipped, unbuilt, when no watched
+// file changed.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import type { AppDetails } from '../shared/api.js';
+import { rmSync } from 'node:fs';
+import type { AppDetails, DeploymentDetails, DeploymentLogs } from '../shared/api.js';
 import { berth, berthJson } from './helpers/cli.js';
 import { ensureBusyboxImage, ensureDocker } from './helpers/docker.js';
 import { TestRepo } from './helpers/git-repo.js';
 import { eventually, httpGet } from './helpers/http.js';
-import { hmac, post } from './helpers/push-delivery.js';
+import { delivery, hmac, post } from './helpers/push-delivery.js';
+import { makeTmpDir } from './helpers/tmp.js';
 import { Stack } from './helpers/stack.js';
 
 const WEB = `web${process.pid}`;
@@ -100,6 +105,61 @@ describe('monorepos: --root-dir and --watch', () => {
 
     assert.equal((await deployments(API)).length, apiBefore, 'no deployment of the api app');
     assert.equal(await served(API), 'api v1');
+  });
+
+  it('a push whose payload lists no files: the agent compares with the live commit and skips, unbuilt, when no watched file changed', async () => {
+    const api = apps.get(API)!;
+    const apiGet = async <T>(path: string) => (await (await fetch(stack.cpUrl + path, { headers: { authorization: `Bearer ${stack.adminToken}` } })).json()) as T;
+    const ended = (id: string) => eventually(() => apiGet<DeploymentDetails>(`/api/deployments/${id}`), (d) => ['done', 'failed', 'cancelled', 'superseded'].includes(d.status), 90_000);
+    const giteaPush = async (sha: string) => {
+      const res = await post(api.webhooks.push!, delivery('gitea', api.webhookSecrets.push, { ref: 'refs/heads/main', after: sha }));
+      assert.equal(res.status, 202, JSON.stringify(res.body));
+      assert.match(res.body.message, /the payload does not list the changed files/);
+      return res.body.deployment.id as string;
+    };
+    const liveCommit = (await apiGet<AppDetails>(`/api/apps/${API}`)).live?.commit ?? '';
+
+    // Only the README (and, from the test before, web/) changed since the api app's live commit.
+    const skipped = await ended(await giteaPush(repo.commit({ 'README.md': 'docs only\n' }, 'docs: readme')));
+    assert.equal(skipped.status, 'cancelled', skipped.reason ?? '');
+    assert.equal(
+      skipped.reason,
+      `skipped: 2 files changed since the live commit ${liveCommit.slice(0, 12)} (release ${(await apiGet<AppDetails>(`/api/apps/${API}`)).live?.id}), none matching the app's watch patterns (api/**, shared/**); nothing was built`,
+    );
+    assert.deepEqual(skipped.phases.map((p) => p.status), ['queued', 'fetching', 'cancelled'], 'ended at fetching, never built');
+    assert.equal(skipped.commitMessage, 'docs: readme');
+    assert.equal(await served(API), 'api v1');
+
+    // A file under shared/ changed: the same kind of push deploys.
+    const deployed = await ended(await giteaPush(repo.commit({ 'shared/lib.txt': 'lib\n', 'api/index.html': 'api v2' }, 'api: v2')));
+    assert.equal(deployed.status, 'done', deployed.reason ?? stack.tail('agent.log'));
+    const log = (await apiGet<DeploymentLogs>(`/api/deployments/${deployed.id}/logs`)).lines.map((l) => l.text).join('\n');
+    assert.match(log, new RegExp(`api/index\\.html changed since the live commit ${liveCommit.slice(0, 12)} .*and matches the watch patterns`));
+    assert.equal(await served(API), 'api v2');
+  });
+});
+
+describe('watch patterns against git diff (a real Git repository, no Docker)', () => {
+  const root = makeTmpDir('berth-mono-diff-');
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('lists renames as both paths; deploys when the live commit is unknown or missing from the cache', async () => {
+    const { changedBetween, skipUnlessWatchedChange } = await import('../agent/deploy/commit-info.js');
+    const repo = new TestRepo(join(root, 'repo'));
+    const a = repo.commit({ 'api/a.txt': 'a', 'web/w.txt': 'w' });
+    const b = repo.commit({ 'api/a.txt': null, 'api/moved.txt': 'a', 'docs/x.md': 'x' });
+    assert.deepEqual(await changedBetween(repo.bare, a, b), ['api/a.txt', 'api/moved.txt', 'docs/x.md']);
+    assert.equal(await changedBetween(repo.bare, 'f'.repeat(40), b), null, 'a commit the cache does not have');
+    const lines: string[] = [];
+    const check = (live: { commit: string | null; deploymentId: string } | null, globs = ['web/**']) =>
+      skipUnlessWatchedChange({ cacheDir: repo.bare, commit: b, globs, live, log: (l) => lines.push(l) });
+    await assert.rejects(check({ commit: a, deploymentId: 'dep1' }), { name: 'DeploySkipped', message: /^skipped: 3 files changed since the live commit/ });
+    await check({ commit: a, deploymentId: 'dep1' }, ['docs/*.md']);
+    assert.match(lines.pop()!, /docs\/x\.md changed since the live commit/);
+    await check(null);
+    assert.match(lines.pop()!, /no live release to compare with: deploying/);
+    await check({ commit: 'f'.repeat(40), deploymentId: 'dep0' });
+    assert.match(lines.pop()!, /could not tell which files changed since the live commit ffffffffffff \(release dep0\): deploying/);
   });
 });
 

@@ -110,6 +110,8 @@ const PIP = 'python3 -m pip install';
 /** A tool the base image may lack, installed with pip only then. */
 const ensureTool = (tool: string) => `(command -v ${tool} >/dev/null 2>&1 || ${PIP} ${tool})`;
 
+const POETRY_LOCK_CHECK = "(if poetry check --help 2>/dev/null | grep -q -- '--lock'; then poetry check --lock; else poetry lock --check; fi)";
+
 /** The dependency layer of a python image: manifests copied, then installed with the lockfile's tool. */
 function pythonDeps(tc: Toolchain): string[] {
   const copy = tc.manifests.length ? [`COPY ${tc.manifests.join(' ')} ./`] : [];
@@ -118,7 +120,13 @@ function pythonDeps(tc: Toolchain): string[] {
       return [...copy, `RUN if grep -qvE '^[[:space:]]*(#|$)' requirements.txt; then ${PIP} -r requirements.txt; else echo "requirements.txt lists no packages"; fi`];
     case 'poetry':
       // Into the system site-packages (the image is the isolation); the app's own package is not installed.
-      return ['ENV POETRY_VIRTUALENVS_CREATE=false POETRY_NO_INTERACTION=1', ...copy, `RUN ${ensureTool('poetry')} && poetry install --no-root --only main --no-ansi`];
+      // Poetry only warns about a stale lockfile when installing: check it first, with the spelling of
+      // the installed version (`check --lock` since 1.6, `lock --check` before; 2.x dropped the latter).
+      return [
+        'ENV POETRY_VIRTUALENVS_CREATE=false POETRY_NO_INTERACTION=1',
+        ...copy,
+        `RUN ${ensureTool('poetry')} && ${POETRY_LOCK_CHECK} && poetry install --no-root --only main --no-ansi`,
+      ];
     case 'uv':
       return [
         'ENV UV_PROJECT_ENVIRONMENT=/opt/venv UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy PATH=/opt/venv/bin:$PATH',

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { maskUrlCredentials } from '../../shared/repo-url.js';
+import { gitRemote } from './git-credentials.js';
 import { branchName, commitSha, gitUrl } from '../../shared/validation.js';
 
 export class GitError extends Error {
@@ -205,14 +206,16 @@ export async function fetchSource(opts: FetchOptions): Promise<{ commit: string 
   const cacheDir = resolve(opts.cacheDir);
   const shown = redactUrl(opts.repo, opts.repo);
   const log = (line: string) => opts.log(redactUrl(line, opts.repo));
-  const env = gitEnv({ GIT_DIR: cacheDir, ...(opts.deployKey ? { GIT_SSH_COMMAND: sshCommand(opts.deployKey) } : {}) });
+  // http(s) credentials travel in git's environment, never on its command line (git-credentials.ts).
+  const remote = gitRemote(opts.repo);
+  const env = gitEnv({ GIT_DIR: cacheDir, ...remote.env, ...(opts.deployKey ? { GIT_SSH_COMMAND: sshCommand(opts.deployKey) } : {}) });
   await ensureBareRepo(cacheDir, opts.signal);
 
   // One private ref per branch keeps what was fetched reachable (so `git gc` never drops it)
   // and makes the next fetch incremental.
   const localRef = `refs/berth/${opts.branch}`;
   const fetchBranch = () =>
-    runGit(['fetch', '--no-tags', '--force', '--no-write-fetch-head', '--', opts.repo, `+refs/heads/${opts.branch}:${localRef}`], {
+    runGit(['fetch', '--no-tags', '--force', '--no-write-fetch-head', '--', remote.url, `+refs/heads/${opts.branch}:${localRef}`], {
       cwd: cacheDir,
       env,
       signal: opts.signal,
@@ -235,7 +238,7 @@ export async function fetchSource(opts: FetchOptions): Promise<{ commit: string 
     if (!head) throw new GitError(`branch ${opts.branch} not found in ${shown}`);
     return { commit: head };
   }
-  return { commit: await fetchCommit(opts, opts.commit, env, log) };
+  return { commit: await fetchCommit({ ...opts, url: remote.url }, opts.commit, env, log) };
 }
 
 /** Why a fetch failed, in words that say what to do (credentials in the URL masked). */
@@ -256,14 +259,14 @@ function fetchError(stderr: string, opts: FetchOptions): GitError {
 }
 
 /** The full SHA of the requested `commit`, fetched by itself when the branch does not contain it. */
-async function fetchCommit(opts: FetchOptions, commit: string, env: NodeJS.ProcessEnv, log: (line: string) => void): Promise<string> {
+async function fetchCommit(opts: FetchOptions & { url: string }, commit: string, env: NodeJS.ProcessEnv, log: (line: string) => void): Promise<string> {
   const cacheDir = resolve(opts.cacheDir);
   let sha = await resolveCommit(cacheDir, commit, opts.signal);
   if (!sha && commit.length === 40) {
     // Not reachable from the branch: ask for the object itself (works when the server allows
     // fetching by SHA, as GitHub, GitLab and protocol v2 servers do).
     log(`commit ${commit} is not on ${opts.branch}; fetching it directly`);
-    const direct = await runGit(['fetch', '--no-tags', '--no-write-fetch-head', '--', opts.repo, `${commit}:refs/berth/commits/${commit}`], {
+    const direct = await runGit(['fetch', '--no-tags', '--no-write-fetch-head', '--', opts.url, `${commit}:refs/berth/commits/${commit}`], {
       cwd: cacheDir,
       env,
       signal: opts.signal,
@@ -284,6 +287,12 @@ export async function isAncestor(opts: { cacheDir: string; commit: string; of: s
   const cacheDir = resolve(opts.cacheDir);
   const r = await runGit(['merge-base', '--is-ancestor', opts.commit, opts.of], { cwd: cacheDir, env: gitEnv({ GIT_DIR: cacheDir }), signal: opts.signal });
   return r.code === 0 ? true : r.code === 1 ? false : null;
+}
+
+/** Run git (argument array) in the bare cache `cacheDir`: for reads such as `log` and `diff`. */
+export function gitInCache(cacheDir: string, args: string[], signal?: AbortSignal): Promise<{ stdout: string; stderr: string; code: number | null }> {
+  const dir = resolve(cacheDir);
+  return runGit(args, { cwd: dir, env: gitEnv({ GIT_DIR: dir }), signal });
 }
 
 /**

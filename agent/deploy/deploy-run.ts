@@ -5,7 +5,7 @@ import type { DeployStatus } from '../../shared/deploy-status.js';
 import type { Logger } from '../../shared/logger.js';
 import type { AgentMessage, DeployOrder } from '../../shared/protocol.js';
 import { makeMasker } from '../../shared/secret-mask.js';
-import type { AppSpec, ClusterSpec } from '../../shared/spec.js';
+import type { AppSpec, ClusterSpec, ScaleOverride } from '../../shared/spec.js';
 import type { AppSite } from '../nginx/index.js';
 import type { StartedContainer } from '../docker/containers.js';
 import type { AgentSettings } from '../settings.js';
@@ -52,6 +52,9 @@ export class DeployRun {
   phase: DeployStatus;
   /** The commit being deployed, once known (the order's, then the fetched one). */
   commit: string | undefined;
+  /** Issue 16: the commit's subject line and the repo's `scale:`, once known; sent with every progress report. */
+  commitMessage: string | undefined;
+  repoScale: ScaleOverride | undefined;
   /** The env the release runs with (orders journaled before env existed carry none). */
   env: Record<string, string>;
   /** Hides the env's values in everything written to the deploy log and in reasons. */
@@ -111,6 +114,9 @@ export class DeployRun {
       ...(this.commit ? { commit: this.commit } : {}),
       ...patch,
       deadlineAt: limit ? new Date(Date.now() + limit.ms).toISOString() : null,
+    }, {
+      ...(this.commitMessage ? { commitMessage: this.commitMessage } : {}),
+      ...(this.repoScale ? { repoScale: this.repoScale } : {}),
     });
     this.phase = status;
   }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { appRoot, loadAppConfig, type AppConfig } from '../config/index.js';
 import { writeDeployKey } from '../build/deploy-key.js';
 import { checkoutTo, fetchSource } from '../build/git.js';
+import { readCommitSubject, repoScaleOf, skipUnlessWatchedChange } from './commit-info.js';
 import type { DeployRun } from './deploy-run.js';
 import { refuseOlderThanLive } from './push-guard.js';
 
@@ -24,14 +25,19 @@ export function fetchPhase(run: DeployRun, buildDir: string): Promise<Fetched> {
     if (deployKey) say(`using the app's deploy key ${deployKey.fingerprint}`);
     const fetched = await fetchSource({ cacheDir, repo: order.app.repo, branch: order.app.branch, commit: order.commit, log: say, signal, ...(deployKey ? { deployKey } : {}) });
     run.commit = fetched.commit;
+    run.commitMessage = (await readCommitSubject(cacheDir, fetched.commit, signal)) ?? undefined;
     if (order.skipIfAncestorOfLive) {
       await refuseOlderThanLive({ cacheDir, commit: fetched.commit, live: store.releases.get(app), log: say, signal });
     }
-    say(`deploying commit ${fetched.commit}`);
+    if (order.watch && order.watch.length > 0) {
+      await skipUnlessWatchedChange({ cacheDir, commit: fetched.commit, globs: order.watch, live: store.releases.get(app), log: say, signal });
+    }
+    say(`deploying commit ${fetched.commit}${run.commitMessage ? ` "${run.commitMessage}"` : ''}`);
     await checkoutTo({ cacheDir, commit: fetched.commit, dest: buildDir });
     // The config is read before anything is built: a bad key fails the deploy here, named.
     const config = loadAppConfig(appRoot(buildDir, order.app.rootDir, say));
     describeConfig(config, say);
+    run.repoScale = repoScaleOf(config);
     return { commit: fetched.commit, config };
   });
 }

@@ -9,6 +9,7 @@
 // Each phase is its own module: fetch-phase.ts, build-phase.ts (via prepare.ts), release-phase.ts,
 // start-phase.ts, health-phase.ts, switch-phase.ts; rollback.ts replaces the first three.
 // The allowed transitions are the table in shared/deploy-status.ts.
+import { join } from 'node:path';
 import type { DeployOrder } from '../../shared/protocol.js';
 import { runClusterDeploy } from '../cluster/deploy/cluster-deploy.js';
 import { DeployRun, type RunnerDeps } from './deploy-run.js';
@@ -16,10 +17,11 @@ import { drainAndPrune } from './drain.js';
 import { endFailedDeploy } from './failure.js';
 import { healthPhase } from './health-phase.js';
 import { recordLiveRelease } from './live-release.js';
-import { prepareBuild } from './prepare.js';
+import { prepareBuild, type Prepared } from './prepare.js';
 import type { RunOutcome } from './queue.js';
 import { prepareRollback } from './rollback.js';
 import { applyScale } from './scale.js';
+import { readCommitSubject, repoScaleOf } from './commit-info.js';
 import { releaseProcesses, startPhase } from './start-phase.js';
 import { switchPhase } from './switch-phase.js';
 
@@ -34,6 +36,7 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
   try {
     const prepared = order.rollbackOf ? await prepareRollback(run, order.rollbackOf, order.rescale === true) : await prepareBuild(run);
     run.commit = prepared.commit;
+    if (order.rollbackOf) await describeKeptRelease(run, prepared);
     run.staticRoot = prepared.staticRoot;
     run.useEnv(prepared.env);
     const domains = deps.domainsFor(order.app);
@@ -54,4 +57,10 @@ export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: Ab
     await endFailedDeploy(run, err);
     return {};
   }
+}
+
+/** A rollback or scale: the kept release's commit subject (from the Git cache, when it still has it) and its repo's scale. */
+async function describeKeptRelease(run: DeployRun, prepared: Prepared): Promise<void> {
+  run.commitMessage = (await readCommitSubject(join(run.deps.settings.dataDir, 'git', run.app), prepared.commit, run.signal)) ?? undefined;
+  if (!prepared.staticRoot) run.repoScale = repoScaleOf(prepared.config);
 }

@@ -12,10 +12,13 @@ export interface TransitionDeps {
   logger: Logger;
 }
 
+/** Optional facts a progress report carries besides the journal's (issue 16): not journaled, sent while known. */
+export type ProgressExtra = Partial<Pick<Extract<AgentMessage, { type: 'deploy_progress' }>, 'commitMessage' | 'repoScale'>>;
+
 /** Journal the move of deploy `id` to `status` (with `patch`), then report and log it. */
-export function recordTransition(deps: TransitionDeps, id: string, status: DeployStatus, patch: DeployPatch = {}): DeployRecord {
+export function recordTransition(deps: TransitionDeps, id: string, status: DeployStatus, patch: DeployPatch = {}, extra: ProgressExtra = {}): DeployRecord {
   const record = deps.store.deploys.transition(id, status, patch);
-  announceTransition(deps, record);
+  announceTransition(deps, record, undefined, undefined, extra);
   return record;
 }
 
@@ -23,7 +26,13 @@ export function recordTransition(deps: TransitionDeps, id: string, status: Deplo
  * Report and log a transition the journal already holds (recovery journals all of its own in one
  * transaction). `message`/`level` name why it happened when that is not an ordinary step.
  */
-export function announceTransition(deps: TransitionDeps, record: DeployRecord, message = `deploy ${record.status}`, level: 'info' | 'warn' = 'info'): void {
-  deps.send(journalProgress(record));
+export function announceTransition(
+  deps: TransitionDeps,
+  record: DeployRecord,
+  message = `deploy ${record.status}`,
+  level: 'info' | 'warn' = 'info',
+  extra: ProgressExtra = {},
+): void {
+  deps.send({ ...journalProgress(record), ...extra });
   deps.logger[level]({ deploymentId: record.id, app: record.app, status: record.status, ...(record.reason ? { reason: record.reason } : {}) }, message);
 }

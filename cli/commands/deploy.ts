@@ -177,8 +177,8 @@ function registerDeploymentList(program: Command): Command {
       const list = await client.get<DeploymentInfo[]>(`/api/apps/${seg(app)}/deployments${query}`);
       output(!!opts.json, list, (l) =>
         printTable(
-          l.map((d) => ({ ...d, commit: d.commit?.slice(0, 12) ?? null })),
-          ['id', 'status', 'commit', 'trigger', 'rollbackOf', 'createdAt', 'finishedAt', 'reason'],
+          l.map((d) => ({ ...d, commit: d.commit?.slice(0, 12) ?? null, message: d.commitMessage ? shorten(d.commitMessage, 50) : null })),
+          ['id', 'status', 'commit', 'message', 'trigger', 'rollbackOf', 'createdAt', 'finishedAt', 'reason'],
         ),
       );
     });
@@ -264,4 +264,16 @@ async function printFullLog(client: ApiClient, id: string, json: boolean): Promi
     for (const l of r.lines) process.stdout.write(tty`${l.text}\n`);
     process.stderr.write(tty`==> ${describe(r.deployment)}\n`);
   });
+}
+
+/** At most `max` characters, "…" when cut: a table row stays one readable line. */
+function shorten(text: string, max: number): string {
+  const chars = [...text];
+  return chars.length <= max ? text : `${chars.slice(0, max - 1).join('')}…`;
+}
+
+/** `abc123def456 "Fix the login form" (deployment ID)`: a deployment's commit with its subject when known. */
+export function describeCommit(d: DeploymentInfo): string {
+  const sha = d.commit?.slice(0, 12) ?? '?';
+  return `${sha}${d.commitMessage ? ` "${d.commitMessage}"` : ''} (deployment ${d.id})`;
 }

@@ -7,7 +7,8 @@ import { loadClientConfig } from '../config.js';
 import { CliError } from '../errors.js';
 import { tty } from '../terminal-safe.js';
 import { output, printTable } from '../output.js';
-import { describeScale } from './scale.js';
+import { describeAppliedScale } from './scale.js';
+import { describeCommit } from './deploy.js';
 
 const client = () => new ApiClient(loadClientConfig());
 
@@ -253,7 +254,8 @@ function printAppDetails(x: AppDetails): void {
     ['domains', [...x.domains, ...(x.defaultDomain && !x.domains.includes(x.defaultDomain) ? [`${x.defaultDomain} (default)`] : [])].join(', ') || '-'],
     ['created', x.createdAt],
   ];
-  if (x.scale) rows.push(['scale', describeScale(x.scale)]);
+  if (x.live !== undefined) rows.push(['live commit', x.live ? describeCommit(x.live) : '- (not deployed yet)']);
+  if (x.scale) rows.push(['scale', describeAppliedScale(x.scale)]);
   if (x.rootDir) rows.push(['root directory', x.rootDir]);
   if (x.watch) rows.push(['watch', x.watch.join(' ')]);
   if (x.deployKey) rows.push(['deploy key', x.deployKey]);

@@ -27,6 +27,18 @@ export function describeScale(s: AppScale | undefined): string {
   return `${entries.map(([p, n]) => `${p}=${n}`).join(', ')} (set with berth scale; other processes: the repo's)`;
 }
 
+/**
+ * `berth app show`: which scale applies, and what the live release's repo says —
+ * "worker=2 (set with berth scale; other processes: the repo's); the repo says web=1, worker=1", or
+ * "the repo's (scale: in berth.yml): web=1, worker=1". Without a known repo scale: describeScale's words.
+ */
+export function describeAppliedScale(s: AppScale | undefined): string {
+  const repo = Object.entries(s?.repo ?? {});
+  if (repo.length === 0) return describeScale(s);
+  const says = repo.map(([p, n]) => `${p}=${n}`).join(', ');
+  return Object.keys(s?.override ?? {}).length === 0 ? `the repo's (scale: in berth.yml): ${says}` : `${describeScale(s)}; the repo says ${says}`;
+}
+
 export function registerScaleCommand(program: Command): void {
   program
     .command('scale')

@@ -76,7 +76,9 @@ export function registerAppRoutes(app: Hono, deps: ApiDeps): void {
   app.get('/api/apps/:name', (c) => {
     const row = stores.apps.require(appParam(c.req.param('name')));
     // Issue 16: which scale applies (only here: the answers of create and change stay as they were).
-    const body: AppDetails = { ...details(row), scale: { override: stores.scale.get(row.name) } };
+    const live = stores.deployments.doneByApp(row.name, 1)[0];
+    const liveInfo = live ? deploymentInfo(live) : null;
+    const body: AppDetails = { ...details(row), scale: { override: stores.scale.get(row.name), repo: liveInfo?.repoScale ?? null }, live: liveInfo };
     return c.json(body);
   });
 

@@ -1,7 +1,7 @@
 // One app: deploy / cancel / rollback, the followed deployment's phases and log (live over SSE),
 // the deployment history, env vars (masked unless revealed), domains and webhooks.
-import type { AppDetails, DeploymentDetails, DeploymentInfo, DeploymentLogs, DomainInfo, EnvVar } from '../../shared/api.js';
-import { duration, html, page, postForm, shortSha, statusBadge, time, type Html } from './layout.js';
+import { appliedScale, type AppliedScale, type AppDetails, type DeploymentDetails, type DeploymentInfo, type DeploymentLogs, type DomainInfo, type EnvVar } from '../../shared/api.js';
+import { commitCell, duration, html, page, postForm, statusBadge, time, type Html } from './layout.js';
 import { summarize } from './pages.js';
 
 export interface AppPageData {
@@ -26,11 +26,11 @@ export function appPage(d: AppPageData, csrf: string, msg: { error?: string; not
   return page(
     d.app.name,
     html`<h1>${d.app.name} ${statusBadge(summary.status)}</h1>
-<p class="muted">Repository <code>${d.app.repo}</code> · branch <code>${d.app.branch}</code> · server <a href="/ui/servers">${d.app.server}</a> · live commit ${shortSha(summary.live?.commit)}</p>
+<p class="muted">Repository <code>${d.app.repo}</code> · branch <code>${d.app.branch}</code> · server <a href="/ui/servers">${d.app.server}</a> · live commit <span data-live-commit>${commitCell(summary.live)}</span></p>
 <nav class="card" aria-label="App tools"><a href="${base}/logs">Runtime logs</a> · <a href="${base}/cron">Cron jobs</a></nav>
 ${actions(d, base, csrf)}
 ${d.current ? followed(d.current) : ''}
-${processesSection(d.containers)}
+${processesSection(d, summary.live?.id)}
 ${scaleForm(d, base, csrf)}
 ${history(d.deployments, base)}
 ${envSection(d, base, csrf)}
@@ -52,7 +52,7 @@ ${running.map((r) => postForm(`/ui/deployments/${r.id}/cancel`, csrf, html`<inpu
 ${targets.length === 0 ? '' : postForm(
     `${base}/rollback`,
     csrf,
-    html`<label>Previous good release <select name="deploymentId">${targets.map((t) => html`<option value="${t.id}">${t.id} · ${(t.commit ?? '').slice(0, 7)} · ${t.createdAt}</option>`)}</select></label>
+    html`<label>Previous good release <select name="deploymentId">${targets.map((t) => html`<option value="${t.id}">${t.id} · ${(t.commit ?? '').slice(0, 7)}${t.commitMessage ? ` ${t.commitMessage.slice(0, 60)}` : ''} · ${t.createdAt}</option>`)}</select></label>
 <button class="secondary" type="submit">Rollback</button>`,
     { confirm: 'Roll back to this release?' },
   )}
@@ -77,7 +77,7 @@ function history(deployments: readonly DeploymentInfo[], base: string): Html {
   return html`<h2>Deployments</h2><table>
 <thead><tr><th scope="col">Id</th><th scope="col">Trigger</th><th scope="col">Commit</th><th scope="col">Status</th><th scope="col">Started</th><th scope="col">Duration</th></tr></thead>
 <tbody>${deployments.slice(0, 50).map(
-    (x) => html`<tr data-dep-row="${x.id}"><td><a href="${base}?deployment=${x.id}">${x.id}</a></td><td>${x.trigger}${x.rollbackOf ? html` of ${x.rollbackOf}` : ''}</td><td>${shortSha(x.commit)}</td>
+    (x) => html`<tr data-dep-row="${x.id}"><td><a href="${base}?deployment=${x.id}">${x.id}</a></td><td>${x.trigger}${x.rollbackOf ? html` of ${x.rollbackOf}` : ''}</td><td>${commitCell(x)}</td>
 <td>${statusBadge(x.status)}${x.reason ? html`<div class="muted">${x.reason}</div>` : ''}</td><td>${time(x.createdAt)}</td><td>${duration(x.createdAt, x.finishedAt)}</td></tr>`,
   )}</tbody></table>`;
 }
@@ -122,10 +122,47 @@ ${postForm(`${base}/webhooks/rotate`, csrf, html`<button class="secondary" type=
 </div>`;
 }
 
-/** Processes: replicas per process of each release the agent runs, with their container states. */
-function processesSection(containers: AppPageData['containers']): Html {
-  if (containers === null) return html`<h2>Processes</h2><p class="muted">Not known: the server is offline.</p>`;
-  if (containers.length === 0) return html`<h2>Processes</h2><p class="muted">No containers running.</p>`;
+/**
+ * Processes of the live release: the scale that applies (set with `berth scale`, or the repo's
+ * `scale:`), how many of its containers the agent last saw running, and so the process's health.
+ * Containers of other releases (one draining, or a deploy starting) are listed below it.
+ */
+function processesSection(d: AppPageData, liveId: string | undefined): Html {
+  const containers = d.containers;
+  const live = (containers ?? []).filter((c) => c.deploymentId === liveId);
+  const scales = new Map(appliedScale(d.app.scale).map((s) => [s.process, s]));
+  const names = [...new Set([...scales.keys(), ...live.map((c) => c.process)])];
+  const others = groupByRelease((containers ?? []).filter((c) => c.deploymentId !== liveId));
+  if (names.length === 0 && others.length === 0) {
+    return html`<h2>Processes</h2><p class="muted">${containers === null ? 'Not known: the server is offline.' : 'No containers running.'}</p>`;
+  }
+  const rows = names.map((name) => {
+    const s = scales.get(name);
+    const mine = live.filter((c) => c.process === name);
+    const running = mine.filter((c) => c.state === 'running').length;
+    const want = s?.count ?? mine.length;
+    const health = containers === null ? 'unknown' : want === 0 ? 'stopped' : running >= want ? 'healthy' : running === 0 ? 'down' : 'degraded';
+    // What the others are doing (restarting, exited…): running is said by the count.
+    const states = [...new Set(mine.filter((c) => c.state !== 'running').map((c) => c.state))].join(', ');
+    return html`<tr data-process="${name}"><td><code>${name}</code></td><td data-scale-of>${want}${scaleSource(s)}</td>
+<td data-running>${containers === null ? 'not known (server offline)' : `${running}/${want} running`}${states ? html` <span class="muted">${states}</span>` : ''}</td>
+<td>${statusBadge(health)}</td><td><code>${liveId ?? '—'}</code></td></tr>`;
+  });
+  const otherRows = others.map(
+    (g) => html`<tr data-process="${g.process}" data-other-release><td><code>${g.process}</code></td><td class="muted">—</td>
+<td data-running>${g.states.filter((x) => x === 'running').length}/${g.states.length} running <span class="muted">${[...new Set(g.states.filter((x) => x !== 'running'))].join(', ')}</span></td>
+<td><span class="muted">other release</span></td><td><code>${g.deploymentId}</code></td></tr>`,
+  );
+  return html`<h2>Processes</h2><table><thead><tr><th scope="col">Process</th><th scope="col">Scale</th><th scope="col">Containers</th><th scope="col">Health</th><th scope="col">Release</th></tr></thead><tbody>${rows}${otherRows}</tbody></table>`;
+}
+
+function scaleSource(s: AppliedScale | undefined): Html | string {
+  if (!s || s.source === 'unknown') return '';
+  if (s.source === 'repo') return html` <span class="muted">the repo's <code>scale:</code></span>`;
+  return html` <span class="muted">set with berth scale${s.repo === null ? '' : html`; the repo says ${s.repo}`}</span>`;
+}
+
+function groupByRelease(containers: NonNullable<AppPageData['containers']>): Array<{ process: string; deploymentId: string; states: string[] }> {
   const groups = new Map<string, { process: string; deploymentId: string; states: string[] }>();
   for (const c of containers) {
     const key = `${c.process}\u0000${c.deploymentId}`;
@@ -133,19 +170,17 @@ function processesSection(containers: AppPageData['containers']): Html {
     g.states.push(c.state);
     groups.set(key, g);
   }
-  const rows = [...groups.values()].map((g) => {
-    const healthy = g.states.filter((x) => x === 'running').length;
-    return html`<tr><td><code>${g.process}</code></td><td>${g.states.length}</td><td>${statusBadge(healthy === g.states.length ? 'running' : `${healthy}/${g.states.length} running`)} <span class="muted">${[...new Set(g.states)].join(', ')}</span></td><td><code>${g.deploymentId}</code></td></tr>`;
-  });
-  return html`<h2>Processes</h2><table><thead><tr><th scope="col">Process</th><th scope="col">Replicas</th><th scope="col">State</th><th scope="col">Release</th></tr></thead><tbody>${rows}</tbody></table>`;
+  return [...groups.values()];
 }
 
 /** Which scale applies, and `berth scale` from the page: one process at a time, or back to the repo's. */
 function scaleForm(d: AppPageData, base: string, csrf: string): Html {
   const override = Object.entries(d.app.scale?.override ?? {});
+  const repo = Object.entries(d.app.scale?.repo ?? {});
+  const repoSays = repo.length === 0 ? '' : html` The repository says ${repo.map(([p, n], i) => html`${i > 0 ? ', ' : ''}<code>${p}=${n}</code>`)}.`;
   const applies = override.length === 0
-    ? html`The repository's <code>scale:</code> applies to every process.`
-    : html`Set here (or with <code>berth scale</code>), overriding the repository's <code>scale:</code>: ${override.map(([p, n], i) => html`${i > 0 ? ', ' : ''}<code>${p}=${n}</code>`)}. Other processes follow the repository.`;
+    ? html`The repository's <code>scale:</code> applies to every process.${repoSays}`
+    : html`Set here (or with <code>berth scale</code>), overriding the repository's <code>scale:</code>: ${override.map(([p, n], i) => html`${i > 0 ? ', ' : ''}<code>${p}=${n}</code>`)}. Other processes follow the repository.${repoSays}`;
   return html`<div class="card" data-scale><p>Scale: ${applies}</p>
 ${postForm(
   `${base}/scale`,

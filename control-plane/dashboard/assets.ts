@@ -109,6 +109,8 @@ pre[role=log]{background:#0d1117;color:#d6dde6;padding:.75rem;border-radius:6px;
 .muted{color:#5c6470;font-size:.85rem}code{font-size:.9em;overflow-wrap:anywhere}
 .inline{display:inline}
 .low{color:#912018}
+.commit-msg{overflow-wrap:anywhere}
+.s-healthy{background:#d1fadf;color:#05603a}.s-degraded{background:#fef0c7;color:#93370d}.s-down{background:#fee4e2;color:#912018}
 @media (max-width:640px){table,thead,tbody,tr,th,td{display:block}thead{display:none}tr{border-bottom:1px solid #e3e6ea;padding:.4rem 0}td{border:0;padding:.15rem .5rem}}
 `;
 

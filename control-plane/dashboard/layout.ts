@@ -57,6 +57,12 @@ export function time(iso: string | null | undefined): Html {
 
 export const shortSha = (sha: string | null | undefined): Html => (sha ? html`<code title="${sha}">${sha.slice(0, 7)}</code>` : html`<span class="muted">—</span>`);
 
+/** A deployment's commit: the short SHA and, when the agent reported it, the subject line (escaped like everything here). */
+export function commitCell(d: { commit: string | null; commitMessage?: string | null } | undefined): Html {
+  if (!d?.commit) return shortSha(null);
+  return d.commitMessage ? html`${shortSha(d.commit)} <span class="commit-msg" data-commit-message>${d.commitMessage}</span>` : shortSha(d.commit);
+}
+
 export const statusBadge = (status: string): Html => html`<span class="status s-${status}" data-status>${status}</span>`;
 
 /** "1m 23s" between two ISO times. */

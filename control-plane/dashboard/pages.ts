@@ -1,6 +1,6 @@
 // Sign-in, the apps list and the servers list.
 import type { AppInfo, DeploymentInfo, ServerCreated, ServerInfo } from '../../shared/api.js';
-import { html, page, postForm, shortSha, statusBadge, time, type Html } from './layout.js';
+import { commitCell, html, page, postForm, statusBadge, time, type Html } from './layout.js';
 
 export function signInPage(error?: string): Html {
   return page(
@@ -44,7 +44,7 @@ export function appsPage(apps: ReadonlyArray<{ app: AppInfo; summary: AppSummary
 <td>${app.server}</td>
 <td>${[...app.domains, ...(app.defaultDomain ? [app.defaultDomain] : [])].map((d) => html`<div>${d}</div>`)}</td>
 <td>${statusBadge(summary.status)}</td>
-<td>${shortSha(summary.live?.commit)}</td>
+<td data-live-commit>${commitCell(summary.live)}</td>
 <td>${time(summary.last?.finishedAt ?? summary.last?.createdAt)}</td>
 </tr>`,
   );

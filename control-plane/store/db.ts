@@ -262,6 +262,12 @@ export const MIGRATIONS: readonly string[] = [
     updated_at      TEXT NOT NULL
   ) STRICT, WITHOUT ROWID;
   `,
+  // (issue 16) what the agent reports about a deployment's commit: its subject line (cleaned) and the
+  // repo's `scale:` per process (JSON), for the dashboard and `berth app show`.
+  `
+  ALTER TABLE deployments ADD COLUMN commit_message TEXT;
+  ALTER TABLE deployments ADD COLUMN repo_scale TEXT;
+  `,
 ];
 
 export class MigrationError extends Error {

@@ -20,6 +20,9 @@ export interface DeploymentRow {
   finished_at: string | null;
   /** A rollback: the deployment whose release it re-activates. */
   rollback_of: string | null;
+  /** Issue 16, from the agent: the commit's subject line, and the repo's `scale:` (JSON object). */
+  commit_message?: string | null;
+  repo_scale?: string | null;
 }
 
 export const MAX_LOG_LINES_PER_PAGE = 5000;
@@ -230,7 +233,7 @@ export class DeploymentStore {
   /** Apply an agent's progress report; a finished deployment is never reopened by a late report. */
   applyProgress(
     server: string,
-    p: { deploymentId: string; status: DeployStatus; commit?: string | undefined; reason?: string | undefined },
+    p: { deploymentId: string; status: DeployStatus; commit?: string | undefined; reason?: string | undefined; commitMessage?: string | undefined; repoScale?: Record<string, number> | undefined },
   ): ProgressResult {
     const row = this.get(p.deploymentId);
     if (!row || row.server !== server) return 'not_found';
@@ -241,9 +244,19 @@ export class DeploymentStore {
       this.db
         .prepare(
           `UPDATE deployments SET status = ?, "commit" = COALESCE(?, "commit"), reason = COALESCE(?, reason),
+             commit_message = COALESCE(?, commit_message), repo_scale = COALESCE(?, repo_scale),
              updated_at = ?, finished_at = ? WHERE id = ?`,
         )
-        .run(p.status, p.commit ?? null, p.reason ?? null, at, isTerminal(p.status) ? at : null, p.deploymentId);
+        .run(
+          p.status,
+          p.commit ?? null,
+          p.reason ?? null,
+          p.commitMessage || null,
+          p.repoScale ? JSON.stringify(p.repoScale) : null,
+          at,
+          isTerminal(p.status) ? at : null,
+          p.deploymentId,
+        );
       // A repeated report of the same phase (e.g. replayed after a reconnect) is not a new phase.
       if (p.status !== row.status) this.recordPhase(p.deploymentId, p.status, p.reason ?? null, at);
       if (isTerminal(p.status)) this.compactLogs(row.app);
@@ -289,5 +302,21 @@ export function deploymentInfo(row: DeploymentRow): DeploymentInfo {
     updatedAt: row.updated_at,
     finishedAt: row.finished_at,
     rollbackOf: row.rollback_of ?? null,
+    commitMessage: row.commit_message ?? null,
+    repoScale: parseRepoScale(row.repo_scale),
   };
+}
+
+/** The stored repo scale; null when absent or unreadable (it is informational only). */
+function parseRepoScale(json: string | null | undefined): Record<string, number> | null {
+  if (!json) return null;
+  try {
+    const v = JSON.parse(json) as unknown;
+    if (!v || typeof v !== 'object' || Array.isArray(v)) return null;
+    const out: Record<string, number> = {};
+    for (const [k, n] of Object.entries(v)) if (typeof n === 'number') out[k] = n;
+    return out;
+  } catch {
+    return null;
+  }
 }

@@ -227,7 +227,7 @@ describe('cluster deploy: the upstream watcher', () => {
       assert.equal(applied.length, 1, 'an unchanged set is not rendered again');
       state.nodes[1] = { ...state.nodes[1]!, Status: { State: 'ready', Addr: '127.0.0.1' } };
       await watcher.tick();
-      assert.deepEqual(applied.at(-1)?.upstreamServers, [`127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`]);
+      assert.deepEqual(applied.at(-1)?.upstreamServers, [`127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`].sort(), 'sorted, as the planner renders them');
       state.nodes[1] = { ...state.nodes[1]!, Status: { State: 'down', Addr: '127.0.0.1' } };
       await watcher.tick();
       assert.deepEqual(applied.at(-1)?.upstreamServers, [`127.0.0.1:${ports[0]}`], "a down node's task leaves the upstream");
