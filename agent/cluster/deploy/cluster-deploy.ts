@@ -43,11 +43,11 @@ export async function runClusterDeploy(deps: RunnerDeps, order: DeployOrder, sig
   const created: ExpectedService[] = [];
   try {
     const { cluster, registry } = clusterFor(deps, order);
-    const labels = serviceLabels({ app: run.app, cluster: cluster.name, deploymentId: run.id }, '');
     const network = appNetworkName(run.app);
+    const networkLabels = serviceLabels({ app: run.app, cluster: cluster.name, deploymentId: run.id }, 'network');
     const prepared = await prepareBuild(run, {
       push: (image, s) => pushImage(deps.docker, { image, app: run.app, deploymentId: run.id, registry, log: (l) => run.stream.system(l), signal: s }),
-      network: async () => (await ensureAppNetwork(deps.docker, network, { ...labels, 'berth.process': 'network' }), network),
+      network: async () => (await ensureAppNetwork(deps.docker, network, networkLabels), network),
     });
     run.commit = prepared.commit;
     if (!prepared.image || !prepared.localImage) throw new ClusterDeployError('a static site cannot run in a cluster yet: deploy it to a server');
@@ -55,7 +55,7 @@ export async function runClusterDeploy(deps: RunnerDeps, order: DeployOrder, sig
     const containerPort = processes.some((p) => p.name === 'web') ? await imagePort(deps.docker, prepared.localImage, prepared.port) : null;
     const domains = deps.domainsFor(order.app);
 
-    await startServices(run, { cluster, registry, prepared, processes, containerPort, network, created });
+    await startServices(run, { cluster, registry, prepared, processes, containerPort, network, networkLabels, created });
     const endpoints = await healthGate(run, prepared, created, containerPort, domains);
     signal.throwIfAborted();
     await switchToRelease(run, { prepared, processes, containerPort, endpoints, domains });
@@ -89,6 +89,7 @@ interface StartInput {
   processes: ReleaseProcess[];
   containerPort: number | null;
   network: string;
+  networkLabels: Record<string, string>;
   /** Filled with each service as soon as it exists, so a failure can remove it. */
   created: ExpectedService[];
 }
@@ -98,8 +99,7 @@ function startServices(run: DeployRun, o: StartInput): Promise<void> {
   const { docker, settings } = run.deps;
   const { app, id, stream } = run;
   return run.runPhase('starting', { image: o.prepared.image! }, async (signal) => {
-    const labels = serviceLabels({ app, cluster: o.cluster.name, deploymentId: id }, 'network');
-    await ensureAppNetwork(docker, o.network, labels);
+    await ensureAppNetwork(docker, o.network, o.networkLabels);
     const [nodes, managerNodeId] = await Promise.all([listNodes(docker), localNodeId(docker)]);
     const volumes = volumeMounts(app, o.prepared.config.volumes);
     if (volumes.length > 0) await ensureVolumes(docker, app, o.prepared.config.volumes, settings.server || undefined);

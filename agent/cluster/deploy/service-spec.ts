@@ -110,5 +110,5 @@ export function serviceSpec(i: ServiceInput): Docker.CreateServiceOptions {
       Mode: 'dnsrr',
       ...(isWeb ? { Ports: [{ Protocol: 'tcp', TargetPort: i.containerPort!, PublishMode: 'host' }] } : {}),
     },
-  } as Docker.CreateServiceOptions;
+  };
 }
