@@ -172,14 +172,20 @@ function switchToRelease(run: DeployRun, o: { prepared: Prepared; processes: Rel
   );
 }
 
-/** After the drain delay, every service of the app that is not the live release's goes. */
+/**
+ * After the drain delay, the services of the app's other releases go. They are listed NOW, before
+ * the delay: the next deploy of the app may start meanwhile, and its new services are not old.
+ */
 async function drainOldServices(run: DeployRun, closing: AbortSignal): Promise<void> {
   const { docker, settings, store } = run.deps;
-  await sleep(settings.drainMs, closing);
-  if (closing.aborted) return;
   try {
+    const before = (await listAppServices(docker, run.app)).filter((s) => s.release !== run.id);
+    if (before.length === 0) return;
+    await sleep(settings.drainMs, closing);
+    if (closing.aborted) return;
+    // A rollback may have made one of them live again meanwhile.
     const live = store.releases.get(run.app)?.deploymentId;
-    const old = (await listAppServices(docker, run.app)).filter((s) => s.release !== live);
+    const old = before.filter((s) => s.release !== live);
     await removeServices(
       docker,
       old.map((s) => s.id),
