@@ -543,7 +543,8 @@ agent_paths_dropin() { # -> sets UNIT_CHANGED=1 when the drop-in changed
   paths=""
   nginx_prefix=$(agent_setting BERTH_NGINX_PREFIX '')
   for p in "$(data_dir)" "$nginx_prefix" "$(agent_setting BERTH_STATIC_DIR /var/lib/berth-static)" \
-    "$(agent_setting BERTH_ACME_WEBROOT /var/lib/berth-acme)"; do
+    "$(agent_setting BERTH_ACME_WEBROOT /var/lib/berth-acme)" \
+    "$(agent_setting BERTH_DOCKER_CERTS_DIR /etc/docker/certs.d)" /etc/berth-registry; do
     [ -n "$p" ] || continue
     case "$p" in
       /*) ;;

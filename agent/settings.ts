@@ -65,6 +65,12 @@ export interface AgentSettings {
   certRenewDays: number;
   /** After a successful issuance, no "expiring" renewal of the same app for this long (guards against a renewal loop). */
   certMinRenewIntervalMs: number;
+  /** Cluster registry on a manager (issue 15): a Docker container (default) or Debian's docker-registry as a host service. */
+  registryRunner: 'container' | 'host';
+  /** Image of the registry container (container runner). */
+  registryImage: string;
+  /** Where Docker reads per-registry CAs (certs.d/HOST:PORT/ca.crt). */
+  dockerCertsDir: string;
 }
 
 const int = (min: number, max: number) =>
@@ -174,6 +180,9 @@ const VARS = {
   BERTH_ACME_WEBROOT: ['acmeWebroot', webPath, '/var/lib/berth-acme'],
   BERTH_ACME_RENEW_DAYS: ['certRenewDays', days, '30'],
   BERTH_ACME_MIN_RENEW_INTERVAL_S: ['certMinRenewIntervalMs', int(0, 604_800).transform((s) => s * 1000), '3600'],
+  BERTH_REGISTRY_RUNNER: ['registryRunner', z.enum(['container', 'host'], { error: 'must be container or host' }), 'container'],
+  BERTH_REGISTRY_IMAGE: ['registryImage', image, 'registry:2'],
+  BERTH_DOCKER_CERTS_DIR: ['dockerCertsDir', webPath, '/etc/docker/certs.d'],
 } as const;
 
 /** Read settings from `env`; `dataDir` (from `--data`) wins over BERTH_DATA. Throws SettingsError naming the variable. */

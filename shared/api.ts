@@ -77,8 +77,8 @@ export interface AppInfo {
   watch?: string[];
   /** Added by issue 17, for SSH repositories: the public half of the app's deploy key, to add to the Git host. */
   deployKey?: string;
-  /** Added by issue 15: the cluster the app runs on as Swarm services (`server` is then the cluster's manager); null: standalone. */
-  cluster?: string | null;
+  /** Added by issue 15, present for a cluster app: the cluster it runs on as Swarm services (`server` is then the cluster's manager). */
+  cluster?: string;
 }
 /** Domains */
 export interface DomainInfo {
@@ -289,7 +289,14 @@ export const clusterName = serverName;
 export const DEFAULT_ADDR_POOL = '172.29.0.0/16';
 /** POST /api/clusters: the manager's agent runs `swarm init`. */
 export const createClusterBody = z
-  .object({ name: clusterName, manager: serverName, advertise: clusterAddr.optional(), addrPool: addrPool.optional() })
+  .object({
+    name: clusterName,
+    manager: serverName,
+    advertise: clusterAddr.optional(),
+    addrPool: addrPool.optional(),
+    /** Port of the berth-managed registry on the manager (default 5000). */
+    registryPort: z.number().int().min(1).max(65_535).optional(),
+  })
   .strict();
 /** POST /api/clusters/:name/nodes: the server's agent joins through the manager's (no SSH). */
 export const addClusterNodeBody = z.object({ server: serverName, role: swarmRole.default('worker') }).strict();
@@ -325,6 +332,8 @@ export interface ClusterDetails extends ClusterInfo {
   /** false: the manager's agent is offline and node states are unknown. */
   managerOnline: boolean;
   nodes: ClusterNodeInfo[];
+  /** The cluster's image registry (never its credentials or keys); null: none yet. Absent from older control planes. */
+  registry?: { address: string; mode: 'managed' | 'external' } | null;
 }
 /** DELETE /api/clusters/:name/nodes/:server */
 export interface ClusterNodeRemoved { cluster: string; server: string; drainedTasks: number }

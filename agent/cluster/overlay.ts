@@ -22,8 +22,8 @@ export async function ensureCheckNetwork(docker: Docker, network: string): Promi
   }
 }
 
-/** Pull the check image when this engine does not have it (bounded). */
-async function ensureImage(docker: Docker, image: string): Promise<void> {
+/** Pull `image` when this engine does not have it (bounded); `what` names it in the error. */
+export async function ensureImage(docker: Docker, image: string, what = 'the check image'): Promise<void> {
   try {
     await docker.getImage(image).inspect();
     return;
@@ -37,7 +37,7 @@ async function ensureImage(docker: Docker, image: string): Promise<void> {
       docker.modem.followProgress(stream, (err) => (clearTimeout(timer), err ? reject(err) : resolve()));
     });
   } catch (err) {
-    throw new SwarmError(`the check image ${image} is not on this server and could not be pulled: ${engineMessage(err)}`);
+    throw new SwarmError(`${what} ${image} is not on this server and could not be pulled: ${engineMessage(err)}`);
   }
 }
 

@@ -19,6 +19,7 @@ import type { BerthContainer } from '../docker/containers.js';
 import { Reconciler } from '../reconcile/reconciler.js';
 import { UpstreamWatcher } from '../cluster/deploy/upstreams.js';
 import { RuntimeLogs } from '../docker/runtime-logs.js';
+import { RegistryKeeper } from '../cluster/registry/index.js';
 import type { AgentSettings } from '../settings.js';
 import { notifyFacts } from '../status/facts.js';
 import { gatherStatus } from '../status/gather.js';
@@ -48,6 +49,8 @@ export class AgentRuntime {
   readonly runtimeLogs: RuntimeLogs;
   /** On a cluster's manager: the cluster apps' nginx upstreams follow their running web tasks. */
   readonly upstreams: UpstreamWatcher;
+  /** The cluster's registry: the CA trusted on every node, the berth-managed registry run on the manager. */
+  readonly registry: RegistryKeeper;
   private lastCertReport = '';
 
   /** nginx first: it must run before anything is routed (and the CertManager exists only then). */
@@ -94,6 +97,7 @@ export class AgentRuntime {
       // A cron run is capped like a build unless the app's config says otherwise.
       defaultLimits: { memory: settings.buildMemory, cpus: settings.buildCpus },
     });
+    this.registry = new RegistryKeeper(settings, docker, logger.child({ component: 'registry' }));
     const deployDeps = { docker, nginx, store, settings, logger, send: this.send, domainsFor: this.domainsFor, cluster: () => this.desired()?.cluster };
     this.queue = new DeployQueue({
       concurrency: settings.buildConcurrency,
@@ -112,6 +116,7 @@ export class AgentRuntime {
       ...(this.certs ? { certs: certPort(this.certs) } : {}),
       onPass: (pass) => {
         this.cron.sync();
+        void this.registry.apply(this.desired()?.cluster);
         if (this.connection.connected && pass.containers) void this.sendObserved(pass.containers);
         this.reportCerts();
       },
@@ -146,6 +151,7 @@ export class AgentRuntime {
   /** A deploy finished or the desired state changed: cron follows the live releases, a reconcile pass runs. */
   appsChanged(): void {
     this.cron.sync();
+    void this.registry.apply(this.desired()?.cluster);
     void this.reconciler.request();
   }
 

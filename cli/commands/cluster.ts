@@ -22,6 +22,7 @@ function printNodes(nodes: ClusterNodeInfo[]): void {
 
 function printCluster(c: ClusterDetails): void {
   process.stdout.write(tty`cluster ${c.name}: manager ${c.manager}, advertised at ${c.advertise}, overlay pool ${c.addrPool}\n`);
+  if (c.registry) process.stdout.write(tty`registry: ${c.registry.address} (${c.registry.mode === 'managed' ? "berth-managed, on the manager" : 'external'})\n`);
   if (!c.managerOnline) process.stdout.write(tty`the manager ${c.manager} is offline: node states are unknown\n`);
   printNodes(c.nodes);
 }
@@ -38,7 +39,8 @@ Examples:
   berth cluster show prod
   berth cluster rm prod web2
 
-In progress: the registry and deploying apps to a cluster are not built yet.`;
+Each cluster gets a private registry on its manager (TLS from a per-cluster CA, port --registry-port,
+open it to the cluster's nodes only). In progress: deploying apps to a cluster is not built yet.`;
 
 export function registerClusterCommands(program: Command): void {
   const cluster = program.command('cluster').description('form a Docker Swarm cluster from your servers, through their agents (no SSH)').addHelpText('after', HELP);
@@ -51,9 +53,18 @@ export function registerClusterCommands(program: Command): void {
     .requiredOption('--manager <server>', 'the server that manages the swarm (its agent must be connected)')
     .option('--advertise <addr>', "the manager's address the other nodes reach (default: the address it reaches the control plane from)")
     .option('--addr-pool <cidr>', 'address pool of the overlay networks (default 172.29.0.0/16, outside 10.0.0.0/8)')
-    .option('--json', 'print JSON: the cluster ({name, manager, advertise, addrPool, nodes: [...]})')
-    .action(async (name: string, opts: { manager: string; advertise?: string; addrPool?: string; json?: boolean }) => {
-      const body = { name, manager: opts.manager, ...(opts.advertise ? { advertise: opts.advertise } : {}), ...(opts.addrPool ? { addrPool: opts.addrPool } : {}) };
+    .option('--registry-port <port>', "port of the cluster's private registry on the manager (default 5000; open it to the cluster's nodes only)")
+    .option('--json', 'print JSON: the cluster ({name, manager, advertise, addrPool, nodes: [...], registry: {address, mode}})')
+    .action(async (name: string, opts: { manager: string; advertise?: string; addrPool?: string; registryPort?: string; json?: boolean }) => {
+      const port = opts.registryPort === undefined ? undefined : Number(opts.registryPort);
+      if (port !== undefined && !(Number.isInteger(port) && port >= 1 && port <= 65_535)) throw new CliError('--registry-port must be a port number between 1 and 65535');
+      const body = {
+        name,
+        manager: opts.manager,
+        ...(opts.advertise ? { advertise: opts.advertise } : {}),
+        ...(opts.addrPool ? { addrPool: opts.addrPool } : {}),
+        ...(port !== undefined ? { registryPort: port } : {}),
+      };
       const created = await client().request<ClusterDetails>('POST', '/api/clusters', body, LONG_MS);
       output(!!opts.json, created, (c) => {
         process.stdout.write(tty`cluster ${c.name} created.\nadd servers with: berth cluster add ${c.name} SERVER\n`);

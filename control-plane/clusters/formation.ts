@@ -11,7 +11,10 @@ import { SerialQueue, sleep } from '../../shared/util/index.js';
 import { ConflictError } from '../errors.js';
 import type { AgentHub } from '../hub.js';
 import type { ServerStore } from '../store/servers.js';
+import { DEFAULT_REGISTRY_PORT, managedRegistry, RegistryAddressError } from './registry-ca.js';
+import type { ClusterRegistryStore } from './registry-store.js';
 import { ServerOfflineError } from './relay.js';
+import { pushClusterSpecs } from './specs.js';
 import { nodeInfo, overlayUnreachable, unreachablePorts } from './report.js';
 import type { ClusterRow, ClusterStore } from './store.js';
 
@@ -22,6 +25,8 @@ export interface FormationOptions {
   hub: AgentHub;
   clusters: ClusterStore;
   servers: ServerStore;
+  /** The clusters' registries: `create` makes a berth-managed one on the manager. */
+  registries: ClusterRegistryStore;
   logger: Logger;
   /** Image of the overlay check's containers (needs sh, httpd, nc): BERTH_CLUSTER_CHECK_IMAGE, default busybox. */
   checkImage: string;
@@ -45,12 +50,6 @@ export class ClusterFormation {
     this.log = o.logger.child({ component: 'clusters' });
   }
 
-  /** A server joined or left a cluster: its desired state says so now (its role, the registry). */
-  private tellAgent(server: string): void {
-    this.o.servers.bumpRevision(server);
-    this.o.hub.pushDesiredState(server);
-  }
-
   /** Ask `server`'s agent for one step; a refusal becomes a 409 naming the server. */
   private async ask(server: string, op: ClusterOp, timeoutMs?: number): Promise<ClusterResult> {
     const answer = await this.o.hub.requestCluster(server, op, timeoutMs);
@@ -66,7 +65,7 @@ export class ClusterFormation {
     }
   }
 
-  create(name: string, manager: string, opts: { advertise?: string; addrPool?: string }): Promise<ClusterDetails> {
+  create(name: string, manager: string, opts: { advertise?: string; addrPool?: string; registryPort?: number }): Promise<ClusterDetails> {
     return this.queue.run(async () => {
       if (this.o.clusters.get(name)) throw new ConflictError(`cluster "${name}" already exists`);
       this.o.clusters.assertFree(manager);
@@ -74,11 +73,22 @@ export class ClusterFormation {
       const addrPool = opts.addrPool ?? DEFAULT_ADDR_POOL;
       const init = await this.ask(manager, { op: 'init', cluster: name, ...(opts.advertise ? { advertise: opts.advertise } : {}), addrPool, addrPoolMaskLength: 24 }, 60_000);
       if (!init.nodeId || !init.advertise) throw new ClusterStepError(`${manager}: swarm init gave no node id`);
+      // The registry's CA, certificate and credentials before anything is recorded: a failure here undoes the init.
+      const registry = await managedRegistry(name, init.advertise, opts.registryPort ?? DEFAULT_REGISTRY_PORT).catch(async (err: Error) => {
+        await this.ask(manager, { op: 'leave', force: true }).catch(() => undefined);
+        throw err instanceof RegistryAddressError ? new ClusterStepError(`${manager}: ${err.message}`) : err;
+      });
       this.o.clusters.create({ name, manager, advertise: init.advertise, addr_pool: addrPool }, init.nodeId);
-      this.tellAgent(manager);
-      this.log.info({ cluster: name, manager, advertise: init.advertise }, 'cluster created');
+      this.o.registries.set(registry);
+      this.pushSpecs(name);
+      this.log.info({ cluster: name, manager, advertise: init.advertise, registry: registry.address }, 'cluster created');
       return this.details(name);
     });
+  }
+
+  /** A new revision of every node's desired state (its `cluster` changed: role, registry), sent to the connected ones. */
+  private pushSpecs(cluster: string, extra: string[] = []): void {
+    pushClusterSpecs(this.o, cluster, extra);
   }
 
   add(cluster: string, server: string, role: 'manager' | 'worker'): Promise<ClusterNodeInfo> {
@@ -90,7 +100,7 @@ export class ClusterFormation {
       if (pre.failures?.length) throw new ClusterStepError(`${unreachablePorts(server, pre.failures)}: open these ports from ${server} to ${c.manager} (only to the cluster's nodes), then try again`);
       const { nodeId, addr } = await this.join(c, server, role, pre.localAddr);
       this.o.clusters.addNode(cluster, server, role, nodeId);
-      this.tellAgent(server);
+      this.pushSpecs(cluster);
       this.log.info({ cluster, server, role, nodeId }, 'server joined the cluster');
       // The other way: the manager reaches the new node's gossip port (and a new manager's 2377), then the overlay both ways.
       const back = await this.ask(c.manager, { op: 'preflight', managerAddr: addr, timeoutMs: this.o.preflightTimeoutMs ?? 3_000, ports: role === 'manager' ? [2377, 7946] : [7946] }).then(
@@ -183,7 +193,7 @@ export class ClusterFormation {
       );
       await this.ask(c.manager, { op: 'remove_node', nodeId: node.node_id, force: !down });
       this.o.clusters.removeNode(server);
-      this.tellAgent(server);
+      this.pushSpecs(cluster, [server]);
       this.log.info({ cluster, server, drainedTasks: before }, 'server removed from the cluster');
       return { cluster, server, drainedTasks: before };
     });
@@ -199,6 +209,8 @@ export class ClusterFormation {
     const c = this.o.clusters.require(name);
     const live = await this.liveNodes(c.manager);
     const nodes = this.o.clusters.nodes(name).map((row) => nodeInfo(row, live));
-    return { name: c.name, manager: c.manager, advertise: c.advertise, addrPool: c.addr_pool, createdAt: c.created_at, nodeCount: nodes.length, managerOnline: live !== undefined, nodes };
+    const reg = this.o.registries.get(name);
+    const registry = reg ? { address: reg.address, mode: reg.mode } : null;
+    return { name: c.name, manager: c.manager, advertise: c.advertise, addrPool: c.addr_pool, createdAt: c.created_at, nodeCount: nodes.length, managerOnline: live !== undefined, nodes, registry };
   }
 }

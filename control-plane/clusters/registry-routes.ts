@@ -8,18 +8,10 @@ import type { ApiDeps } from '../api/deps.js';
 import { readJson, validParam } from '../api/http.js';
 import { NotFoundError } from '../errors.js';
 import type { ClusterRegistry } from './registry-store.js';
+import { pushClusterSpecs } from './specs.js';
 
 export function registryInfo(r: ClusterRegistry): ClusterRegistryInfo {
   return { cluster: r.cluster, mode: r.mode, address: r.address, username: r.username, privateCa: r.caPem !== null, updatedAt: r.updatedAt };
-}
-
-/** Every node of the cluster gets a new desired state: the registry address/CA (and the credentials on the manager). */
-export function pushRegistryToNodes(deps: Pick<ApiDeps, 'stores' | 'hub'>, cluster: string): void {
-  const nodes = deps.stores.clusters.nodes(cluster);
-  deps.stores.db.transaction(() => {
-    for (const n of nodes) deps.stores.servers.bumpRevision(n.server);
-  })();
-  for (const n of nodes) deps.hub.pushDesiredState(n.server);
 }
 
 export function registerClusterRegistryRoutes(app: Hono, deps: ApiDeps): void {
@@ -41,7 +33,7 @@ export function registerClusterRegistryRoutes(app: Hono, deps: ApiDeps): void {
       htpasswd: null,
     });
     deps.logger.info({ cluster: name, address: body.address }, 'cluster registry set (external)');
-    pushRegistryToNodes(deps, name);
+    pushClusterSpecs({ clusters: stores.clusters, servers: stores.servers, hub: deps.hub }, name);
     return c.json(registryInfo(stores.clusterRegistries.get(name)!));
   });
 

@@ -1,5 +1,5 @@
 // Clusters (issue 15, slice 1: formation through the agents).
-//   POST   /api/clusters                       {name, manager, advertise?, addrPool?} → 201 ClusterDetails
+//   POST   /api/clusters                       {name, manager, advertise?, addrPool?, registryPort?} → 201 ClusterDetails (with a berth-managed registry)
 //   GET    /api/clusters                       → ClusterInfo[]
 //   GET    /api/clusters/:name                 → ClusterDetails (nodes merged with the manager's live view)
 //   POST   /api/clusters/:name/nodes           {server, role?} → 201 ClusterNodeInfo (reachability of the overlay check)
@@ -22,6 +22,7 @@ export function registerClusterRoutes(app: Hono, deps: ApiDeps): void {
     hub: deps.hub,
     clusters,
     servers: deps.stores.servers,
+    registries: deps.stores.clusterRegistries,
     logger: deps.logger,
     checkImage: process.env.BERTH_CLUSTER_CHECK_IMAGE || DEFAULT_CHECK_IMAGE,
   });
@@ -39,6 +40,7 @@ export function registerClusterRoutes(app: Hono, deps: ApiDeps): void {
     const created: ClusterDetails = await formation.create(body.name, body.manager, {
       ...(body.advertise ? { advertise: body.advertise } : {}),
       ...(body.addrPool ? { addrPool: body.addrPool } : {}),
+      ...(body.registryPort ? { registryPort: body.registryPort } : {}),
     });
     return c.json(created, 201);
   });

@@ -339,7 +339,6 @@ function appInfo(row: AppRow, domains: string[], defaultDomain: string | null, m
     repo: row.repo,
     branch: row.branch,
     server: row.server,
-    cluster: row.cluster ?? null,
     domains,
     webhooks: {},
     createdAt: row.created_at,
@@ -347,6 +346,7 @@ function appInfo(row: AppRow, domains: string[], defaultDomain: string | null, m
     ...(defaultDomain ? { defaultDomain } : {}),
     ...monorepo,
     ...(deployKey ? { deployKey } : {}),
+    ...(row.cluster ? { cluster: row.cluster } : {}),
   };
 }
 

@@ -13,6 +13,7 @@ import { startDaemon, stopDaemon, type Daemon } from './stack.js';
 import { startSwarm, type Swarm, type SwarmNode } from './swarm.js';
 import { runOk } from './swarm-exec.js';
 import { NODE_HOST_DIR } from './swarm-node-image.js';
+import { ensureRegistryImage, REGISTRY_TEST_IMAGE } from './registry-image.js';
 import { freePort, makeTmpDir } from './tmp.js';
 import { readFileSync } from 'node:fs';
 
@@ -92,6 +93,8 @@ export class SwarmWithAgents {
       BERTH_HTTPS_PORT: '0',
       BERTH_LOG_FORMAT: 'json',
       BERTH_LOG_LEVEL: 'debug',
+      // A cluster's manager runs its berth-managed registry from this image (loaded into every node: no Docker Hub here).
+      BERTH_REGISTRY_IMAGE: REGISTRY_TEST_IMAGE,
     };
     const script = `echo $$ > ${AGENT_PID}; exec ${NODE_BERTH.join(' ')} agent --data ${AGENT_DATA} >> ${AGENT_LOG} 2>&1`;
     await runOk(['docker', 'exec', '-d', ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]), node.name, 'sh', '-c', script], { timeoutMs: 30_000 });
@@ -151,7 +154,7 @@ export const HOST_GIT_MOUNTS = ['/usr/bin/git:/usr/bin/git:ro', '/usr/lib/git-co
  * the host, and an enrolled, connected agent in every node (server names web1, web2, …).
  */
 export async function startSwarmWithAgents(opts: { nodes?: number; mounts?: string[] } = {}): Promise<SwarmWithAgents> {
-  await ensureBusyboxImage(CHECK_IMAGE);
+  await Promise.all([ensureBusyboxImage(CHECK_IMAGE), ensureRegistryImage()]);
   const swarm = await startSwarm({
     nodes: opts.nodes ?? 3,
     form: false,
@@ -160,7 +163,7 @@ export async function startSwarmWithAgents(opts: { nodes?: number; mounts?: stri
   const bed = new SwarmWithAgents(swarm);
   try {
     await bed.startControlPlane();
-    await Promise.all(swarm.nodes.map((n) => swarm.loadImage(n, CHECK_IMAGE)));
+    await Promise.all(swarm.nodes.map(async (n) => (await swarm.loadImage(n, CHECK_IMAGE), await swarm.loadImage(n, REGISTRY_TEST_IMAGE))));
     await Promise.all(swarm.nodes.map((n, i) => bed.enrol(n, `web${i + 1}`)));
     return bed;
   } catch (err) {

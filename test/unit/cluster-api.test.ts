@@ -191,7 +191,8 @@ describe('cluster API with agents on the wire', () => {
     assert.equal(created.status, 201, JSON.stringify(created.body));
     assert.deepEqual([created.body.cluster, created.body.server], ['prod', 'm1']);
     const standalone = await api('POST', '/api/apps', { name: 'solo', repo, server: 'w1' });
-    assert.equal(standalone.body.cluster, null, 'a standalone app says so');
+    assert.equal(standalone.status, 201);
+    assert.ok(!('cluster' in standalone.body), 'a standalone app has no cluster field (its JSON is as before)');
     const listed = (await api('GET', '/api/apps')).body.find((a: { name: string }) => a.name === 'web');
     assert.equal(listed.cluster, 'prod');
     const moved = await api('PATCH', '/api/apps/web', { server: 'w1' });
@@ -209,7 +210,9 @@ describe('cluster API with agents on the wire', () => {
     const caPem = '-----BEGIN CERTIFICATE-----\nMIIBfakefakefake\n-----END CERTIFICATE-----\n';
     assert.equal((await api('PUT', '/api/clusters/prod/registry', { address: 'Registry.Example.com:5000', username: 'u', password })).status, 400, 'upper case');
     assert.equal((await api('PUT', '/api/clusters/prod/registry', { address: 'r.example.com:5000/../x', username: 'u', password })).status, 400, 'a path');
-    assert.equal((await api('GET', '/api/clusters/prod/registry')).status, 404, 'none yet');
+    const managed = await api('GET', '/api/clusters/prod/registry');
+    assert.deepEqual([managed.body.mode, managed.body.address, managed.body.privateCa], ['managed', '192.0.2.1:5000', true], 'cluster create made a managed one');
+    assert.equal((await api('GET', '/api/clusters/nope/registry')).status, 404);
     const set = await api('PUT', '/api/clusters/prod/registry', { address: 'r.example.com:5000', username: 'pusher', password, caPem });
     assert.equal(set.status, 200, JSON.stringify(set.body));
     assert.deepEqual([set.body.mode, set.body.address, set.body.privateCa], ['external', 'r.example.com:5000', true]);
@@ -219,6 +222,7 @@ describe('cluster API with agents on the wire', () => {
     const worker = (await lastDesiredState(agents[1]!)).spec.cluster;
     assert.deepEqual([worker.role, worker.registry.address, worker.registry.caPem], ['worker', 'r.example.com:5000', caPem]);
     assert.equal(worker.registry.password, undefined, 'workers pull through Swarm with the manager’s credentials');
+    assert.equal(manager.registry.serve, undefined, 'an external registry is not served by the manager');
     for (const f of readdirSync(join(dir, 'data')).filter((x) => x.startsWith('control-plane.db'))) {
       assert.ok(!readFileSync(join(dir, 'data', f)).toString('latin1').includes(password), `${f} holds the registry password in clear`);
     }
