@@ -86,7 +86,9 @@ describe('cluster deploys: Swarm services, health-gated, served by the manager',
       await json(['cluster', 'add', 'prod', 'web2']);
       await json(['cluster', 'add', 'prod', 'web3']);
     });
-    registry = await timed('registry', () => startRegistry(bed.swarm, { node: manager() }));
+    // An external registry (`berth cluster registry`): the test bed's, on another port than the
+    // berth-managed one `cluster create` starts on the manager (5000).
+    registry = await timed('registry', () => startRegistry(bed.swarm, { node: manager(), port: 5443 }));
     await json(['cluster', 'registry', 'prod', '--address', registry.address, '--username', registry.username, '--password-stdin', '--ca', registry.caPath], registry.password);
     // The repository lives in the manager's host directory: its agent fetches it as file://.
     repo = new TestRepo(join(manager().hostDir, 'repo'));
