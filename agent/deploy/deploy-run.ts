@@ -5,7 +5,7 @@ import type { DeployStatus } from '../../shared/deploy-status.js';
 import type { Logger } from '../../shared/logger.js';
 import type { AgentMessage, DeployOrder } from '../../shared/protocol.js';
 import { makeMasker } from '../../shared/secret-mask.js';
-import type { AppSpec, ScaleOverride } from '../../shared/spec.js';
+import type { AppSpec, ClusterSpec, ScaleOverride } from '../../shared/spec.js';
 import type { AppSite } from '../nginx/index.js';
 import type { StartedContainer } from '../docker/containers.js';
 import type { AgentSettings } from '../settings.js';
@@ -28,6 +28,8 @@ export interface RunnerDeps {
   send: (msg: AgentMessage) => void;
   /** The app's domains now (from the latest desired state), falling back to the order's snapshot. */
   domainsFor: (app: AppSpec) => string[];
+  /** This server's place in a cluster now (from the latest desired state); absent: standalone only. */
+  cluster?: () => ClusterSpec | undefined;
 }
 
 /** The tag of the image a deploy builds. */

@@ -8,7 +8,7 @@ import type { Prepared } from './prepare.js';
 import type { Switched } from './switch-phase.js';
 
 export async function recordLiveRelease(run: DeployRun, prepared: Prepared, processes: ReleaseProcess[], live: Switched, domains: string[]): Promise<void> {
-  keepForRollback(run, prepared, processes, live);
+  keepForRollback(run, prepared, processes, live.webs[0]?.containerPort ?? null);
   await writeComposeFile(run, prepared, processes, live);
   const { site } = live;
   run.stream.system(
@@ -19,7 +19,7 @@ export async function recordLiveRelease(run: DeployRun, prepared: Prepared, proc
 }
 
 /** A build's release is kept (a rollback only marks the kept one it re-activated as used again). */
-function keepForRollback(run: DeployRun, prepared: Prepared, processes: ReleaseProcess[], live: Switched): void {
+export function keepForRollback(run: DeployRun, prepared: Prepared, processes: ReleaseProcess[], containerPort: number | null): void {
   const { store } = run.deps;
   if (prepared.rollbackOf) {
     store.releases.touchSnapshot(prepared.rollbackOf);
@@ -33,7 +33,7 @@ function keepForRollback(run: DeployRun, prepared: Prepared, processes: ReleaseP
     config: { ...prepared.config, notes: undefined },
     processes,
     staticRoot: prepared.staticRoot,
-    containerPort: live.webs[0]?.containerPort ?? null,
+    containerPort,
     env: run.env,
   });
   // The build's layers now belong to a kept release: pruned with its image, not as leftovers.

@@ -8,6 +8,7 @@ import { imageTag, type DeployRun } from './deploy-run.js';
 import { checkFreeDisk } from './disk.js';
 import { fetchPhase } from './fetch-phase.js';
 import { BuildImageTracker } from '../build/images.js';
+import { BuildError } from '../build/image.js';
 import { releasePhase } from './release-phase.js';
 
 /** What a deploy runs: built just now, or a kept release brought back by a rollback. */
@@ -20,31 +21,47 @@ export interface Prepared {
   commit: string;
   /** A rollback: the deployment whose release is re-activated. */
   rollbackOf?: string;
+  /** Cluster mode: the image as built on this node (`image` is then the pushed digest reference). */
+  localImage?: string;
+}
+
+/**
+ * A cluster deploy (agent/cluster/deploy/): the built image is pushed inside the building phase
+ * (its deadline covers the push), and the release command runs on the app's overlay network.
+ */
+export interface ClusterBuild {
+  /** Push the built image; resolves with the reference the services use (REGISTRY/berth/APP@sha256:…). */
+  push: (image: string, signal: AbortSignal) => Promise<string>;
+  network: (signal: AbortSignal) => Promise<string>;
 }
 
 /** fetching → building → releasing: the new release's image (or static directory) from Git. */
-export async function prepareBuild(run: DeployRun): Promise<Prepared> {
+export async function prepareBuild(run: DeployRun, cluster?: ClusterBuild): Promise<Prepared> {
   const { settings, logger } = run.deps;
   const buildDir = join(settings.dataDir, 'builds', run.id);
   try {
     const { commit, config } = await fetchPhase(run, buildDir);
-    const built = await buildingPhase(run, { commit, config, buildDir });
-    if (config.release && built.image) await releasePhase(run, { image: built.image, config, commit });
-    return { image: built.image, staticRoot: built.staticRoot, port: built.port, config, env: run.env, commit };
+    const built = await buildingPhase(run, { commit, config, buildDir, ...(cluster ? { cluster } : {}) });
+    if (config.release && built.image) {
+      const network = cluster ? await cluster.network(run.signal) : undefined;
+      await releasePhase(run, { image: built.image, config, commit, ...(network ? { network } : {}) });
+    }
+    const pushed = built.pushed ? { image: built.pushed, localImage: built.image! } : { image: built.image };
+    return { ...pushed, staticRoot: built.staticRoot, port: built.port, config, env: run.env, commit };
   } finally {
     await rm(buildDir, { recursive: true, force: true }).catch((err) => logger.warn({ err }, 'could not remove the build directory'));
   }
 }
 
 /** building: the image (and a static site's files); every image the build makes is journaled at once. */
-function buildingPhase(run: DeployRun, o: { commit: string; config: AppConfig; buildDir: string }): Promise<BuildPhaseResult> {
+function buildingPhase(run: DeployRun, o: { commit: string; config: AppConfig; buildDir: string; cluster?: ClusterBuild }): Promise<BuildPhaseResult & { pushed?: string }> {
   const { docker, store, settings, logger } = run.deps;
   const { id, app, stream } = run;
   return run.runPhase('building', { commit: o.commit }, async (signal) => {
     const free = await checkFreeDisk(docker, { dataDir: settings.dataDir, minFreeMb: settings.minFreeDiskMb });
     if (free.length > 0) logger.debug({ free }, 'free disk before the build');
     const tracker = new BuildImageTracker((imageId) => store.deploys.addBuildImage(id, imageId));
-    return runBuildPhase(docker, {
+    const built = await runBuildPhase(docker, {
       app,
       deploymentId: id,
       commit: o.commit,
@@ -60,5 +77,8 @@ function buildingPhase(run: DeployRun, o: { commit: string; config: AppConfig; b
       system: (l) => stream.system(l),
       signal,
     });
+    if (!o.cluster || !built.image) return built;
+    if (built.staticRoot) throw new BuildError('a static site (build.static) cannot run in a cluster yet: deploy it to a server');
+    return { ...built, pushed: await o.cluster.push(built.image, signal) };
   });
 }

@@ -7,7 +7,7 @@ import { ensureVolumes, volumeMounts } from '../docker/volumes.js';
 import { buildLimits } from './build-phase.js';
 import type { DeployRun } from './deploy-run.js';
 
-export function releasePhase(run: DeployRun, o: { image: string; config: AppConfig; commit: string }): Promise<void> {
+export function releasePhase(run: DeployRun, o: { image: string; config: AppConfig; commit: string; network?: string }): Promise<void> {
   const { app, id, stream } = run;
   const { docker, settings } = run.deps;
   const { image, config, commit } = o;
@@ -27,6 +27,7 @@ export function releasePhase(run: DeployRun, o: { image: string; config: AppConf
       timeoutMs: settings.releaseTimeoutMs,
       signal,
       limits: buildLimits(config, settings),
+      ...(o.network ? { network: o.network } : {}),
     });
     stream.system('release command finished');
   });

@@ -11,6 +11,7 @@
 // The allowed transitions are the table in shared/deploy-status.ts.
 import { join } from 'node:path';
 import type { DeployOrder } from '../../shared/protocol.js';
+import { runClusterDeploy } from '../cluster/deploy/cluster-deploy.js';
 import { DeployRun, type RunnerDeps } from './deploy-run.js';
 import { drainAndPrune } from './drain.js';
 import { endFailedDeploy } from './failure.js';
@@ -29,6 +30,8 @@ import { switchPhase } from './switch-phase.js';
  * stopping); `closing` stops only the drain of the previous release after it is done.
  */
 export async function runDeploy(deps: RunnerDeps, order: DeployOrder, signal: AbortSignal, closing: AbortSignal): Promise<RunOutcome> {
+  // A cluster app runs as Swarm services: the same states and journal, other phases (agent/cluster/deploy/).
+  if (order.app.cluster) return runClusterDeploy(deps, order, signal, closing);
   const run = new DeployRun(deps, order, signal);
   try {
     const prepared = order.rollbackOf ? await prepareRollback(run, order.rollbackOf, order.rescale === true) : await prepareBuild(run);

@@ -46,6 +46,8 @@ export interface ContainerSpec {
   publish?: { containerPort: number; hostPort: number };
   /** Attach stdout and stderr (a one-off run streams its output while it runs). */
   attach?: boolean;
+  /** A network to run on instead of the default bridge (a cluster app's attachable overlay network). */
+  network?: string;
 }
 
 /** A process's command as the container runs it (null = the image's CMD). */
@@ -82,6 +84,7 @@ function hostConfig(spec: ContainerSpec, portKey: string | null): Docker.HostCon
     LogConfig: { Type: 'json-file', Config: { ...(isProcess ? PROCESS_LOG_OPTIONS : JOB_LOG_OPTIONS) } },
     ...(mounts.length > 0 ? { Mounts: mounts } : {}),
     ...hostConfigLimits(spec.limits),
+    ...(spec.network ? { NetworkMode: spec.network } : {}),
     ...(portKey && spec.publish ? { PortBindings: { [portKey]: [{ HostIp: '127.0.0.1', HostPort: String(spec.publish.hostPort) }] } } : {}),
   };
 }

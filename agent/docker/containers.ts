@@ -126,7 +126,13 @@ function validateStart(opts: StartProcessOptions, replica: number): void {
 }
 
 /** The port the process listens on in its container: the option, else the image's EXPOSE, else 8000. */
-async function containerPortOf(docker: Docker, opts: StartProcessOptions): Promise<number> {
+function containerPortOf(docker: Docker, opts: StartProcessOptions): Promise<number> {
+  return imagePort(docker, opts.image, opts.port);
+}
+
+/** The web port of `image` (a local image): `port` when given, else its first EXPOSEd TCP port, else 8000. */
+export async function imagePort(docker: Docker, image: string, given: number | undefined): Promise<number> {
+  const opts = { image, port: given };
   let imageInfo: Docker.ImageInspectInfo;
   try {
     imageInfo = await docker.getImage(opts.image).inspect();

@@ -31,6 +31,8 @@ export interface OneOffOptions {
   keep?: boolean;
   /** Memory and CPU caps (the build's). */
   limits?: ResourceLimits;
+  /** A network to run on (a cluster app's overlay network); absent: the default bridge. */
+  network?: string;
 }
 
 export interface OneOffResult {
@@ -70,6 +72,7 @@ export function oneOffCreateOptions(opts: OneOffOptions): Docker.ContainerCreate
     ...(opts.mounts ? { binds: opts.mounts } : {}),
     ...(opts.volumes ? { volumes: opts.volumes } : {}),
     ...(opts.limits ? { limits: opts.limits } : {}),
+    ...(opts.network ? { network: opts.network } : {}),
     attach: true,
   });
 }

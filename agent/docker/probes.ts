@@ -5,7 +5,7 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 
 /** Resolves true when something accepts a TCP connection at host:port within timeoutMs. */
-function tcpProbe(host: string, port: number, timeoutMs: number): Promise<boolean> {
+export function tcpProbe(host: string, port: number, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = connect({ host, port });
     const done = (ok: boolean) => {
@@ -41,12 +41,12 @@ function internalAddress(info: Docker.ContainerInspectInfo, hostPort: number): {
   return null;
 }
 
-/** GET http://127.0.0.1:port/path → the status code as text, or what went wrong. */
-export function httpProbe(port: number, path: string, host: string | undefined, timeoutMs: number): Promise<string> {
+/** GET http://ADDRESS:port/path (ADDRESS: 127.0.0.1, or a cluster node's) → the status code as text, or what went wrong. */
+export function httpProbe(port: number, path: string, host: string | undefined, timeoutMs: number, address = '127.0.0.1'): Promise<string> {
   return new Promise((resolve) => {
     const headers: Record<string, string> = { 'user-agent': 'berth-healthcheck' };
     if (host) headers.host = host;
-    const req = httpRequest({ host: '127.0.0.1', port, path, method: 'GET', agent: false, timeout: timeoutMs, headers }, (res) => {
+    const req = httpRequest({ host: address, port, path, method: 'GET', agent: false, timeout: timeoutMs, headers }, (res) => {
       res.resume();
       resolve(String(res.statusCode ?? 0));
     });

@@ -29,6 +29,8 @@ export async function runReleaseCommand(
     signal?: AbortSignal;
     /** The build's caps: the release is a one-off job like the build. */
     limits?: ResourceLimits;
+    /** A cluster app's overlay network: the release command reaches what the services will. */
+    network?: string;
   },
 ): Promise<void> {
   let exitCode: number;
@@ -46,6 +48,7 @@ export async function runReleaseCommand(
       timeoutMs: opts.timeoutMs,
       signal: opts.signal,
       ...(opts.limits ? { limits: opts.limits } : {}),
+      ...(opts.network ? { network: opts.network } : {}),
     }));
   } catch (err) {
     if (err instanceof OneOffError) throw new ReleaseCommandError(`release command ${err.message.replace(/^berth-\S+ /, '')}`);

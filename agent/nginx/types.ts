@@ -46,8 +46,13 @@ export type AppSite =
       upstreamPort: number;
       /** Every web replica's port when the web process is scaled (upstreamPort is the first). */
       upstreamPorts?: number[];
+      /**
+       * Cluster mode: every healthy web task as "ADDRESS:PORT" on the cluster's nodes; when set it
+       * replaces the 127.0.0.1 ports (upstreamPort is then the first server's port).
+       */
+      upstreamServers?: string[];
       staticRoot?: undefined;
       /** Overrides NginxSettings.tlsFor for this render (null: no HTTPS). */
       tls?: AppTls | null;
     }
-  | { domains: string[]; staticRoot: string; upstreamPort?: undefined; upstreamPorts?: undefined; tls?: AppTls | null };
+  | { domains: string[]; staticRoot: string; upstreamPort?: undefined; upstreamPorts?: undefined; upstreamServers?: undefined; tls?: AppTls | null };

@@ -111,6 +111,8 @@ export function plan(
       }
       continue;
     }
+    // A cluster app runs as Swarm services: the manager's upstream watcher routes it (agent/cluster/deploy/upstreams.ts).
+    if (spec.cluster) continue;
     const release = releaseOf.get(app);
     // Never deployed (or deployed before this agent's journal): what runs is unknown, so it is left as is.
     if (!release) continue;

@@ -24,6 +24,7 @@ import { gatherStatus } from '../status/gather.js';
 import type { AgentStore } from '../store/index.js';
 import { certPort, createCertManager } from './certs.js';
 import { runDeployLazily } from './lazy-deploy.js';
+import { LazyUpstreamWatcher } from './lazy-cluster.js';
 
 export interface AgentBase {
   settings: AgentSettings;
@@ -46,6 +47,8 @@ export class AgentRuntime {
   readonly reconciler: Reconciler;
   /** `berth logs`: live only, never through the outbox. */
   readonly runtimeLogs: RuntimeLogs;
+  /** On a cluster's manager: the cluster apps' nginx upstreams follow their running web tasks. */
+  readonly upstreams: LazyUpstreamWatcher;
   /** The cluster's registry: the CA trusted on every node, the berth-managed registry run on the manager. */
   readonly registry: LazyRegistryKeeper;
   private lastCertReport = '';
@@ -95,7 +98,7 @@ export class AgentRuntime {
       defaultLimits: { memory: settings.buildMemory, cpus: settings.buildCpus },
     });
     this.registry = new LazyRegistryKeeper(settings, docker, logger.child({ component: 'registry' }));
-    const deployDeps = { docker, nginx, store, settings, logger, send: this.send, domainsFor: this.domainsFor };
+    const deployDeps = { docker, nginx, store, settings, logger, send: this.send, domainsFor: this.domainsFor, cluster: () => this.desired()?.cluster };
     this.queue = new DeployQueue({
       concurrency: settings.buildConcurrency,
       logger,
@@ -114,9 +117,18 @@ export class AgentRuntime {
       onPass: (pass) => {
         this.cron.sync();
         void this.registry.apply(this.desired()?.cluster);
+        this.upstreams.follow(this.desired());
         if (this.connection.connected && pass.containers) void this.sendObserved(pass.containers);
         this.reportCerts();
       },
+    });
+    this.upstreams = new LazyUpstreamWatcher({
+      docker,
+      nginx,
+      store,
+      logger: logger.child({ component: 'cluster-upstreams' }),
+      desired: () => this.desired(),
+      busyApps: () => this.queue.busyApps(),
     });
     this.runtimeLogs = new RuntimeLogs({ docker, server: settings.server, logger: logger.child({ component: 'runtime-logs' }), send: (msg) => this.connection.send(msg) });
   }
@@ -141,6 +153,7 @@ export class AgentRuntime {
   appsChanged(): void {
     this.cron.sync();
     void this.registry.apply(this.desired()?.cluster);
+    this.upstreams.follow(this.desired());
     void this.reconciler.request();
   }
 
@@ -155,6 +168,7 @@ export class AgentRuntime {
   startLoops(): void {
     this.connection.start();
     this.reconciler.start();
+    this.upstreams.follow(this.desired());
     // Renewal: a run now, daily, and after backoffs; every attempt recorded (status, control plane).
     this.certs?.start();
   }
@@ -196,6 +210,7 @@ export class AgentRuntime {
   async stop(): Promise<void> {
     this.runtimeLogs.cancelAll();
     this.cron.close();
+    await this.upstreams.close();
     await this.queue.close();
     await this.certs?.stop();
     await this.reconciler.close();

@@ -144,15 +144,21 @@ export function cli(bed: SwarmWithAgents, args: string[], timeoutMs = 300_000) {
 }
 
 /**
+ * The host's git (Debian bookworm, like the node image, which has none) for agents that fetch apps:
+ * bind-mounted read-only; it needs only libpcre2 and zlib, which the node image has.
+ */
+export const HOST_GIT_MOUNTS = ['/usr/bin/git:/usr/bin/git:ro', '/usr/lib/git-core:/usr/lib/git-core:ro', '/usr/share/git-core:/usr/share/git-core:ro'];
+
+/**
  * `nodes` Docker engines in containers (no swarm yet), the check image in each, a control plane on
  * the host, and an enrolled, connected agent in every node (server names web1, web2, …).
  */
-export async function startSwarmWithAgents(opts: { nodes?: number } = {}): Promise<SwarmWithAgents> {
+export async function startSwarmWithAgents(opts: { nodes?: number; mounts?: string[] } = {}): Promise<SwarmWithAgents> {
   await Promise.all([ensureBusyboxImage(CHECK_IMAGE), ensureRegistryImage()]);
   const swarm = await startSwarm({
     nodes: opts.nodes ?? 3,
     form: false,
-    mounts: [`${TREE}:${NODE_TREE}:ro`, `${process.execPath}:${NODE_BIN}:ro`],
+    mounts: [`${TREE}:${NODE_TREE}:ro`, `${process.execPath}:${NODE_BIN}:ro`, ...(opts.mounts ?? [])],
   });
   const bed = new SwarmWithAgents(swarm);
   try {

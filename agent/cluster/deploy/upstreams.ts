@@ -1,0 +1,127 @@
+// The upstream watcher on a cluster's manager: every couple of seconds, for each cluster app with a
+// live release, the running web tasks on ready nodes are listed; when that set changes (a node died,
+// Swarm rescheduled a task) the new tasks are probed and the app's nginx upstream is re-rendered
+// through the same transactional nginx code, so a dead node's tasks leave nginx within seconds.
+// Apps with a deploy running or draining are left to their deploy. Bounded: one pass at a time,
+// stopped on shutdown; it keeps working while the control plane is down (desired state is stored).
+import type Docker from 'dockerode';
+import type { Logger } from '../../../shared/logger.js';
+import type { AppSpec, ServerSpec } from '../../../shared/spec.js';
+import type { NginxApplier } from '../../deploy/deploy-run.js';
+import type { AgentStore } from '../../store/index.js';
+import { listAppServices, listNodes, listServiceTasks } from './services.js';
+import { probeEndpoint } from './task-health.js';
+import { planUpstreams, serversOf, type TaskEndpoint } from './upstream-plan.js';
+
+export interface UpstreamWatcherDeps {
+  docker: Docker;
+  nginx: NginxApplier;
+  store: AgentStore;
+  logger: Logger;
+  desired: () => ServerSpec | null;
+  busyApps: () => ReadonlySet<string>;
+  /** Between passes (default 2000 ms). */
+  intervalMs?: number;
+}
+
+const PROBE_TIMEOUT_MS = 1500;
+
+export class UpstreamWatcher {
+  private timer: NodeJS.Timeout | null = null;
+  private pass: Promise<void> | null = null;
+  private closed = false;
+  /** What each app's server block was last rendered with: its domains and servers (in order). */
+  private readonly routed = new Map<string, { domains: string; servers: string[] }>();
+
+  constructor(private readonly deps: UpstreamWatcherDeps) {}
+
+  start(): void {
+    if (this.timer || this.closed) return;
+    this.timer = setInterval(() => this.tick(), this.deps.intervalMs ?? 2000);
+    this.timer.unref?.();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.pass;
+  }
+
+  /** One pass unless one is running (passes never overlap). */
+  tick(): Promise<void> {
+    if (this.closed || this.pass) return this.pass ?? Promise.resolve();
+    this.pass = this.runPass().finally(() => (this.pass = null));
+    return this.pass;
+  }
+
+  private async runPass(): Promise<void> {
+    const spec = this.deps.desired();
+    const cluster = spec?.cluster;
+    if (!spec || !cluster || cluster.role !== 'manager') return;
+    const busy = this.deps.busyApps();
+    for (const app of spec.apps) {
+      if (this.closed) return;
+      if (app.cluster !== cluster.name) continue;
+      // A deploy moves nginx itself; afterwards the set is compared afresh.
+      if (busy.has(app.name)) {
+        this.routed.delete(app.name);
+        continue;
+      }
+      try {
+        await this.follow(app);
+      } catch (err) {
+        this.deps.logger.warn({ err, app: app.name }, 'could not follow the web tasks of a cluster app');
+      }
+    }
+  }
+
+  private async follow(app: AppSpec): Promise<void> {
+    const { docker, store } = this.deps;
+    const release = store.releases.get(app.name);
+    if (!release?.containerPort) return;
+    if (app.domains.length === 0) {
+      // Its last domain was removed: nothing is routed (once, not every pass).
+      if (this.routed.get(app.name)?.domains === '') return;
+      await this.deps.nginx.applyApp(app.name, null);
+      this.routed.set(app.name, { domains: '', servers: [] });
+      return;
+    }
+    const web = (await listAppServices(docker, app.name)).filter((s) => s.release === release.deploymentId && s.process === 'web');
+    if (web.length === 0) return;
+    const [tasks, nodes] = await Promise.all([
+      listServiceTasks(
+        docker,
+        web.map((s) => s.id),
+      ),
+      listNodes(docker),
+    ]);
+    const plan = planUpstreams(tasks, nodes, release.containerPort);
+    // A domain added or removed re-renders too (the standalone reconciler leaves cluster apps alone).
+    const domains = app.domains.join(' ');
+    const before = this.routed.get(app.name);
+    const unchanged = (servers: string[]) => before !== undefined && before.domains === domains && sameList(before.servers, servers);
+    if (unchanged(serversOf(plan))) return;
+    const healthy = await this.probeNew(plan, new Set(before?.servers ?? []));
+    const servers = serversOf(healthy);
+    if (servers.length === 0) {
+      this.deps.logger.warn({ app: app.name }, 'no web task of the live release answers: nginx keeps its upstream');
+      return;
+    }
+    if (unchanged(servers)) return;
+    const port = Number(servers[0]!.slice(servers[0]!.lastIndexOf(':') + 1));
+    await this.deps.nginx.applyApp(app.name, { domains: app.domains, upstreamPort: port, upstreamServers: servers });
+    this.routed.set(app.name, { domains, servers });
+    this.deps.logger.info({ app: app.name, servers, before: before?.servers ?? null }, 'cluster app upstream updated');
+  }
+
+  /** Endpoints already routed stay; new ones must accept a connection first. */
+  private async probeNew(plan: TaskEndpoint[], routed: ReadonlySet<string>): Promise<TaskEndpoint[]> {
+    const ok = await Promise.all(plan.map(async (e) => routed.has(e.server) || (await probeEndpoint(e, { healthcheck: null, host: undefined }, PROBE_TIMEOUT_MS)) === null));
+    return plan.filter((_, i) => ok[i]);
+  }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}

@@ -1,0 +1,178 @@
+// Cluster deploys end to end (issue 15) on the real multi-node test bed: three Docker engines in
+// containers with a berth agent each, formed into a swarm with `berth cluster …`, the test bed's TLS
+// registry with credentials set with `berth cluster registry`, and a cluster app (`app create
+// --cluster`) whose web process runs at scale 3 as a Swarm service. Deploys build on the manager,
+// push by digest, run the release command once, pass berth's own gate on every task and are served
+// by the manager's nginx; a version that fails its health check leaves the old one serving and no
+// service behind. One shared bed for the file. docs/cluster.md, "Deploying an app to a cluster".
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BERTH_BIN } from './helpers/cli.js';
+import type { DeploymentJson } from './helpers/fixtures.js';
+import { TestRepo } from './helpers/git-repo.js';
+import { eventually } from './helpers/http.js';
+import { cli, HOST_GIT_MOUNTS, startSwarmWithAgents, type SwarmWithAgents } from './helpers/swarm-agents.js';
+import { NODE_HOST_DIR } from './helpers/swarm-node-image.js';
+import { ensureSwarmNodeImage } from './helpers/swarm-node-image.js';
+import { startRegistry, type Registry } from './helpers/swarm-registry.js';
+import { stepTimer } from './helpers/timings.js';
+
+const APP = 'shop';
+const DOMAIN = 'shop.example.test';
+// busybox httpd serves the repo's files; /up is the health path. The release command prints one
+// marker line per run: the deploy log must hold exactly one per deploy.
+const DOCKERFILE = `FROM berth-test/busybox:latest
+COPY . /www
+CMD ["sh", "-c", "exec httpd -f -p $PORT -h /www"]
+`;
+const BERTH_YML = `release: "echo release-ran-on-$(hostname)"
+processes:
+  web: { command: "exec httpd -f -p $PORT -h /www", scale: 3 }
+healthcheck: { path: /up, timeout: 20, interval: 0.3, attempts: 5 }
+`;
+
+interface ServiceInfo {
+  ID: string;
+  Spec: { Name: string; Labels: Record<string, string>; TaskTemplate: { ContainerSpec: { Image: string } } };
+}
+interface TaskInfo {
+  NodeID: string;
+  DesiredState: string;
+  Status: { State: string };
+}
+
+describe('cluster deploys: Swarm services, health-gated, served by the manager', { timeout: 10 * 60_000 }, () => {
+  let bed: SwarmWithAgents;
+  let registry: Registry;
+  let repo: TestRepo;
+  const { timings, timed } = stepTimer();
+  const manager = () => bed.agent('web1').node;
+  const managerDocker = () => manager().docker;
+
+  const json = async <T>(args: string[], input?: string): Promise<T> => {
+    const res = input === undefined ? await cli(bed, [...args, '--json']) : await withStdin([...args, '--json'], input);
+    assert.equal(res.code, 0, `berth ${args.join(' ')}: ${res.stderr}`);
+    return JSON.parse(res.stdout) as T;
+  };
+  /** `berth …` with `input` on stdin (the registry password: never on a command line). */
+  const withStdin = (args: string[], input: string) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      const child = execFile(process.execPath, [BERTH_BIN, ...args], { env: { ...process.env, ...bed.env }, timeout: 60_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? 1 : 0, stdout, stderr }),
+      );
+      child.stdin!.end(input);
+    });
+  const deploy = async () => {
+    const res = await cli(bed, ['deploy', APP, '--wait', '--json'], 300_000);
+    const d = res.stdout ? (JSON.parse(res.stdout) as DeploymentJson) : null;
+    return { code: res.code, d, stderr: res.stderr };
+  };
+  const deployLog = async (id: string) => (await json<{ lines: Array<{ text: string }> }>(['deployments', 'logs', id])).lines.map((l) => l.text).join('\n');
+  const services = async () => (await managerDocker().listServices({ filters: { label: [`berth.app=${APP}`] } })) as unknown as ServiceInfo[];
+  const runningTasks = async (serviceId: string) =>
+    ((await managerDocker().listTasks({ filters: { service: [serviceId] } })) as TaskInfo[]).filter((t) => t.DesiredState === 'running' && t.Status.State === 'running');
+  /** GET / through the manager's nginx, from inside the manager node, with the app's Host header. */
+  const served = async () => (await bed.swarm.exec(manager(), ['curl', '-s', '-H', `Host: ${DOMAIN}`, 'http://127.0.0.1/'], { timeoutMs: 15_000 })).trim();
+  const siteFile = () => bed.swarm.exec(manager(), ['cat', `/var/lib/berth-nginx/sites/berth-${APP}.conf`], { timeoutMs: 10_000 });
+
+  before(async () => {
+    await timed('node image (0 when it exists)', () => ensureSwarmNodeImage());
+    bed = await timed('3 nodes with enrolled agents', () => startSwarmWithAgents({ nodes: 3, mounts: HOST_GIT_MOUNTS }));
+    await timed('cluster create + 2 joins', async () => {
+      await json(['cluster', 'create', 'prod', '--manager', 'web1']);
+      await json(['cluster', 'add', 'prod', 'web2']);
+      await json(['cluster', 'add', 'prod', 'web3']);
+    });
+    // An external registry (`berth cluster registry`): the test bed's, on another port than the
+    // berth-managed one `cluster create` starts on the manager (5000).
+    registry = await timed('registry', () => startRegistry(bed.swarm, { node: manager(), port: 5443 }));
+    await json(['cluster', 'registry', 'prod', '--address', registry.address, '--username', registry.username, '--password-stdin', '--ca', registry.caPath], registry.password);
+    // The repository lives in the manager's host directory: its agent fetches it as file://.
+    repo = new TestRepo(join(manager().hostDir, 'repo'));
+    await json(['app', 'create', APP, '--repo', `file://${NODE_HOST_DIR}/repo/remote.git`, '--cluster', 'prod']);
+    await json(['domain', 'add', APP, DOMAIN]);
+  });
+
+  after(async () => {
+    for (const [k, ms] of Object.entries(timings)) process.stderr.write(`# ${k}: ${ms} ms\n`);
+    await bed?.close();
+  });
+
+  it('a web process at scale 3: pushed by digest, tasks on several nodes, release run once, served by the manager', async () => {
+    repo.commit({ Dockerfile: DOCKERFILE, 'berth.yml': BERTH_YML, 'index.html': 'version 1\n', up: 'ok\n' }, 'version 1');
+    const { code, d, stderr } = await timed('deploy v1', () => deploy());
+    assert.equal(code, 0, `deploy failed: ${stderr}\n${d?.reason ?? ''}\n${bed.tail('web1', 60)}`);
+    assert.equal(d!.status, 'done');
+
+    const list = await services();
+    assert.equal(list.length, 1, JSON.stringify(list.map((s) => s.Spec.Name)));
+    const svc = list[0]!;
+    assert.equal(svc.Spec.Labels['berth.release'], d!.id);
+    assert.equal(svc.Spec.Labels['berth.cluster'], 'prod');
+    assert.match(svc.Spec.TaskTemplate.ContainerSpec.Image, new RegExp(`^${registry.address.replace(/\./g, '\\.')}/berth/${APP}@sha256:[0-9a-f]{64}$`));
+    const tasks = await runningTasks(svc.ID);
+    assert.equal(tasks.length, 3);
+    assert.ok(new Set(tasks.map((t) => t.NodeID)).size >= 2, 'tasks on at least two nodes');
+
+    assert.equal(await served(), 'version 1');
+    const site = await siteFile();
+    const servers = site.match(/server \d+\.\d+\.\d+\.\d+:\d+;/g) ?? [];
+    assert.equal(servers.length, 3, site);
+    assert.doesNotMatch(site, /127\.0\.0\.1/);
+
+    const log = await deployLog(d!.id);
+    assert.equal(log.match(/^release-ran-on-/gm)?.length, 1, log);
+    assert.match(log, /pushed \S+@sha256:/);
+  });
+
+  it('a second version deploys, serves, and the first release services go after the drain', async () => {
+    repo.commit({ 'index.html': 'version 2\n' }, 'version 2');
+    const { code, d, stderr } = await timed('deploy v2', () => deploy());
+    assert.equal(code, 0, `deploy failed: ${stderr}\n${d?.reason ?? ''}\n${bed.tail('web1', 60)}`);
+    assert.equal(await served(), 'version 2');
+    assert.equal((await deployLog(d!.id)).match(/^release-ran-on-/gm)?.length, 1);
+    await eventually(services, (l) => l.length === 1 && l[0]!.Spec.Labels['berth.release'] === d!.id, 60_000, 500);
+  });
+
+  it('a version whose health check fails: failed at health_checking, the old version keeps serving, no service of it left', async () => {
+    const live = (await services())[0]!;
+    repo.commit({ 'index.html': 'version 3\n', up: null }, 'version 3 without /up');
+    const { code, d } = await timed('failing deploy v3', () => deploy());
+    assert.notEqual(code, 0);
+    const failed = d ?? (await json<DeploymentJson[]>(['deployments', APP]))[0]!;
+    assert.equal(failed.status, 'failed');
+    // The node is named by its hostname (the test bed's container names) unless it carries a berth.server label.
+    const names = bed.swarm.nodes.map((n) => n.name).join('|');
+    assert.match(failed.reason ?? '', new RegExp(`^health check failed: unhealthy on (web\\d|${names}): GET /up answered 404`));
+    const phases = await deployLog(failed.id);
+    assert.equal(phases.match(/^release-ran-on-/gm)?.length, 1);
+    const left = await services();
+    assert.deepEqual(
+      left.map((s) => s.ID),
+      [live.ID],
+    );
+    assert.equal(await served(), 'version 2');
+  });
+
+  it("a worker node stops: the manager's watcher takes its tasks out of nginx and adds the rescheduled ones", async (t) => {
+    const svc = (await services())[0]!;
+    const nodes = (await managerDocker().listNodes()) as Array<{ ID: string; Description: { Hostname: string }; Status: { Addr: string } }>;
+    const tasks = await runningTasks(svc.ID);
+    const victim = nodes.find((n) => n.Description.Hostname !== manager().name && tasks.some((x) => x.NodeID === n.ID))!;
+    assert.ok(victim, 'a worker runs a task');
+    const serversOn = (site: string, addr: string) => site.split('\n').filter((l) => l.includes(`server ${addr}:`)).length;
+    assert.ok(serversOn(await siteFile(), victim.Status.Addr) > 0);
+    const stopped = Date.now();
+    await bed.swarm.stopNode(victim.Description.Hostname, 0);
+    await eventually(siteFile, (site) => serversOn(site, victim.Status.Addr) === 0 && /server \d+\.\d+\.\d+\.\d+:\d+;/.test(site), 90_000, 500);
+    t.diagnostic(`stopped node out of the upstream after ${Date.now() - stopped} ms`);
+    assert.equal(await served(), 'version 2');
+    // Swarm reschedules the lost tasks on the other nodes; the watcher routes to all three again.
+    await eventually(siteFile, (site) => (site.match(/server \d+\.\d+\.\d+\.\d+:\d+;/g) ?? []).length === 3, 90_000, 500);
+    t.diagnostic(`three tasks routed again after ${Date.now() - stopped} ms`);
+    assert.equal(await served(), 'version 2');
+  });
+});
