@@ -3,7 +3,8 @@
 // registry with credentials set with `berth cluster registry`, and a cluster app (`app create
 // --cluster`) whose web process runs at scale 3 as a Swarm service. Deploys build on the manager,
 // push by digest, run the release command once, pass berth's own gate on every task and are served
-// by the manager's nginx; a version that fails its health check leaves the old one serving and no
+// by the manager's nginx; rollback and berth scale reuse a kept digest without a rebuild; a version
+// that fails its health check leaves the old one serving and no
 // service behind. One shared bed for the file. docs/cluster.md, "Deploying an app to a cluster".
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -80,7 +81,8 @@ describe('cluster deploys: Swarm services, health-gated, served by the manager',
 
   before(async () => {
     await timed('node image (0 when it exists)', () => ensureSwarmNodeImage());
-    bed = await timed('3 nodes with enrolled agents', () => startSwarmWithAgents({ nodes: 3, mounts: HOST_GIT_MOUNTS }));
+    // Two kept releases (instead of 5): registry retention shows after a third good build.
+    bed = await timed('3 nodes with enrolled agents', () => startSwarmWithAgents({ nodes: 3, mounts: HOST_GIT_MOUNTS, agentEnv: { BERTH_KEEP_RELEASES: '2' } }));
     await timed('cluster create + 2 joins', async () => {
       await json(['cluster', 'create', 'prod', '--manager', 'web1']);
       await json(['cluster', 'add', 'prod', 'web2']);
@@ -174,5 +176,61 @@ describe('cluster deploys: Swarm services, health-gated, served by the manager',
     await eventually(siteFile, (site) => (site.match(/server \d+\.\d+\.\d+\.\d+:\d+;/g) ?? []).length === 3, 90_000, 500);
     t.diagnostic(`three tasks routed again after ${Date.now() - stopped} ms`);
     assert.equal(await served(), 'version 2');
+  });
+
+  it('rollback brings back the kept digest without a rebuild, and berth scale changes the replicas the same way', async () => {
+    const [v2] = await services();
+    const history = await json<DeploymentJson[]>(['deployments', APP]);
+    const v1 = history.filter((x) => x.status === 'done').at(-1)!;
+    const v1Log = await deployLog(v1.id);
+    const v1Digest = /pushed (\S+@sha256:[0-9a-f]{64})/.exec(v1Log)?.[1];
+    assert.ok(v1Digest, v1Log);
+
+    const back = await timed('rollback to v1', () => cli(bed, ['rollback', APP, v1.id, '--json'], 300_000));
+    assert.equal(back.code, 0, back.stderr);
+    const rolled = JSON.parse(back.stdout) as DeploymentJson;
+    assert.equal(rolled.status, 'done');
+    assert.equal(await served(), 'version 1');
+    const log = await deployLog(rolled.id);
+    assert.match(log, /rolling back to release/);
+    assert.doesNotMatch(log, /^release-ran-on-|pushed \S+@sha256/m, 'nothing built, pushed or released again');
+    await eventually(services, (l) => l.length === 1 && l[0]!.ID !== v2!.ID, 60_000, 500);
+    const [svc] = await services();
+    assert.equal(svc!.Spec.TaskTemplate.ContainerSpec.Image, v1Digest, 'the service runs the kept digest');
+
+    const scaled = await timed('scale web=2', () => cli(bed, ['scale', APP, 'web=2', '--wait', '--json'], 300_000));
+    assert.equal(scaled.code, 0, scaled.stderr);
+    await eventually(services, (l) => l.length === 1 && l[0]!.Spec.Labels['berth.release'] !== rolled.id, 60_000, 500);
+    const [now] = await services();
+    assert.equal(now!.Spec.TaskTemplate.ContainerSpec.Image, v1Digest);
+    assert.equal((await runningTasks(now!.ID)).length, 2);
+    assert.equal(await served(), 'version 1');
+  });
+
+  it('registry retention: past BERTH_KEEP_RELEASES the oldest kept image leaves the registry, the kept ones stay pullable', async () => {
+    const tagsNow = async () => {
+      const out = await bed.swarm.exec(manager(), ['curl', '-s', '--cacert', registry.nodeCaPath, '-u', `${registry.username}:${registry.password}`, `https://${registry.address}/v2/berth/${APP}/tags/list`], { timeoutMs: 15_000 });
+      return ((JSON.parse(out) as { tags?: string[] | null }).tags ?? []).sort();
+    };
+    const history = await json<DeploymentJson[]>(['deployments', APP]);
+    const builds = history.filter((x) => !/rollback|scale/.test(x.trigger));
+    const [v3, v2, v1] = builds.map((x) => x.id);
+    assert.equal(builds[0]!.status, 'failed');
+    // v3 was pushed and then failed its health check: the retention after the rollback already deleted it.
+    assert.deepEqual(await tagsNow(), [v1, v2].sort());
+    assert.ok(v3);
+    repo.commit({ 'index.html': 'version 4\n', up: 'ok\n' }, 'version 4');
+    const { code, d, stderr } = await timed('deploy v4', () => deploy());
+    assert.equal(code, 0, `deploy failed: ${stderr}\n${d?.reason ?? ''}`);
+    assert.equal(await served(), 'version 4');
+    // Kept: v4 (live) and v1 (live again most recently, through the rollback and the scale); v2 goes.
+    await eventually(tagsNow, (tags) => tags.length === 2, 60_000, 1000);
+    assert.deepEqual(await tagsNow(), [v1, d!.id].sort());
+    const log = await deployLog(d!.id);
+    assert.match(log, /registry: kept 2 image\(s\) of shop, deleted 1/);
+    // The manager keeps the kept releases' images (by their digest reference) for the next rollback; v2's went.
+    const pushed = async (id: string) => /pushed (\S+@sha256:[0-9a-f]{64})/.exec(await deployLog(id))?.[1] ?? '';
+    await managerDocker().getImage(await pushed(v1!)).inspect();
+    await assert.rejects(managerDocker().getImage(await pushed(v2!)).inspect(), 'the dropped release image is removed from the manager');
   });
 });

@@ -28,7 +28,7 @@ async function drainPrevious(deps: RunnerDeps, app: string, liveDeployment: stri
 }
 
 /** Retention after a good deploy: the last N releases stay for rollback, older images and files go. */
-async function pruneAfterDeploy(run: DeployRun): Promise<void> {
+export async function pruneAfterDeploy(run: DeployRun): Promise<void> {
   const { stream, log } = run;
   try {
     const report = await pruneApp(run.deps, run.app);

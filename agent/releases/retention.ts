@@ -87,7 +87,9 @@ async function pruneImages(deps: Deps, app: string, keep: Keep): Promise<Pick<Pr
   const { docker, settings } = deps;
   const labels = [`${LABEL.managed}=true`, `${LABEL.app}=${app}`, ...(settings.server ? [`${LABEL.server}=${settings.server}`] : [])];
   const images = await docker.listImages({ filters: { label: labels } });
-  const keptIds = new Set(images.filter((img) => tagsOf(img.RepoTags).some((t) => keep.images.has(t)) || keep.images.has(img.Id)).map((img) => img.Id));
+  // A cluster release is kept by its registry digest reference (REGISTRY/berth/APP@sha256:…): RepoDigests.
+  const kept = (img: Docker.ImageInfo) => tagsOf(img.RepoTags).some((t) => keep.images.has(t)) || (img.RepoDigests ?? []).some((d) => keep.images.has(d)) || keep.images.has(img.Id);
+  const keptIds = new Set(images.filter(kept).map((img) => img.Id));
   const before = images.length > keptIds.size ? await layersSize(docker) : null;
   const removed: string[] = [];
   for (const img of images) {

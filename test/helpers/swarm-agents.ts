@@ -43,6 +43,8 @@ export class SwarmWithAgents {
   adminToken = '';
   readonly root = makeTmpDir('berth-cluster-');
   readonly agents: AgentNode[] = [];
+  /** More settings for every agent (e.g. BERTH_KEEP_RELEASES). */
+  agentEnv: Record<string, string> = {};
 
   constructor(readonly swarm: Swarm) {}
 
@@ -95,6 +97,7 @@ export class SwarmWithAgents {
       BERTH_LOG_LEVEL: 'debug',
       // A cluster's manager runs its berth-managed registry from this image (loaded into every node: no Docker Hub here).
       BERTH_REGISTRY_IMAGE: REGISTRY_TEST_IMAGE,
+      ...this.agentEnv,
     };
     const script = `echo $$ > ${AGENT_PID}; exec ${NODE_BERTH.join(' ')} agent --data ${AGENT_DATA} >> ${AGENT_LOG} 2>&1`;
     await runOk(['docker', 'exec', '-d', ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]), node.name, 'sh', '-c', script], { timeoutMs: 30_000 });
@@ -153,7 +156,7 @@ export const HOST_GIT_MOUNTS = ['/usr/bin/git:/usr/bin/git:ro', '/usr/lib/git-co
  * `nodes` Docker engines in containers (no swarm yet), the check image in each, a control plane on
  * the host, and an enrolled, connected agent in every node (server names web1, web2, …).
  */
-export async function startSwarmWithAgents(opts: { nodes?: number; mounts?: string[] } = {}): Promise<SwarmWithAgents> {
+export async function startSwarmWithAgents(opts: { nodes?: number; mounts?: string[]; agentEnv?: Record<string, string> } = {}): Promise<SwarmWithAgents> {
   await Promise.all([ensureBusyboxImage(CHECK_IMAGE), ensureRegistryImage()]);
   const swarm = await startSwarm({
     nodes: opts.nodes ?? 3,
@@ -161,6 +164,7 @@ export async function startSwarmWithAgents(opts: { nodes?: number; mounts?: stri
     mounts: [`${TREE}:${NODE_TREE}:ro`, `${process.execPath}:${NODE_BIN}:ro`, ...(opts.mounts ?? [])],
   });
   const bed = new SwarmWithAgents(swarm);
+  bed.agentEnv = opts.agentEnv ?? {};
   try {
     await bed.startControlPlane();
     await Promise.all(swarm.nodes.map(async (n) => (await swarm.loadImage(n, CHECK_IMAGE), await swarm.loadImage(n, REGISTRY_TEST_IMAGE))));

@@ -13,6 +13,7 @@ import { ClusterDeployError, serviceName, serviceSpec, type ServiceInput } from 
 import { placementFor } from '../../agent/cluster/deploy/services.js';
 import { classifyTasks, type SwarmNode, type SwarmTask } from '../../agent/cluster/deploy/task-state.js';
 import { planUpstreams, serversOf } from '../../agent/cluster/deploy/upstream-plan.js';
+import { keptDigests } from '../../agent/cluster/deploy/registry-retention.js';
 import { plan } from '../../agent/reconcile/planner.js';
 import type { Release } from '../../agent/store/releases.js';
 import type { ServerSpec } from '../../shared/spec.js';
@@ -246,5 +247,14 @@ describe('cluster deploy: the upstream watcher', () => {
     } finally {
       await close();
     }
+  });
+});
+
+describe('cluster registry retention: which digests stay', () => {
+  it("keeps only the app's own digests in this registry, once each", () => {
+    const d = (n: number) => `sha256:${String(n).repeat(64)}`;
+    const images = [`10.0.0.2:5000/berth/shop@${d(1)}`, `10.0.0.2:5000/berth/shop@${d(1)}`, `10.0.0.2:5000/berth/shopfront@${d(2)}`, `other:5000/berth/shop@${d(3)}`, `berth/shop:abc`, ''];
+    assert.deepEqual(keptDigests(images, '10.0.0.2:5000', 'shop'), [d(1)]);
+    assert.deepEqual(keptDigests([], '10.0.0.2:5000', 'shop'), []);
   });
 });

@@ -4,7 +4,8 @@
 // → starting (one new Swarm service per process) → health_checking (berth's own gate on every new
 // task) → switching (the manager's nginx to every healthy web task) → done; the previous release's
 // services go after the drain delay. Any failure removes the services this deploy created and leaves
-// the live release and nginx as they were. Swarm's own update and rollback are never used.
+// the live release and nginx as they were. Swarm's own update and rollback are never used: a berth
+// rollback (or `berth scale`) starts new services from a kept release's digest, through the same gate.
 import type { DeployOrder } from '../../../shared/protocol.js';
 import type { ClusterRegistrySpec, ClusterSpec } from '../../../shared/spec.js';
 import { bestEffort, sleep } from '../../../shared/util/index.js';
@@ -14,6 +15,10 @@ import { endFailedDeploy } from '../../deploy/failure.js';
 import { healthBudgetMs } from '../../deploy/health-phase.js';
 import { keepForRollback } from '../../deploy/live-release.js';
 import { prepareBuild, type Prepared } from '../../deploy/prepare.js';
+import { prepareRollback } from '../../deploy/rollback.js';
+import { pruneAfterDeploy } from '../../deploy/drain.js';
+import { registryLock } from '../registry/lock.js';
+import { pruneRegistry } from './registry-retention.js';
 import type { RunOutcome } from '../../deploy/queue.js';
 import { applyScale } from '../../deploy/scale.js';
 import { releaseProcesses } from '../../deploy/start-phase.js';
@@ -34,7 +39,6 @@ export function clusterFor(deps: RunnerDeps, order: DeployOrder): { cluster: Clu
     throw new ClusterDeployError(`this server is not the manager of cluster ${name}: a cluster app is deployed by its cluster's manager`);
   }
   if (!cluster.registry) throw new ClusterDeployError(`cluster ${name} has no registry yet (berth cluster registry ${name} …)`);
-  if (order.rollbackOf || order.rescale) throw new ClusterDeployError('rollback and berth scale of a cluster app are not built yet: deploy again instead');
   return { cluster, registry: cluster.registry };
 }
 
@@ -45,14 +49,17 @@ export async function runClusterDeploy(deps: RunnerDeps, order: DeployOrder, sig
     const { cluster, registry } = clusterFor(deps, order);
     const network = appNetworkName(run.app);
     const networkLabels = serviceLabels({ app: run.app, cluster: cluster.name, deploymentId: run.id }, 'network');
-    const prepared = await prepareBuild(run, {
-      push: (image, s) => pushImage(deps.docker, { image, app: run.app, deploymentId: run.id, registry, log: (l) => run.stream.system(l), signal: s }),
-      network: async () => (await ensureAppNetwork(deps.docker, network, networkLabels), network),
-    });
+    // A rollback or `berth scale` brings back a kept release: its digest, config and env; nothing is built or pushed.
+    const prepared = order.rollbackOf
+      ? await prepareRollback(run, order.rollbackOf, order.rescale === true)
+      : await prepareBuild(run, {
+          push: (image, s) => registryLock.run(() => pushImage(deps.docker, { image, app: run.app, deploymentId: run.id, registry, log: (l) => run.stream.system(l), signal: s })),
+          network: async () => (await ensureAppNetwork(deps.docker, network, networkLabels), network),
+        });
     run.commit = prepared.commit;
-    if (!prepared.image || !prepared.localImage) throw new ClusterDeployError('a static site cannot run in a cluster yet: deploy it to a server');
-    const processes = applyScale(releaseProcesses(prepared.config), order.app.scale, { rescale: false, staticSite: false, log: (l) => run.stream.system(l) });
-    const containerPort = processes.some((p) => p.name === 'web') ? await imagePort(deps.docker, prepared.localImage, prepared.port) : null;
+    if (!prepared.image) throw new ClusterDeployError('a static site cannot run in a cluster yet: deploy it to a server');
+    const processes = applyScale(releaseProcesses(prepared.config), order.app.scale, { rescale: order.rescale === true, staticSite: false, log: (l) => run.stream.system(l) });
+    const containerPort = processes.some((p) => p.name === 'web') ? await imagePort(deps.docker, prepared.localImage ?? prepared.image, prepared.port) : null;
     const domains = deps.domainsFor(order.app);
 
     await startServices(run, { cluster, registry, prepared, processes, containerPort, network, networkLabels, created });
@@ -66,7 +73,7 @@ export async function runClusterDeploy(deps: RunnerDeps, order: DeployOrder, sig
         : `release ${run.id} is live${endpoints.length > 0 ? ' (the app has no domains yet)' : ' (no web process: nothing is routed)'}`,
     );
     run.transition('done');
-    return { drain: drainOldServices(run, closing) };
+    return { drain: drainOldServices(run, closing).then(() => (closing.aborted ? undefined : retention(run, registry))) };
   } catch (err) {
     await bestEffort(
       'removing the services of the failed deploy',
@@ -170,6 +177,12 @@ function switchToRelease(run: DeployRun, o: { prepared: Prepared; processes: Rel
     },
     NEVER,
   );
+}
+
+/** After the drain: the manager's images and the registry's manifests beyond the kept releases go. */
+async function retention(run: DeployRun, registry: ClusterRegistrySpec): Promise<void> {
+  await pruneAfterDeploy(run);
+  await pruneRegistry(run, registry);
 }
 
 /**
