@@ -14,6 +14,8 @@ import { Agent, request } from 'node:http';
 
 export interface LoadOptions {
   port: number;
+  /** Where nginx listens (default 127.0.0.1; a test bed node's address for cluster benchmarks). */
+  address?: string;
   /** Host header (the app's domain). */
   host: string;
   path?: string;
@@ -190,7 +192,7 @@ export class HttpLoad {
       let gotResponse = false;
       const req = request(
         {
-          host: '127.0.0.1',
+          host: this.o.address ?? '127.0.0.1',
           port: this.o.port,
           path: this.o.path ?? '/',
           method: 'GET',
