@@ -23,8 +23,8 @@ import { HttpLoad } from '../test/helpers/load.js';
 import { Stack } from '../test/helpers/stack.js';
 import { cli, HOST_GIT_MOUNTS, startSwarmWithAgents, type SwarmWithAgents } from '../test/helpers/swarm-agents.js';
 import { ensureSwarmNodeImage, NODE_HOST_DIR } from '../test/helpers/swarm-node-image.js';
+import { envInt as int, percentile } from './stats.js';
 
-const int = (name: string, fallback: number, min: number, max: number) => Math.min(Math.max(Number(process.env[name] ?? fallback) || fallback, min), max);
 const DEPLOYS = int('BENCH_DEPLOYS', 10, 1, 50);
 const STANDALONE_DEPLOYS = int('BENCH_STANDALONE_DEPLOYS', 5, 1, 50);
 const TIME_LIMIT_MS = int('BENCH_TIME_LIMIT_S', 1200, 60, 3600) * 1000;
@@ -41,10 +41,7 @@ const files = (n: number, scale: number) => ({
   up: 'ok\n',
 });
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]!;
-};
+const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
 
 /** `berth deploy --wait` N times, each a new version; the time of each and the ones that failed. */
 async function redeploys(n: number, commit: (i: number) => void, deploy: () => Promise<{ code: number; stderr: string }>, after?: (i: number) => Promise<void>) {

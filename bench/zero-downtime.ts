@@ -17,8 +17,8 @@ import { TestRepo } from '../test/helpers/git-repo.js';
 import { eventually } from '../test/helpers/http.js';
 import { HttpLoad, judgeSequence } from '../test/helpers/load.js';
 import { Stack } from '../test/helpers/stack.js';
+import { envInt as int, percentile } from './stats.js';
 
-const int = (name: string, fallback: number, min: number, max: number) => Math.min(Math.max(Number(process.env[name] ?? fallback) || fallback, min), max);
 const DEPLOYS = int('BENCH_DEPLOYS', 10, 1, 100);
 const KEEPALIVE = int('BENCH_KEEPALIVE', 4, 0, 64);
 const FRESH = int('BENCH_FRESH', 4, 0, 64);
@@ -31,11 +31,6 @@ const dockerfile = `FROM berth-test/busybox:latest
 COPY . /www
 CMD ["sh", "-c", "exec httpd -f -p $PORT -h /www"]
 `;
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
 
 async function main(): Promise<void> {
   await ensureDocker();

@@ -58,6 +58,11 @@ export async function pruneApp(deps: Deps, app: string, opts: { keepReleases?: n
   return report;
 }
 
+/** The image references retention keeps for `app`: the last `keepReleases` releases' and the live one's. */
+export function keptImages(store: AgentStore, app: string, keepReleases: number): Set<string> {
+  return whatToKeep(store, app, keepReleases).images;
+}
+
 function whatToKeep(store: AgentStore, app: string, keepReleases: number): Keep {
   const current = store.releases.get(app);
   const history = store.releases.history(app, 1000);

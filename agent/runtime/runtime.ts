@@ -115,9 +115,7 @@ export class AgentRuntime {
       busyApps: () => this.queue.busyApps(),
       ...(this.certs ? { certs: certPort(this.certs) } : {}),
       onPass: (pass) => {
-        this.cron.sync();
-        void this.registry.apply(this.desired()?.cluster);
-        this.upstreams.follow(this.desired());
+        this.followDesired();
         if (this.connection.connected && pass.containers) void this.sendObserved(pass.containers);
         this.reportCerts();
       },
@@ -151,10 +149,16 @@ export class AgentRuntime {
 
   /** A deploy finished or the desired state changed: cron follows the live releases, a reconcile pass runs. */
   appsChanged(): void {
-    this.cron.sync();
-    void this.registry.apply(this.desired()?.cluster);
-    this.upstreams.follow(this.desired());
+    this.followDesired();
     void this.reconciler.request();
+  }
+
+  /** What follows the live releases and the desired state: cron, the cluster registry, the manager's upstream watcher. */
+  private followDesired(): void {
+    const desired = this.desired();
+    this.cron.sync();
+    void this.registry.apply(desired?.cluster);
+    this.upstreams.follow(desired);
   }
 
   /** Finish the deploys a previous process left, resume the queued ones, adopt its cron runs. */

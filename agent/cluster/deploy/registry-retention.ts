@@ -5,6 +5,7 @@
 // workers retry a pull that meets the pause. An external registry's GC is its owner's to run.
 import type { ClusterRegistrySpec } from '../../../shared/spec.js';
 import type { DeployRun } from '../../deploy/deploy-run.js';
+import { keptImages } from '../../releases/retention.js';
 import { pruneRepository, registryRunnerFor, type RegistryRunner } from '../registry/index.js';
 import { registryLock } from '../registry/lock.js';
 
@@ -18,9 +19,8 @@ const externalGc: Pick<RegistryRunner, 'collectGarbage'> = { collectGarbage: asy
 
 export async function pruneRegistry(run: DeployRun, registry: ClusterRegistrySpec): Promise<void> {
   const { store, settings, docker } = run.deps;
-  const live = store.releases.get(run.app)?.image;
-  const kept = store.releases.history(run.app, settings.keepReleases).map((s) => s.image);
-  const keep = keptDigests([...kept, ...(live ? [live] : [])], registry.address, run.app);
+  // The same releases the manager keeps the images of (agent/releases/retention.ts).
+  const keep = keptDigests([...keptImages(store, run.app, settings.keepReleases)], registry.address, run.app);
   // Nothing of this registry is kept (e.g. the registry changed): deleting would empty the repository.
   if (keep.length === 0) return;
   try {
