@@ -31,3 +31,20 @@ export class SerialQueue {
     return next;
   }
 }
+
+/**
+ * `fn` over every item with at most `limit` calls in flight, results in the items' order. A call
+ * that rejects rejects the whole map (callers that want best effort catch inside `fn`).
+ */
+export async function mapConcurrent<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  return out;
+}

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bestEffort, joinLines, oneLine, SerialQueue, sleep, writeSecretFile } from '../../shared/util/index.js';
+import { bestEffort, joinLines, mapConcurrent, oneLine, SerialQueue, sleep, writeSecretFile } from '../../shared/util/index.js';
 
 test('sleep ends early, without rejecting, when its signal aborts', async () => {
   const ac = new AbortController();
@@ -62,4 +62,21 @@ test('bestEffort logs a failed clean-up by name, never throws, and stays quiet f
   });
   await bestEffort('nothing wrong', Promise.resolve(), { logger });
   assert.deepEqual(warnings, [{ obj: { err: 'EBUSY: resource busy' }, msg: 'clean-up failed: removing /tmp/x' }]);
+});
+
+test('mapConcurrent keeps at most `limit` calls in flight and returns results in the items\' order', async () => {
+  let inFlight = 0;
+  let peak = 0;
+  const items = [30, 5, 20, 1, 15, 2, 8];
+  const out = await mapConcurrent(items, 3, async (ms) => {
+    inFlight++;
+    peak = Math.max(peak, inFlight);
+    await sleep(ms);
+    inFlight--;
+    return ms * 2;
+  });
+  assert.deepEqual(out, items.map((ms) => ms * 2));
+  assert.equal(peak, 3, 'three calls ran at once, never more');
+  assert.deepEqual(await mapConcurrent([], 4, async () => 1), []);
+  await assert.rejects(mapConcurrent([1, 2], 2, async (n) => { if (n === 2) throw new Error('two'); return n; }), /two/);
 });
