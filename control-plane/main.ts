@@ -19,6 +19,7 @@ import { BackupScheduler, backupSettingsFromEnv, checkBackupSettings, type Sched
 import { DEFAULT_SERVER_TIMEOUTS, type ServerTimeouts } from './tls/listener.js';
 import { serve } from './tls/serve.js';
 import { checkTransport, type TlsOptions } from './tls/transport.js';
+import { startRegistryRenewal } from './clusters/registry-renewal.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -118,11 +119,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   sweep.unref();
   backups?.start();
   notifier.start();
+  const stopRenewal = startRegistryRenewal({ stores, hub, logger });
 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       clearInterval(sweep);
+      stopRenewal();
       await backups?.stop();
       await notifier.stop();
       await hub.close();

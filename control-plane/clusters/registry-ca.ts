@@ -3,7 +3,7 @@
 // goes in subjectAltName as an IP, a name as DNS: Go's TLS ignores the CN), a random password and
 // its bcrypt htpasswd line (the only hash distribution's htpasswd auth accepts). X.509 through
 // @peculiar/x509 on node's WebCrypto, bcrypt through bcryptjs: no hand-made ASN.1, no shell.
-import { KeyObject, randomBytes, webcrypto } from 'node:crypto';
+import { createPrivateKey, KeyObject, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
 import bcrypt from 'bcryptjs';
@@ -83,7 +83,7 @@ export async function createRegistryCa(cluster: string, now = new Date()): Promi
 }
 
 /** A server certificate for `address` (host:port) signed by the CA. */
-export async function issueServerCert(ca: { keys: CryptoKeyPair; cert: x509.X509Certificate }, address: string, now = new Date()): Promise<{ certPem: string; keyPem: string }> {
+export async function issueServerCert(ca: { keys: Pick<CryptoKeyPair, 'privateKey'>; cert: x509.X509Certificate }, address: string, now = new Date()): Promise<{ certPem: string; keyPem: string }> {
   const keys = await newKeys();
   const san = sanFor(address);
   const cert = await x509.X509CertificateGenerator.create({
@@ -105,6 +105,13 @@ export async function issueServerCert(ca: { keys: CryptoKeyPair; cert: x509.X509
     ],
   });
   return { certPem: cert.toString('pem'), keyPem: keyPem(keys.privateKey) };
+}
+
+/** A stored CA (its certificate and sealed key, as `managedRegistry` made them), ready to sign again. */
+export async function loadRegistryCa(caPem: string, caKeyPem: string): Promise<{ keys: Pick<CryptoKeyPair, 'privateKey'>; cert: x509.X509Certificate }> {
+  const der = createPrivateKey(caKeyPem).export({ type: 'pkcs8', format: 'der' });
+  const privateKey = (await webcrypto.subtle.importKey('pkcs8', der, ALG, false, ['sign'])) as unknown as CryptoKey;
+  return { keys: { privateKey }, cert: new x509.X509Certificate(caPem) };
 }
 
 /** One htpasswd line (bcrypt, `$2y$` like Apache's htpasswd -B writes); async: the event loop keeps serving. */
