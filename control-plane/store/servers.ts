@@ -33,6 +33,8 @@ export class ServerStore {
    * never cached.
    */
   private cached: ServerRow[] | null = null;
+  /** `cached` by name, built when first needed. */
+  private cachedByName: Map<string, ServerRow> | null = null;
 
   constructor(private readonly db: Db) {}
 
@@ -60,7 +62,10 @@ export class ServerStore {
     let rows = this.cached;
     if (!rows) {
       rows = this.db.prepare('SELECT * FROM servers ORDER BY name').all() as ServerRow[];
-      if (!this.db.inTransaction) this.cached = rows;
+      if (!this.db.inTransaction) {
+        this.cached = rows;
+        this.cachedByName = null;
+      }
     }
     if (this.pendingSeen.size > 0) for (const r of rows) this.withSeen(r);
     if (page.after === undefined && page.limit === undefined) return rows.slice();
@@ -109,16 +114,39 @@ export class ServerStore {
     this.pendingSeen.set(name, now());
   }
 
-  /** Write the heartbeat times received since the last flush, in one transaction. */
-  flushSeen(): void {
-    if (this.pendingSeen.size === 0) return;
-    const update = this.db.prepare('UPDATE servers SET last_seen_at = ? WHERE name = ?');
-    const batch = [...this.pendingSeen];
-    this.pendingSeen.clear();
-    this.cached = null;
-    this.db.transaction(() => {
-      for (const [name, at] of batch) update.run(at, name);
-    })();
+  /**
+   * Write heartbeat times received since they were last written, in one transaction: all of them,
+   * only `only`'s, or the oldest `limit`. Returns how many are still pending.
+   */
+  flushSeen(opts: { only?: string; limit?: number } = {}): number {
+    let batch: Array<[string, string]>;
+    if (opts.only !== undefined) {
+      const at = this.pendingSeen.get(opts.only);
+      batch = at === undefined ? [] : [[opts.only, at]];
+    } else {
+      batch = [];
+      for (const entry of this.pendingSeen) {
+        if (batch.length >= (opts.limit ?? Infinity)) break;
+        batch.push(entry);
+      }
+    }
+    if (batch.length > 0) {
+      const update = this.db.prepare('UPDATE servers SET last_seen_at = ? WHERE name = ?');
+      this.db.transaction(() => {
+        for (const [name, at] of batch) update.run(at, name);
+      })();
+      for (const [name] of batch) this.pendingSeen.delete(name);
+      // Only timestamps changed: the cached rows take them (re-reading 10,000 rows after each
+      // batch made paged `GET /api/servers` calls slow).
+      if (this.cached) {
+        this.cachedByName ??= new Map(this.cached.map((r) => [r.name, r]));
+        for (const [name, at] of batch) {
+          const row = this.cachedByName.get(name);
+          if (row) row.last_seen_at = at;
+        }
+      }
+    }
+    return this.pendingSeen.size;
   }
 
   private withSeen<T extends ServerRow | undefined>(row: T): T {
