@@ -17,6 +17,8 @@ import type { NotifyHooks } from './notify/index.js';
 import { RuntimeLogRelay, type LogsListener } from './runtime-logs.js';
 import type { DeploymentRow } from './store/deployments.js';
 import type { Stores } from './store/index.js';
+import { deployTarget, failBuildsOf } from './clusters/remote-build.js';
+import { deploymentInfo } from './store/deployments.js';
 
 export const MAX_FRAME_BYTES = 1024 * 1024;
 export const PING_INTERVAL_MS = 15_000;
@@ -67,6 +69,8 @@ export class AgentHub {
   private readonly seenFlusher: NodeJS.Timeout;
   private readonly log: Logger;
   private readonly badFrameLog = badFrameThrottle();
+  /** Set by close(): the connections it ends are no builders going away. */
+  private closing = false;
 
   constructor(private readonly opts: HubOptions) {
     this.log = opts.logger.child({ component: 'hub' });
@@ -105,7 +109,7 @@ export class AgentHub {
 
   /** Send a deploy order now if the agent is connected; otherwise it goes out on its next hello. */
   sendDeploy(d: DeploymentRow): boolean {
-    const session = this.current.get(d.server);
+    const session = this.current.get(deployTarget(this.opts.stores, d));
     if (!session) return false;
     if (session.ready) session.sendDeploy(d);
     return true;
@@ -113,7 +117,7 @@ export class AgentHub {
 
   /** Tell the agent to drop a superseded/cancelled deployment now; it is told again on its next hello. */
   sendCancel(d: DeploymentRow): void {
-    const session = this.current.get(d.server);
+    const session = this.current.get(deployTarget(this.opts.stores, d));
     if (session?.ready) session.sendCancel(d);
   }
 
@@ -188,6 +192,7 @@ export class AgentHub {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     clearInterval(this.pinger);
     clearInterval(this.seenFlusher);
     this.flushSeen();
@@ -211,6 +216,7 @@ export class AgentHub {
       onClusterResponse: (s, msg) => this.cluster.answered(s, msg),
       badFrameLog: this.badFrameLog,
       ...(this.opts.notify ? { notify: this.opts.notify } : {}),
+      onRemoteBuilt: (d) => this.sendDeploy(d),
     });
     this.current.set(server, session);
     this.live.add(session);
@@ -228,11 +234,24 @@ export class AgentHub {
           p.reject(new AgentUnavailableError(`the agent of server "${server}" disconnected before answering`));
         }
         this.cluster.dropServer(server);
+        if (!this.closing) this.failBuilds(server);
         // Its last heartbeat is what "offline since" is computed from: written now, not in a few seconds.
         this.flushSeen();
         this.log.info({ server, code }, 'agent disconnected');
       }
     });
+  }
+
+  /** A cluster's builder went away: what it was building fails now instead of waiting for it. */
+  private failBuilds(server: string): void {
+    try {
+      for (const row of failBuildsOf(this.opts.stores, server)) {
+        this.log.warn({ server, deploymentId: row.id, app: row.app }, 'the builder disconnected: deployment failed');
+        this.opts.events?.deployment(deploymentInfo(row));
+      }
+    } catch (err) {
+      this.log.error({ err, server }, 'could not fail the builds of a disconnected builder');
+    }
   }
 
   private flushSeen(): void {
