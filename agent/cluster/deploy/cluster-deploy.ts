@@ -6,6 +6,9 @@
 // services go after the drain delay. Any failure removes the services this deploy created and leaves
 // the live release and nginx as they were. Swarm's own update and rollback are never used: a berth
 // rollback (or `berth scale`) starts new services from a kept release's digest, through the same gate.
+// With a builder node (`berth cluster builder`), the builder runs fetching → building + push
+// (cluster-build.ts) and this manager gets the same deployment with the pushed digest
+// (built-elsewhere.ts): releasing → … → done from it, nothing fetched or built here.
 import type { DeployOrder } from '../../../shared/protocol.js';
 import type { ClusterRegistrySpec, ClusterSpec } from '../../../shared/spec.js';
 import { bestEffort, sleep } from '../../../shared/util/index.js';
