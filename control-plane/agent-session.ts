@@ -10,6 +10,7 @@ import { LogThrottle } from '../shared/log-rate-limit.js';
 import type { NotifyHooks } from './notify/index.js';
 import type { RuntimeLogRelay } from './runtime-logs.js';
 import type { Stores } from './store/index.js';
+import { applyBuilderProgress, deployTarget, logServerFor, remoteBuildOrder, remoteBuildsOnHello } from './clusters/remote-build.js';
 
 /** Superseded/cancelled deployments are re-announced to a reconnecting agent for this long. */
 export const CANCEL_REPLAY_MS = 24 * 60 * 60 * 1000;
@@ -37,6 +38,8 @@ export interface SessionDeps {
   badFrameLog?: LogThrottle;
   /** Notifications (issue 18): told the facts that may be worth telling someone. */
   notify?: NotifyHooks;
+  /** A cluster's builder pushed a deployment's image: the manager's agent gets the rest of the deploy. */
+  onRemoteBuilt?(d: DeploymentRow): void;
 }
 
 /** Bad-frame log lines per server and minute, whatever the number of connections. */
@@ -81,7 +84,8 @@ export class AgentSession {
 
   sendDeploy(d: DeploymentRow): void {
     const app = this.deps.stores.apps.get(d.app);
-    if (!app || d.server !== this.server) return;
+    // A cluster build goes to the builder, then the rest to the manager (clusters/remote-build.ts).
+    if (!app || deployTarget(this.deps.stores, d) !== this.server) return;
     this.send({
       type: 'deploy',
       v: PROTOCOL_VERSION,
@@ -94,12 +98,13 @@ export class AgentSession {
       ...(d.trigger === 'push' ? { skipIfAncestorOfLive: true } : {}),
       // Monorepos: a push deploys only when a watched file changed since the live release (the agent checks with git).
       ...(d.trigger === 'push' ? watchOf(this.deps.stores, d.app) : {}),
+      ...remoteBuildOrder(this.deps.stores, d),
     });
   }
 
   /** Tell the agent to drop a deployment the control plane no longer wants. */
   sendCancel(d: DeploymentRow): void {
-    if (d.server !== this.server || (d.status !== 'superseded' && d.status !== 'cancelled')) return;
+    if (deployTarget(this.deps.stores, d) !== this.server || (d.status !== 'superseded' && d.status !== 'cancelled')) return;
     this.send({ type: 'cancel', v: PROTOCOL_VERSION, deploymentId: d.id, status: d.status, ...(d.reason ? { reason: d.reason } : {}) });
   }
 
@@ -155,8 +160,10 @@ export class AgentSession {
         for (const d of stores.deployments.queuedForServer(this.server)) this.sendDeploy(d);
         // Started ones: the agent's journal says how they ended (they may have finished while this
         // control plane was away, or before the backup it was restored from was taken).
-        const started = stores.deployments.startedUnfinishedForServer(this.server).map((d) => d.id);
-        if (started.length > 0) this.send({ type: 'deploy_status_request', v: PROTOCOL_VERSION, deploymentIds: started.slice(-1000) });
+        // Cluster builds: the builder's part is asked of the builder, a continuation the manager may have missed is sent again.
+        const { send, ask } = remoteBuildsOnHello(stores, this.server, stores.deployments.startedUnfinishedForServer(this.server));
+        for (const d of send) this.sendDeploy(d);
+        if (ask.length > 0) this.send({ type: 'deploy_status_request', v: PROTOCOL_VERSION, deploymentIds: ask.slice(-1000) });
         return;
       }
       case 'heartbeat':
@@ -164,7 +171,8 @@ export class AgentSession {
         this.send({ type: 'heartbeat', v: PROTOCOL_VERSION, ts: new Date().toISOString() });
         return;
       case 'deploy_progress': {
-        const result = stores.deployments.applyProgress(this.server, msg);
+        const result =
+          applyBuilderProgress(stores, this.server, msg, (d) => this.deps.onRemoteBuilt?.(d)) ?? stores.deployments.applyProgress(this.server, msg);
         if (result === 'not_found') this.sendError(`deployment "${msg.deploymentId}" does not exist on this server`);
         else if (result === 'already_finished') this.sendError(`deployment "${msg.deploymentId}" has already finished`);
         else if (result === 'updated') {
@@ -176,7 +184,7 @@ export class AgentSession {
         return;
       }
       case 'deploy_log': {
-        const added = stores.deployments.appendLogs(this.server, msg.deploymentId, msg.lines);
+        const added = stores.deployments.appendLogs(logServerFor(stores, this.server, msg.deploymentId), msg.deploymentId, msg.lines);
         if (!added) this.sendError(`deployment "${msg.deploymentId}" does not exist on this server`);
         else if (added.length > 0) this.deps.events?.logs(msg.deploymentId, added);
         return;

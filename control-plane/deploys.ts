@@ -11,6 +11,7 @@ import type { AppRow } from './store/apps.js';
 import { deploymentInfo, type DeploymentRow } from './store/deployments.js';
 import type { Stores } from './store/index.js';
 import { ConflictError, NotFoundError } from './errors.js';
+import { assignBuilder, builderOfflineReason, deployTarget } from './clusters/remote-build.js';
 
 export type DeployTrigger = 'manual' | 'push' | 'webhook' | 'rollback' | 'scale';
 
@@ -37,14 +38,23 @@ export function triggerDeploy(
   opts: { commit: string | null; trigger: DeployTrigger; inTransaction?: (row: DeploymentRow) => void; rollbackOf?: string },
 ): Triggered {
   const { stores, hub, events } = deps;
-  const { row, superseded } = stores.db.transaction(() => {
+  const { row, superseded, builder } = stores.db.transaction(() => {
     const created = stores.deployments.create({ app: app.name, server: app.server, commit: opts.commit, trigger: opts.trigger, rollbackOf: opts.rollbackOf ?? null });
     opts.inTransaction?.(created);
-    return { row: created, superseded: stores.deployments.supersedeQueued(app.name, created.id) };
+    // A cluster with a builder: the build part of the deploy goes to it (clusters/remote-build.ts).
+    const builder = assignBuilder(stores, app, created.id, opts.rollbackOf);
+    return { row: created, superseded: stores.deployments.supersedeQueued(app.name, created.id), builder };
   })();
   for (const s of superseded) {
     hub.sendCancel(s);
     events.deployment(deploymentInfo(s));
+  }
+  if (builder && !hub.isConnected(builder)) {
+    // Nothing waits for a builder that is away: the deploy fails now, naming it.
+    const failed = stores.deployments.failUnfinished(row.id, builderOfflineReason(builder, app.cluster!)) ?? row;
+    events.deployment(deploymentInfo(failed));
+    deps.logger.warn({ app: row.app, deploymentId: row.id, builder }, 'deployment failed: the builder is offline');
+    return { row: failed, agentConnected: false, superseded };
   }
   const agentConnected = hub.sendDeploy(row);
   deps.logger.info(
@@ -162,7 +172,7 @@ export async function cancelDeployment(deps: TriggerDeps, id: string, waitMs = 1
   const { stores, hub, events } = deps;
   const row = stores.deployments.require(id);
   if (isTerminal(row.status)) throw new ConflictError(`deployment ${id} has already finished (${row.status})`);
-  if (row.status === 'queued' || !hub.isConnected(row.server)) {
+  if (row.status === 'queued' || !hub.isConnected(deployTarget(stores, row))) {
     const cancelled = stores.deployments.cancel(id, USER_CANCEL_REASON);
     if (!cancelled) {
       const now = stores.deployments.require(id);

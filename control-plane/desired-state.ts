@@ -50,7 +50,11 @@ function clusterSpecOf(stores: Stores, server: string): Pick<ServerSpec, 'cluste
   const node = stores.clusters.membership(server);
   if (!node) return {};
   const registry = stores.clusterRegistries.get(node.cluster);
-  return { cluster: { name: node.cluster, role: node.role, ...(registry ? { registry: registrySpecFor(registry, node.role) } : {}) } };
+  // The cluster's builder pushes its builds: it gets the registry's credentials too.
+  const builder = stores.clusters.get(node.cluster)?.builder === server;
+  return {
+    cluster: { name: node.cluster, role: node.role, ...(builder ? { builder: true } : {}), ...(registry ? { registry: registrySpecFor(registry, node.role, builder) } : {}) },
+  };
 }
 
 function deployKeySpec(key: { privateKey: () => string; knownHosts: string | null } | null): Pick<AppSpec, 'deployKey' | 'knownHosts'> {

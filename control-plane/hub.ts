@@ -18,6 +18,8 @@ import { PingWheel } from './ping-wheel.js';
 import { RuntimeLogRelay, type LogsListener } from './runtime-logs.js';
 import type { DeploymentRow } from './store/deployments.js';
 import type { Stores } from './store/index.js';
+import { deployTarget, failBuildsOf } from './clusters/remote-build.js';
+import { deploymentInfo } from './store/deployments.js';
 
 export const MAX_FRAME_BYTES = 1024 * 1024;
 export const PING_INTERVAL_MS = 15_000;
@@ -73,6 +75,8 @@ export class AgentHub {
   private readonly badFrameLog = badFrameThrottle();
   /** A periodic heartbeat write is in progress (it yields between batches). */
   private flushing = false;
+  /** Set by close(): the connections it ends are no builders going away. */
+  private closing = false;
 
   constructor(private readonly opts: HubOptions) {
     this.log = opts.logger.child({ component: 'hub' });
@@ -110,7 +114,7 @@ export class AgentHub {
 
   /** Send a deploy order now if the agent is connected; otherwise it goes out on its next hello. */
   sendDeploy(d: DeploymentRow): boolean {
-    const session = this.current.get(d.server);
+    const session = this.current.get(deployTarget(this.opts.stores, d));
     if (!session) return false;
     if (session.ready) session.sendDeploy(d);
     return true;
@@ -118,7 +122,7 @@ export class AgentHub {
 
   /** Tell the agent to drop a superseded/cancelled deployment now; it is told again on its next hello. */
   sendCancel(d: DeploymentRow): void {
-    const session = this.current.get(d.server);
+    const session = this.current.get(deployTarget(this.opts.stores, d));
     if (session?.ready) session.sendCancel(d);
   }
 
@@ -193,6 +197,7 @@ export class AgentHub {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     this.pinger.stop();
     clearInterval(this.seenFlusher);
     this.flushSeen();
@@ -216,6 +221,7 @@ export class AgentHub {
       onClusterResponse: (s, msg) => this.cluster.answered(s, msg),
       badFrameLog: this.badFrameLog,
       ...(this.opts.notify ? { notify: this.opts.notify } : {}),
+      onRemoteBuilt: (d) => this.sendDeploy(d),
     });
     this.current.set(server, session);
     this.live.add(session);
@@ -235,11 +241,24 @@ export class AgentHub {
           p.reject(new AgentUnavailableError(`the agent of server "${server}" disconnected before answering`));
         }
         this.cluster.dropServer(server);
+        if (!this.closing) this.failBuilds(server);
         // Its last heartbeat is what "offline since" is computed from: written now, not in a few seconds.
         this.flushSeen(server);
         this.log.info({ server, code }, 'agent disconnected');
       }
     });
+  }
+
+  /** A cluster's builder went away: what it was building fails now instead of waiting for it. */
+  private failBuilds(server: string): void {
+    try {
+      for (const row of failBuildsOf(this.opts.stores, server)) {
+        this.log.warn({ server, deploymentId: row.id, app: row.app }, 'the builder disconnected: deployment failed');
+        this.opts.events?.deployment(deploymentInfo(row));
+      }
+    } catch (err) {
+      this.log.error({ err, server }, 'could not fail the builds of a disconnected builder');
+    }
   }
 
   /** Write pending heartbeat times: all of them, or only `server`'s. */

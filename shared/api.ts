@@ -299,7 +299,16 @@ export const createClusterBody = z
   })
   .strict();
 /** POST /api/clusters/:name/nodes: the server's agent joins through the manager's (no SSH). */
-export const addClusterNodeBody = z.object({ server: serverName, role: swarmRole.default('worker') }).strict();
+export const addClusterNodeBody = z
+  .object({
+    server: serverName,
+    role: swarmRole.default('worker'),
+    /** The new node builds the cluster's apps (`--builder`); optional, absent: the builder stays as it is. */
+    builder: z.boolean().optional(),
+  })
+  .strict();
+/** PUT /api/clusters/:name/builder: the node that builds the cluster's apps; null (or the manager): the manager. */
+export const setClusterBuilderBody = z.object({ server: serverName.nullable() }).strict();
 /** GET /api/clusters */
 export interface ClusterInfo {
   name: string;
@@ -309,6 +318,8 @@ export interface ClusterInfo {
   addrPool: string;
   createdAt: string;
   nodeCount: number;
+  /** The node that fetches, builds and pushes the cluster's apps: the manager unless one is marked `--builder`. Absent from older control planes. */
+  builder?: string;
 }
 /** One server of a cluster: what berth recorded, merged with what the manager sees now. */
 export interface ClusterNodeInfo {

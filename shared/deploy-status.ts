@@ -21,11 +21,13 @@ const ENDS_EARLY = ['failed', 'cancelled', 'superseded'] as const;
 
 /** From each state, the states it may move to. */
 export const DEPLOY_TRANSITIONS: Readonly<Record<DeployStatus, readonly DeployStatus[]>> = {
-  // A rollback skips fetching, building and releasing: a kept release's image starts directly.
-  queued: ['fetching', 'starting', ...ENDS_EARLY],
+  // A rollback skips fetching, building and releasing: a kept release's image starts directly. A
+  // cluster deploy built on the cluster's builder starts on the manager at releasing (or starting).
+  queued: ['fetching', 'releasing', 'starting', ...ENDS_EARLY],
   fetching: ['building', ...ENDS_EARLY],
-  // Without a release command the build goes straight to starting.
-  building: ['releasing', 'starting', ...ENDS_EARLY],
+  // Without a release command the build goes straight to starting. A build-only order on a cluster's
+  // builder ends `done` once its image is pushed (the manager's journal goes on from there).
+  building: ['releasing', 'starting', 'done', ...ENDS_EARLY],
   releasing: ['starting', ...ENDS_EARLY],
   starting: ['health_checking', ...ENDS_EARLY],
   health_checking: ['switching', ...ENDS_EARLY],

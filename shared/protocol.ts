@@ -6,6 +6,7 @@ import { appSpec, scaleOverride, serverSpec } from './spec.js';
 import { commitSubject } from './commit-subject.js';
 import { watchList } from './monorepo.js';
 import { deployStatus } from './deploy-status.js';
+import { builtElsewhere, builtImage } from './cluster-build.js';
 import { appName, commitSha } from './validation.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -44,6 +45,8 @@ export const deployProgress = z.object({
   commitMessage: commitSubject.optional(),
   /** Issue 16, optional: the release's `scale:` per process as its berth.yml says (before any `berth scale` override). */
   repoScale: scaleOverride.optional(),
+  /** Cluster builder (issue 15), with the `done` of a build-only order: the pushed image. */
+  built: builtImage.optional(),
 });
 export const deployLog = z.object({ type: z.literal('deploy_log'), v, deploymentId, lines: z.array(logLine).max(1000) });
 /** Issue 18: free disk where berth and Docker keep their data, with the agent's threshold (BERTH_MIN_FREE_DISK_MB). */
@@ -305,6 +308,10 @@ export const cpDeployOrder = z.object({
    * An agent that predates it runs the order as a rollback to the live release.
    */
   rescale: z.boolean().optional(),
+  /** Cluster builder (issue 15): fetch, build and push only, then report `done` with `built`; the manager does the rest. */
+  buildOnly: z.boolean().optional(),
+  /** Cluster builder (issue 15), to the manager: the image `builder` pushed; no fetch or build here. */
+  built: builtElsewhere.optional(),
 });
 export const cpHeartbeat = z.object({ type: z.literal('heartbeat'), v, ts: z.string() });
 export const cpError = z.object({ type: z.literal('error'), v, message: z.string() });

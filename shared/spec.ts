@@ -60,7 +60,8 @@ export const privateKeyPem = z.union([pem('PRIVATE KEY'), pem('EC PRIVATE KEY'),
  * The cluster's image registry as one node's agent needs it (issue 15). Every node gets the address
  * and the CA (installed under /etc/docker/certs.d/ADDRESS/ca.crt: the engine trusts it per pull, no
  * restart); only the manager gets the credentials (push; the services' pulls are authorised through
- * Swarm with them), and `serve` when the registry is berth-managed and runs on that node.
+ * Swarm with them) — and the cluster's builder, to push — and `serve` when the registry is
+ * berth-managed and runs on that node.
  */
 export const clusterRegistrySpec = z.object({
   address: registryAddress,
@@ -79,6 +80,8 @@ export type ClusterRegistrySpec = z.infer<typeof clusterRegistrySpec>;
 export const clusterSpec = z.object({
   name: serverName,
   role: z.enum(['manager', 'worker']),
+  /** This node builds the cluster's apps (`berth cluster builder`): it gets the registry's credentials to push. Absent: it does not. */
+  builder: z.boolean().optional(),
   /** Absent until the cluster has a registry (cluster apps cannot deploy before). */
   registry: clusterRegistrySpec.optional(),
 });

@@ -233,4 +233,90 @@ describe('cluster deploys: Swarm services, health-gated, served by the manager',
     await managerDocker().getImage(await pushed(v1!)).inspect();
     await assert.rejects(managerDocker().getImage(await pushed(v2!)).inspect(), 'the dropped release image is removed from the manager');
   });
+
+  // `berth cluster builder` (docs/cluster.md): a worker fetches, builds (with the build caps) and
+  // pushes; the manager releases, starts and switches from the pushed digest. Its own app and repo:
+  // the repo lives in the BUILDER's host directory, so only the builder can fetch it.
+  it('a builder node: the build runs on its engine, the manager serves the pushed digest; a failing build names the builder', async () => {
+    const BUILD_APP = 'buildapp';
+    const BUILD_DOMAIN = 'buildapp.example.test';
+    // A worker whose agent is connected (an earlier test stops a worker's node).
+    const online = await json<Array<{ name: string; connected: boolean }>>(['server', 'ls']);
+    const builder = online.find((s) => s.connected && s.name !== 'web1')?.name;
+    assert.ok(builder, JSON.stringify(online));
+    const builderDocker = bed.agent(builder).node.docker;
+    const shown = await json<{ builder?: string }>(['cluster', 'builder', 'prod', builder]);
+    assert.equal(shown.builder, builder);
+    assert.equal((await json<Array<{ builder?: string }>>(['cluster', 'ls']))[0]!.builder, builder);
+    const buildRepo = new TestRepo(join(bed.agent(builder).node.hostDir, 'buildrepo'));
+    await json(['app', 'create', BUILD_APP, '--repo', `file://${NODE_HOST_DIR}/buildrepo/remote.git`, '--cluster', 'prod']);
+    await json(['domain', 'add', BUILD_APP, BUILD_DOMAIN]);
+    const yml = `release: "echo buildapp-release-on-$(hostname)"\nprocesses:\n  web: { command: "exec httpd -f -p $PORT -h /www", scale: 2 }\nhealthcheck: { path: /up, timeout: 20, interval: 0.3, attempts: 5 }\n`;
+    buildRepo.commit({ Dockerfile: DOCKERFILE, 'berth.yml': yml, 'index.html': 'buildapp 1\n', up: 'ok\n' }, 'buildapp 1');
+    const servedBuild = async () => (await bed.swarm.exec(manager(), ['curl', '-s', '-H', `Host: ${BUILD_DOMAIN}`, 'http://127.0.0.1/'], { timeoutMs: 15_000 })).trim();
+    const deployBuild = async () => {
+      const res = await cli(bed, ['deploy', BUILD_APP, '--wait', '--json'], 300_000);
+      return { code: res.code, d: res.stdout ? (JSON.parse(res.stdout) as DeploymentJson) : null, stderr: res.stderr };
+    };
+    const phases = async (id: string) => {
+      const res = await fetch(`${bed.cpUrl}/api/deployments/${id}`, { headers: { authorization: `Bearer ${bed.adminToken}` } });
+      return ((await res.json()) as { phases: Array<{ status: string }> }).phases.map((p) => p.status);
+    };
+
+    const { code, d, stderr } = await timed('deploy on a builder', () => deployBuild());
+    assert.equal(code, 0, `deploy failed: ${stderr}\n${d?.reason ?? ''}\n${bed.tail(builder, 40)}\n${bed.tail('web1', 40)}`);
+    assert.deepEqual(await phases(d!.id), ['queued', 'fetching', 'building', 'releasing', 'starting', 'health_checking', 'switching', 'done']);
+    const log = await deployLog(d!.id);
+    assert.match(log, new RegExp(`^building on ${builder}, the builder of cluster prod`, 'm'));
+    assert.match(log, /^build limits: /m, 'the build ran with its caps');
+    assert.match(log, new RegExp(`^built on ${builder}: \\S+@sha256:[0-9a-f]{64}`, 'm'));
+    assert.equal(log.match(/^buildapp-release-on-/gm)?.length, 1, log);
+    // The builder's engine built it (the image and its layers stay there: the next build's cache) …
+    const built = await builderDocker.getImage(`berth/${BUILD_APP}:${d!.id}`).inspect();
+    assert.equal(built.Config.Labels['berth.server'], builder);
+    // … and the manager's engine built nothing: its only images of the app are the pulled digest, labelled by the builder.
+    await assert.rejects(managerDocker().getImage(`berth/${BUILD_APP}:${d!.id}`).inspect());
+    const onManager = await managerDocker().listImages({ filters: { label: [`berth.app=${BUILD_APP}`] } });
+    assert.ok(onManager.length >= 1);
+    for (const img of onManager) assert.equal(img.Labels['berth.server'], builder, JSON.stringify(img.RepoTags));
+    const svcs = (await managerDocker().listServices({ filters: { label: [`berth.app=${BUILD_APP}`] } })) as unknown as ServiceInfo[];
+    assert.equal(svcs.length, 1);
+    const digest = /pushed (\S+@sha256:[0-9a-f]{64})/.exec(log)?.[1];
+    assert.equal(svcs[0]!.Spec.TaskTemplate.ContainerSpec.Image, digest);
+    assert.equal(await servedBuild(), 'buildapp 1');
+
+    // A build that fails on the builder: the deploy fails naming it, the live version keeps serving.
+    buildRepo.commit({ Dockerfile: `${DOCKERFILE}RUN exit 3\n`, 'index.html': 'buildapp 2\n' }, 'buildapp 2 fails to build');
+    const latest = async () => (await json<DeploymentJson[]>(['deployments', BUILD_APP]))[0]!;
+    const bad = await timed('failing build on the builder', () => deployBuild());
+    assert.notEqual(bad.code, 0);
+    const badD = bad.d ?? (await latest());
+    assert.equal(badD.status, 'failed');
+    assert.match(badD.reason ?? '', new RegExp(`^build on ${builder} failed: `));
+    assert.deepEqual(await phases(badD.id), ['queued', 'fetching', 'building', 'failed']);
+    assert.equal(await servedBuild(), 'buildapp 1');
+
+    // The builder offline: the deploy fails at once, naming it.
+    const tasksOnBuilder = async () =>
+      (await builderDocker.listContainers({ filters: { label: [`berth.app=${BUILD_APP}`, 'com.docker.swarm.task.id'] } })).map((c) => c.Id).sort();
+    const tasksBefore = await tasksOnBuilder();
+    assert.ok(tasksBefore.length > 0, 'the builder is the ready worker: it runs tasks of the app');
+    const passes = () => readFileSync(bed.agent(builder).logFile, 'utf8').match(/"msg":"reconcile pass/g)?.length ?? 0;
+    await bed.stopAgent(builder);
+    const passesBefore = passes();
+    try {
+      const offline = await deployBuild();
+      assert.notEqual(offline.code, 0);
+      const offD = offline.d ?? (await latest());
+      assert.equal(offD.status, 'failed');
+      assert.match(offD.reason ?? '', new RegExp(`^build on ${builder} failed: ${builder} is offline`));
+    } finally {
+      await bed.startAgent(builder);
+    }
+    // The builder's own reconciler leaves Swarm's tasks alone (their image carries the builder's berth.server label).
+    await eventually(async () => passes(), (n) => n > passesBefore, 60_000, 250);
+    assert.deepEqual(await tasksOnBuilder(), tasksBefore);
+    assert.equal(await servedBuild(), 'buildapp 1');
+    assert.equal((await json<{ builder?: string }>(['cluster', 'builder', 'prod', '--manager'])).builder, 'web1');
+  });
 });

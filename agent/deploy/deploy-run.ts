@@ -1,6 +1,7 @@
 // One deploy while it runs: its order, its log, the phase it is in, the deadline of each phase, and
 // what a failure must undo. The phases (fetch-phase.ts … switch-phase.ts) read and fill it in.
 import type Docker from 'dockerode';
+import type { BuiltImage } from '../../shared/cluster-build.js';
 import type { DeployStatus } from '../../shared/deploy-status.js';
 import type { Logger } from '../../shared/logger.js';
 import type { AgentMessage, DeployOrder } from '../../shared/protocol.js';
@@ -55,6 +56,8 @@ export class DeployRun {
   /** Issue 16: the commit's subject line and the repo's `scale:`, once known; sent with every progress report. */
   commitMessage: string | undefined;
   repoScale: ScaleOverride | undefined;
+  /** A build-only order on a cluster's builder: the pushed image, reported with `done`. */
+  built: BuiltImage | undefined;
   /** The env the release runs with (orders journaled before env existed carry none). */
   env: Record<string, string>;
   /** Hides the env's values in everything written to the deploy log and in reasons. */
@@ -117,6 +120,7 @@ export class DeployRun {
     }, {
       ...(this.commitMessage ? { commitMessage: this.commitMessage } : {}),
       ...(this.repoScale ? { repoScale: this.repoScale } : {}),
+      ...(this.built && status === 'done' ? { built: this.built } : {}),
     });
     this.phase = status;
   }

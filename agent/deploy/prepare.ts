@@ -32,7 +32,8 @@ export interface Prepared {
 export interface ClusterBuild {
   /** Push the built image; resolves with the reference the services use (REGISTRY/berth/APP@sha256:…). */
   push: (image: string, signal: AbortSignal) => Promise<string>;
-  network: (signal: AbortSignal) => Promise<string>;
+  /** The app's overlay network for the release command; absent on a builder (the manager runs it). */
+  network?: (signal: AbortSignal) => Promise<string>;
 }
 
 /** fetching → building → releasing: the new release's image (or static directory) from Git. */
@@ -42,8 +43,8 @@ export async function prepareBuild(run: DeployRun, cluster?: ClusterBuild): Prom
   try {
     const { commit, config } = await fetchPhase(run, buildDir);
     const built = await buildingPhase(run, { commit, config, buildDir, ...(cluster ? { cluster } : {}) });
-    if (config.release && built.image) {
-      const network = cluster ? await cluster.network(run.signal) : undefined;
+    if (config.release && built.image && (!cluster || cluster.network)) {
+      const network = cluster?.network ? await cluster.network(run.signal) : undefined;
       await releasePhase(run, { image: built.image, config, commit, ...(network ? { network } : {}) });
     }
     const pushed = built.pushed ? { image: built.pushed, localImage: built.image! } : { image: built.image };

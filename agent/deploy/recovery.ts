@@ -54,7 +54,7 @@ async function removeInterruptedContainers(deps: RecoveryDeps, failed: DeployRec
   const { store, logger } = deps;
   const failedIds = new Set(failed.map((d) => d.id));
   try {
-    for (const c of await listBerthContainers(deps.docker, { server: deps.settings.server })) {
+    for (const c of await listBerthContainers(deps.docker, { server: deps.settings.server, swarmTasks: false })) {
       if (!failedIds.has(c.deploymentId)) continue;
       if (store.releases.get(c.app)?.deploymentId === c.deploymentId) continue;
       await removeContainer(deps.docker, c.id, { graceSeconds: 0 });

@@ -7,11 +7,13 @@ import { ensureVolumes, volumeMounts } from '../docker/volumes.js';
 import { buildLimits } from './build-phase.js';
 import type { DeployRun } from './deploy-run.js';
 
-export function releasePhase(run: DeployRun, o: { image: string; config: AppConfig; commit: string; network?: string }): Promise<void> {
+/** `before`: work in the same phase first (a cluster manager pulls an image its builder pushed). */
+export function releasePhase(run: DeployRun, o: { image: string; config: AppConfig; commit: string; network?: string; before?: (signal: AbortSignal) => Promise<void> }): Promise<void> {
   const { app, id, stream } = run;
   const { docker, settings } = run.deps;
   const { image, config, commit } = o;
   return run.runPhase('releasing', { image }, async (signal) => {
+    await o.before?.(signal);
     // The release command sees the volumes the processes will (e.g. it migrates data kept there).
     await ensureVolumes(docker, app, config.volumes, settings.server || undefined);
     stream.system(`running the release command: ${config.release}`);

@@ -51,7 +51,7 @@ export async function prepareRollback(run: DeployRun, source: string, rescale = 
 }
 
 /** The stored config of a release, as much of it as a rollback needs (it may predate fields). */
-function snapshotConfig(raw: unknown): AppConfig | null {
+export function snapshotConfig(raw: unknown): AppConfig | null {
   if (!raw || typeof raw !== 'object') return null;
   const c = raw as Partial<AppConfig>;
   if (!c.processes || typeof c.processes !== 'object' || !c.build) return null;

@@ -13,7 +13,7 @@ export interface TransitionDeps {
 }
 
 /** Optional facts a progress report carries besides the journal's (issue 16): not journaled, sent while known. */
-export type ProgressExtra = Partial<Pick<Extract<AgentMessage, { type: 'deploy_progress' }>, 'commitMessage' | 'repoScale'>>;
+export type ProgressExtra = Partial<Pick<Extract<AgentMessage, { type: 'deploy_progress' }>, 'commitMessage' | 'repoScale' | 'built'>>;
 
 /** Journal the move of deploy `id` to `status` (with `patch`), then report and log it. */
 export function recordTransition(deps: TransitionDeps, id: string, status: DeployStatus, patch: DeployPatch = {}, extra: ProgressExtra = {}): DeployRecord {

@@ -235,7 +235,16 @@ async function createReplacing(
 }
 
 /** Every container carrying berth.managed=true (optionally only one app's). Never returns foreign containers. */
-export async function listBerthContainers(docker: Docker, filter: { app?: string; server?: string } = {}): Promise<BerthContainer[]> {
+/** Set by Swarm on a service's task containers: Swarm owns them (a cluster deploy's services), never the standalone code. */
+const SWARM_TASK_LABEL = 'com.docker.swarm.task.id';
+
+/**
+ * `swarmTasks: false` leaves out Swarm's task containers. Their berth labels come from the image: on
+ * a cluster's builder the image is labelled with the builder's name, so without this the builder's
+ * reconciler would take the tasks Swarm runs there for an app of its own server that is not in its
+ * desired state.
+ */
+export async function listBerthContainers(docker: Docker, filter: { app?: string; server?: string; swarmTasks?: boolean } = {}): Promise<BerthContainer[]> {
   const labels = [`${LABEL.managed}=true`];
   if (filter.app !== undefined) labels.push(`${LABEL.app}=${filter.app}`);
   if (filter.server) labels.push(`${LABEL.server}=${filter.server}`);
@@ -251,7 +260,8 @@ export async function listBerthContainers(docker: Docker, filter: { app?: string
       // Cron runs are one-offs the scheduler owns (and times out); the reconciler never touches them.
       c.Labels?.[LABEL.cron] === undefined &&
       (filter.app === undefined || c.Labels?.[LABEL.app] === filter.app) &&
-      (!filter.server || c.Labels?.[LABEL.server] === filter.server),
+      (!filter.server || c.Labels?.[LABEL.server] === filter.server) &&
+      (filter.swarmTasks !== false || c.Labels?.[SWARM_TASK_LABEL] === undefined),
   );
   return Promise.all(
     ours.map(async (c) => ({

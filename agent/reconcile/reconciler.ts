@@ -83,7 +83,7 @@ export class Reconciler {
     let errors: string[] = [];
     let containers: BerthContainer[] | null = null;
     try {
-      containers = await listBerthContainers(docker, { server: this.deps.settings.server });
+      containers = await listBerthContainers(docker, { server: this.deps.settings.server, swarmTasks: false });
       const seen = await this.observe(containers);
       const planned = plan(seen.desired, store.releases.all(), seen.observed, (app, site) => this.deps.nginx.render(app, site), { busyApps: seen.busyApps });
       if (planned.length > 0) {
@@ -91,7 +91,7 @@ export class Reconciler {
         ({ applied: actions, errors } = await executeActions({ ...this.deps, isBusy: (app) => busyNow().has(app) }, planned));
         // Best effort: the pass reports the containers as they were before it when Docker cannot list them now.
         const before = containers;
-        containers = await listBerthContainers(docker, { server: this.deps.settings.server }).catch((err: unknown) => {
+        containers = await listBerthContainers(docker, { server: this.deps.settings.server, swarmTasks: false }).catch((err: unknown) => {
           logger.warn({ err }, 'could not list the containers again after the reconcile pass: reporting them as they were before it');
           return before;
         });

@@ -115,10 +115,11 @@ export class DeployJournal {
     return this.db.transaction(() => {
       const inserted = this.db
         .prepare(
-          `INSERT OR IGNORE INTO deploys (id, app, status, commit_sha, order_json, created_at, updated_at)
-           VALUES (?, ?, 'queued', ?, ?, ?, ?)`,
+          `INSERT OR IGNORE INTO deploys (id, app, status, commit_sha, order_json, created_at, updated_at, log_seq)
+           VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)`,
         )
-        .run(order.deploymentId, order.app.name, order.commit ?? null, JSON.stringify(order), at, at);
+        // Built on the cluster's builder: its log lines came first, this agent's are numbered after them.
+        .run(order.deploymentId, order.app.name, order.commit ?? null, JSON.stringify(order), at, at, order.built?.logSeq ?? 0);
       if (inserted.changes === 0) return false;
       this.db.prepare(`INSERT INTO deploy_transitions (deploy_id, status, at) VALUES (?, 'queued', ?)`).run(order.deploymentId, at);
       return true;

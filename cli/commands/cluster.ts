@@ -1,5 +1,5 @@
 // `berth cluster …` (issue 15, slice 1): form a Docker Swarm from enrolled servers through their
-// agents — no SSH, no join token ever shown or stored. Deploying apps to a cluster is not built yet.
+// agents — no SSH, no join token ever shown or stored — and choose the node that builds its apps.
 import type { Command } from 'commander';
 import type { ClusterDetails, ClusterInfo, ClusterNodeInfo, ClusterNodeRemoved } from '../../shared/api.js';
 import { ApiClient, seg } from '../client.js';
@@ -22,6 +22,7 @@ function printNodes(nodes: ClusterNodeInfo[]): void {
 
 function printCluster(c: ClusterDetails): void {
   process.stdout.write(tty`cluster ${c.name}: manager ${c.manager}, advertised at ${c.advertise}, overlay pool ${c.addrPool}\n`);
+  if (c.builder) process.stdout.write(tty`builds on: ${c.builder}${c.builder === c.manager ? ' (the manager)' : ''}\n`);
   if (c.registry) process.stdout.write(tty`registry: ${c.registry.address} (${c.registry.mode === 'managed' ? "berth-managed, on the manager" : 'external'})\n`);
   if (!c.managerOnline) process.stdout.write(tty`the manager ${c.manager} is offline: node states are unknown\n`);
   printNodes(c.nodes);
@@ -36,11 +37,15 @@ manager, relayed once and rotated right after (never stored). Ports between the 
 Examples:
   berth cluster create prod --manager web1
   berth cluster add prod web2
+  berth cluster add prod build1 --builder    # build1 fetches, builds and pushes the cluster's apps
+  berth cluster builder prod --manager       # builds on the manager again
   berth cluster show prod
   berth cluster rm prod web2
 
 Each cluster gets a private registry on its manager (TLS from a per-cluster CA, port --registry-port,
-open it to the cluster's nodes only). In progress: deploying apps to a cluster is not built yet.`;
+open it to the cluster's nodes only). Apps are deployed to it with \`berth app create APP --cluster prod\`.
+Builds run on the manager unless a node is marked as the builder: it builds (with the build's memory/CPU
+caps) and pushes, then the manager releases, starts and switches from the pushed digest.`;
 
 export function registerClusterCommands(program: Command): void {
   const cluster = program.command('cluster').description('form a Docker Swarm cluster from your servers, through their agents (no SSH)').addHelpText('after', HELP);
@@ -78,20 +83,24 @@ export function registerClusterCommands(program: Command): void {
     .argument('<name>', 'cluster name')
     .argument('<server>', 'server to add (its agent must be connected)')
     .option('--role <role>', 'worker or manager', 'worker')
+    .option('--builder', "the new node builds the cluster's apps (fetch, build, push) instead of the manager")
     .option('--json', 'print JSON: the node ({server, role, state, availability, reachability, error, ...})')
-    .action(async (name: string, server: string, opts: { role: string; json?: boolean }) => {
+    .action(async (name: string, server: string, opts: { role: string; builder?: boolean; json?: boolean }) => {
       if (opts.role !== 'worker' && opts.role !== 'manager') throw new CliError('--role must be worker or manager');
-      const node = await client().request<ClusterNodeInfo>('POST', `/api/clusters/${seg(name)}/nodes`, { server, role: opts.role }, LONG_MS);
+      const body = { server, role: opts.role, ...(opts.builder ? { builder: true } : {}) };
+      const node = await client().request<ClusterNodeInfo>('POST', `/api/clusters/${seg(name)}/nodes`, body, LONG_MS);
       output(!!opts.json, node, (n) => {
-        process.stdout.write(tty`${n.server} joined cluster ${name} as ${n.role}.\n`);
+        process.stdout.write(tty`${n.server} joined cluster ${name} as ${n.role}${opts.builder ? ", and builds the cluster's apps" : ''}.\n`);
         printNodes([n]);
       });
       if (node.reachability === 'unreachable') throw new CliError(`${server} joined but is unreachable: ${node.error ?? 'unknown reason'}`);
     });
 
+  registerBuilderCommand(cluster);
+
   cluster
     .command('rm')
-    .description('remove a server from a cluster: drains it (its tasks move to other nodes), then it leaves the swarm')
+    .description('remove a server from a cluster: drains it (its tasks move to other nodes), then it leaves the swarm (a builder: the manager builds again)')
     .argument('<name>', 'cluster name')
     .argument('<server>', 'server to remove')
     .option('--json', 'print JSON: {cluster, server, drainedTasks}')
@@ -103,10 +112,10 @@ export function registerClusterCommands(program: Command): void {
   cluster
     .command('ls')
     .description('list clusters')
-    .option('--json', 'print JSON: an array of clusters ({name, manager, advertise, addrPool, createdAt, nodeCount})')
+    .option('--json', 'print JSON: an array of clusters ({name, manager, builder, advertise, addrPool, createdAt, nodeCount})')
     .action(async (opts: { json?: boolean }) => {
       const list = await client().get<ClusterInfo[]>('/api/clusters');
-      output(!!opts.json, list, (l) => printTable(l.map((c) => ({ ...c, nodes: c.nodeCount })), ['name', 'manager', 'advertise', 'nodes', 'createdAt']));
+      output(!!opts.json, list, (l) => printTable(l.map((c) => ({ ...c, nodes: c.nodeCount, builder: c.builder ?? c.manager })), ['name', 'manager', 'builder', 'advertise', 'nodes', 'createdAt']));
     });
 
   cluster
@@ -117,5 +126,21 @@ export function registerClusterCommands(program: Command): void {
     .action(async (name: string, opts: { json?: boolean }) => {
       const c = await client().get<ClusterDetails>(`/api/clusters/${seg(name)}`);
       output(!!opts.json, c, printCluster);
+    });
+}
+
+/** `berth cluster builder NAME SERVER|--manager`: the node that fetches, builds and pushes the cluster's apps. */
+function registerBuilderCommand(cluster: Command): void {
+  cluster
+    .command('builder')
+    .description("set which node builds the cluster's apps: SERVER (a node of the cluster) or --manager")
+    .argument('<name>', 'cluster name')
+    .argument('[server]', 'the node that fetches, builds and pushes (its agent must be connected when a deploy runs)')
+    .option('--manager', 'build on the manager again')
+    .option('--json', 'print JSON: the cluster ({name, manager, builder, nodes: [...], ...})')
+    .action(async (name: string, server: string | undefined, opts: { manager?: boolean; json?: boolean }) => {
+      if ((server === undefined) === !opts.manager) throw new CliError('give either SERVER or --manager');
+      const c = await client().request<ClusterDetails>('PUT', `/api/clusters/${seg(name)}/builder`, { server: server ?? null });
+      output(!!opts.json, c, (d) => process.stdout.write(tty`cluster ${d.name} builds on ${d.builder ?? d.manager}${d.builder === d.manager ? ' (the manager)' : ''}.\n`));
     });
 }

@@ -16,7 +16,7 @@ import type { ClusterRegistryStore } from './registry-store.js';
 import { ServerOfflineError } from './relay.js';
 import { pushClusterSpecs } from './specs.js';
 import { nodeInfo, overlayUnreachable, unreachablePorts } from './report.js';
-import type { ClusterRow, ClusterStore } from './store.js';
+import { clusterInfo, type ClusterRow, type ClusterStore } from './store.js';
 
 /** The attachable overlay network the reachability check runs on (labelled berth.cluster-check). */
 export const CHECK_NETWORK = 'berth-cluster-check';
@@ -91,7 +91,7 @@ export class ClusterFormation {
     pushClusterSpecs(this.o, cluster, extra);
   }
 
-  add(cluster: string, server: string, role: 'manager' | 'worker'): Promise<ClusterNodeInfo> {
+  add(cluster: string, server: string, role: 'manager' | 'worker', builder = false): Promise<ClusterNodeInfo> {
     return this.queue.run(async () => {
       const c = this.o.clusters.require(cluster);
       this.o.clusters.assertFree(server);
@@ -100,6 +100,7 @@ export class ClusterFormation {
       if (pre.failures?.length) throw new ClusterStepError(`${unreachablePorts(server, pre.failures)}: open these ports from ${server} to ${c.manager} (only to the cluster's nodes), then try again`);
       const { nodeId, addr } = await this.join(c, server, role, pre.localAddr);
       this.o.clusters.addNode(cluster, server, role, nodeId);
+      if (builder) this.o.clusters.setBuilder(cluster, server);
       this.pushSpecs(cluster);
       this.log.info({ cluster, server, role, nodeId }, 'server joined the cluster');
       // The other way: the manager reaches the new node's gossip port (and a new manager's 2377), then the overlay both ways.
@@ -194,6 +195,7 @@ export class ClusterFormation {
       await this.ask(c.manager, { op: 'remove_node', nodeId: node.node_id, force: !down });
       this.o.clusters.removeNode(server);
       this.pushSpecs(cluster, [server]);
+      if (c.builder === server) this.log.info({ cluster, server }, 'the builder left the cluster: the manager builds again');
       this.log.info({ cluster, server, drainedTasks: before }, 'server removed from the cluster');
       return { cluster, server, drainedTasks: before };
     });
@@ -205,12 +207,24 @@ export class ClusterFormation {
     return (await this.ask(manager, { op: 'inspect' })).nodes ?? [];
   }
 
+  /** `berth cluster builder`: which node builds the cluster's apps (null or the manager: the manager). */
+  setBuilder(cluster: string, server: string | null): Promise<ClusterDetails> {
+    return this.queue.run(async () => {
+      const before = this.o.clusters.require(cluster).builder;
+      this.o.clusters.setBuilder(cluster, server);
+      // The new builder gets the registry's credentials to push, and the old one loses them.
+      this.pushSpecs(cluster);
+      this.log.info({ cluster, builder: this.o.clusters.require(cluster).builder ?? 'manager', before: before ?? 'manager' }, 'cluster builder set');
+      return this.details(cluster);
+    });
+  }
+
   async details(name: string): Promise<ClusterDetails> {
     const c = this.o.clusters.require(name);
     const live = await this.liveNodes(c.manager);
     const nodes = this.o.clusters.nodes(name).map((row) => nodeInfo(row, live));
     const reg = this.o.registries.get(name);
     const registry = reg ? { address: reg.address, mode: reg.mode } : null;
-    return { name: c.name, manager: c.manager, advertise: c.advertise, addrPool: c.addr_pool, createdAt: c.created_at, nodeCount: nodes.length, managerOnline: live !== undefined, nodes, registry };
+    return { ...clusterInfo(c, nodes.length), managerOnline: live !== undefined, nodes, registry };
   }
 }

@@ -87,11 +87,12 @@ export class ClusterRegistryStore {
 
 /**
  * What one node's agent is told about the registry: every node the address and the CA; the manager
- * the credentials too, and `serve` when the registry is berth-managed (it runs on the manager).
+ * the credentials too, and `serve` when the registry is berth-managed (it runs on the manager); the
+ * cluster's builder the credentials (it pushes), never `serve`.
  */
-export function registrySpecFor(reg: ClusterRegistry, role: 'manager' | 'worker'): ClusterRegistrySpec {
+export function registrySpecFor(reg: ClusterRegistry, role: 'manager' | 'worker', builder = false): ClusterRegistrySpec {
   const base: ClusterRegistrySpec = { address: reg.address, ...(reg.caPem ? { caPem: reg.caPem } : {}) };
-  if (role !== 'manager') return base;
+  if (role !== 'manager') return builder ? { ...base, username: reg.username, password: reg.password } : base;
   const serve =
     reg.mode === 'managed' && reg.certPem && reg.keyPem && reg.htpasswd
       ? { serve: { port: Number(reg.address.slice(reg.address.lastIndexOf(':') + 1)), certPem: reg.certPem, keyPem: reg.keyPem, htpasswd: reg.htpasswd } }

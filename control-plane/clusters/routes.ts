@@ -3,15 +3,17 @@
 //   GET    /api/clusters                       → ClusterInfo[]
 //   GET    /api/clusters/:name                 → ClusterDetails (nodes merged with the manager's live view)
 //   POST   /api/clusters/:name/nodes           {server, role?} → 201 ClusterNodeInfo (reachability of the overlay check)
-//   DELETE /api/clusters/:name/nodes/:server   → ClusterNodeRemoved (drained first)
+//   DELETE /api/clusters/:name/nodes/:server   → ClusterNodeRemoved (drained first; a builder's builds go back to the manager)
+//   PUT    /api/clusters/:name/builder         {server | null} → ClusterDetails (which node builds the cluster's apps)
 // A server whose agent is offline: 409 naming it. A step an agent refused: 409 with its reason.
 import type { Hono } from 'hono';
-import { addClusterNodeBody, clusterName, createClusterBody, type ClusterDetails, type ClusterInfo, type ClusterNodeInfo, type ClusterNodeRemoved } from '../../shared/api.js';
+import { addClusterNodeBody, clusterName, createClusterBody, setClusterBuilderBody, type ClusterDetails, type ClusterInfo, type ClusterNodeInfo, type ClusterNodeRemoved } from '../../shared/api.js';
 import { serverName } from '../../shared/validation.js';
 import type { ApiDeps } from '../api/deps.js';
 import { ConflictError } from '../errors.js';
 import { readJson, validParam } from '../api/http.js';
 import { ClusterFormation } from './formation.js';
+import { clusterInfo } from './store.js';
 
 /** busybox has what the overlay check runs (sh, httpd, nc); override for registries without Docker Hub. */
 export const DEFAULT_CHECK_IMAGE = 'busybox:1.36';
@@ -46,7 +48,7 @@ export function registerClusterRoutes(app: Hono, deps: ApiDeps): void {
   });
 
   app.get('/api/clusters', (c) => {
-    const body: ClusterInfo[] = clusters.list().map((r) => ({ name: r.name, manager: r.manager, advertise: r.advertise, addrPool: r.addr_pool, createdAt: r.created_at, nodeCount: r.node_count }));
+    const body: ClusterInfo[] = clusters.list().map((r) => clusterInfo(r, r.node_count));
     return c.json(body);
   });
 
@@ -57,9 +59,16 @@ export function registerClusterRoutes(app: Hono, deps: ApiDeps): void {
 
   app.post('/api/clusters/:name/nodes', async (c) => {
     const name = validParam(clusterName, c.req.param('name'), 'cluster name');
-    const { server, role } = await readJson(c, addClusterNodeBody, { server: 'server name', role: 'role' });
-    const body: ClusterNodeInfo = await formation.add(name, server, role);
+    const { server, role, builder } = await readJson(c, addClusterNodeBody, { server: 'server name', role: 'role', builder: 'builder' });
+    const body: ClusterNodeInfo = await formation.add(name, server, role, builder === true);
     return c.json(body, 201);
+  });
+
+  app.put('/api/clusters/:name/builder', async (c) => {
+    const name = validParam(clusterName, c.req.param('name'), 'cluster name');
+    const { server } = await readJson(c, setClusterBuilderBody, { server: 'server name' });
+    const body: ClusterDetails = await formation.setBuilder(name, server);
+    return c.json(body);
   });
 
   app.delete('/api/clusters/:name/nodes/:server', async (c) => {

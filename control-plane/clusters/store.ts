@@ -1,5 +1,6 @@
 // Clusters and their servers (issue 15). No join token is ever stored here: the manager's agent is
 // asked for the current one when a server joins, and rotates it right after.
+import type { ClusterInfo } from '../../shared/api.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { now, type Db } from '../store/db.js';
 
@@ -9,6 +10,8 @@ export interface ClusterRow {
   advertise: string;
   addr_pool: string;
   created_at: string;
+  /** The node that builds the cluster's apps; null: the manager. */
+  builder: string | null;
 }
 
 export interface ClusterNodeRow {
@@ -19,6 +22,11 @@ export interface ClusterNodeRow {
   joined_at: string;
   /** What the checks after its join could not reach (ports back from the manager, the overlay), naming the servers; null: all reached. */
   reach_error: string | null;
+}
+
+/** A cluster as GET /api/clusters shows it. */
+export function clusterInfo(r: ClusterRow, nodeCount: number): ClusterInfo {
+  return { name: r.name, manager: r.manager, advertise: r.advertise, addrPool: r.addr_pool, createdAt: r.created_at, nodeCount, builder: r.builder ?? r.manager };
 }
 
 export class ClusterStore {
@@ -55,7 +63,7 @@ export class ClusterStore {
   }
 
   /** The cluster and its manager's node, in one transaction. */
-  create(row: Omit<ClusterRow, 'created_at'>, managerNodeId: string): void {
+  create(row: Omit<ClusterRow, 'created_at' | 'builder'>, managerNodeId: string): void {
     this.db.transaction(() => {
       if (this.get(row.name)) throw new ConflictError(`cluster "${row.name}" already exists`);
       this.assertFree(row.manager);
@@ -79,7 +87,18 @@ export class ClusterStore {
     this.db.prepare('UPDATE cluster_nodes SET reach_error = ? WHERE server = ?').run(error, server);
   }
 
+  /** A node of the cluster builds its apps (null or the manager: the manager builds). */
+  setBuilder(cluster: string, server: string | null): void {
+    const c = this.require(cluster);
+    if (server !== null && server !== c.manager && this.membership(server)?.cluster !== cluster) throw new ConflictError(`server "${server}" is not in cluster "${cluster}": add it first (berth cluster add ${cluster} ${server})`);
+    this.db.prepare('UPDATE clusters SET builder = ? WHERE name = ?').run(server === c.manager ? null : server, cluster);
+  }
+
+  /** The node leaves: builds go back to the manager if it was the builder. */
   removeNode(server: string): void {
-    this.db.prepare('DELETE FROM cluster_nodes WHERE server = ?').run(server);
+    this.db.transaction(() => {
+      this.db.prepare('UPDATE clusters SET builder = NULL WHERE builder = ?').run(server);
+      this.db.prepare('DELETE FROM cluster_nodes WHERE server = ?').run(server);
+    })();
   }
 }

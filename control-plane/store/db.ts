@@ -281,6 +281,19 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX deployments_by_app_commit ON deployments(app, "commit");
   CREATE INDEX deployments_abbreviated_commit ON deployments(app) WHERE length("commit") BETWEEN 7 AND 39;
   `,
+  // (issue 15) a cluster's builder: the node that fetches, builds and pushes its apps' images (NULL:
+  // the manager). A deployment built there is recorded in deployment_builds: its builder, then the
+  // pushed image it reported (JSON) and the log line number the manager's part starts at.
+  `
+  ALTER TABLE clusters ADD COLUMN builder TEXT REFERENCES servers(name);
+  CREATE TABLE deployment_builds (
+    deployment_id TEXT PRIMARY KEY REFERENCES deployments(id) ON DELETE CASCADE,
+    builder       TEXT NOT NULL,
+    built         TEXT,
+    log_seq       INTEGER
+  ) STRICT, WITHOUT ROWID;
+  CREATE INDEX deployment_builds_running ON deployment_builds(builder) WHERE built IS NULL;
+  `,
 ];
 
 export class MigrationError extends Error {

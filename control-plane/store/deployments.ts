@@ -122,6 +122,17 @@ export class DeploymentStore {
     return this.finishWhere(`id = ? AND status NOT IN ('done', 'failed', 'cancelled', 'superseded')`, [id], 'cancelled', reason)[0] ?? null;
   }
 
+  /** Failed by the control plane (e.g. its cluster's builder is offline) unless it finished first (then null). */
+  failUnfinished(id: string, reason: string): DeploymentRow | null {
+    return this.finishWhere(`id = ? AND status NOT IN ('done', 'failed', 'cancelled', 'superseded')`, [id], 'failed', reason)[0] ?? null;
+  }
+
+  /** The number after the deployment's last stored log line (0: none). */
+  nextLogSeq(id: string): number {
+    const row = this.db.prepare('SELECT MAX(seq) AS m FROM deployment_logs WHERE deployment_id = ?').get(id) as { m: number | null };
+    return row.m === null ? 0 : row.m + 1;
+  }
+
   /**
    * Deployments an agent started (past `queued`) and then stopped reporting on, with its server offline:
    * failed, so nothing stays "running" forever when a server never comes back. Queued ones are kept —

@@ -12,6 +12,7 @@ import { ServerStore } from './servers.js';
 import { WebhookStore } from './webhooks.js';
 import { ClusterStore } from '../clusters/store.js';
 import { ClusterRegistryStore } from '../clusters/registry-store.js';
+import { ClusterBuildStore } from '../clusters/build-store.js';
 
 export interface Stores {
   db: Db;
@@ -28,6 +29,8 @@ export interface Stores {
   clusters: ClusterStore;
   /** Each cluster's image registry, secrets sealed (issue 15). */
   clusterRegistries: ClusterRegistryStore;
+  /** Deployments built on their cluster's builder (issue 15). */
+  clusterBuilds: ClusterBuildStore;
 }
 
 export interface StoreOptions {
@@ -69,6 +72,7 @@ export function openStores(file: string, opts: StoreOptions = {}): Stores {
       scale: new ScaleStore(db, servers),
       clusters: new ClusterStore(db),
       clusterRegistries: new ClusterRegistryStore(db, box),
+      clusterBuilds: new ClusterBuildStore(db),
     };
   } catch (err) {
     db.close();

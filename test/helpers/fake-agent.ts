@@ -95,6 +95,18 @@ export class FakeAgent {
   }
 }
 
+/** The newest desired state the agent has been sent (earlier ones dropped). */
+export async function lastDesiredState(agent: FakeAgent): Promise<Record<string, any>> {
+  let latest = await agent.next('desired_state');
+  for (;;) {
+    try {
+      latest = await agent.next('desired_state', 200);
+    } catch {
+      return latest;
+    }
+  }
+}
+
 /** A small admin-API caller for control-plane tests: JSON in, `{status, body}` out. */
 export function adminApi(cp: { url: string; adminToken: string }) {
   return async (method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {

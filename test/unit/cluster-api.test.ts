@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { startControlPlane, type RunningControlPlane } from '../../control-plane/main.js';
-import { adminApi, FakeAgent } from '../helpers/fake-agent.js';
+import { adminApi, FakeAgent, lastDesiredState } from '../helpers/fake-agent.js';
 
 const TOKEN = 'SWMTKN-1-0123456789abcdefghijklmnopqrstuvwxyz0123456789abcd-fakesecretfakesecret01';
 type Handler = (req: Record<string, any>) => { ok: boolean; result?: Record<string, unknown>; error?: string };
@@ -28,18 +28,6 @@ function serve(agent: FakeAgent, handler: Handler, ops: string[]): void {
       agent.send({ type: 'cluster_response', v: 1, requestId: msg.requestId, ...handler(msg.request) });
     }
   })();
-}
-
-/** The newest desired state the agent has been sent (earlier ones dropped). */
-async function lastDesiredState(agent: FakeAgent): Promise<Record<string, any>> {
-  let latest = await agent.next('desired_state');
-  for (;;) {
-    try {
-      latest = await agent.next('desired_state', 200);
-    } catch {
-      return latest;
-    }
-  }
 }
 
 describe('cluster API with agents on the wire', () => {

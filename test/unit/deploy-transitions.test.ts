@@ -41,6 +41,10 @@ test('the paths deploys take are allowed: a build, a build without release comma
   assertPath('queued', 'fetching', 'building', 'starting');
   // A rollback starts a kept release's image: no fetch, build or release command.
   assertPath('queued', 'starting', 'health_checking', 'switching', 'done');
+  // A cluster deploy built on the cluster's builder: the builder's journal ends done once pushed, the
+  // manager's starts from the pushed image at releasing (or starting without a release command).
+  assertPath('queued', 'fetching', 'building', 'done');
+  assertPath('queued', 'releasing', 'starting', 'health_checking', 'switching', 'done');
   // Cancelled or superseded while waiting (never ran) or while running.
   assertPath('queued', 'cancelled');
   assertPath('queued', 'superseded');

@@ -6,6 +6,9 @@
 // services go after the drain delay. Any failure removes the services this deploy created and leaves
 // the live release and nginx as they were. Swarm's own update and rollback are never used: a berth
 // rollback (or `berth scale`) starts new services from a kept release's digest, through the same gate.
+// With a builder node (`berth cluster builder`), the builder runs fetching → building + push
+// (cluster-build.ts) and this manager gets the same deployment with the pushed digest
+// (built-elsewhere.ts): releasing → … → done from it, nothing fetched or built here.
 import type { DeployOrder } from '../../../shared/protocol.js';
 import type { ClusterRegistrySpec, ClusterSpec } from '../../../shared/spec.js';
 import { bestEffort, sleep } from '../../../shared/util/index.js';
@@ -24,6 +27,9 @@ import { applyScale } from '../../deploy/scale.js';
 import { releaseProcesses } from '../../deploy/start-phase.js';
 import type { ReleaseProcess } from '../../store/index.js';
 import { pushImage, registryAuth } from './registry-push.js';
+import { ensureImage, prepareBuilt } from './built-elsewhere.js';
+import { runClusterBuild } from './cluster-build.js';
+import { releasePhase } from '../../deploy/release-phase.js';
 import { appNetworkName, ClusterDeployError, serviceLabels, serviceSpec } from './service-spec.js';
 import { createService, ensureAppNetwork, listAppServices, listNodes, localNodeId, placementFor, removeServices, waitTasksRunning } from './services.js';
 import { checkTaskHealth } from './task-health.js';
@@ -43,23 +49,21 @@ export function clusterFor(deps: RunnerDeps, order: DeployOrder): { cluster: Clu
 }
 
 export async function runClusterDeploy(deps: RunnerDeps, order: DeployOrder, signal: AbortSignal, closing: AbortSignal): Promise<RunOutcome> {
+  // On the cluster's builder: fetch, build and push only (cluster-build.ts).
+  if (order.buildOnly) return runClusterBuild(deps, order, signal);
   const run = new DeployRun(deps, order, signal);
   const created: ExpectedService[] = [];
   try {
     const { cluster, registry } = clusterFor(deps, order);
     const network = appNetworkName(run.app);
     const networkLabels = serviceLabels({ app: run.app, cluster: cluster.name, deploymentId: run.id }, 'network');
-    // A rollback or `berth scale` brings back a kept release: its digest, config and env; nothing is built or pushed.
-    const prepared = order.rollbackOf
-      ? await prepareRollback(run, order.rollbackOf, order.rescale === true)
-      : await prepareBuild(run, {
-          push: (image, s) => registryLock.run(() => pushImage(deps.docker, { image, app: run.app, deploymentId: run.id, registry, log: (l) => run.stream.system(l), signal: s })),
-          network: async () => (await ensureAppNetwork(deps.docker, network, networkLabels), network),
-        });
+    const prepared = await prepare(run, registry, async () => (await ensureAppNetwork(deps.docker, network, networkLabels), network));
     run.commit = prepared.commit;
     if (!prepared.image) throw new ClusterDeployError('a static site cannot run in a cluster yet: deploy it to a server');
     const processes = applyScale(releaseProcesses(prepared.config), order.app.scale, { rescale: order.rescale === true, staticSite: false, log: (l) => run.stream.system(l) });
-    const containerPort = processes.some((p) => p.name === 'web') ? await imagePort(deps.docker, prepared.localImage ?? prepared.image, prepared.port) : null;
+    const web = processes.some((p) => p.name === 'web');
+    // Built on the builder: its engine read the port from the image (this one pulls it when starting).
+    const containerPort = !web ? null : order.built ? order.built.containerPort : await imagePort(deps.docker, prepared.localImage ?? prepared.image, prepared.port);
     const domains = deps.domainsFor(order.app);
 
     await startServices(run, { cluster, registry, prepared, processes, containerPort, network, networkLabels, created });
@@ -89,6 +93,28 @@ export async function runClusterDeploy(deps: RunnerDeps, order: DeployOrder, sig
   }
 }
 
+/**
+ * What the deploy runs: a kept release (a rollback or `berth scale`: its digest, config and env;
+ * nothing built or pushed), the image the cluster's builder pushed (releasing from it here), or a
+ * build on this manager (fetching → building + push → releasing).
+ */
+async function prepare(run: DeployRun, registry: ClusterRegistrySpec, network: (signal: AbortSignal) => Promise<string>): Promise<Prepared> {
+  const { order, deps } = run;
+  if (order.rollbackOf) return prepareRollback(run, order.rollbackOf, order.rescale === true);
+  if (order.built) {
+    const prepared = prepareBuilt(run, order.built);
+    if (prepared.config.release) {
+      const pull = (signal: AbortSignal) => ensureImage(deps.docker, { image: prepared.image!, registry, log: (l) => run.stream.system(l), signal });
+      await releasePhase(run, { image: prepared.image!, config: prepared.config, commit: prepared.commit, network: await network(run.signal), before: pull });
+    }
+    return prepared;
+  }
+  return prepareBuild(run, {
+    push: (image, s) => registryLock.run(() => pushImage(deps.docker, { image, app: run.app, deploymentId: run.id, registry, log: (l) => run.stream.system(l), signal: s })),
+    network,
+  });
+}
+
 interface StartInput {
   cluster: ClusterSpec;
   registry: ClusterRegistrySpec;
@@ -107,6 +133,8 @@ function startServices(run: DeployRun, o: StartInput): Promise<void> {
   const { app, id, stream } = run;
   return run.runPhase('starting', { image: o.prepared.image! }, async (signal) => {
     await ensureAppNetwork(docker, o.network, o.networkLabels);
+    // Built on the builder: the manager keeps the image too (a later rollback starts from it here).
+    if (run.order.built) await ensureImage(docker, { image: o.prepared.image!, registry: o.registry, log: (l) => stream.system(l), signal });
     const [nodes, managerNodeId] = await Promise.all([listNodes(docker), localNodeId(docker)]);
     const volumes = volumeMounts(app, o.prepared.config.volumes);
     if (volumes.length > 0) await ensureVolumes(docker, app, o.prepared.config.volumes, settings.server || undefined);

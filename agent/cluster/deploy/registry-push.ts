@@ -24,7 +24,7 @@ export function digestRef(r: Pick<ClusterRegistrySpec, 'address'>, app: string, 
   return `${registryRepo(r, app)}@${digest}`;
 }
 
-interface PushEvent {
+export interface PushEvent {
   status?: string;
   error?: string;
   errorDetail?: { message?: string };
@@ -47,15 +47,8 @@ export async function pushImage(
   let digest: string | null = null;
   try {
     const stream = await docker.getImage(`${repo}:${o.deploymentId}`).push({ tag: o.deploymentId, abortSignal: o.signal, ...(auth ? { authconfig: auth } : {}) });
-    await new Promise<void>((resolve, reject) => {
-      docker.modem.followProgress(
-        stream,
-        (err) => (err ? reject(err) : resolve()),
-        (e: PushEvent) => {
-          if (e.error) reject(new Error(e.errorDetail?.message ?? e.error));
-          if (e.aux?.Digest) digest = e.aux.Digest;
-        },
-      );
+    await followEngine(docker, stream, (e) => {
+      if (e.aux?.Digest) digest = e.aux.Digest;
     });
   } catch (err) {
     o.signal.throwIfAborted();
@@ -65,4 +58,18 @@ export async function pushImage(
   const ref = digestRef(o.registry, o.app, digest);
   o.log(`pushed ${ref}`);
   return ref;
+}
+
+/** Follow a push or pull stream of the engine to its end; an event with `error` rejects. */
+export function followEngine(docker: Docker, stream: NodeJS.ReadableStream, onEvent: (e: PushEvent) => void = () => {}): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    docker.modem.followProgress(
+      stream,
+      (err) => (err ? reject(err) : resolve()),
+      (e: PushEvent) => {
+        if (e.error) reject(new Error(e.errorDetail?.message ?? e.error));
+        onEvent(e);
+      },
+    );
+  });
 }
