@@ -15,6 +15,7 @@ import { BERTH_BIN } from './helpers/cli.js';
 import type { DeploymentJson } from './helpers/fixtures.js';
 import { TestRepo } from './helpers/git-repo.js';
 import { eventually } from './helpers/http.js';
+import { HttpLoad, versionSequence, type LoadReport } from './helpers/load.js';
 import { cli, HOST_GIT_MOUNTS, startSwarmWithAgents, type SwarmWithAgents } from './helpers/swarm-agents.js';
 import { NODE_HOST_DIR } from './helpers/swarm-node-image.js';
 import { ensureSwarmNodeImage } from './helpers/swarm-node-image.js';
@@ -137,6 +138,72 @@ describe('cluster deploys: Swarm services, health-gated, served by the manager',
     assert.equal(await served(), 'version 2');
     assert.equal((await deployLog(d!.id)).match(/^release-ran-on-/gm)?.length, 1);
     await eventually(services, (l) => l.length === 1 && l[0]!.Spec.Labels['berth.release'] === d!.id, 60_000, 500);
+  });
+
+  it("10 back-to-back redeploys under steady load through the manager's nginx: zero failed requests", async (t) => {
+    // Redeploys of the two kept releases in turn (berth rollback): from new services on, the path of
+    // every deploy — new tasks, berth's gate on each, nginx switched, the old services drained —
+    // without building, pushing or running the release again (what a build adds happens before any
+    // traffic moves) and without adding builds to the history the retention test below counts.
+    const done = (await json<DeploymentJson[]>(['deployments', APP])).filter((x) => x.status === 'done');
+    assert.equal(done.length, 2, 'versions 2 and 1 are the kept releases');
+    const [v2, v1] = done;
+    const load = new HttpLoad({
+      address: manager().ip,
+      port: 80,
+      host: DOMAIN,
+      keepAliveClients: 2,
+      freshClients: 2,
+      pauseMs: 5,
+      maxRequests: 500_000,
+      maxDurationMs: 360_000,
+      version: (b) => /^version (\d+)$/m.exec(b)?.[1] ?? null,
+    });
+    const expected = ['2'];
+    const ended: string[] = [];
+    const ms: number[] = [];
+    let last = '';
+    let report: LoadReport;
+    try {
+      await eventually(async () => load.answered, (n) => n >= 20, 20_000, 50);
+      await load.until('2', 10_000);
+      await timed('10 redeploys under load', async () => {
+        for (let i = 1; i <= 10; i++) {
+          const [target, version] = i % 2 === 1 ? [v1!, '1'] : [v2!, '2'];
+          const t0 = Date.now();
+          const res = await cli(bed, ['rollback', APP, target.id, '--json'], 300_000);
+          ms.push(Date.now() - t0);
+          const d = res.stdout ? (JSON.parse(res.stdout) as DeploymentJson) : null;
+          ended.push(d?.status ?? `exit ${res.code}: ${res.stderr.trim()}`);
+          assert.equal(res.code, 0, `redeploy ${i}: ${res.stderr}\n${d?.reason ?? ''}`);
+          last = d!.id;
+          // Every client is answered by the new version before the next redeploy starts.
+          await load.until(version, 30_000);
+          expected.push(version);
+        }
+      });
+    } finally {
+      report = await load.stop();
+      t.diagnostic(
+        `redeploys ${ms.join(', ')} ms; load: ${report.sent} requests in ${(report.durationMs / 1000).toFixed(1)} s, ${report.ok} ok, ${report.non2xx} non-2xx, ` +
+          `${report.connectionErrors} connection errors, ${report.staleConnectionRetries} stale keep-alive connections re-sent; first failures: ${JSON.stringify(report.failures.slice(0, 3))}`,
+      );
+    }
+    assert.deepEqual(ended, Array(10).fill('done'), 'every redeploy ended done');
+    assert.equal(report.hitBound, false, 'the load ran until stopped (its bounds were not reached)');
+    assert.deepEqual(report.failures, [], 'no failed request');
+    assert.equal(report.non2xx, 0);
+    assert.equal(report.connectionErrors, 0);
+    assert.ok(report.ok > 100, `enough requests were answered (${report.ok})`);
+    // Keep-alive clients flip once per redeploy, in order; every client ends on the last version.
+    for (const c of report.clients) {
+      if (c.keepAlive) assert.deepEqual(versionSequence(c), expected, `${c.name} saw each version once per redeploy`);
+      else assert.deepEqual([...new Set(versionSequence(c))].sort(), ['1', '2'], `${c.name}: ${JSON.stringify(versionSequence(c))}`);
+      assert.equal(versionSequence(c).at(-1), '2', `${c.name} ends on the last version`);
+    }
+    assert.equal(await served(), 'version 2');
+    // The drain leaves only the last redeploy's services (the tests below count them).
+    await eventually(services, (l) => l.length === 1 && l[0]!.Spec.Labels['berth.release'] === last, 60_000, 500);
   });
 
   it('a version whose health check fails: failed at health_checking, the old version keeps serving, no service of it left', async () => {

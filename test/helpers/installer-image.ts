@@ -17,6 +17,7 @@ import type { TestRepo } from './git-repo.js';
 import { eventually } from './http.js';
 import { HttpLoad, type LoadReport } from './load.js';
 import { Stack } from './stack.js';
+import { cachedRelease } from './release-cache.js';
 import { makeTmpDir } from './tmp.js';
 
 const execFileP = promisify(execFile);
@@ -147,12 +148,15 @@ export async function removeInstallerContainer(container: string, servers: strin
 
 /** `scripts/package.sh --out DIR [--version V]`: the real release tarball, .sha256 and .json. */
 export async function packageRelease(outDir: string, version?: string): Promise<void> {
-  const { stdout } = await execFileP('sh', [join(ROOT, 'scripts/package.sh'), '--out', outDir, ...(version ? ['--version', version] : [])], {
-    cwd: ROOT,
-    timeout: 300_000,
-    maxBuffer: 16 * 1024 * 1024,
+  // Made once per content for the whole run (test/helpers/release-cache.ts): the same bytes package.sh makes.
+  await cachedRelease(ROOT, outDir, version ?? PACKAGE_VERSION, async (dir) => {
+    const { stdout } = await execFileP('sh', [join(ROOT, 'scripts/package.sh'), '--out', dir, ...(version ? ['--version', version] : [])], {
+      cwd: ROOT,
+      timeout: 300_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    if (!/built .*berth-.*-linux-(x64|arm64)\.tar\.gz/.test(stdout)) throw new Error(`package.sh did not report a tarball:\n${stdout}`);
   });
-  if (!/built .*berth-.*-linux-(x64|arm64)\.tar\.gz/.test(stdout)) throw new Error(`package.sh did not report a tarball:\n${stdout}`);
 }
 
 /**

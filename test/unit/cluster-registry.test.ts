@@ -1,7 +1,7 @@
 // The berth-managed cluster registry's pure parts (issue 15): the CA and server certificate the
 // control plane generates (verified with node's own X.509 and a real TLS handshake), the htpasswd
 // line, what each node's agent is told (registrySpecFor), the registry config, the certs.d path
-// check and the host runner's files and systemctl calls. The running registry: test/cluster-registry.test.ts.
+// check and the host runner's files and systemctl calls. The running registry: test/cluster.test.ts.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
