@@ -15,6 +15,7 @@ import { recoverJournal } from '../deploy/recovery.js';
 import type { AgentCredentials } from '../join.js';
 import { Nginx } from '../nginx/index.js';
 import type { BerthContainer } from '../docker/containers.js';
+import { appNetworkName } from '../docker/labels.js';
 import { Reconciler } from '../reconcile/reconciler.js';
 import { RuntimeLogs } from '../docker/runtime-logs.js';
 import { LazyRegistryKeeper } from './lazy-registry.js';
@@ -96,6 +97,7 @@ export class AgentRuntime {
       desiredApps: () => desiredAppNames(this.desired()),
       // A cron run is capped like a build unless the app's config says otherwise.
       defaultLimits: { memory: settings.buildMemory, cpus: settings.buildCpus },
+      clusterNetwork: (app) => clusterAppNetwork(this.desired(), app),
     });
     this.registry = new LazyRegistryKeeper(settings, docker, logger.child({ component: 'registry' }));
     const deployDeps = { docker, nginx, store, settings, logger, send: this.send, domainsFor: this.domainsFor, cluster: () => this.desired()?.cluster };
@@ -221,6 +223,12 @@ export class AgentRuntime {
     await this.connection.drainOutbox();
     await this.connection.close();
   }
+}
+
+/** A cluster app's overlay network when this server is its cluster's manager (cron runs attach to it); else null. */
+function clusterAppNetwork(spec: ServerSpec | null, app: string): string | null {
+  const a = spec?.apps.find((x) => x.name === app);
+  return a?.cluster && spec?.cluster?.role === 'manager' && spec.cluster.name === a.cluster ? appNetworkName(app) : null;
 }
 
 function desiredAppNames(spec: ServerSpec | null): Set<string> | null {

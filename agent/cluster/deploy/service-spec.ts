@@ -49,10 +49,8 @@ export function serviceName(app: string, process: string, deploymentId: string):
   return `berth-${short}-${deploymentId}`.slice(0, 63);
 }
 
-/** The overlay network of an app's services and its release command. */
-export function appNetworkName(app: string): string {
-  return `berth-${app}`;
-}
+/** The overlay network of an app's services, its release command and its cron runs. */
+export { appNetworkName } from '../../docker/labels.js';
 
 /** The labels of a release's service (and of its tasks' containers). */
 export function serviceLabels(i: Pick<ServiceInput, 'app' | 'cluster' | 'deploymentId'>, process: string): Record<string, string> {
@@ -101,7 +99,8 @@ export function serviceSpec(i: ServiceInput): Docker.CreateServiceOptions {
       Resources: { Limits: { ...(p.memory ? { MemoryBytes: p.memory } : {}), ...(p.cpus ? { NanoCPUs: Math.round(p.cpus * 1e9) } : {}) } },
       RestartPolicy: { Condition: 'on-failure', Delay: 2 * SECOND_NS, MaxAttempts: RESTART_MAX_ATTEMPTS },
       Placement: { Constraints: constraints(i.placement) },
-      Networks: [{ Target: i.network }],
+      // The process name is the tasks' alias on the app's network: `web` reaches the web tasks (dnsrr) whatever the release.
+      Networks: [{ Target: i.network, Aliases: [p.name] }],
       LogDriver: { Name: 'json-file', Options: { ...PROCESS_LOG_OPTIONS } },
     },
     Mode: { Replicated: { Replicas: p.scale } },
