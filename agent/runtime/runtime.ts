@@ -25,7 +25,7 @@ import { gatherStatus } from '../status/gather.js';
 import type { AgentStore } from '../store/index.js';
 import { certPort, createCertManager } from './certs.js';
 import { runDeployLazily } from './lazy-deploy.js';
-import { LazyUpstreamWatcher } from './lazy-cluster.js';
+import { LazyNodeImagePruner, LazyUpstreamWatcher } from './lazy-cluster.js';
 
 export interface AgentBase {
   settings: AgentSettings;
@@ -52,6 +52,8 @@ export class AgentRuntime {
   readonly upstreams: LazyUpstreamWatcher;
   /** The cluster's registry: the CA trusted on every node, the berth-managed registry run on the manager. */
   readonly registry: LazyRegistryKeeper;
+  /** On every node of a cluster: the registry's berth images no container uses are removed. */
+  readonly nodeImages: LazyNodeImagePruner;
   private lastCertReport = '';
 
   /** nginx first: it must run before anything is routed (and the CertManager exists only then). */
@@ -130,6 +132,15 @@ export class AgentRuntime {
       desired: () => this.desired(),
       busyApps: () => this.queue.busyApps(),
     });
+    this.nodeImages = new LazyNodeImagePruner({
+      docker,
+      store,
+      logger: logger.child({ component: 'cluster-images' }),
+      desired: () => this.desired(),
+      busyApps: () => this.queue.busyApps(),
+      keepReleases: settings.keepReleases,
+      intervalMs: settings.imagePruneIntervalMs,
+    });
     this.runtimeLogs = new RuntimeLogs({ docker, server: settings.server, logger: logger.child({ component: 'runtime-logs' }), send: (msg) => this.connection.send(msg) });
   }
 
@@ -161,6 +172,7 @@ export class AgentRuntime {
     this.cron.sync();
     void this.registry.apply(desired?.cluster);
     this.upstreams.follow(desired);
+    this.nodeImages.follow(desired);
   }
 
   /** Finish the deploys a previous process left, resume the queued ones, adopt its cron runs. */
@@ -175,6 +187,7 @@ export class AgentRuntime {
     this.connection.start();
     this.reconciler.start();
     this.upstreams.follow(this.desired());
+    this.nodeImages.follow(this.desired());
     // Renewal: a run now, daily, and after backoffs; every attempt recorded (status, control plane).
     this.certs?.start();
   }
@@ -217,6 +230,7 @@ export class AgentRuntime {
     this.runtimeLogs.cancelAll();
     this.cron.close();
     await this.upstreams.close();
+    await this.nodeImages.close();
     await this.queue.close();
     await this.certs?.stop();
     await this.reconciler.close();

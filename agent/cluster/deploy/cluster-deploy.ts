@@ -51,7 +51,8 @@ export async function runClusterDeploy(deps: RunnerDeps, order: DeployOrder, sig
   try {
     const { cluster, registry } = clusterFor(deps, order);
     const network = appNetworkName(run.app);
-    const networkLabels = serviceLabels({ app: run.app, cluster: cluster.name, deploymentId: run.id }, 'network');
+    const server = deps.settings.server || undefined;
+    const networkLabels = serviceLabels({ app: run.app, cluster: cluster.name, deploymentId: run.id, server }, 'network');
     // A rollback or `berth scale` brings back a kept release: its digest, config and env; nothing is built or pushed.
     const prepared = order.rollbackOf
       ? await prepareRollback(run, order.rollbackOf, order.rescale === true)
@@ -121,7 +122,7 @@ function startServices(run: DeployRun, o: StartInput): Promise<void> {
       if (p.scale === 0) continue;
       signal.throwIfAborted();
       const placement = placementFor(nodes, volumes.length > 0, managerNodeId);
-      const spec = serviceSpec({ app, cluster: o.cluster.name, deploymentId: id, process: p, imageRef: o.prepared.image!, env: run.env, containerPort: o.containerPort, network: o.network, placement, volumes, stopGraceS: settings.stopGraceS });
+      const spec = serviceSpec({ app, cluster: o.cluster.name, server: settings.server || undefined, deploymentId: id, process: p, imageRef: o.prepared.image!, env: run.env, containerPort: o.containerPort, network: o.network, placement, volumes, stopGraceS: settings.stopGraceS });
       const serviceId = await createService(docker, spec, auth);
       o.created.push({ id: serviceId, process: p.name, replicas: p.scale });
       o.specs.push(spec);

@@ -26,6 +26,8 @@ export type Placement = { kind: 'workers' } | { kind: 'any' } | { kind: 'node'; 
 export interface ServiceInput {
   app: string;
   cluster: string;
+  /** The manager's server name (berth.server on the service and the network): its reconciler removes them once the app is gone. */
+  server?: string;
   deploymentId: string;
   process: ReleaseProcess;
   /** REGISTRY/berth/APP@sha256:… — never a tag. */
@@ -53,8 +55,9 @@ export function serviceName(app: string, process: string, deploymentId: string):
 export { appNetworkName } from '../../docker/labels.js';
 
 /** The labels of a release's service (and of its tasks' containers). */
-export function serviceLabels(i: Pick<ServiceInput, 'app' | 'cluster' | 'deploymentId'>, process: string): Record<string, string> {
+export function serviceLabels(i: Pick<ServiceInput, 'app' | 'cluster' | 'deploymentId' | 'server'>, process: string): Record<string, string> {
   return {
+    ...(i.server ? { [LABEL.server]: i.server } : {}),
     [LABEL.managed]: 'true',
     [LABEL.app]: i.app,
     [LABEL.process]: process,
@@ -81,7 +84,7 @@ export function serviceSpec(i: ServiceInput): Docker.CreateServiceOptions {
   const env = Object.entries(isWeb ? { ...i.env, PORT: String(i.containerPort) } : i.env).map(([k, v]) => `${k}=${v}`);
   const labels = serviceLabels(i, p.name);
   // Task containers are not berth.managed: the standalone reconciler of the node they land on must never adopt them.
-  const { [LABEL.managed]: _managed, ...taskLabels } = labels;
+  const { [LABEL.managed]: _managed, [LABEL.server]: _server, ...taskLabels } = labels;
   return {
     Name: serviceName(i.app, p.name, i.deploymentId),
     Labels: labels,
