@@ -120,21 +120,7 @@ export function plan(
     const containers = containersOf.get(app) ?? [];
     const spec = specApps.get(app);
     if (!spec) {
-      // Removed from the desired state: stop routing first, then remove its containers and release.
-      const why = 'app is no longer in the desired state';
-      if (nginxOf.has(app)) actions.push({ type: 'remove-nginx', app, reason: why });
-      // A cluster app: its services (every release's), then its network, which they were attached to.
-      for (const s of servicesOf.get(app) ?? []) actions.push({ type: 'remove-service', app, serviceId: s.id, name: s.name, reason: why });
-      for (const n of networksOf.get(app) ?? []) actions.push({ type: 'remove-network', app, networkId: n.id, name: n.name, reason: why });
-      for (const c of containers) actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: why });
-      if (releaseOf.has(app)) actions.push({ type: 'forget-release', app, reason: why });
-      if (certsOf?.wanted.has(app)) actions.push({ type: 'remove-cert', app, reason: why });
-      if (appFiles.has(app)) actions.push({ type: 'remove-app-files', app, reason: why });
-      // Last: a volume in use cannot be removed, so the app's containers go first (the executor
-      // skips these when removing one of them failed).
-      for (const v of volumesOf.get(app) ?? []) {
-        actions.push({ type: 'remove-volume', app, volume: v.dockerName, name: v.name, reason: 'the app was removed with --purge-volumes' });
-      }
+      actions.push(...planRemoved(app, { nginx: nginxOf.has(app), containers, release: releaseOf.has(app), cert: !!certsOf?.wanted.has(app), appFiles: appFiles.has(app), services: servicesOf.get(app) ?? [], networks: networksOf.get(app) ?? [], volumes: volumesOf.get(app) ?? [] }));
       continue;
     }
     // A cluster app runs as Swarm services: the manager's upstream watcher routes it (agent/cluster/deploy/upstreams.ts).
@@ -149,6 +135,38 @@ export function plan(
     }
     actions.push(...planRelease(app, spec.domains, release, containers, nginxOf.get(app) ?? null, render, certsOf));
   }
+  return actions;
+}
+
+/** What is left of an app removed from the desired state. */
+interface Leftovers {
+  nginx: boolean;
+  containers: readonly BerthContainer[];
+  release: boolean;
+  cert: boolean;
+  appFiles: boolean;
+  /** A cluster app's Swarm services and overlay network (observed on its manager). */
+  services: readonly SwarmObject[];
+  networks: readonly SwarmObject[];
+  /** Only when its volumes are to be purged. */
+  volumes: readonly BerthVolume[];
+}
+
+/** Removed from the desired state: stop routing first, then remove what runs, then its release and files. */
+function planRemoved(app: string, left: Leftovers): Action[] {
+  const why = 'app is no longer in the desired state';
+  const actions: Action[] = [];
+  if (left.nginx) actions.push({ type: 'remove-nginx', app, reason: why });
+  // A cluster app: its services (every release's), then its network, which they were attached to.
+  for (const s of left.services) actions.push({ type: 'remove-service', app, serviceId: s.id, name: s.name, reason: why });
+  for (const n of left.networks) actions.push({ type: 'remove-network', app, networkId: n.id, name: n.name, reason: why });
+  for (const c of left.containers) actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: why });
+  if (left.release) actions.push({ type: 'forget-release', app, reason: why });
+  if (left.cert) actions.push({ type: 'remove-cert', app, reason: why });
+  if (left.appFiles) actions.push({ type: 'remove-app-files', app, reason: why });
+  // Last: a volume in use cannot be removed, so the app's containers go first (the executor
+  // skips these when removing one of them failed).
+  for (const v of left.volumes) actions.push({ type: 'remove-volume', app, volume: v.dockerName, name: v.name, reason: 'the app was removed with --purge-volumes' });
   return actions;
 }
 

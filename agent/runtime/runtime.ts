@@ -124,24 +124,27 @@ export class AgentRuntime {
         this.reportCerts();
       },
     });
-    this.upstreams = new LazyUpstreamWatcher({
-      docker,
-      nginx,
-      store,
-      logger: logger.child({ component: 'cluster-upstreams' }),
-      desired: () => this.desired(),
-      busyApps: () => this.queue.busyApps(),
-    });
-    this.nodeImages = new LazyNodeImagePruner({
-      docker,
-      store,
-      logger: logger.child({ component: 'cluster-images' }),
-      desired: () => this.desired(),
-      busyApps: () => this.queue.busyApps(),
-      keepReleases: settings.keepReleases,
-      intervalMs: settings.imagePruneIntervalMs,
-    });
+    ({ upstreams: this.upstreams, nodeImages: this.nodeImages } = this.clusterLoops(nginx));
     this.runtimeLogs = new RuntimeLogs({ docker, server: settings.server, logger: logger.child({ component: 'runtime-logs' }), send: (msg) => this.connection.send(msg) });
+  }
+
+  /** The cluster loops, each loaded and started once the desired state wants it (never on a standalone agent). */
+  private clusterLoops(nginx: Nginx): { upstreams: LazyUpstreamWatcher; nodeImages: LazyNodeImagePruner } {
+    const { docker, store, logger, settings } = this;
+    const desired = () => this.desired();
+    const busyApps = () => this.queue.busyApps();
+    return {
+      upstreams: new LazyUpstreamWatcher({ docker, nginx, store, logger: logger.child({ component: 'cluster-upstreams' }), desired, busyApps }),
+      nodeImages: new LazyNodeImagePruner({
+        docker,
+        store,
+        logger: logger.child({ component: 'cluster-images' }),
+        desired,
+        busyApps,
+        keepReleases: settings.keepReleases,
+        intervalMs: settings.imagePruneIntervalMs,
+      }),
+    };
   }
 
   /** Queue a message for the control plane; a full outbox is logged, never thrown at the caller. */
