@@ -42,6 +42,8 @@ export interface AgentSettings {
   releaseTimeoutMs: number;
   /** Good releases kept (images, static dirs, snapshots; the live one included) for rollback without a rebuild. */
   keepReleases: number;
+  /** On a cluster's nodes: how often unused berth images of the cluster's registry are looked for (and how long one stays unused before it goes). */
+  imagePruneIntervalMs: number;
   /** Per-phase deadlines of a deploy (ms); releasing uses releaseTimeoutMs, health_checking the health budget. */
   fetchTimeoutMs: number;
   buildTimeoutMs: number;
@@ -166,6 +168,7 @@ const VARS = {
   BERTH_STATIC_DIR: ['staticDir', webPath, '/var/lib/berth-static'],
   BERTH_RELEASE_TIMEOUT_S: ['releaseTimeoutMs', int(1, 86_400).transform((s) => s * 1000), '1800'],
   BERTH_KEEP_RELEASES: ['keepReleases', int(1, 100), '5'],
+  BERTH_IMAGE_PRUNE_INTERVAL_MS: ['imagePruneIntervalMs', int(1_000, 86_400_000), '600000'],
   BERTH_FETCH_TIMEOUT_S: ['fetchTimeoutMs', int(1, 86_400).transform((s) => s * 1000), '600'],
   BERTH_BUILD_TIMEOUT_S: ['buildTimeoutMs', int(1, 86_400).transform((s) => s * 1000), '3600'],
   BERTH_START_TIMEOUT_S: ['startTimeoutMs', int(1, 86_400).transform((s) => s * 1000), '300'],

@@ -10,8 +10,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { BERTH_BIN } from './helpers/cli.js';
+import { parse as parseYaml } from 'yaml';
+import type { CronJobInfo, CronRunInfo } from '../shared/protocol.js';
 import type { DeploymentJson } from './helpers/fixtures.js';
 import { TestRepo } from './helpers/git-repo.js';
 import { eventually } from './helpers/http.js';
@@ -22,6 +25,7 @@ import { ensureSwarmNodeImage } from './helpers/swarm-node-image.js';
 import { startRegistry, type Registry } from './helpers/swarm-registry.js';
 import { stepTimer } from './helpers/timings.js';
 
+const execFileAsync = promisify(execFile);
 const APP = 'shop';
 const DOMAIN = 'shop.example.test';
 // busybox httpd serves the repo's files; /up is the health path. The release command prints one
@@ -46,7 +50,7 @@ interface TaskInfo {
   Status: { State: string };
 }
 
-describe('cluster deploys: Swarm services, health-gated, served by the manager', { timeout: 10 * 60_000 }, () => {
+describe('cluster deploys: Swarm services, health-gated, served by the manager', { timeout: 15 * 60_000 }, () => {
   let bed: SwarmWithAgents;
   let registry: Registry;
   let repo: TestRepo;
@@ -82,8 +86,9 @@ describe('cluster deploys: Swarm services, health-gated, served by the manager',
 
   before(async () => {
     await timed('node image (0 when it exists)', () => ensureSwarmNodeImage());
-    // Two kept releases (instead of 5): registry retention shows after a third good build.
-    bed = await timed('3 nodes with enrolled agents', () => startSwarmWithAgents({ nodes: 3, mounts: HOST_GIT_MOUNTS, agentEnv: { BERTH_KEEP_RELEASES: '2' } }));
+    // Two kept releases (instead of 5): registry retention shows after a third good build. Nodes look
+    // for unused cluster images every 5 s (instead of 10 min): the cronapp block sees a worker's go.
+    bed = await timed('3 nodes with enrolled agents', () => startSwarmWithAgents({ nodes: 3, mounts: HOST_GIT_MOUNTS, agentEnv: { BERTH_KEEP_RELEASES: '2', BERTH_IMAGE_PRUNE_INTERVAL_MS: '5000' } }));
     await timed('cluster create + 2 joins', async () => {
       await json(['cluster', 'create', 'prod', '--manager', 'web1']);
       await json(['cluster', 'add', 'prod', 'web2']);
@@ -385,5 +390,141 @@ describe('cluster deploys: Swarm services, health-gated, served by the manager',
     assert.deepEqual(await tasksOnBuilder(), tasksBefore);
     assert.equal(await servedBuild(), 'buildapp 1');
     assert.equal((await json<{ builder?: string }>(['cluster', 'builder', 'prod', '--manager'])).builder, 'web1');
+  });
+
+  // ---- cronapp: cron of a cluster app, stack.yml, nodes pruning unused images, and removing the app ----
+  const CRON_APP = 'cronapp';
+  const CRON_DOMAIN = 'cronapp.example.test';
+  const CRON_SECRET = 'cron-secret-7f3a91';
+  // `web` is the web tasks' alias on the app's overlay network (dnsrr: the tasks' own addresses).
+  const cronYml = `processes:
+  web: { command: "exec httpd -f -p $PORT -h /www", scale: 2 }
+healthcheck: { path: /up, timeout: 20, interval: 0.3, attempts: 5 }
+cron:
+  ping:
+    schedule: "* * * * *"
+    command: 'echo "reached=$(printf "GET /index.html HTTP/1.0\\r\\n\\r\\n" | nc -w 5 web 8000 | tail -n 1)"; [ -n "$CRON_SECRET" ] && echo "secret=$CRON_SECRET"'
+`;
+  let cronRepo: TestRepo;
+  /** The first cronapp release's image (digest reference) and the nodes its web tasks ran on. */
+  let cronV1 = { image: '', nodes: [] as string[] };
+  const cronServices = async () => (await managerDocker().listServices({ filters: { label: [`berth.app=${CRON_APP}`] } })) as unknown as ServiceInfo[];
+  const cronRuns = () => json<CronRunInfo[]>(['cron', 'runs', CRON_APP, 'ping', '--limit', '100']);
+  /** Cron containers created on a node since `since` (unix seconds), from its engine's event log. */
+  const cronCreations = async (node: string, since: number) =>
+    (await bed.swarm.exec(node, ['docker', 'events', '--since', String(since), '--until', String(Math.ceil(Date.now() / 1000) + 1), '--filter', 'type=container', '--filter', 'event=create', '--filter', 'label=berth.cron', '--format', '{{.Actor.Attributes.name}}'], { timeoutMs: 30_000 }))
+      .split('\n')
+      .filter(Boolean);
+  const STACK_DIR = `/var/lib/berth/apps/${CRON_APP}`; // the agents' BERTH_DATA in the nodes
+
+  it('a cluster app cron job runs once per slot cluster-wide, on the manager, on the overlay network, with the env', async () => {
+    cronRepo = new TestRepo(join(manager().hostDir, 'cronrepo'));
+    cronRepo.commit({ Dockerfile: DOCKERFILE, 'berth.yml': cronYml, 'index.html': 'cron version 1\n', up: 'ok\n' }, 'cron v1');
+    await json(['app', 'create', CRON_APP, '--repo', `file://${NODE_HOST_DIR}/cronrepo/remote.git`, '--cluster', 'prod']);
+    await json(['domain', 'add', CRON_APP, CRON_DOMAIN]);
+    const env = await cli(bed, ['env', 'set', CRON_APP, `CRON_SECRET=${CRON_SECRET}`]);
+    assert.equal(env.code, 0, env.stderr);
+    const since = Math.floor(Date.now() / 1000) - 1;
+    const res = await timed('deploy cronapp v1', () => cli(bed, ['deploy', CRON_APP, '--wait', '--json'], 300_000));
+    assert.equal(res.code, 0, `deploy failed: ${res.stderr}\n${bed.tail('web1', 60)}`);
+
+    const [job] = await json<CronJobInfo[]>(['cron', 'ls', CRON_APP]);
+    assert.equal(job?.name, 'ping');
+    assert.ok(job.nextRunAt, 'scheduled on the manager');
+
+    const manual = await cli(bed, ['cron', 'run', CRON_APP, 'ping'], 120_000);
+    assert.equal(manual.code, 0, `${manual.stdout}\n${manual.stderr}\n${bed.tail('web1', 40)}`);
+    assert.match(manual.stdout, /^reached=cron version 1$/m, 'the job reached the web tasks by name over the overlay network');
+    assert.match(manual.stdout, /^secret=\*\*\*$/m, 'the app env, masked in the output');
+
+    const runs = await timed('a scheduled cron slot', () =>
+      eventually(cronRuns, (l) => l.some((r) => r.trigger === 'schedule' && r.status !== 'running' && r.status !== 'skipped') && l.every((r) => r.status !== 'running'), 150_000, 1000),
+    );
+    const scheduled = runs.filter((r) => r.trigger === 'schedule');
+    const ran = scheduled.find((r) => r.status !== 'skipped')!;
+    assert.equal(ran.status, 'succeeded', JSON.stringify(ran));
+    assert.ok(ran.outputTail.includes('reached=cron version 1'), ran.outputTail.join('\n'));
+    const slots = scheduled.map((r) => r.scheduledAt);
+    assert.equal(new Set(slots).size, slots.length, `one run per slot: ${slots.join(', ')}`);
+    // Cluster-wide: every run is one container created on the manager, none on any other node.
+    const started = runs.filter((r) => r.status !== 'skipped');
+    assert.equal((await cronCreations(manager().name, since)).length, started.length);
+    for (const n of bed.swarm.nodes.filter((x) => x.name !== manager().name)) {
+      const r = await bed.swarm.tryExec(n, ['docker', 'info'], { timeoutMs: 10_000 });
+      if (r.code !== 0) continue; // the worker the earlier test stopped
+      assert.deepEqual(await cronCreations(n.name, since), [], `no cron container on ${n.name}`);
+    }
+  });
+
+  it('stack.yml documents what runs (a Compose v3 file docker stack config accepts), with the env only in stack.env', async () => {
+    const [svc] = await cronServices();
+    assert.ok(svc);
+    cronV1.image = svc.Spec.TaskTemplate.ContainerSpec.Image;
+    const nodes = (await managerDocker().listNodes()) as Array<{ ID: string; Description: { Hostname: string } }>;
+    cronV1.nodes = [...new Set((await runningTasks(svc.ID)).map((t) => nodes.find((n) => n.ID === t.NodeID)!.Description.Hostname))];
+
+    const text = await bed.swarm.exec(manager(), ['cat', `${STACK_DIR}/stack.yml`], { timeoutMs: 10_000 });
+    assert.doesNotMatch(text, new RegExp(CRON_SECRET));
+    const doc = parseYaml(text) as any;
+    const web = doc.services.web;
+    assert.equal(web.image, cronV1.image);
+    assert.deepEqual(web.env_file, ['stack.env']);
+    assert.equal(web.deploy.replicas, 2);
+    assert.equal(web.deploy.endpoint_mode, 'dnsrr');
+    assert.deepEqual(web.deploy.placement.constraints, ['node.role==worker']);
+    assert.equal(web.deploy.labels['berth.release'], svc.Spec.Labels['berth.release']);
+    assert.deepEqual(web.ports, [{ target: 8000, protocol: 'tcp', mode: 'host' }]);
+    assert.deepEqual(web.networks, { [`berth-${CRON_APP}`]: { aliases: ['web'] } });
+    assert.deepEqual(doc.networks, { [`berth-${CRON_APP}`]: { external: true } });
+    assert.equal(web.logging.options['max-size'], '10m');
+    assert.equal((await bed.swarm.exec(manager(), ['stat', '-c', '%a', `${STACK_DIR}/stack.env`, `${STACK_DIR}/stack.yml`], { timeoutMs: 10_000 })).trim(), '600\n600');
+    // The real Docker CLI reads it (and the env file next to it): it is `docker stack deploy`-able. The
+    // nodes' CLI (Debian's 20.10) has no `docker stack config`: the host's checks a copy of the two files.
+    await bed.swarm.exec(manager(), ['sh', '-c', `mkdir -p ${NODE_HOST_DIR}/stackcheck && cp ${STACK_DIR}/stack.yml ${STACK_DIR}/stack.env ${NODE_HOST_DIR}/stackcheck/`], { timeoutMs: 10_000 });
+    let checked: string;
+    try {
+      checked = (await execFileAsync('docker', ['stack', 'config', '-c', join(manager().hostDir, 'stackcheck', 'stack.yml')], { timeout: 30_000 })).stdout;
+    } finally {
+      await bed.swarm.exec(manager(), ['rm', '-rf', `${NODE_HOST_DIR}/stackcheck`], { timeoutMs: 10_000 });
+    }
+    const config = parseYaml(checked) as any;
+    assert.equal(config.services.web.image, cronV1.image);
+    assert.equal(config.services.web.environment.CRON_SECRET, CRON_SECRET, 'stack.env holds the env');
+    assert.equal(config.services.web.deploy.endpoint_mode, 'dnsrr');
+  });
+
+  it("after a redeploy and the drain, the nodes that ran the previous release's tasks no longer hold its image", async () => {
+    assert.ok(cronV1.image && cronV1.nodes.length > 0);
+    const workers = cronV1.nodes.filter((n) => n !== manager().name);
+    assert.ok(workers.length > 0, `v1 ran on workers: ${cronV1.nodes.join(', ')}`);
+    for (const n of workers) await bed.swarm.node(n).docker.getImage(cronV1.image).inspect();
+    cronRepo.commit({ 'index.html': 'cron version 2\n' }, 'cron v2');
+    const res = await timed('deploy cronapp v2', () => cli(bed, ['deploy', CRON_APP, '--wait', '--json'], 300_000));
+    assert.equal(res.code, 0, res.stderr);
+    const v2 = (JSON.parse(res.stdout) as DeploymentJson).id;
+    await eventually(cronServices, (l) => l.length === 1 && l[0]!.Spec.Labels['berth.release'] === v2, 60_000, 500);
+    const gone = async () => (await Promise.all(workers.map((n) => bed.swarm.node(n).docker.getImage(cronV1.image).inspect().then(() => n, () => null)))).filter(Boolean);
+    await timed('v1 image pruned on the workers', () => eventually(gone, (left) => left.length === 0, 120_000, 1000));
+    // The manager keeps it: a kept release (BERTH_KEEP_RELEASES) for a rollback.
+    await managerDocker().getImage(cronV1.image).inspect();
+    const stack = parseYaml(await bed.swarm.exec(manager(), ['cat', `${STACK_DIR}/stack.yml`], { timeoutMs: 10_000 })) as any;
+    assert.equal(stack.services.web.deploy.labels['berth.release'], v2, 'stack.yml follows the switch');
+  });
+
+  it("berth app rm of a cluster app: its services, its overlay network and its site go", async () => {
+    const siteExists = async () => (await bed.swarm.tryExec(manager(), ['test', '-e', `/var/lib/berth-nginx/sites/berth-${CRON_APP}.conf`], { timeoutMs: 10_000 })).code === 0;
+    assert.ok(await siteExists());
+    assert.equal((await cronServices()).length, 1);
+    const rm = await cli(bed, ['app', 'rm', CRON_APP, '--json']);
+    assert.equal(rm.code, 0, rm.stderr);
+    // Names only in a failure message: a service's spec holds the env.
+    const names = async () => (await cronServices()).map((x) => x.Spec.Name);
+    await timed('cronapp services removed', () => eventually(names, (l) => l.length === 0, 60_000, 500));
+    const network = async () => (await managerDocker().listNetworks({ filters: { name: [`berth-${CRON_APP}`] } })).filter((n) => n.Name === `berth-${CRON_APP}`);
+    await eventually(network, (l) => l.length === 0, 60_000, 500);
+    assert.equal(await siteExists(), false);
+    assert.notEqual((await bed.swarm.tryExec(manager(), ['test', '-e', STACK_DIR], { timeoutMs: 10_000 })).code, 0, 'its stack.yml and stack.env are gone');
+    // The other cluster app is untouched.
+    assert.equal((await services()).length, 1);
   });
 });

@@ -36,6 +36,8 @@ export interface JobTarget {
   volumes: VolumeConfig;
   /** The build's caps (a cron run is a one-off job of the app, like its release command). */
   limits: ResourceLimits;
+  /** A cluster app's overlay network (berth-APP): the run reaches what its services reach. Absent: the default bridge. */
+  network?: string;
 }
 
 /** The fields of a stored app config the caps are read from (stored JSON: checked, never trusted). */
@@ -54,7 +56,7 @@ export function cronLimits(config: StoredBuildCaps | null | undefined, defaults:
 }
 
 /** A job of the app's live release, with what a run of it needs; null when the app has no release or no such job. */
-export function jobTarget(store: AgentStore, app: string, job: string, defaultLimits: ResourceLimits | undefined): JobTarget | null {
+export function jobTarget(store: AgentStore, app: string, job: string, defaultLimits: ResourceLimits | undefined, network?: string | null): JobTarget | null {
   const release = store.releases.get(app);
   if (!release) return null;
   const snapshot = store.liveSnapshot(release);
@@ -67,6 +69,7 @@ export function jobTarget(store: AgentStore, app: string, job: string, defaultLi
     env: release.env ?? snapshot?.env ?? {},
     volumes: release.volumes ?? config?.volumes ?? {},
     limits: cronLimits(config, defaultLimits),
+    ...(network ? { network } : {}),
   };
 }
 
@@ -87,6 +90,7 @@ export function cronRunOptions(o: { name: string; app: string; job: string; serv
     labels: berthLabels(o.app, target.release.deploymentId, { [LABEL.cron]: o.job, ...(o.server ? { [LABEL.server]: o.server } : {}) }),
     volumes: volumeMounts(o.app, target.volumes),
     limits: target.limits,
+    ...(target.network ? { network: target.network } : {}),
   });
 }
 

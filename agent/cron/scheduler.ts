@@ -44,6 +44,12 @@ export interface CronDeps {
   desiredApps(): ReadonlySet<string> | null;
   /** The server's caps of one-off jobs (BERTH_BUILD_MEMORY / _CPUS) for apps whose config sets none; absent = uncapped. */
   defaultLimits?: ResourceLimits;
+  /**
+   * The overlay network a cluster app's runs attach to (its services' network), null for a
+   * standalone app. A cluster app is in this agent's desired state only on the cluster's manager,
+   * so its jobs run there, once per slot cluster-wide, from the live release's digest image.
+   */
+  clusterNetwork?: (app: string) => string | null;
 }
 
 interface Task {
@@ -163,7 +169,7 @@ export class CronScheduler {
   private target(app: string, job: string): JobTarget | null {
     const desiredApps = this.deps.desiredApps();
     if (desiredApps && !desiredApps.has(app)) return null;
-    return jobTarget(this.deps.store, app, job, this.deps.defaultLimits);
+    return jobTarget(this.deps.store, app, job, this.deps.defaultLimits, this.deps.clusterNetwork?.(app));
   }
 
   /** Record and start a run. null: a scheduled slot that was already claimed (never run twice). */

@@ -17,3 +17,8 @@ export const LABEL = {
 export function berthLabels(app: string, deploymentId: string, extra: Record<string, string> = {}): Record<string, string> {
   return { [LABEL.managed]: 'true', [LABEL.app]: app, [LABEL.deployment]: deploymentId, ...extra };
 }
+
+/** The attachable overlay network of a cluster app (issue 15): its services, release command and cron runs. */
+export function appNetworkName(app: string): string {
+  return `berth-${app}`;
+}

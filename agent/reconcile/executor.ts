@@ -10,6 +10,7 @@ import { removeDeployKey } from '../build/deploy-key.js';
 import { pruneApp } from '../releases/retention.js';
 import { listBerthContainers, removeContainer, startProcessContainer, type BerthContainer } from '../docker/containers.js';
 import { removeVolume, volumeMounts } from '../docker/volumes.js';
+import { removeSwarmObject } from '../docker/swarm-objects.js';
 import type { Release } from '../store/releases.js';
 import type { AgentSettings } from '../settings.js';
 import type { AgentStore } from '../store/index.js';
@@ -60,6 +61,8 @@ export async function executeActions(deps: ExecutorDeps, actions: Action[]): Pro
   const nginxFailed = new Set<string>();
   // A volume still mounted by a container that could not be removed cannot go either.
   const containerRemovalFailed = new Set<string>();
+  // A network still used by a service that could not be removed cannot go either.
+  const serviceRemovalFailed = new Set<string>();
   for (const action of actions) {
     const what = describeAction(action);
     if (deps.isBusy(action.app)) continue;
@@ -69,6 +72,10 @@ export async function executeActions(deps: ExecutorDeps, actions: Action[]): Pro
     }
     if (action.type === 'remove-volume' && containerRemovalFailed.has(action.app)) {
       result.errors.push(`${what}: skipped, a container of the app could not be removed`);
+      continue;
+    }
+    if (action.type === 'remove-network' && serviceRemovalFailed.has(action.app)) {
+      result.errors.push(`${what}: skipped, a service of the app could not be removed`);
       continue;
     }
     if (action.type === 'skip-corrupt-release') {
@@ -86,6 +93,7 @@ export async function executeActions(deps: ExecutorDeps, actions: Action[]): Pro
       result.errors.push(message);
       if (action.type === 'write-nginx' || action.type === 'restart-container' || action.type === 'start-release-container') nginxFailed.add(action.app);
       if (action.type === 'remove-container') containerRemovalFailed.add(action.app);
+      if (action.type === 'remove-service') serviceRemovalFailed.add(action.app);
       deps.logger.warn({ err, app: action.app, action: action.type }, `reconcile action failed: ${what}`);
     }
   }
@@ -137,6 +145,12 @@ async function apply(deps: ExecutorDeps, action: Action): Promise<void> {
       return;
     case 'remove-volume':
       await removeVolume(docker, action.volume);
+      return;
+    case 'remove-service':
+      await removeSwarmObject(docker, 'service', action.serviceId);
+      return;
+    case 'remove-network':
+      await removeSwarmObject(docker, 'network', action.networkId);
       return;
     case 'skip-corrupt-release':
       return; // reported by executeActions, never applied

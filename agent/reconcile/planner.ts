@@ -6,6 +6,7 @@ import type { AppSite } from '../nginx/index.js';
 import type { BerthContainer } from '../docker/containers.js';
 import type { Release, ReleaseProcess } from '../store/releases.js';
 import type { BerthVolume } from '../docker/volumes.js';
+import type { SwarmObject } from '../docker/swarm-objects.js';
 
 export interface Observed {
   containers: BerthContainer[];
@@ -20,6 +21,12 @@ export interface Observed {
   volumes?: readonly BerthVolume[];
   /** Apps with a DATA/apps/APP directory (docker-compose.yml, app.env). */
   appFiles?: readonly string[];
+  /**
+   * On a cluster's manager: the Swarm services and overlay networks of the cluster apps this server
+   * deployed (swarm-objects.ts; only berth's, labelled with this server). Absent elsewhere.
+   */
+  services?: readonly SwarmObject[];
+  networks?: readonly SwarmObject[];
 }
 
 export type RenderSite = (app: string, site: AppSite) => string;
@@ -41,6 +48,10 @@ export type Action =
   | { type: 'remove-cert'; app: string; reason: string }
   /** The app is gone: delete DATA/apps/APP (its docker-compose.yml and app.env, which holds secrets). */
   | { type: 'remove-app-files'; app: string; reason: string }
+  /** A cluster app is gone: remove one of its Swarm services (its tasks stop on every node). */
+  | { type: 'remove-service'; app: string; serviceId: string; name: string; reason: string }
+  /** A cluster app is gone: remove its overlay network (after its services). */
+  | { type: 'remove-network'; app: string; networkId: string; name: string; reason: string }
   /** The app is gone and its volumes were to be purged: delete one (after the app's containers). */
   | { type: 'remove-volume'; app: string; volume: string; name: string; reason: string }
   /**
@@ -88,8 +99,20 @@ export function plan(
     if (!purge.has(v.app)) continue;
     volumesOf.set(v.app, [...(volumesOf.get(v.app) ?? []), v]);
   }
+  const servicesOf = groupByApp(observed.services);
+  const networksOf = groupByApp(observed.networks);
   const apps = [
-    ...new Set([...specApps.keys(), ...releaseOf.keys(), ...nginxOf.keys(), ...containersOf.keys(), ...(certsOf?.wanted.keys() ?? []), ...appFiles, ...volumesOf.keys()]),
+    ...new Set([
+      ...specApps.keys(),
+      ...releaseOf.keys(),
+      ...nginxOf.keys(),
+      ...containersOf.keys(),
+      ...(certsOf?.wanted.keys() ?? []),
+      ...appFiles,
+      ...volumesOf.keys(),
+      ...servicesOf.keys(),
+      ...networksOf.keys(),
+    ]),
   ].sort();
   const actions: Action[] = [];
   for (const app of apps) {
@@ -97,18 +120,7 @@ export function plan(
     const containers = containersOf.get(app) ?? [];
     const spec = specApps.get(app);
     if (!spec) {
-      // Removed from the desired state: stop routing first, then remove its containers and release.
-      const why = 'app is no longer in the desired state';
-      if (nginxOf.has(app)) actions.push({ type: 'remove-nginx', app, reason: why });
-      for (const c of containers) actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: why });
-      if (releaseOf.has(app)) actions.push({ type: 'forget-release', app, reason: why });
-      if (certsOf?.wanted.has(app)) actions.push({ type: 'remove-cert', app, reason: why });
-      if (appFiles.has(app)) actions.push({ type: 'remove-app-files', app, reason: why });
-      // Last: a volume in use cannot be removed, so the app's containers go first (the executor
-      // skips these when removing one of them failed).
-      for (const v of volumesOf.get(app) ?? []) {
-        actions.push({ type: 'remove-volume', app, volume: v.dockerName, name: v.name, reason: 'the app was removed with --purge-volumes' });
-      }
+      actions.push(...planRemoved(app, { nginx: nginxOf.has(app), containers, release: releaseOf.has(app), cert: !!certsOf?.wanted.has(app), appFiles: appFiles.has(app), services: servicesOf.get(app) ?? [], networks: networksOf.get(app) ?? [], volumes: volumesOf.get(app) ?? [] }));
       continue;
     }
     // A cluster app runs as Swarm services: the manager's upstream watcher routes it (agent/cluster/deploy/upstreams.ts).
@@ -124,6 +136,44 @@ export function plan(
     actions.push(...planRelease(app, spec.domains, release, containers, nginxOf.get(app) ?? null, render, certsOf));
   }
   return actions;
+}
+
+/** What is left of an app removed from the desired state. */
+interface Leftovers {
+  nginx: boolean;
+  containers: readonly BerthContainer[];
+  release: boolean;
+  cert: boolean;
+  appFiles: boolean;
+  /** A cluster app's Swarm services and overlay network (observed on its manager). */
+  services: readonly SwarmObject[];
+  networks: readonly SwarmObject[];
+  /** Only when its volumes are to be purged. */
+  volumes: readonly BerthVolume[];
+}
+
+/** Removed from the desired state: stop routing first, then remove what runs, then its release and files. */
+function planRemoved(app: string, left: Leftovers): Action[] {
+  const why = 'app is no longer in the desired state';
+  const actions: Action[] = [];
+  if (left.nginx) actions.push({ type: 'remove-nginx', app, reason: why });
+  // A cluster app: its services (every release's), then its network, which they were attached to.
+  for (const s of left.services) actions.push({ type: 'remove-service', app, serviceId: s.id, name: s.name, reason: why });
+  for (const n of left.networks) actions.push({ type: 'remove-network', app, networkId: n.id, name: n.name, reason: why });
+  for (const c of left.containers) actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: why });
+  if (left.release) actions.push({ type: 'forget-release', app, reason: why });
+  if (left.cert) actions.push({ type: 'remove-cert', app, reason: why });
+  if (left.appFiles) actions.push({ type: 'remove-app-files', app, reason: why });
+  // Last: a volume in use cannot be removed, so the app's containers go first (the executor
+  // skips these when removing one of them failed).
+  for (const v of left.volumes) actions.push({ type: 'remove-volume', app, volume: v.dockerName, name: v.name, reason: 'the app was removed with --purge-volumes' });
+  return actions;
+}
+
+function groupByApp(objects: readonly SwarmObject[] | undefined): Map<string, SwarmObject[]> {
+  const out = new Map<string, SwarmObject[]>();
+  for (const o of objects ?? []) out.set(o.app, [...(out.get(o.app) ?? []), o]);
+  return out;
 }
 
 function planRelease(
@@ -285,6 +335,10 @@ export function describeAction(a: Action): string {
       return `delete the certificate of ${a.app} (${a.reason})`;
     case 'remove-app-files':
       return `delete the docker-compose.yml and env file of ${a.app} (${a.reason})`;
+    case 'remove-service':
+      return `remove service ${a.name} of ${a.app} (${a.reason})`;
+    case 'remove-network':
+      return `remove network ${a.name} of ${a.app} (${a.reason})`;
     case 'remove-volume':
       return `delete volume ${a.volume} (${a.name}) of ${a.app} and its data (${a.reason})`;
     case 'skip-corrupt-release':

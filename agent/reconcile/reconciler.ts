@@ -5,6 +5,7 @@ import { oneLine } from '../../shared/util/index.js';
 import { listAppFileDirs } from '../docker/compose-file.js';
 import { listBerthContainers, type BerthContainer } from '../docker/containers.js';
 import { listBerthVolumes } from '../docker/volumes.js';
+import { listBerthSwarmObjects } from '../docker/swarm-objects.js';
 import { executeActions, type ExecutorDeps } from './executor.js';
 import { plan, type Observed } from './planner.js';
 
@@ -132,6 +133,14 @@ export class Reconciler {
       this.volumesPurgedAt = desired.revision;
     }
     const appFiles = listAppFileDirs(settings.dataDir);
-    return { desired, busyApps, observed: { containers, nginxApps, appFiles, ...(certs ? { certs } : {}), ...(volumes ? { volumes } : {}) } };
+    // A cluster's manager: the services and networks of the cluster apps it deployed (a removed app's go).
+    const swarm =
+      desired?.cluster?.role === 'manager' && settings.server
+        ? await listBerthSwarmObjects(docker, settings.server).catch((err: unknown) => {
+            this.deps.logger.warn({ err }, 'could not list the cluster apps\' services: none is removed this pass');
+            return undefined;
+          })
+        : undefined;
+    return { desired, busyApps, observed: { containers, nginxApps, appFiles, ...(certs ? { certs } : {}), ...(volumes ? { volumes } : {}), ...(swarm ?? {}) } };
   }
 }

@@ -15,6 +15,7 @@ import { recoverJournal } from '../deploy/recovery.js';
 import type { AgentCredentials } from '../join.js';
 import { Nginx } from '../nginx/index.js';
 import type { BerthContainer } from '../docker/containers.js';
+import { appNetworkName } from '../docker/labels.js';
 import { Reconciler } from '../reconcile/reconciler.js';
 import { RuntimeLogs } from '../docker/runtime-logs.js';
 import { LazyRegistryKeeper } from './lazy-registry.js';
@@ -24,7 +25,7 @@ import { gatherStatus } from '../status/gather.js';
 import type { AgentStore } from '../store/index.js';
 import { certPort, createCertManager } from './certs.js';
 import { runDeployLazily } from './lazy-deploy.js';
-import { LazyUpstreamWatcher } from './lazy-cluster.js';
+import { LazyNodeImagePruner, LazyUpstreamWatcher } from './lazy-cluster.js';
 
 export interface AgentBase {
   settings: AgentSettings;
@@ -51,6 +52,8 @@ export class AgentRuntime {
   readonly upstreams: LazyUpstreamWatcher;
   /** The cluster's registry: the CA trusted on every node, the berth-managed registry run on the manager. */
   readonly registry: LazyRegistryKeeper;
+  /** On every node of a cluster: the registry's berth images no container uses are removed. */
+  readonly nodeImages: LazyNodeImagePruner;
   private lastCertReport = '';
 
   /** nginx first: it must run before anything is routed (and the CertManager exists only then). */
@@ -96,6 +99,7 @@ export class AgentRuntime {
       desiredApps: () => desiredAppNames(this.desired()),
       // A cron run is capped like a build unless the app's config says otherwise.
       defaultLimits: { memory: settings.buildMemory, cpus: settings.buildCpus },
+      clusterNetwork: (app) => clusterAppNetwork(this.desired(), app),
     });
     this.registry = new LazyRegistryKeeper(settings, docker, logger.child({ component: 'registry' }));
     const deployDeps = { docker, nginx, store, settings, logger, send: this.send, domainsFor: this.domainsFor, cluster: () => this.desired()?.cluster };
@@ -120,15 +124,27 @@ export class AgentRuntime {
         this.reportCerts();
       },
     });
-    this.upstreams = new LazyUpstreamWatcher({
-      docker,
-      nginx,
-      store,
-      logger: logger.child({ component: 'cluster-upstreams' }),
-      desired: () => this.desired(),
-      busyApps: () => this.queue.busyApps(),
-    });
+    ({ upstreams: this.upstreams, nodeImages: this.nodeImages } = this.clusterLoops(nginx));
     this.runtimeLogs = new RuntimeLogs({ docker, server: settings.server, logger: logger.child({ component: 'runtime-logs' }), send: (msg) => this.connection.send(msg) });
+  }
+
+  /** The cluster loops, each loaded and started once the desired state wants it (never on a standalone agent). */
+  private clusterLoops(nginx: Nginx): { upstreams: LazyUpstreamWatcher; nodeImages: LazyNodeImagePruner } {
+    const { docker, store, logger, settings } = this;
+    const desired = () => this.desired();
+    const busyApps = () => this.queue.busyApps();
+    return {
+      upstreams: new LazyUpstreamWatcher({ docker, nginx, store, logger: logger.child({ component: 'cluster-upstreams' }), desired, busyApps }),
+      nodeImages: new LazyNodeImagePruner({
+        docker,
+        store,
+        logger: logger.child({ component: 'cluster-images' }),
+        desired,
+        busyApps,
+        keepReleases: settings.keepReleases,
+        intervalMs: settings.imagePruneIntervalMs,
+      }),
+    };
   }
 
   /** Queue a message for the control plane; a full outbox is logged, never thrown at the caller. */
@@ -159,6 +175,7 @@ export class AgentRuntime {
     this.cron.sync();
     void this.registry.apply(desired?.cluster);
     this.upstreams.follow(desired);
+    this.nodeImages.follow(desired);
   }
 
   /** Finish the deploys a previous process left, resume the queued ones, adopt its cron runs. */
@@ -173,6 +190,7 @@ export class AgentRuntime {
     this.connection.start();
     this.reconciler.start();
     this.upstreams.follow(this.desired());
+    this.nodeImages.follow(this.desired());
     // Renewal: a run now, daily, and after backoffs; every attempt recorded (status, control plane).
     this.certs?.start();
   }
@@ -215,12 +233,19 @@ export class AgentRuntime {
     this.runtimeLogs.cancelAll();
     this.cron.close();
     await this.upstreams.close();
+    await this.nodeImages.close();
     await this.queue.close();
     await this.certs?.stop();
     await this.reconciler.close();
     await this.connection.drainOutbox();
     await this.connection.close();
   }
+}
+
+/** A cluster app's overlay network when this server is its cluster's manager (cron runs attach to it); else null. */
+function clusterAppNetwork(spec: ServerSpec | null, app: string): string | null {
+  const a = spec?.apps.find((x) => x.name === app);
+  return a?.cluster && spec?.cluster?.role === 'manager' && spec.cluster.name === a.cluster ? appNetworkName(app) : null;
 }
 
 function desiredAppNames(spec: ServerSpec | null): Set<string> | null {

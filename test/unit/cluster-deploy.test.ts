@@ -49,7 +49,7 @@ describe('cluster deploy: the service spec of a process', () => {
     assert.equal(t.RestartPolicy.Condition, 'on-failure');
     assert.ok(t.RestartPolicy.MaxAttempts > 0);
     assert.deepEqual(t.Placement.Constraints, ['node.role==worker']);
-    assert.deepEqual(t.Networks, [{ Target: 'berth-shop' }]);
+    assert.deepEqual(t.Networks, [{ Target: 'berth-shop', Aliases: ['web'] }], 'the process name is an alias of its tasks on the app network');
     assert.deepEqual(t.LogDriver, { Name: 'json-file', Options: { 'max-size': '10m', 'max-file': '3' } });
     assert.deepEqual(s.Mode, { Replicated: { Replicas: 3 } });
     assert.deepEqual(s.EndpointSpec, { Mode: 'dnsrr', Ports: [{ Protocol: 'tcp', TargetPort: 8000, PublishMode: 'host' }] });

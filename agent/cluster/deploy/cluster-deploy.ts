@@ -11,7 +11,8 @@
 // (built-elsewhere.ts): releasing → … → done from it, nothing fetched or built here.
 import type { DeployOrder } from '../../../shared/protocol.js';
 import type { ClusterRegistrySpec, ClusterSpec } from '../../../shared/spec.js';
-import { bestEffort, sleep } from '../../../shared/util/index.js';
+import type Docker from 'dockerode';
+import { bestEffort, oneLine, sleep } from '../../../shared/util/index.js';
 import { imagePort } from '../../docker/containers.js';
 import { DeployRun, NEVER, type RunnerDeps } from '../../deploy/deploy-run.js';
 import { endFailedDeploy } from '../../deploy/failure.js';
@@ -32,6 +33,7 @@ import { runClusterBuild } from './cluster-build.js';
 import { releasePhase } from '../../deploy/release-phase.js';
 import { appNetworkName, ClusterDeployError, serviceLabels, serviceSpec } from './service-spec.js';
 import { createService, ensureAppNetwork, listAppServices, listNodes, localNodeId, placementFor, removeServices, waitTasksRunning } from './services.js';
+import { writeStackFiles } from './stack-file.js';
 import { checkTaskHealth } from './task-health.js';
 import type { ExpectedService } from './task-state.js';
 import { serversOf, type TaskEndpoint } from './upstream-plan.js';
@@ -53,10 +55,12 @@ export async function runClusterDeploy(deps: RunnerDeps, order: DeployOrder, sig
   if (order.buildOnly) return runClusterBuild(deps, order, signal);
   const run = new DeployRun(deps, order, signal);
   const created: ExpectedService[] = [];
+  const specs: Docker.CreateServiceOptions[] = [];
   try {
     const { cluster, registry } = clusterFor(deps, order);
     const network = appNetworkName(run.app);
-    const networkLabels = serviceLabels({ app: run.app, cluster: cluster.name, deploymentId: run.id }, 'network');
+    const server = deps.settings.server || undefined;
+    const networkLabels = serviceLabels({ app: run.app, cluster: cluster.name, deploymentId: run.id, server }, 'network');
     const prepared = await prepare(run, registry, async () => (await ensureAppNetwork(deps.docker, network, networkLabels), network));
     run.commit = prepared.commit;
     if (!prepared.image) throw new ClusterDeployError('a static site cannot run in a cluster yet: deploy it to a server');
@@ -66,11 +70,12 @@ export async function runClusterDeploy(deps: RunnerDeps, order: DeployOrder, sig
     const containerPort = !web ? null : order.built ? order.built.containerPort : await imagePort(deps.docker, prepared.localImage ?? prepared.image, prepared.port);
     const domains = deps.domainsFor(order.app);
 
-    await startServices(run, { cluster, registry, prepared, processes, containerPort, network, networkLabels, created });
+    await startServices(run, { cluster, registry, prepared, processes, containerPort, network, networkLabels, created, specs });
     const endpoints = await healthGate(run, prepared, created, containerPort, domains);
     signal.throwIfAborted();
     await switchToRelease(run, { prepared, processes, containerPort, endpoints, domains });
     keepForRollback(run, prepared, processes, containerPort);
+    await writeStack(run, cluster.name, specs);
     run.stream.system(
       domains.length > 0 && endpoints.length > 0
         ? `now serving ${domains.join(', ')} from commit ${run.commit?.slice(0, 12) ?? '?'} on ${endpoints.length} task(s): ${serversOf(endpoints).join(', ')}`
@@ -125,6 +130,8 @@ interface StartInput {
   networkLabels: Record<string, string>;
   /** Filled with each service as soon as it exists, so a failure can remove it. */
   created: ExpectedService[];
+  /** The created services' specs (stack.yml is rendered from them). */
+  specs: Docker.CreateServiceOptions[];
 }
 
 /** starting: the app's network, then one service per process with replicas (volumes pinned to this node). */
@@ -143,9 +150,10 @@ function startServices(run: DeployRun, o: StartInput): Promise<void> {
       if (p.scale === 0) continue;
       signal.throwIfAborted();
       const placement = placementFor(nodes, volumes.length > 0, managerNodeId);
-      const spec = serviceSpec({ app, cluster: o.cluster.name, deploymentId: id, process: p, imageRef: o.prepared.image!, env: run.env, containerPort: o.containerPort, network: o.network, placement, volumes, stopGraceS: settings.stopGraceS });
+      const spec = serviceSpec({ app, cluster: o.cluster.name, server: settings.server || undefined, deploymentId: id, process: p, imageRef: o.prepared.image!, env: run.env, containerPort: o.containerPort, network: o.network, placement, volumes, stopGraceS: settings.stopGraceS });
       const serviceId = await createService(docker, spec, auth);
       o.created.push({ id: serviceId, process: p.name, replicas: p.scale });
+      o.specs.push(spec);
       stream.system(`created service ${spec.Name} (${p.scale} task${p.scale === 1 ? '' : 's'}, ${placement.kind === 'workers' ? 'on workers' : placement.kind === 'node' ? 'on this manager: it has volumes' : 'on any node'})`);
     }
     if (o.created.length === 0) stream.system('no processes to start');
@@ -205,6 +213,17 @@ function switchToRelease(run: DeployRun, o: { prepared: Prepared; processes: Rel
     },
     NEVER,
   );
+}
+
+/** DATA/apps/APP/stack.yml (and stack.env) say what runs now; a failure to write them is logged, the deploy stands. */
+async function writeStack(run: DeployRun, cluster: string, services: Docker.CreateServiceOptions[]): Promise<void> {
+  try {
+    const { stackFile } = await writeStackFiles(run.deps.settings.dataDir, { app: run.app, cluster, deploymentId: run.id, commit: run.commit ?? null, env: run.env, services });
+    run.log.info({ stackFile }, 'wrote the stack file');
+  } catch (err) {
+    run.log.warn({ err }, 'could not write stack.yml');
+    run.stream.system(`could not write stack.yml: ${oneLine(err)}`);
+  }
 }
 
 /** After the drain: the manager's images and the registry's manifests beyond the kept releases go. */

@@ -26,6 +26,8 @@ export type Placement = { kind: 'workers' } | { kind: 'any' } | { kind: 'node'; 
 export interface ServiceInput {
   app: string;
   cluster: string;
+  /** The manager's server name (berth.server on the service and the network): its reconciler removes them once the app is gone. */
+  server?: string;
   deploymentId: string;
   process: ReleaseProcess;
   /** REGISTRY/berth/APP@sha256:… — never a tag. */
@@ -49,14 +51,13 @@ export function serviceName(app: string, process: string, deploymentId: string):
   return `berth-${short}-${deploymentId}`.slice(0, 63);
 }
 
-/** The overlay network of an app's services and its release command. */
-export function appNetworkName(app: string): string {
-  return `berth-${app}`;
-}
+/** The overlay network of an app's services, its release command and its cron runs. */
+export { appNetworkName } from '../../docker/labels.js';
 
 /** The labels of a release's service (and of its tasks' containers). */
-export function serviceLabels(i: Pick<ServiceInput, 'app' | 'cluster' | 'deploymentId'>, process: string): Record<string, string> {
+export function serviceLabels(i: Pick<ServiceInput, 'app' | 'cluster' | 'deploymentId' | 'server'>, process: string): Record<string, string> {
   return {
+    ...(i.server ? { [LABEL.server]: i.server } : {}),
     [LABEL.managed]: 'true',
     [LABEL.app]: i.app,
     [LABEL.process]: process,
@@ -83,7 +84,7 @@ export function serviceSpec(i: ServiceInput): Docker.CreateServiceOptions {
   const env = Object.entries(isWeb ? { ...i.env, PORT: String(i.containerPort) } : i.env).map(([k, v]) => `${k}=${v}`);
   const labels = serviceLabels(i, p.name);
   // Task containers are not berth.managed: the standalone reconciler of the node they land on must never adopt them.
-  const { [LABEL.managed]: _managed, ...taskLabels } = labels;
+  const { [LABEL.managed]: _managed, [LABEL.server]: _server, ...taskLabels } = labels;
   return {
     Name: serviceName(i.app, p.name, i.deploymentId),
     Labels: labels,
@@ -101,7 +102,8 @@ export function serviceSpec(i: ServiceInput): Docker.CreateServiceOptions {
       Resources: { Limits: { ...(p.memory ? { MemoryBytes: p.memory } : {}), ...(p.cpus ? { NanoCPUs: Math.round(p.cpus * 1e9) } : {}) } },
       RestartPolicy: { Condition: 'on-failure', Delay: 2 * SECOND_NS, MaxAttempts: RESTART_MAX_ATTEMPTS },
       Placement: { Constraints: constraints(i.placement) },
-      Networks: [{ Target: i.network }],
+      // The process name is the tasks' alias on the app's network: `web` reaches the web tasks (dnsrr) whatever the release.
+      Networks: [{ Target: i.network, Aliases: [p.name] }],
       LogDriver: { Name: 'json-file', Options: { ...PROCESS_LOG_OPTIONS } },
     },
     Mode: { Replicated: { Replicas: p.scale } },
