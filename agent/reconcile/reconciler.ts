@@ -5,6 +5,7 @@ import { oneLine } from '../../shared/util/index.js';
 import { listAppFileDirs } from '../docker/compose-file.js';
 import { listBerthContainers, type BerthContainer } from '../docker/containers.js';
 import { listBerthVolumes } from '../docker/volumes.js';
+import type { AppSite } from '../nginx/index.js';
 import { executeActions, type ExecutorDeps } from './executor.js';
 import { plan, type Observed } from './planner.js';
 
@@ -22,6 +23,8 @@ export interface PassResult {
 export interface ReconcilerDeps extends Omit<ExecutorDeps, 'isBusy'> {
   desired: () => ServerSpec | null;
   busyApps: () => ReadonlySet<string>;
+  /** On a cluster's manager: the site its upstream watcher last routed per cluster app (Observed.clusterSites). */
+  clusterSites?: () => ReadonlyMap<string, AppSite | null> | undefined;
   onPass?: (pass: PassResult) => void;
 }
 
@@ -132,6 +135,7 @@ export class Reconciler {
       this.volumesPurgedAt = desired.revision;
     }
     const appFiles = listAppFileDirs(settings.dataDir);
-    return { desired, busyApps, observed: { containers, nginxApps, appFiles, ...(certs ? { certs } : {}), ...(volumes ? { volumes } : {}) } };
+    const clusterSites = desired?.cluster?.role === 'manager' ? this.deps.clusterSites?.() : undefined;
+    return { desired, busyApps, observed: { containers, nginxApps, appFiles, ...(certs ? { certs } : {}), ...(volumes ? { volumes } : {}), ...(clusterSites ? { clusterSites } : {}) } };
   }
 }

@@ -4,6 +4,7 @@
 import type { answerCluster as AnswerCluster } from '../cluster/index.js';
 import type { UpstreamWatcher, UpstreamWatcherDeps } from '../cluster/deploy/upstreams.js';
 import type { ServerSpec } from '../../shared/spec.js';
+import type { AppSite } from '../nginx/index.js';
 
 /** `answerCluster`, loaded on first use. */
 export const answerClusterLazily: typeof AnswerCluster = async (...args) => (await import('../cluster/index.js')).answerCluster(...args);
@@ -14,6 +15,7 @@ export const answerClusterLazily: typeof AnswerCluster = async (...args) => (awa
  */
 export class LazyUpstreamWatcher {
   private watcher: Promise<UpstreamWatcher> | undefined;
+  private loaded: UpstreamWatcher | undefined;
   private closed = false;
 
   constructor(private readonly deps: UpstreamWatcherDeps) {}
@@ -23,6 +25,7 @@ export class LazyUpstreamWatcher {
     if (this.watcher || this.closed || spec?.cluster?.role !== 'manager') return;
     this.watcher = import('../cluster/deploy/upstreams.js').then(({ UpstreamWatcher }) => {
       const w = new UpstreamWatcher(this.deps);
+      this.loaded = w;
       if (!this.closed) w.start();
       return w;
     });
@@ -30,6 +33,11 @@ export class LazyUpstreamWatcher {
       this.deps.logger.error({ err }, 'could not load the cluster upstream watcher');
       this.watcher = undefined;
     });
+  }
+
+  /** What the watcher last routed per cluster app (undefined until it is loaded: this is no manager). */
+  sites(): ReadonlyMap<string, AppSite | null> | undefined {
+    return this.loaded?.sites();
   }
 
   async close(): Promise<void> {

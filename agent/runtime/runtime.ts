@@ -113,6 +113,7 @@ export class AgentRuntime {
       logger: logger.child({ component: 'reconcile' }),
       desired: () => this.desired(),
       busyApps: () => this.queue.busyApps(),
+      clusterSites: () => this.upstreams.sites(),
       ...(this.certs ? { certs: certPort(this.certs) } : {}),
       onPass: (pass) => {
         this.followDesired();
@@ -127,8 +128,9 @@ export class AgentRuntime {
       logger: logger.child({ component: 'cluster-upstreams' }),
       desired: () => this.desired(),
       busyApps: () => this.queue.busyApps(),
+      ...(this.certs ? { onRouted: () => void this.reconciler.request() } : {}), // its certificate is planned for that site
     });
-    this.runtimeLogs = new RuntimeLogs({ docker, server: settings.server, logger: logger.child({ component: 'runtime-logs' }), send: (msg) => this.connection.send(msg) });
+    this.runtimeLogs = new RuntimeLogs({ docker, server: settings.server, logger: logger.child({ component: 'runtime-logs' }), send: (msg) => this.connection.send(msg), clusterRelease: this.clusterRelease });
   }
 
   /** Queue a message for the control plane; a full outbox is logged, never thrown at the caller. */
@@ -143,6 +145,14 @@ export class AgentRuntime {
   desired(): ServerSpec | null {
     return this.store.desired.get()?.spec ?? null;
   }
+
+  /** A cluster app this server deploys and serves (it is its cluster's manager): its live release, null before one; else undefined. */
+  private readonly clusterRelease = (app: string): string | null | undefined => {
+    const desired = this.desired();
+    const cluster = desired?.cluster;
+    if (cluster?.role !== 'manager' || !desired!.apps.some((a) => a.name === app && a.cluster === cluster.name)) return undefined;
+    return this.store.releases.get(app)?.deploymentId ?? null;
+  };
 
   /** The app's domains now (from the latest desired state), falling back to the order's snapshot. */
   private readonly domainsFor = (app: { name: string; domains: string[] }): string[] => this.desired()?.apps.find((a) => a.name === app.name)?.domains ?? app.domains;
