@@ -331,4 +331,29 @@ describe('cluster deploys: Swarm services, health-gated, served by the manager',
       await bed.startAgent('web1');
     }
   });
+
+  it("a static site on a cluster (build.static): no services, served from the manager's disk by its nginx", async () => {
+    const STATIC_APP = 'docs';
+    const STATIC_DOMAIN = 'docs.example.test';
+    const staticRepo = new TestRepo(join(manager().hostDir, 'staticrepo'));
+    staticRepo.commit({ 'berth.yml': 'build: { static: public }\n', 'public/index.html': 'static version 1\n' }, 'static version 1');
+    await json(['app', 'create', STATIC_APP, '--repo', `file://${NODE_HOST_DIR}/staticrepo/remote.git`, '--cluster', 'prod']);
+    await json(['domain', 'add', STATIC_APP, STATIC_DOMAIN]);
+    const deployStatic = async () => {
+      const res = await cli(bed, ['deploy', STATIC_APP, '--wait', '--json'], 300_000);
+      assert.equal(res.code, 0, `deploy failed: ${res.stderr}\n${res.stdout}\n${bed.tail('web1', 60)}`);
+    };
+    const get = async () => (await bed.swarm.exec(manager(), ['curl', '-s', '-H', `Host: ${STATIC_DOMAIN}`, 'http://127.0.0.1/'], { timeoutMs: 15_000 })).trim();
+    await timed('deploy a static site', deployStatic);
+    assert.equal(await get(), 'static version 1');
+    const site = await bed.swarm.exec(manager(), ['cat', `/var/lib/berth-nginx/sites/berth-${STATIC_APP}.conf`], { timeoutMs: 10_000 });
+    assert.match(site, /\(static site\)/);
+    assert.match(site, /root \/var\/lib\/berth-static\/\S+;/);
+    assert.deepEqual(await managerDocker().listServices({ filters: { label: [`berth.app=${STATIC_APP}`] } }), [], 'no services');
+    staticRepo.commit({ 'public/index.html': 'static version 2\n' }, 'static version 2');
+    await timed('deploy a static site v2', deployStatic);
+    assert.equal(await get(), 'static version 2');
+    const status = JSON.parse(await bed.nodeBerth('web1', ['status', '--json'])) as { apps: Array<{ name: string; health: string; cluster?: string }> };
+    assert.deepEqual(status.apps.filter((a) => a.name === STATIC_APP).map((a) => [a.health, a.cluster]), [['static', 'prod']]);
+  });
 });

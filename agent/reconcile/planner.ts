@@ -102,28 +102,17 @@ export function plan(
     const containers = containersOf.get(app) ?? [];
     const spec = specApps.get(app);
     if (!spec) {
-      // Removed from the desired state: stop routing first, then remove its containers and release.
-      const why = 'app is no longer in the desired state';
-      if (nginxOf.has(app)) actions.push({ type: 'remove-nginx', app, reason: why });
-      for (const c of containers) actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: why });
-      if (releaseOf.has(app)) actions.push({ type: 'forget-release', app, reason: why });
-      if (certsOf?.wanted.has(app)) actions.push({ type: 'remove-cert', app, reason: why });
-      if (appFiles.has(app)) actions.push({ type: 'remove-app-files', app, reason: why });
-      // Last: a volume in use cannot be removed, so the app's containers go first (the executor
-      // skips these when removing one of them failed).
-      for (const v of volumesOf.get(app) ?? []) {
-        actions.push({ type: 'remove-volume', app, volume: v.dockerName, name: v.name, reason: 'the app was removed with --purge-volumes' });
-      }
+      actions.push(...planRemoved(app, { nginx: nginxOf.has(app), containers, release: releaseOf.has(app), cert: !!certsOf?.wanted.has(app), files: appFiles.has(app), volumes: volumesOf.get(app) ?? [] }));
       continue;
     }
-    // A cluster app runs as Swarm services: the manager's upstream watcher routes it
-    // (agent/cluster/deploy/upstreams.ts); only its certificate is planned here, for that site.
-    if (spec.cluster) {
+    const release = releaseOf.get(app);
+    // A cluster app's services are routed by the manager's upstream watcher (cluster/deploy/upstreams.ts): only its
+    // certificate is planned here, for that site. A static one is served from disk: reconciled like a standalone one.
+    if (spec.cluster && !release?.staticRoot) {
       const site = clusterSite(observed.clusterSites, app, spec.domains);
       if (site !== undefined) actions.push(...planCert(app, spec.domains, site, certsOf));
       continue;
     }
-    const release = releaseOf.get(app);
     // Never deployed (or deployed before this agent's journal): what runs is unknown, so it is left as is.
     if (!release) continue;
     // A container re-created from a corrupt row would start with no env (or the wrong processes).
@@ -132,6 +121,23 @@ export function plan(
       continue;
     }
     actions.push(...planRelease(app, spec.domains, release, containers, nginxOf.get(app) ?? null, render, certsOf));
+  }
+  return actions;
+}
+
+/** Removed from the desired state: stop routing first, then remove its containers, release, certificate, files and (purged) volumes. */
+function planRemoved(app: string, has: { nginx: boolean; containers: BerthContainer[]; release: boolean; cert: boolean; files: boolean; volumes: BerthVolume[] }): Action[] {
+  const why = 'app is no longer in the desired state';
+  const actions: Action[] = [];
+  if (has.nginx) actions.push({ type: 'remove-nginx', app, reason: why });
+  for (const c of has.containers) actions.push({ type: 'remove-container', app, containerId: c.id, deploymentId: c.deploymentId, reason: why });
+  if (has.release) actions.push({ type: 'forget-release', app, reason: why });
+  if (has.cert) actions.push({ type: 'remove-cert', app, reason: why });
+  if (has.files) actions.push({ type: 'remove-app-files', app, reason: why });
+  // Last: a volume in use cannot be removed, so the app's containers go first (the executor
+  // skips these when removing one of them failed).
+  for (const v of has.volumes) {
+    actions.push({ type: 'remove-volume', app, volume: v.dockerName, name: v.name, reason: 'the app was removed with --purge-volumes' });
   }
   return actions;
 }

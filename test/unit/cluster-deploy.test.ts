@@ -217,7 +217,7 @@ describe('cluster deploy: the upstream watcher', () => {
       onRouted: (app) => void routedCalls.push(app),
     });
     const close = () => Promise.all([watcher.close(), ...listeners.map((l) => new Promise((r) => l.close(r)))]);
-    return { state, applied, watcher, ports, close, routedCalls };
+    return { state, applied, watcher, ports, close, routedCalls, live };
   }
 
   it('renders the running tasks once, follows a node going down, a domain change, and leaves a deploying app alone', async () => {
@@ -251,7 +251,7 @@ describe('cluster deploy: the upstream watcher', () => {
     }
   });
   it("exposes the site it last routed per app (what the app's certificate is planned for) and says when it routed", async () => {
-    const { state, applied, watcher, ports, close, routedCalls } = await setup();
+    const { state, applied, watcher, ports, close, routedCalls, live } = await setup();
     try {
       assert.deepEqual(watcher.sites(), new Map(), 'nothing routed yet: not known');
       await watcher.tick();
@@ -268,6 +268,13 @@ describe('cluster deploy: the upstream watcher', () => {
       await watcher.tick();
       assert.deepEqual(watcher.sites(), new Map([['shop', null]]), 'no domains: no server block');
       assert.deepEqual(routedCalls, ['shop', 'shop']);
+      // A static release (no web port: served from disk, routed by the reconcile pass): not the watcher's.
+      state.domains = ['shop.example.com'];
+      live.containerPort = null;
+      const count = applied.length;
+      await watcher.tick();
+      assert.equal(watcher.sites().has('shop'), false);
+      assert.equal(applied.length, count, 'nginx is not touched');
     } finally {
       await close();
     }

@@ -205,3 +205,17 @@ test("a cluster app's certificate: planned on the manager for the site its upstr
   // Removed from the desired state: its server block, release and certificate go.
   assert.deepEqual(brief(plan({ ...spec, apps: [] }, [live], observed({ certs: certs({}, { shop: [DOMAIN] }), clusterSites: new Map([['shop', site]]) }), render)), ['remove-nginx', 'forget-release', 'remove-cert']);
 });
+
+test('a static site on a cluster: served from the manager\'s disk, its server block and certificate reconciled like a standalone one', () => {
+  const spec: ServerSpec = { ...desired(), cluster: { name: 'prod', role: 'manager' }, apps: desired().apps.map((a) => ({ ...a, cluster: 'prod' })) };
+  const site: AppSite = { domains: [DOMAIN], staticRoot: '/var/lib/berth/static/shop/dep00002' };
+  const live: Release = { ...release('dep00002', []), image: '', containerId: '', hostPort: 0, containerPort: null, staticRoot: site.staticRoot };
+  const certs: Observed['certs'] = { due: new Map([['shop', 'missing']]), wanted: new Map() };
+  // Whatever the watcher last routed (services of an earlier release) is not used for it.
+  const clusterSites = new Map([['shop', { domains: [DOMAIN], upstreamPort: 30001, upstreamServers: ['172.30.0.3:30001'] }]]);
+  assert.deepEqual(plan(spec, [live], { containers: [], nginxApps: [], certs, clusterSites }, render), [
+    { type: 'write-nginx', app: 'shop', site, reason: 'server block is missing' },
+    { type: 'ensure-cert', app: 'shop', domains: [DOMAIN], site, reason: 'certificate missing' },
+  ]);
+  assert.deepEqual(plan(spec, [live], { containers: [], nginxApps: [{ app: 'shop', content: render('shop', site) }] }, render), []);
+});

@@ -93,7 +93,8 @@ export class UpstreamWatcher {
   private async follow(app: AppSpec): Promise<void> {
     const { docker, store } = this.deps;
     const release = store.releases.get(app.name);
-    if (!release?.containerPort) return;
+    // No web process, or a static site (served from disk, routed by the reconcile pass): nothing to follow.
+    if (!release?.containerPort) return void this.routed.delete(app.name);
     if (app.domains.length === 0) {
       // Its last domain was removed: nothing is routed (once, not every pass).
       if (this.routed.get(app.name)?.domains === '') return;
