@@ -243,6 +243,9 @@ describe('cluster deploys: Swarm services, health-gated, served by the manager',
     const hostDir = manager().hostDir;
     // Pebble on the host's side of the test network (the gateway, where the control plane listens for
     // the agents); its DNS sends every name to the manager node, whose nginx answers HTTP-01 on port 80.
+    // Tasks on several nodes need two ready workers: a node an earlier test stopped is started again (it rejoins by itself).
+    const states = await bed.swarm.nodeStates();
+    for (const n of bed.swarm.nodes) if (states.get(n.name)?.status !== 'Ready') await timed(`node ${n.name} started again`, () => bed.swarm.startNode(n));
     const pebble = await timed('pebble', () => startPebble({ httpPort: 80, listenHost: bed.swarm.gateway, defaultIPv4: manager().ip }));
     try {
       copyFileSync(pebble.caFile, join(hostDir, 'acme-listener-ca.pem'));
