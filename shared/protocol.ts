@@ -79,6 +79,8 @@ export const runtimeLogLine = z.object({
   process: z.string().max(64),
   replica: z.number().int().nonnegative().optional(),
   container: z.string().max(128),
+  /** Cluster apps: the node the task that printed it runs on (its berth server name, else its hostname). */
+  node: z.string().max(128).optional(),
   stream: z.enum(['stdout', 'stderr']),
   /** Docker's timestamp of the line (RFC 3339), when it had one. */
   ts: z.string().max(64).optional(),

@@ -9,7 +9,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { BERTH_BIN } from './helpers/cli.js';
@@ -19,6 +19,7 @@ import type { DeploymentJson } from './helpers/fixtures.js';
 import { TestRepo } from './helpers/git-repo.js';
 import { eventually } from './helpers/http.js';
 import { HttpLoad, versionSequence, type LoadReport } from './helpers/load.js';
+import { startPebble } from './helpers/pebble.js';
 import { cli, HOST_GIT_MOUNTS, startSwarmWithAgents, type SwarmWithAgents } from './helpers/swarm-agents.js';
 import { NODE_HOST_DIR } from './helpers/swarm-node-image.js';
 import { ensureSwarmNodeImage } from './helpers/swarm-node-image.js';
@@ -526,5 +527,130 @@ cron:
     assert.notEqual((await bed.swarm.tryExec(manager(), ['test', '-e', STACK_DIR], { timeoutMs: 10_000 })).code, 0, 'its stack.yml and stack.env are gone');
     // The other cluster app is untouched.
     assert.equal((await services()).length, 1);
+  });
+
+  // HTTPS, `berth logs` and `berth status` for a cluster app. The manager's agent is restarted with
+  // HTTPS and Pebble for this test only, and as before at its end.
+  it("HTTPS, logs and status for a cluster app: Pebble's certificate issued on the manager, served by its nginx from the tasks and kept across a deploy; every task's output", async (t) => {
+    const TLS_APP = 'tlsapp';
+    const TLS_DOMAIN = 'tls.example.test';
+    const hostDir = manager().hostDir;
+    // Pebble on the host's side of the test network (the gateway, where the control plane listens for
+    // the agents); its DNS sends every name to the manager node, whose nginx answers HTTP-01 on port 80.
+    // Tasks on several nodes need two ready workers: a node an earlier test stopped is started again (it rejoins by itself).
+    const states = await bed.swarm.nodeStates();
+    for (const n of bed.swarm.nodes) if (states.get(n.name)?.status !== 'Ready') await timed(`node ${n.name} started again`, () => bed.swarm.startNode(n));
+    const pebble = await timed('pebble', () => startPebble({ httpPort: 80, listenHost: bed.swarm.gateway, defaultIPv4: manager().ip }));
+    try {
+      copyFileSync(pebble.caFile, join(hostDir, 'acme-listener-ca.pem'));
+      writeFileSync(join(hostDir, 'acme-root.pem'), pebble.rootPem);
+      await timed('manager agent restarted with HTTPS', async () => {
+        await bed.stopAgent('web1');
+        await bed.startAgent('web1', {
+          BERTH_HTTPS_PORT: '443',
+          BERTH_ACME_DIRECTORY: pebble.directoryUrl,
+          BERTH_ACME_CA: `${NODE_HOST_DIR}/acme-listener-ca.pem`,
+          BERTH_ACME_EMAIL: 'ops@cluster.test',
+          // The test names resolve only in Pebble's DNS, not for the agent.
+          BERTH_ACME_SKIP_PRECHECK: '1',
+        });
+      });
+      const tlsRepo = new TestRepo(join(hostDir, 'tlsrepo'));
+      // Each task prints one line as it starts: `berth logs` must show the ones of every node.
+      const yml = BERTH_YML.replace('release: "echo release-ran-on-$(hostname)"\n', '').replace('command: "exec httpd', 'command: "echo tlsapp-task-up; exec httpd');
+      tlsRepo.commit({ Dockerfile: DOCKERFILE, 'berth.yml': yml, 'index.html': 'tls version 1\n', up: 'ok\n' }, 'tls version 1');
+      await json(['app', 'create', TLS_APP, '--repo', `file://${NODE_HOST_DIR}/tlsrepo/remote.git`, '--cluster', 'prod']);
+      await json(['domain', 'add', TLS_APP, TLS_DOMAIN]);
+      const deployTls = async () => {
+        const res = await cli(bed, ['deploy', TLS_APP, '--wait', '--json'], 300_000);
+        assert.equal(res.code, 0, `deploy failed: ${res.stderr}\n${res.stdout}\n${bed.tail('web1', 60)}`);
+        return JSON.parse(res.stdout) as DeploymentJson;
+      };
+      await timed('deploy tlsapp v1', deployTls);
+
+      // https://DOMAIN/ through the manager's nginx, from inside the manager node, verified against
+      // Pebble's root: curl checks the chain and that the certificate covers the name.
+      const https = () =>
+        bed.swarm
+          .exec(manager(), ['curl', '-sS', '--max-time', '10', '--cacert', `${NODE_HOST_DIR}/acme-root.pem`, '--resolve', `${TLS_DOMAIN}:443:127.0.0.1`, `https://${TLS_DOMAIN}/`], { timeoutMs: 15_000 })
+          .then((body) => body.trim(), (err: Error) => `failed: ${err.message}`);
+      const deployed = Date.now();
+      await eventually(https, (body) => body === 'tls version 1', 120_000, 1000);
+      t.diagnostic(`served over HTTPS ${Date.now() - deployed} ms after the deploy`);
+      const site = await bed.swarm.exec(manager(), ['cat', `/var/lib/berth-nginx/sites/berth-${TLS_APP}.conf`], { timeoutMs: 10_000 });
+      assert.match(site, /listen 443 ssl/);
+      assert.equal((site.match(/server \d+\.\d+\.\d+\.\d+:\d+;/g) ?? []).length, 3, `upstream: the three tasks\n${site}`);
+      assert.doesNotMatch(site, /server 127\.0\.0\.1/);
+      const redirect = await bed.swarm.exec(manager(), ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code} %{redirect_url}', '-H', `Host: ${TLS_DOMAIN}`, 'http://127.0.0.1/'], { timeoutMs: 15_000 });
+      assert.equal(redirect.trim(), `308 https://${TLS_DOMAIN}/`);
+
+      // A new version: the deploy's switch renders the server block with the certificate.
+      tlsRepo.commit({ 'index.html': 'tls version 2\n' }, 'tls version 2');
+      const v2 = await timed('deploy tlsapp v2', deployTls);
+      assert.equal(await https(), 'tls version 2', "the cluster deploy's switch keeps HTTPS");
+
+      // berth status on the manager: the cluster app, its tasks running/wanted and where, its certificate.
+      const status = JSON.parse(await bed.nodeBerth('web1', ['status', '--json'])) as {
+        apps: Array<{ name: string; cluster?: string; health: string; processes: Array<{ name: string; running: number; desired: number; containers: Array<{ node?: string }> }>; certificates: Array<{ state: string; certDomains: string[] }> }>;
+      };
+      const app = status.apps.find((a) => a.name === TLS_APP);
+      assert.ok(app, JSON.stringify(status.apps.map((a) => a.name)));
+      assert.equal(app.cluster, 'prod');
+      assert.deepEqual(app.processes.map((p) => [p.name, p.running, p.desired]), [['web', 3, 3]]);
+      assert.equal(app.health, 'healthy');
+      assert.deepEqual(app.certificates.map((c) => [c.state, c.certDomains]), [['valid', [TLS_DOMAIN]]]);
+
+      // berth logs: every task's output, wherever it runs, labelled with its task and node.
+      const live = ((await managerDocker().listServices({ filters: { label: [`berth.app=${TLS_APP}`, `berth.release=${v2.id}`] } })) as unknown as ServiceInfo[])[0];
+      assert.ok(live, 'the live release has its service');
+      const nodes = (await managerDocker().listNodes()) as Array<{ ID: string; Description: { Hostname: string } }>;
+      const current = (await runningTasks(live.ID)).map((x) => nodes.find((n) => n.ID === x.NodeID)!.Description.Hostname);
+      const logs = await cli(bed, ['logs', TLS_APP, '--json']);
+      assert.equal(logs.code, 0, logs.stderr);
+      const up = (JSON.parse(logs.stdout) as Array<{ process: string; replica?: number; node?: string; text: string }>).filter((l) => l.text === 'tlsapp-task-up');
+      assert.deepEqual(up.map((l) => l.replica).sort(), [1, 2, 3], logs.stdout);
+      assert.deepEqual([...new Set(up.map((l) => l.node))].sort(), [...new Set(current)].sort(), 'the nodes the tasks run on');
+      assert.ok(new Set(up.map((l) => l.node)).size >= 2, 'lines printed on at least two nodes');
+      const human = await cli(bed, ['logs', TLS_APP, '--process', 'web']);
+      assert.equal(human.code, 0, human.stderr);
+      assert.match(human.stdout, /^web\.[123]@\S+ \| tlsapp-task-up$/m);
+
+      // The app removed: its server block and its certificate go from the manager.
+      await json(['app', 'rm', TLS_APP]);
+      const certDir = `/var/lib/berth/certs/${TLS_APP}`;
+      await eventually(() => bed.swarm.exec(manager(), ['sh', '-c', `test -e ${certDir} && echo present || echo gone`], { timeoutMs: 10_000 }), (out) => out.trim() === 'gone', 60_000, 1000);
+    } finally {
+      // A run that failed before `app rm` would leave its services to the next test.
+      const left = (await managerDocker().listServices({ filters: { label: [`berth.app=${TLS_APP}`] } })) as unknown as ServiceInfo[];
+      for (const s of left) await managerDocker().getService(s.ID).remove().catch(() => undefined);
+      await pebble.stop();
+      await bed.stopAgent('web1');
+      await bed.startAgent('web1');
+    }
+  });
+
+  it("a static site on a cluster (build.static): no services, served from the manager's disk by its nginx", async () => {
+    const STATIC_APP = 'docs';
+    const STATIC_DOMAIN = 'docs.example.test';
+    const staticRepo = new TestRepo(join(manager().hostDir, 'staticrepo'));
+    staticRepo.commit({ 'berth.yml': 'build: { static: public }\n', 'public/index.html': 'static version 1\n' }, 'static version 1');
+    await json(['app', 'create', STATIC_APP, '--repo', `file://${NODE_HOST_DIR}/staticrepo/remote.git`, '--cluster', 'prod']);
+    await json(['domain', 'add', STATIC_APP, STATIC_DOMAIN]);
+    const deployStatic = async () => {
+      const res = await cli(bed, ['deploy', STATIC_APP, '--wait', '--json'], 300_000);
+      assert.equal(res.code, 0, `deploy failed: ${res.stderr}\n${res.stdout}\n${bed.tail('web1', 60)}`);
+    };
+    const get = async () => (await bed.swarm.exec(manager(), ['curl', '-s', '-H', `Host: ${STATIC_DOMAIN}`, 'http://127.0.0.1/'], { timeoutMs: 15_000 })).trim();
+    await timed('deploy a static site', deployStatic);
+    assert.equal(await get(), 'static version 1');
+    const site = await bed.swarm.exec(manager(), ['cat', `/var/lib/berth-nginx/sites/berth-${STATIC_APP}.conf`], { timeoutMs: 10_000 });
+    assert.match(site, /\(static site\)/);
+    assert.match(site, /root \/var\/lib\/berth-static\/\S+;/);
+    assert.deepEqual(await managerDocker().listServices({ filters: { label: [`berth.app=${STATIC_APP}`] } }), [], 'no services');
+    staticRepo.commit({ 'public/index.html': 'static version 2\n' }, 'static version 2');
+    await timed('deploy a static site v2', deployStatic);
+    assert.equal(await get(), 'static version 2');
+    const status = JSON.parse(await bed.nodeBerth('web1', ['status', '--json'])) as { apps: Array<{ name: string; health: string; cluster?: string }> };
+    assert.deepEqual(status.apps.filter((a) => a.name === STATIC_APP).map((a) => [a.health, a.cluster]), [['static', 'prod']]);
   });
 });

@@ -8,7 +8,6 @@ import { imageTag, type DeployRun } from './deploy-run.js';
 import { checkFreeDisk } from './disk.js';
 import { fetchPhase } from './fetch-phase.js';
 import { BuildImageTracker } from '../build/images.js';
-import { BuildError } from '../build/image.js';
 import { releasePhase } from './release-phase.js';
 
 /** What a deploy runs: built just now, or a kept release brought back by a rollback. */
@@ -78,8 +77,8 @@ function buildingPhase(run: DeployRun, o: { commit: string; config: AppConfig; b
       system: (l) => stream.system(l),
       signal,
     });
-    if (!o.cluster || !built.image) return built;
-    if (built.staticRoot) throw new BuildError('a static site (build.static) cannot run in a cluster yet: deploy it to a server');
+    // A static site is served from the manager's disk: its files are the release, nothing is pushed.
+    if (!o.cluster || !built.image || built.staticRoot) return built;
     return { ...built, pushed: await o.cluster.push(built.image, signal) };
   });
 }

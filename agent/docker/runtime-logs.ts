@@ -3,17 +3,13 @@
 import type Docker from 'dockerode';
 import type { Logger } from '../../shared/logger.js';
 import { oneLine, sleep } from '../../shared/util/index.js';
-import { PROTOCOL_VERSION, type AgentMessage, type LogsRequest, type RuntimeLogLine } from '../../shared/protocol.js';
+import type { AgentMessage, LogsRequest } from '../../shared/protocol.js';
 import { listBerthContainers, type BerthContainer } from './containers.js';
 import { eventName, followContainerEvents, type ContainerEvent } from './events.js';
 import { LATE_OOM_MS, OOM_KILL_EVENTS, OOM_TO_DIE_MS, OomKillReader, oomKills, outOfMemory, type OomKill } from './limits.js';
-import { demuxLines, LogDemuxer, type OutputStream } from './log-demux.js';
+import { demuxLines, LogDemuxer } from './log-demux.js';
+import { LogsResponse, splitTimestamp } from './logs-response.js';
 
-const BATCH_MS = 100;
-const MAX_BATCH = 500;
-const MAX_LINE = 16_384;
-/** A follow request is ended after this long so a forgotten `berth logs -f` cannot pin resources forever. */
-const MAX_FOLLOW_MS = 6 * 60 * 60 * 1000;
 /** Past OOM kills noted per container at most (a restart loop can have many). */
 const MAX_PAST_KILLS = 20;
 
@@ -23,73 +19,11 @@ export interface RuntimeLogDeps {
   logger: Logger;
   /** Sends now or drops: runtime logs are live, never queued in the outbox. */
   send(msg: AgentMessage): void;
-}
-
-/** Split Docker's `timestamps: true` prefix ("2024-01-01T00:00:00.123456789Z text") off a line. */
-function splitTimestamp(line: string): { ts?: string; text: string } {
-  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) ?(.*)$/s.exec(line);
-  return m ? { ts: m[1]!, text: m[2]! } : { text: line };
-}
-
-/** One request's output: lines batched per BATCH_MS (at most MAX_BATCH), the streams it follows, its end (sent once). */
-class LogsResponse {
-  ended = false;
-  private batch: RuntimeLogLine[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private readonly streams: NodeJS.ReadableStream[] = [];
-  private readonly stops: Array<() => void> = [];
-  private readonly maxTimer: NodeJS.Timeout;
-
-  constructor(
-    private readonly req: LogsRequest,
-    private readonly send: (msg: AgentMessage) => void,
-    private readonly onEnd: () => void,
-  ) {
-    this.maxTimer = setTimeout(() => this.end(), MAX_FOLLOW_MS);
-    this.maxTimer.unref();
-  }
-
-  add(c: BerthContainer, stream: OutputStream, raw: string): void {
-    if (this.ended) return;
-    const { ts, text } = splitTimestamp(raw);
-    this.batch.push({ process: c.process, ...(c.replica !== undefined ? { replica: c.replica } : {}), container: c.name, stream, ...(ts ? { ts } : {}), text: text.slice(0, MAX_LINE) });
-    if (this.batch.length >= MAX_BATCH) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), BATCH_MS);
-  }
-
-  /** berth's own line about a container (an OOM kill), marked `[berth]` so it never reads as the app's output. */
-  note(c: BerthContainer, ts: string, text: string): void {
-    this.add(c, 'stderr', `${ts} [berth] ${text}`);
-  }
-
-  /** A followed stream: destroyed when the request ends. */
-  track(stream: NodeJS.ReadableStream): void {
-    this.streams.push(stream);
-  }
-
-  /** Something else to stop when the request ends (an events subscription). */
-  onStop(stop: () => void): void {
-    this.stops.push(stop);
-  }
-
-  end(error?: string): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.onEnd();
-    clearTimeout(this.maxTimer);
-    for (const s of this.streams) (s as unknown as { destroy?: () => void }).destroy?.();
-    for (const stop of this.stops) stop();
-    this.flush();
-    this.send({ type: 'logs_end', v: PROTOCOL_VERSION, requestId: this.req.requestId, ...(error ? { error } : {}) });
-  }
-
-  private flush(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.batch.length === 0) return;
-    this.send({ type: 'logs_data', v: PROTOCOL_VERSION, requestId: this.req.requestId, lines: this.batch });
-    this.batch = [];
-  }
+  /**
+   * A cluster app this server manages: its live release (null: not deployed yet), whose Swarm
+   * services' output is read instead of local containers. Undefined: not a cluster app here.
+   */
+  clusterRelease?: (app: string) => string | null | undefined;
 }
 
 /** One followed container: its OOM kill reader, memory cap, and whether its `die` has been read. */
@@ -181,6 +115,12 @@ export class RuntimeLogs {
     const res = new LogsResponse(req, (msg) => this.deps.send(msg), () => this.active.delete(req.requestId));
     this.active.set(req.requestId, () => res.end());
     try {
+      const release = this.deps.clusterRelease?.(req.app);
+      if (release !== undefined) {
+        // Loaded here: a standalone agent never loads cluster code.
+        const { serveServiceLogs } = await import('../cluster/deploy/service-logs.js');
+        return await serveServiceLogs(this.deps.docker, req, res, release);
+      }
       const all = await listBerthContainers(this.deps.docker, { app: req.app, server: this.deps.server });
       const containers = all.filter((c) => !req.process || c.process === req.process).sort((a, b) => a.process.localeCompare(b.process) || (a.replica ?? 1) - (b.replica ?? 1));
       if (containers.length === 0) return res.end(noContainers(req, all));

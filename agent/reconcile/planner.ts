@@ -27,6 +27,11 @@ export interface Observed {
    */
   services?: readonly SwarmObject[];
   networks?: readonly SwarmObject[];
+  /**
+   * On a cluster's manager: the site its upstream watcher last routed per cluster app (null: none,
+   * the app has no domains); an app missing from it is not routed yet. Absent on other servers.
+   */
+  clusterSites?: ReadonlyMap<string, AppSite | null>;
 }
 
 export type RenderSite = (app: string, site: AppSite) => string;
@@ -123,9 +128,14 @@ export function plan(
       actions.push(...planRemoved(app, { nginx: nginxOf.has(app), containers, release: releaseOf.has(app), cert: !!certsOf?.wanted.has(app), appFiles: appFiles.has(app), services: servicesOf.get(app) ?? [], networks: networksOf.get(app) ?? [], volumes: volumesOf.get(app) ?? [] }));
       continue;
     }
-    // A cluster app runs as Swarm services: the manager's upstream watcher routes it (agent/cluster/deploy/upstreams.ts).
-    if (spec.cluster) continue;
     const release = releaseOf.get(app);
+    // A cluster app's services are routed by the manager's upstream watcher (cluster/deploy/upstreams.ts): only its
+    // certificate is planned here, for that site. A static one is served from disk: reconciled like a standalone one.
+    if (spec.cluster && !release?.staticRoot) {
+      const site = clusterSite(observed.clusterSites, app, spec.domains);
+      if (site !== undefined) actions.push(...planCert(app, spec.domains, site, certsOf));
+      continue;
+    }
     // Never deployed (or deployed before this agent's journal): what runs is unknown, so it is left as is.
     if (!release) continue;
     // A container re-created from a corrupt row would start with no env (or the wrong processes).
@@ -298,8 +308,25 @@ function planCert(app: string, domains: string[], site: AppSite | null, certs: O
   const reason = certs.due.get(app);
   if (reason) return [{ type: 'ensure-cert', app, domains, site, reason: `certificate ${reason}` }];
   // Backing off, but the wanted domains changed: record them (status shows the right set).
-  const same = wanted !== undefined && wanted.length === domains.length && [...wanted].sort().every((d, i) => d === [...domains].sort()[i]);
-  return same ? [] : [{ type: 'ensure-cert', app, domains, site, reason: 'the domains changed' }];
+  return wanted !== undefined && sameSet(wanted, domains) ? [] : [{ type: 'ensure-cert', app, domains, site, reason: 'the domains changed' }];
+}
+
+/**
+ * The site the manager's watcher routes for a cluster app, when it is the app's current one: its
+ * domains are the spec's (else the watcher is about to re-render, and the certificate waits for it).
+ * Undefined: not known (not the manager, not routed yet, or out of date).
+ */
+function clusterSite(sites: Observed['clusterSites'], app: string, domains: readonly string[]): AppSite | null | undefined {
+  const site = sites?.get(app);
+  if (site === undefined) return undefined;
+  if (site === null) return domains.length === 0 ? null : undefined;
+  return sameSet(site.domains, domains) ? site : undefined;
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  const sa = [...a].sort();
+  const sb = [...b].sort();
+  return sa.length === sb.length && sa.every((d, i) => d === sb[i]);
 }
 
 /** The server block that should exist (none without domains or without anything to serve). */

@@ -6,6 +6,7 @@ import { listAppFileDirs } from '../docker/compose-file.js';
 import { listBerthContainers, type BerthContainer } from '../docker/containers.js';
 import { listBerthVolumes } from '../docker/volumes.js';
 import { listBerthSwarmObjects } from '../docker/swarm-objects.js';
+import type { AppSite } from '../nginx/index.js';
 import { executeActions, type ExecutorDeps } from './executor.js';
 import { plan, type Observed } from './planner.js';
 
@@ -23,6 +24,8 @@ export interface PassResult {
 export interface ReconcilerDeps extends Omit<ExecutorDeps, 'isBusy'> {
   desired: () => ServerSpec | null;
   busyApps: () => ReadonlySet<string>;
+  /** On a cluster's manager: the site its upstream watcher last routed per cluster app (Observed.clusterSites). */
+  clusterSites?: () => ReadonlyMap<string, AppSite | null> | undefined;
   onPass?: (pass: PassResult) => void;
 }
 
@@ -141,6 +144,11 @@ export class Reconciler {
             return undefined;
           })
         : undefined;
-    return { desired, busyApps, observed: { containers, nginxApps, appFiles, ...(certs ? { certs } : {}), ...(volumes ? { volumes } : {}), ...(swarm ?? {}) } };
+    const clusterSites = desired?.cluster?.role === 'manager' ? this.deps.clusterSites?.() : undefined;
+    return {
+      desired,
+      busyApps,
+      observed: { containers, nginxApps, appFiles, ...(certs ? { certs } : {}), ...(volumes ? { volumes } : {}), ...(swarm ?? {}), ...(clusterSites ? { clusterSites } : {}) },
+    };
   }
 }

@@ -7,6 +7,7 @@ import type { UpstreamWatcher, UpstreamWatcherDeps } from '../cluster/deploy/ups
 import type { ServerSpec } from '../../shared/spec.js';
 import type { Logger } from '../../shared/logger.js';
 import type { NodeImagePruner, NodeImagesDeps } from '../cluster/node-images.js';
+import type { AppSite } from '../nginx/index.js';
 
 /** `answerCluster`, loaded on first use. */
 export const answerClusterLazily: typeof AnswerCluster = async (...args) => (await import('../cluster/index.js')).answerCluster(...args);
@@ -14,6 +15,8 @@ export const answerClusterLazily: typeof AnswerCluster = async (...args) => (awa
 /** A cluster loop (a timer with start and close), loaded and started once the desired state wants it. */
 class LazyClusterLoop<L extends { start(): void; close(): Promise<void> }> {
   private loop: Promise<L> | undefined;
+  /** The loop once loaded. */
+  protected loaded: L | undefined;
   private closed = false;
 
   constructor(
@@ -27,6 +30,7 @@ class LazyClusterLoop<L extends { start(): void; close(): Promise<void> }> {
   follow(spec: ServerSpec | null): void {
     if (this.loop || this.closed || !this.wanted(spec)) return;
     this.loop = this.load().then((l) => {
+      this.loaded = l;
       if (!this.closed) l.start();
       return l;
     });
@@ -49,6 +53,11 @@ class LazyClusterLoop<L extends { start(): void; close(): Promise<void> }> {
 export class LazyUpstreamWatcher extends LazyClusterLoop<UpstreamWatcher> {
   constructor(deps: UpstreamWatcherDeps) {
     super('cluster upstream watcher', deps.logger, (spec) => spec?.cluster?.role === 'manager', async () => new (await import('../cluster/deploy/upstreams.js')).UpstreamWatcher(deps));
+  }
+
+  /** What the watcher last routed per cluster app (undefined until it is loaded: this is no manager). */
+  sites(): ReadonlyMap<string, AppSite | null> | undefined {
+    return this.loaded?.sites();
   }
 }
 

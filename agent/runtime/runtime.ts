@@ -117,6 +117,7 @@ export class AgentRuntime {
       logger: logger.child({ component: 'reconcile' }),
       desired: () => this.desired(),
       busyApps: () => this.queue.busyApps(),
+      clusterSites: () => this.upstreams.sites(),
       ...(this.certs ? { certs: certPort(this.certs) } : {}),
       onPass: (pass) => {
         this.followDesired();
@@ -125,7 +126,7 @@ export class AgentRuntime {
       },
     });
     ({ upstreams: this.upstreams, nodeImages: this.nodeImages } = this.clusterLoops(nginx));
-    this.runtimeLogs = new RuntimeLogs({ docker, server: settings.server, logger: logger.child({ component: 'runtime-logs' }), send: (msg) => this.connection.send(msg) });
+    this.runtimeLogs = new RuntimeLogs({ docker, server: settings.server, logger: logger.child({ component: 'runtime-logs' }), send: (msg) => this.connection.send(msg), clusterRelease: this.clusterRelease });
   }
 
   /** The cluster loops, each loaded and started once the desired state wants it (never on a standalone agent). */
@@ -134,7 +135,15 @@ export class AgentRuntime {
     const desired = () => this.desired();
     const busyApps = () => this.queue.busyApps();
     return {
-      upstreams: new LazyUpstreamWatcher({ docker, nginx, store, logger: logger.child({ component: 'cluster-upstreams' }), desired, busyApps }),
+      upstreams: new LazyUpstreamWatcher({
+        docker,
+        nginx,
+        store,
+        logger: logger.child({ component: 'cluster-upstreams' }),
+        desired,
+        busyApps,
+        ...(this.certs ? { onRouted: () => void this.reconciler.request() } : {}), // its certificate is planned for that site
+      }),
       nodeImages: new LazyNodeImagePruner({
         docker,
         store,
@@ -159,6 +168,14 @@ export class AgentRuntime {
   desired(): ServerSpec | null {
     return this.store.desired.get()?.spec ?? null;
   }
+
+  /** A cluster app this server deploys and serves (it is its cluster's manager): its live release, null before one; else undefined. */
+  private readonly clusterRelease = (app: string): string | null | undefined => {
+    const desired = this.desired();
+    const cluster = desired?.cluster;
+    if (cluster?.role !== 'manager' || !desired!.apps.some((a) => a.name === app && a.cluster === cluster.name)) return undefined;
+    return this.store.releases.get(app)?.deploymentId ?? null;
+  };
 
   /** The app's domains now (from the latest desired state), falling back to the order's snapshot. */
   private readonly domainsFor = (app: { name: string; domains: string[] }): string[] => this.desired()?.apps.find((a) => a.name === app.name)?.domains ?? app.domains;

@@ -3,7 +3,9 @@
 // Asked of the engine each time: the swarm changes without the agent (a node dies, one rejoins).
 import type Docker from 'dockerode';
 import type { SwarmNodeState } from '../../shared/protocol.js';
-import type { ClusterSpec } from '../../shared/spec.js';
+import type { ClusterSpec, ServerSpec } from '../../shared/spec.js';
+import type { Release } from '../store/index.js';
+import type { ClusterTaskState } from './report.js';
 
 export interface ClusterStatus {
   name: string;
@@ -57,4 +59,38 @@ export async function clusterStatus(docker: Docker, spec: ClusterSpec | undefine
     nodes,
     health: clusterHealth(swarmState, nodes),
   };
+}
+
+/**
+ * On a cluster's manager: the tasks Swarm wants running for each cluster app's live release, by app
+ * (wherever they run: only the manager's engine can list them). Undefined elsewhere or when Swarm
+ * cannot be asked (the report then says `unknown`).
+ */
+export async function clusterAppTasks(docker: Docker, spec: ServerSpec | undefined, releases: readonly Release[]): Promise<Record<string, ClusterTaskState[]> | undefined> {
+  const cluster = spec?.cluster;
+  if (!spec || cluster?.role !== 'manager') return undefined;
+  const apps = spec.apps.filter((a) => a.cluster === cluster.name);
+  if (apps.length === 0) return undefined;
+  try {
+    // Loaded here: a standalone agent never loads cluster code (test/agent-start-modules.test.ts).
+    const [{ listAppServices, listNodes, listServiceTasks }, { nodeLabel }] = await Promise.all([import('../cluster/deploy/services.js'), import('../cluster/deploy/task-state.js')]);
+    const nodes = await listNodes(docker);
+    const out: Record<string, ClusterTaskState[]> = {};
+    for (const app of apps) {
+      const live = releases.find((r) => r.app === app.name)?.deploymentId;
+      const services = live ? (await listAppServices(docker, app.name)).filter((s) => s.release === live) : [];
+      const tasks = await listServiceTasks(
+        docker,
+        services.map((s) => s.id),
+      );
+      out[app.name] = tasks.flatMap((t) => {
+        const svc = services.find((s) => s.id === t.ServiceID);
+        if (!svc || t.DesiredState !== 'running') return [];
+        return [{ process: svc.process, name: `${svc.name}.${t.Slot ?? t.ID.slice(0, 12)}`, slot: t.Slot ?? 0, node: nodeLabel(nodes, t.NodeID), state: t.Status?.State ?? 'unknown' }];
+      });
+    }
+    return out;
+  } catch {
+    return undefined; // not (or no longer) a manager, or Docker cannot be asked: the report's dockerError/cluster says so
+  }
 }

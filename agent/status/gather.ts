@@ -7,7 +7,7 @@ import { listBerthContainers, type BerthContainer } from '../docker/containers.j
 import { oomKills } from '../docker/limits.js';
 import type { AgentStore, Release } from '../store/index.js';
 import { mapConcurrent } from '../../shared/util/index.js';
-import { clusterStatus } from './cluster.js';
+import { clusterAppTasks, clusterStatus } from './cluster.js';
 import { buildStatusReport, type ContainerFacts, type CronStatus, type StatusInput, type StatusReport } from './report.js';
 
 export interface GatherOptions {
@@ -89,6 +89,7 @@ export async function gatherStatus(opts: GatherOptions): Promise<StatusReport> {
   const desired = opts.store.desired.get();
   const cron = cronStatus(opts.store, desired, releases, now);
   const cluster = await clusterStatus(opts.docker, desired?.spec.cluster);
+  const clusterTasks = cluster?.swarmState === 'active' ? await clusterAppTasks(opts.docker, desired?.spec, releases) : undefined;
   return buildStatusReport({
     agent: opts.agent,
     connection: opts.connection,
@@ -104,6 +105,7 @@ export async function gatherStatus(opts: GatherOptions): Promise<StatusReport> {
     ...(cron ? { cron } : {}),
     ...(facts ? { containerFacts: facts } : {}),
     cluster,
+    ...(clusterTasks ? { clusterTasks } : {}),
     now,
   });
 }

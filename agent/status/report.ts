@@ -29,7 +29,24 @@ export interface StatusInput {
   containerFacts?: Record<string, ContainerFacts>;
   /** This server's cluster as its engine sees it (absent: standalone, or not asked). */
   cluster?: ClusterStatus | null;
+  /**
+   * On a cluster's manager: the current tasks of each cluster app's live release, by app (an app
+   * missing: not known — not the manager, or Swarm could not be asked). Cluster apps run no local containers.
+   */
+  clusterTasks?: Record<string, ClusterTaskState[]>;
   now: Date;
+}
+
+/** A task Swarm wants running for a cluster app's live release (agent/status/cluster.ts lists them). */
+export interface ClusterTaskState {
+  process: string;
+  /** SERVICE.SLOT, as Swarm names the task's container. */
+  name: string;
+  slot: number;
+  /** The node it runs on (its berth server name, else its hostname). */
+  node: string;
+  /** Swarm's task state: running, starting, preparing, pending, failed, … */
+  state: string;
 }
 
 export interface CronStatus {
@@ -57,7 +74,8 @@ export interface ProcessStatus {
   name: string;
   desired: number;
   running: number;
-  containers: Array<{ name: string; replica: number; state: string } & Partial<ContainerFacts>>;
+  /** The containers of the live release (a cluster app: its tasks, each with the node it runs on). */
+  containers: Array<{ name: string; replica: number; state: string; node?: string } & Partial<ContainerFacts>>;
   /** Whether the kernel killed a container of it (or a process inside one) at its memory cap. */
   oomKilled: boolean;
   /** The latest such kill (ISO), its cap (bytes, null: none known) and the containers' restarts. */
@@ -68,6 +86,8 @@ export interface ProcessStatus {
 
 export interface AppStatus {
   name: string;
+  /** A cluster app: its cluster (its processes are the tasks of its services, on the cluster's nodes). */
+  cluster?: string;
   domains: string[];
   release: { deploymentId: string; commit: string | null; image: string; activatedAt: string; static: boolean } | null;
   processes: ProcessStatus[];
@@ -113,6 +133,34 @@ function processFacts(containers: Array<Partial<ContainerFacts>>): Pick<ProcessS
   };
 }
 
+/** A cluster app's process: its tasks Swarm wants running, wherever they run (no local containers, no container facts). */
+function taskProcess(p: { name: string; scale: number }, tasks: readonly ClusterTaskState[]): ProcessStatus {
+  const mine = tasks.filter((t) => t.process === p.name).sort((a, b) => a.slot - b.slot);
+  const containers = mine.map((t) => ({ name: t.name, replica: t.slot, state: t.state, node: t.node }));
+  return { name: p.name, desired: p.scale, running: mine.filter((t) => t.state === 'running').length, containers, ...processFacts([]) };
+}
+
+/** An app's processes (a cluster app's: its tasks; a static site: none) and the health word they make. */
+function appProcesses(input: StatusInput, name: string, cluster: string | undefined, release: Release | null): { processes: ProcessStatus[]; health: AppStatus['health'] } {
+  if (!release) return { processes: [], health: 'not-deployed' };
+  if (release.staticRoot) return { processes: [], health: 'static' };
+  const wanted = release.processes ?? [{ name: 'web', command: null, scale: 1 }];
+  const tasks = cluster ? input.clusterTasks?.[name] : undefined;
+  const ours = (input.containers ?? []).filter((c) => c.app === name && c.deploymentId === release.deploymentId);
+  const processes = cluster
+    ? wanted.map((p) => taskProcess(p, tasks ?? []))
+    : wanted.map((p): ProcessStatus => {
+        const mine = ours.filter((c) => c.process === p.name).sort((a, b) => (a.replica ?? 1) - (b.replica ?? 1));
+        const containers = mine.map((c) => ({ name: c.name, replica: c.replica ?? 1, state: c.state, ...input.containerFacts?.[c.id] }));
+        return { name: p.name, desired: p.scale, running: mine.filter((c) => c.state === 'running').length, containers, ...processFacts(containers) };
+      });
+  const desiredTotal = processes.reduce((n, p) => n + p.desired, 0);
+  const runningTotal = processes.reduce((n, p) => n + Math.min(p.running, p.desired), 0);
+  const known = cluster ? tasks !== undefined : input.containers !== null;
+  const health = !known ? 'unknown' : runningTotal === desiredTotal ? 'healthy' : runningTotal === 0 ? 'down' : 'degraded';
+  return { processes, health };
+}
+
 export function buildStatusReport(input: StatusInput): StatusReport {
   const { agent, connection } = input;
   const specApps = input.desired?.spec.apps ?? [];
@@ -121,37 +169,14 @@ export function buildStatusReport(input: StatusInput): StatusReport {
     const spec = specApps.find((a) => a.name === name);
     const release = input.releases.find((r) => r.app === name) ?? null;
     const last = input.deploys.find((d) => d.app === name) ?? null;
-    const isStatic = !!release?.staticRoot;
-    const wanted = release ? (release.processes ?? [{ name: 'web', command: null, scale: 1 }]) : [];
-    const ours = (input.containers ?? []).filter((c) => c.app === name && release && c.deploymentId === release.deploymentId);
-    const processes = isStatic
-      ? []
-      : wanted.map((p): ProcessStatus => {
-          const mine = ours.filter((c) => c.process === p.name).sort((a, b) => (a.replica ?? 1) - (b.replica ?? 1));
-          const containers = mine.map((c) => ({ name: c.name, replica: c.replica ?? 1, state: c.state, ...input.containerFacts?.[c.id] }));
-          return { name: p.name, desired: p.scale, running: mine.filter((c) => c.state === 'running').length, containers, ...processFacts(containers) };
-        });
-    const desiredTotal = processes.reduce((n, p) => n + p.desired, 0);
-    const runningTotal = processes.reduce((n, p) => n + Math.min(p.running, p.desired), 0);
-    const health: AppStatus['health'] = !release
-      ? 'not-deployed'
-      : isStatic
-        ? 'static'
-        : input.containers === null
-          ? 'unknown'
-          : runningTotal === desiredTotal
-            ? 'healthy'
-            : runningTotal === 0
-              ? 'down'
-              : 'degraded';
     return {
       name,
+      ...(spec?.cluster ? { cluster: spec.cluster } : {}),
       domains: spec?.domains ?? [],
       release: release
-        ? { deploymentId: release.deploymentId, commit: release.commit, image: release.image, activatedAt: release.activatedAt, static: isStatic }
+        ? { deploymentId: release.deploymentId, commit: release.commit, image: release.image, activatedAt: release.activatedAt, static: !!release.staticRoot }
         : null,
-      processes,
-      health,
+      ...appProcesses(input, name, spec?.cluster, release),
       lastDeployment: last
         ? { id: last.id, status: last.status, commit: last.commit, reason: last.reason, createdAt: last.createdAt, finishedAt: last.finishedAt }
         : null,

@@ -1,4 +1,5 @@
-// `berth logs APP [--process NAME] [-f]`: the app's runtime output, read live from its server's agent.
+// `berth logs APP [--process NAME] [-f]`: the app's runtime output, read live from its server's agent
+// (a cluster app's: every task's, through its manager; each line says the node: `web.2@web3 | …`).
 import type { Command } from 'commander';
 import { RUNTIME_LOG_EVENT } from '../../shared/api.js';
 import type { RuntimeLogLine } from '../../shared/protocol.js';
@@ -37,7 +38,7 @@ export function registerLogsCommand(program: Command): void {
           if (msg.event === RUNTIME_LOG_EVENT.line) {
             const line = JSON.parse(msg.data) as RuntimeLogLine;
             if (opts.json) collected.push(line);
-            else process.stdout.write(tty`${opts.timestamps && line.ts ? `${line.ts} ` : ''}${line.process}.${line.replica ?? 1} | ${line.text.replace(/\r$/, '')}\n`);
+            else process.stdout.write(tty`${opts.timestamps && line.ts ? `${line.ts} ` : ''}${line.process}.${line.replica ?? 1}${line.node ? `@${line.node}` : ''} | ${line.text.replace(/\r$/, '')}\n`);
           } else if (msg.event === RUNTIME_LOG_EVENT.end) {
             const { error } = JSON.parse(msg.data) as { error?: string };
             if (error) throw new CliError(error);

@@ -59,6 +59,12 @@ function printCluster(r: StatusReport, w: (line?: string) => void): void {
   }
 }
 
+/** A cluster app's process: the nodes its tasks are on. */
+function onNodes(p: StatusReport['apps'][number]['processes'][number]): string {
+  const nodes = [...new Set(p.containers.flatMap((c) => (c.node ? [c.node] : [])))].sort();
+  return nodes.length ? ` on ${nodes.join(', ')}` : '';
+}
+
 function printHuman(r: StatusReport): void {
   // The report carries text from repos and apps (reasons, cron commands, errors): one sanitised line each.
   const w = (line = '') => process.stdout.write(terminalSafe(line) + '\n');
@@ -78,9 +84,9 @@ function printHuman(r: StatusReport): void {
   printCluster(r, w);
   w();
   for (const app of r.apps) {
-    w(`${app.name}  [${app.health}]${app.domains.length ? `  ${app.domains.join(', ')}` : ''}`);
+    w(`${app.name}  [${app.health}]${app.domains.length ? `  ${app.domains.join(', ')}` : ''}${app.cluster ? `  (cluster ${app.cluster})` : ''}`);
     if (app.release) w(`  release     ${app.release.deploymentId} commit ${app.release.commit?.slice(0, 12) ?? '-'} activated ${ago(app.release.activatedAt)}${app.release.static ? ' (static, served from disk)' : ''}`);
-    for (const p of app.processes) w(`  ${p.name.padEnd(11)} ${p.running}/${p.desired} running${p.containers.some((c) => c.state !== 'running') ? `  (${p.containers.filter((c) => c.state !== 'running').map((c) => `${c.name}: ${c.state}`).join(', ')})` : ''}${processTrouble(p)}`);
+    for (const p of app.processes) w(`  ${p.name.padEnd(11)} ${p.running}/${p.desired} running${onNodes(p)}${p.containers.some((c) => c.state !== 'running') ? `  (${p.containers.filter((c) => c.state !== 'running').map((c) => `${c.name}: ${c.state}`).join(', ')})` : ''}${processTrouble(p)}`);
     for (const c of app.certificates) {
       w(`  tls         ${c.state}${c.notAfter ? `, expires ${c.notAfter.slice(0, 10)} (${c.daysLeft} d)` : ''}${c.lastResult ? `, last renewal ${c.lastResult} ${ago(c.lastAttemptAt)}` : ''}${c.lastError ? `: ${c.lastError}` : ''}${c.nextAttemptAt ? `, next ${ago(c.nextAttemptAt)}` : ''}`);
     }

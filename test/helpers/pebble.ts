@@ -17,6 +17,13 @@ export interface PebbleOptions {
   certValiditySeconds?: number;
   /** Extra environment for pebble (e.g. PEBBLE_AUTHZREUSE). */
   env?: Record<string, string>;
+  /**
+   * The address Pebble's ACME listener binds (default 127.0.0.1): e.g. a test network's gateway, for
+   * agents inside nodes of the cluster test bed. Its IP goes into the listener certificate's SAN.
+   */
+  listenHost?: string;
+  /** The address challtestsrv's DNS answers for every name (default 127.0.0.1): where HTTP-01 is validated. */
+  defaultIPv4?: string;
 }
 
 export interface Pebble {
@@ -37,8 +44,9 @@ function openssl(args: string[], cwd: string): void {
   execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-/** A throwaway CA and a cert for localhost/127.0.0.1 signed by it; returns the file paths. */
-export function makeTlsFiles(dir: string): { caFile: string; certFile: string; keyFile: string } {
+/** A throwaway CA and a cert for localhost/127.0.0.1 (and `extraIps`) signed by it; returns the file paths. */
+export function makeTlsFiles(dir: string, extraIps: string[] = []): { caFile: string; certFile: string; keyFile: string } {
+  const san = ['DNS:localhost', 'IP:127.0.0.1', ...extraIps.filter((ip) => ip !== '127.0.0.1').map((ip) => `IP:${ip}`)].join(',');
   openssl(
     ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem',
       '-days', '2', '-subj', '/CN=berth test ACME listener CA'],
@@ -46,7 +54,7 @@ export function makeTlsFiles(dir: string): { caFile: string; certFile: string; k
   );
   openssl(
     ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'localhost.key', '-out', 'localhost.csr',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'],
+      '-subj', '/CN=localhost', '-addext', `subjectAltName=${san}`],
     dir,
   );
   openssl(
@@ -57,14 +65,14 @@ export function makeTlsFiles(dir: string): { caFile: string; certFile: string; k
   return { caFile: join(dir, 'ca.pem'), certFile: join(dir, 'localhost.pem'), keyFile: join(dir, 'localhost.key') };
 }
 
-function waitForTcp(port: number, proc: ChildProcess, name: string, logFile: string, timeoutMs = 10_000): Promise<void> {
+function waitForTcp(port: number, proc: ChildProcess, name: string, logFile: string, timeoutMs = 10_000, host = '127.0.0.1'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
     const attempt = () => {
       if (proc.exitCode !== null || proc.signalCode !== null) {
         return reject(new Error(`${name} exited (${proc.exitCode ?? proc.signalCode}): ${tail(logFile)}`));
       }
-      const sock = connect({ host: '127.0.0.1', port });
+      const sock = connect({ host, port });
       sock.once('connect', () => {
         sock.destroy();
         resolve();
@@ -119,7 +127,8 @@ async function stopProc(proc: ChildProcess | undefined): Promise<void> {
 
 export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
   const dir = makeTmpDir('pebble');
-  const tlsFiles = makeTlsFiles(dir);
+  const listenHost = opts.listenHost ?? '127.0.0.1';
+  const tlsFiles = makeTlsFiles(dir, [listenHost]);
   const [dnsPort, challMgmtPort, acmePort, mgmtPort, tlsPort] = await distinctFreePorts(5, [opts.httpPort]);
 
   let chall: ChildProcess | undefined;
@@ -134,7 +143,7 @@ export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
     chall = spawnLogged(
       'pebble-challtestsrv',
       ['-dns01', `127.0.0.1:${dnsPort}`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `127.0.0.1:${challMgmtPort}`,
-        '-defaultIPv4', '127.0.0.1', '-defaultIPv6', ''],
+        '-defaultIPv4', opts.defaultIPv4 ?? '127.0.0.1', '-defaultIPv6', ''],
       {},
       challLog,
     );
@@ -143,7 +152,7 @@ export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
 
     const config = {
       pebble: {
-        listenAddress: `127.0.0.1:${acmePort}`,
+        listenAddress: `${listenHost}:${acmePort}`,
         managementListenAddress: `127.0.0.1:${mgmtPort}`,
         certificate: tlsFiles.certFile,
         privateKey: tlsFiles.keyFile,
@@ -163,13 +172,13 @@ export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
       { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', ...opts.env },
       pebbleLog,
     );
-    await waitForTcp(acmePort!, pebble, 'pebble', pebbleLog);
+    await waitForTcp(acmePort!, pebble, 'pebble', pebbleLog, 10_000, listenHost);
     await waitForTcp(mgmtPort!, pebble, 'pebble (management)', pebbleLog);
 
     const ca = readFileSync(tlsFiles.caFile, 'utf8');
     const rootPem = await fetchPem(`https://127.0.0.1:${mgmtPort}/roots/0`, ca);
     const intermediatePem = await fetchPem(`https://127.0.0.1:${mgmtPort}/intermediates/0`, ca);
-    return { directoryUrl: `https://127.0.0.1:${acmePort}/dir`, caFile: tlsFiles.caFile, rootPem, intermediatePem, dir, stop };
+    return { directoryUrl: `https://${listenHost}:${acmePort}/dir`, caFile: tlsFiles.caFile, rootPem, intermediatePem, dir, stop };
   } catch (err) {
     await stop();
     throw err;

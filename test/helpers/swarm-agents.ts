@@ -86,9 +86,10 @@ export class SwarmWithAgents {
     return a;
   }
 
-  async startAgent(server: string): Promise<void> {
+  /** Start the node's agent with the bed's settings, and `env` on top (e.g. HTTPS and ACME on one node). */
+  async startAgent(server: string, env: Record<string, string> = {}): Promise<void> {
     const { node } = this.agent(server);
-    const env = {
+    const settings = {
       BERTH_DATA: AGENT_DATA,
       BERTH_NGINX_PREFIX: '/var/lib/berth-nginx',
       BERTH_HTTP_PORT: '80',
@@ -98,9 +99,10 @@ export class SwarmWithAgents {
       // A cluster's manager runs its berth-managed registry from this image (loaded into every node: no Docker Hub here).
       BERTH_REGISTRY_IMAGE: REGISTRY_TEST_IMAGE,
       ...this.agentEnv,
+      ...env,
     };
     const script = `echo $$ > ${AGENT_PID}; exec ${NODE_BERTH.join(' ')} agent --data ${AGENT_DATA} >> ${AGENT_LOG} 2>&1`;
-    await runOk(['docker', 'exec', '-d', ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]), node.name, 'sh', '-c', script], { timeoutMs: 30_000 });
+    await runOk(['docker', 'exec', '-d', ...Object.entries(settings).flatMap(([k, v]) => ['-e', `${k}=${v}`]), node.name, 'sh', '-c', script], { timeoutMs: 30_000 });
     await this.waitConnected(server, true);
   }
 

@@ -205,6 +205,7 @@ describe('cluster deploy: the upstream watcher', () => {
       listNodes: async () => state.nodes,
     };
     const applied: Array<AppSite | null> = [];
+    const routedCalls: string[] = [];
     const live = { app: 'shop', deploymentId: 'd1', containerPort: 8000 } as Release;
     const watcher = new UpstreamWatcher({
       docker: docker as never,
@@ -213,9 +214,10 @@ describe('cluster deploy: the upstream watcher', () => {
       logger: pino({ level: 'silent' }),
       desired: () => ({ server: 'web1', revision: 1, cluster: { name: 'prod', role: 'manager' }, apps: [{ name: 'shop', repo: 'https://example.com/x.git', branch: 'main', domains: state.domains, env: {}, cluster: 'prod' }] }),
       busyApps: () => state.busy,
+      onRouted: (app) => void routedCalls.push(app),
     });
     const close = () => Promise.all([watcher.close(), ...listeners.map((l) => new Promise((r) => l.close(r)))]);
-    return { state, applied, watcher, ports, close };
+    return { state, applied, watcher, ports, close, routedCalls, live };
   }
 
   it('renders the running tasks once, follows a node going down, a domain change, and leaves a deploying app alone', async () => {
@@ -244,6 +246,35 @@ describe('cluster deploy: the upstream watcher', () => {
       state.tasks = [];
       await watcher.tick();
       assert.equal(applied.length, count, 'with no task answering nginx keeps its upstream');
+    } finally {
+      await close();
+    }
+  });
+  it("exposes the site it last routed per app (what the app's certificate is planned for) and says when it routed", async () => {
+    const { state, applied, watcher, ports, close, routedCalls, live } = await setup();
+    try {
+      assert.deepEqual(watcher.sites(), new Map(), 'nothing routed yet: not known');
+      await watcher.tick();
+      assert.deepEqual(watcher.sites(), new Map([['shop', { domains: ['shop.example.com'], upstreamPort: ports[0], upstreamServers: [`127.0.0.1:${ports[0]}`] }]]));
+      assert.deepEqual(watcher.sites().get('shop'), applied.at(-1), 'exactly what nginx was given');
+      assert.deepEqual(routedCalls, ['shop']);
+      await watcher.tick();
+      assert.deepEqual(routedCalls, ['shop'], 'not again while nothing changes');
+      state.busy.add('shop');
+      await watcher.tick();
+      assert.equal(watcher.sites().has('shop'), false, 'a deploy of the app moves nginx: not known until the watcher routes it again');
+      state.busy.clear();
+      state.domains = [];
+      await watcher.tick();
+      assert.deepEqual(watcher.sites(), new Map([['shop', null]]), 'no domains: no server block');
+      assert.deepEqual(routedCalls, ['shop', 'shop']);
+      // A static release (no web port: served from disk, routed by the reconcile pass): not the watcher's.
+      state.domains = ['shop.example.com'];
+      live.containerPort = null;
+      const count = applied.length;
+      await watcher.tick();
+      assert.equal(watcher.sites().has('shop'), false);
+      assert.equal(applied.length, count, 'nginx is not touched');
     } finally {
       await close();
     }

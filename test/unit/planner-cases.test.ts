@@ -169,3 +169,53 @@ test('a release read from a corrupt row: nothing is re-created (no container wit
   // The same release, readable: its missing containers are started.
   assert.deepEqual(brief(plan(desired(), [release('dep00001', [web(), worker()])], { containers: [], nginxApps: [] }, render)), ['start web#1 from berth/shop:dep00001', 'start worker#1 from berth/shop:dep00001']);
 });
+
+test("a cluster app's certificate: planned on the manager for the site its upstream watcher routes, and only then", () => {
+  const spec: ServerSpec = { ...desired(), cluster: { name: 'prod', role: 'manager' }, apps: desired().apps.map((a) => ({ ...a, cluster: 'prod' })) };
+  const live: Release = { ...release('dep00001', [web(3)]), containerId: '', image: `reg:5000/berth/shop@sha256:${'ab'.repeat(32)}` };
+  const site: AppSite = { domains: [DOMAIN], upstreamPort: 30001, upstreamServers: ['172.30.0.3:30001', '172.30.0.4:30002'] };
+  const certs = (due: Record<string, string>, wanted: Record<string, string[]>): Observed['certs'] => ({ due: new Map(Object.entries(due)), wanted: new Map(Object.entries(wanted)) });
+  const observed = (o: Partial<Observed>): Observed => ({ containers: [], nginxApps: [{ app: 'shop', content: 'routed by the watcher' }], ...o });
+  const missing = certs({ shop: 'missing' }, {});
+
+  // Issued for what the watcher routed: no container, no server block of the reconciler's own.
+  assert.deepEqual(plan(spec, [live], observed({ certs: missing, clusterSites: new Map([['shop', site]]) }), render), [
+    { type: 'ensure-cert', app: 'shop', domains: [DOMAIN], site, reason: 'certificate missing' },
+  ]);
+  // Nothing routed yet (or this server is no manager: no clusterSites), or the watcher has not caught
+  // up with a domain change: the certificate waits, and nothing else is touched.
+  assert.deepEqual(plan(spec, [live], observed({ certs: missing }), render), []);
+  assert.deepEqual(plan(spec, [live], observed({ certs: missing, clusterSites: new Map() }), render), []);
+  const twoDomains = { ...spec, apps: spec.apps.map((a) => ({ ...a, domains: [DOMAIN, `www.${DOMAIN}`] })) };
+  assert.deepEqual(plan(twoDomains, [live], observed({ certs: certs({ shop: 'domains-changed' }, { shop: [DOMAIN] }), clusterSites: new Map([['shop', site]]) }), render), []);
+  // Valid and the same domains: nothing to do; renewal due: renewed for the same site.
+  assert.deepEqual(plan(spec, [live], observed({ certs: certs({}, { shop: [DOMAIN] }), clusterSites: new Map([['shop', site]]) }), render), []);
+  assert.deepEqual(brief(plan(spec, [live], observed({ certs: certs({ shop: 'expiring' }, { shop: [DOMAIN] }), clusterSites: new Map([['shop', site]]) }), render)), ['ensure-cert']);
+  // Its last domain removed: the watcher removed the server block (null), renewing stops.
+  const noDomains = { ...spec, apps: spec.apps.map((a) => ({ ...a, domains: [] })) };
+  assert.deepEqual(plan(noDomains, [live], observed({ certs: certs({}, { shop: [DOMAIN] }), clusterSites: new Map([['shop', null]]) }), render), [
+    { type: 'ensure-cert', app: 'shop', domains: [], site: null, reason: 'nothing is served: stop renewing its certificate' },
+  ]);
+  // A domain added back while the watcher still has none routed: not known yet, nothing planned.
+  assert.deepEqual(plan(spec, [live], observed({ certs: certs({ shop: 'missing' }, { shop: [] }), clusterSites: new Map([['shop', null]]) }), render), []);
+  // HTTPS off (no certs observed): nothing, whatever is routed.
+  assert.deepEqual(plan(spec, [live], observed({ clusterSites: new Map([['shop', site]]) }), render), []);
+  // A deploy of it running: left alone.
+  assert.deepEqual(plan(spec, [live], observed({ certs: missing, clusterSites: new Map([['shop', site]]) }), render, { busyApps: new Set(['shop']) }), []);
+  // Removed from the desired state: its server block, release and certificate go.
+  assert.deepEqual(brief(plan({ ...spec, apps: [] }, [live], observed({ certs: certs({}, { shop: [DOMAIN] }), clusterSites: new Map([['shop', site]]) }), render)), ['remove-nginx', 'forget-release', 'remove-cert']);
+});
+
+test('a static site on a cluster: served from the manager\'s disk, its server block and certificate reconciled like a standalone one', () => {
+  const spec: ServerSpec = { ...desired(), cluster: { name: 'prod', role: 'manager' }, apps: desired().apps.map((a) => ({ ...a, cluster: 'prod' })) };
+  const site: AppSite = { domains: [DOMAIN], staticRoot: '/var/lib/berth/static/shop/dep00002' };
+  const live: Release = { ...release('dep00002', []), image: '', containerId: '', hostPort: 0, containerPort: null, staticRoot: site.staticRoot };
+  const certs: Observed['certs'] = { due: new Map([['shop', 'missing']]), wanted: new Map() };
+  // Whatever the watcher last routed (services of an earlier release) is not used for it.
+  const clusterSites = new Map([['shop', { domains: [DOMAIN], upstreamPort: 30001, upstreamServers: ['172.30.0.3:30001'] }]]);
+  assert.deepEqual(plan(spec, [live], { containers: [], nginxApps: [], certs, clusterSites }, render), [
+    { type: 'write-nginx', app: 'shop', site, reason: 'server block is missing' },
+    { type: 'ensure-cert', app: 'shop', domains: [DOMAIN], site, reason: 'certificate missing' },
+  ]);
+  assert.deepEqual(plan(spec, [live], { containers: [], nginxApps: [{ app: 'shop', content: render('shop', site) }] }, render), []);
+});

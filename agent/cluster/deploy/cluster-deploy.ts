@@ -63,24 +63,24 @@ export async function runClusterDeploy(deps: RunnerDeps, order: DeployOrder, sig
     const networkLabels = serviceLabels({ app: run.app, cluster: cluster.name, deploymentId: run.id, server }, 'network');
     const prepared = await prepare(run, registry, async () => (await ensureAppNetwork(deps.docker, network, networkLabels), network));
     run.commit = prepared.commit;
-    if (!prepared.image) throw new ClusterDeployError('a static site cannot run in a cluster yet: deploy it to a server');
-    const processes = applyScale(releaseProcesses(prepared.config), order.app.scale, { rescale: order.rescale === true, staticSite: false, log: (l) => run.stream.system(l) });
+    // A static site is served from disk by the manager's nginx, as standalone: no services.
+    run.staticRoot = prepared.staticRoot;
+    const staticSite = !!prepared.staticRoot;
+    if (!prepared.image && !staticSite) throw new ClusterDeployError('the build made no image');
+    const processes = applyScale(staticSite ? [] : releaseProcesses(prepared.config), order.app.scale, { rescale: order.rescale === true, staticSite, log: (l) => run.stream.system(l) });
     const web = processes.some((p) => p.name === 'web');
     // Built on the builder: its engine read the port from the image (this one pulls it when starting).
-    const containerPort = !web ? null : order.built ? order.built.containerPort : await imagePort(deps.docker, prepared.localImage ?? prepared.image, prepared.port);
+    const containerPort = !web ? null : order.built ? order.built.containerPort : await imagePort(deps.docker, prepared.localImage ?? prepared.image!, prepared.port);
     const domains = deps.domainsFor(order.app);
 
-    await startServices(run, { cluster, registry, prepared, processes, containerPort, network, networkLabels, created, specs });
+    if (staticSite) await run.runPhase('starting', {}, async () => run.stream.system('a static site: served from disk by the manager, no services'));
+    else await startServices(run, { cluster, registry, prepared, processes, containerPort, network, networkLabels, created, specs });
     const endpoints = await healthGate(run, prepared, created, containerPort, domains);
     signal.throwIfAborted();
     await switchToRelease(run, { prepared, processes, containerPort, endpoints, domains });
     keepForRollback(run, prepared, processes, containerPort);
-    await writeStack(run, cluster.name, specs);
-    run.stream.system(
-      domains.length > 0 && endpoints.length > 0
-        ? `now serving ${domains.join(', ')} from commit ${run.commit?.slice(0, 12) ?? '?'} on ${endpoints.length} task(s): ${serversOf(endpoints).join(', ')}`
-        : `release ${run.id} is live${endpoints.length > 0 ? ' (the app has no domains yet)' : ' (no web process: nothing is routed)'}`,
-    );
+    if (!staticSite) await writeStack(run, cluster.name, specs);
+    run.stream.system(servingLine(run, domains, endpoints));
     run.transition('done');
     return { drain: drainOldServices(run, closing).then(() => (closing.aborted ? undefined : retention(run, registry))) };
   } catch (err) {
@@ -186,7 +186,16 @@ async function healthGate(run: DeployRun, prepared: Prepared, created: ExpectedS
   });
 }
 
-/** switching: recorded as the live release, then the manager's nginx routes to every healthy web task. */
+/** What the deploy log says the release serves. */
+function servingLine(run: DeployRun, domains: string[], endpoints: TaskEndpoint[]): string {
+  const commit = run.commit?.slice(0, 12) ?? '?';
+  if (run.staticRoot) return domains.length > 0 ? `now serving ${domains.join(', ')} from commit ${commit} (static site, from the manager's disk)` : `release ${run.id} is live (the app has no domains yet)`;
+  return domains.length > 0 && endpoints.length > 0
+    ? `now serving ${domains.join(', ')} from commit ${commit} on ${endpoints.length} task(s): ${serversOf(endpoints).join(', ')}`
+    : `release ${run.id} is live${endpoints.length > 0 ? ' (the app has no domains yet)' : ' (no web process: nothing is routed)'}`;
+}
+
+/** switching: recorded as the live release, then the manager's nginx routes to every healthy web task (a static site: to its files). */
 function switchToRelease(run: DeployRun, o: { prepared: Prepared; processes: ReleaseProcess[]; containerPort: number | null; endpoints: TaskEndpoint[]; domains: string[] }): Promise<void> {
   const { store, nginx } = run.deps;
   const servers = serversOf(o.endpoints);
@@ -204,12 +213,13 @@ function switchToRelease(run: DeployRun, o: { prepared: Prepared; processes: Rel
         containerPort: o.containerPort,
         commit: run.commit ?? null,
         processes: o.processes,
-        staticRoot: null,
+        staticRoot: o.prepared.staticRoot,
         env: run.env,
         volumes: o.prepared.config.volumes ?? {},
       });
       run.switched.activated = true;
-      await nginx.applyApp(run.app, o.domains.length > 0 && servers.length > 0 ? { domains: o.domains, upstreamPort: firstPort, upstreamServers: servers } : null);
+      const site = o.prepared.staticRoot ? { domains: o.domains, staticRoot: o.prepared.staticRoot } : servers.length > 0 ? { domains: o.domains, upstreamPort: firstPort, upstreamServers: servers } : null;
+      await nginx.applyApp(run.app, o.domains.length > 0 ? site : null);
     },
     NEVER,
   );

@@ -4,10 +4,13 @@
 // through the same transactional nginx code, so a dead node's tasks leave nginx within seconds.
 // Apps with a deploy running or draining are left to their deploy. Bounded: one pass at a time,
 // stopped on shutdown; it keeps working while the control plane is down (desired state is stored).
+// What it last routed per app (sites()) is what the reconcile planner plans the app's certificate
+// for: the executor's ensure-cert puts a new certificate into that same server block.
 import type Docker from 'dockerode';
 import type { Logger } from '../../../shared/logger.js';
 import type { AppSpec, ServerSpec } from '../../../shared/spec.js';
 import type { NginxApplier } from '../../deploy/deploy-run.js';
+import type { AppSite } from '../../nginx/index.js';
 import type { AgentStore } from '../../store/index.js';
 import { listAppServices, listNodes, listServiceTasks } from './services.js';
 import { probeEndpoint } from './task-health.js';
@@ -22,6 +25,8 @@ export interface UpstreamWatcherDeps {
   busyApps: () => ReadonlySet<string>;
   /** Between passes (default 2000 ms). */
   intervalMs?: number;
+  /** After the watcher (re-)rendered an app's server block: its certificate can be planned for it now. */
+  onRouted?: (app: string) => void;
 }
 
 const PROBE_TIMEOUT_MS = 1500;
@@ -30,8 +35,8 @@ export class UpstreamWatcher {
   private timer: NodeJS.Timeout | null = null;
   private pass: Promise<void> | null = null;
   private closed = false;
-  /** What each app's server block was last rendered with: its domains and servers (in order). */
-  private readonly routed = new Map<string, { domains: string; servers: string[] }>();
+  /** What each app's server block was last rendered with: its domains and servers (in order), and the site (null: none). */
+  private readonly routed = new Map<string, { domains: string; servers: string[]; site: AppSite | null }>();
 
   constructor(private readonly deps: UpstreamWatcherDeps) {}
 
@@ -39,6 +44,14 @@ export class UpstreamWatcher {
     if (this.timer || this.closed) return;
     this.timer = setInterval(() => this.tick(), this.deps.intervalMs ?? 2000);
     this.timer.unref?.();
+  }
+
+  /**
+   * The site last rendered per app (null: its server block was removed, it has no domains). An app
+   * missing from it is not known yet (never routed by the watcher, or a deploy of it is running).
+   */
+  sites(): ReadonlyMap<string, AppSite | null> {
+    return new Map([...this.routed].map(([app, r]) => [app, r.site]));
   }
 
   async close(): Promise<void> {
@@ -60,6 +73,7 @@ export class UpstreamWatcher {
     const cluster = spec?.cluster;
     if (!spec || !cluster || cluster.role !== 'manager') return;
     const busy = this.deps.busyApps();
+    for (const app of this.routed.keys()) if (!spec.apps.some((a) => a.name === app && a.cluster === cluster.name)) this.routed.delete(app);
     for (const app of spec.apps) {
       if (this.closed) return;
       if (app.cluster !== cluster.name) continue;
@@ -79,12 +93,14 @@ export class UpstreamWatcher {
   private async follow(app: AppSpec): Promise<void> {
     const { docker, store } = this.deps;
     const release = store.releases.get(app.name);
-    if (!release?.containerPort) return;
+    // No web process, or a static site (served from disk, routed by the reconcile pass): nothing to follow.
+    if (!release?.containerPort) return void this.routed.delete(app.name);
     if (app.domains.length === 0) {
       // Its last domain was removed: nothing is routed (once, not every pass).
       if (this.routed.get(app.name)?.domains === '') return;
       await this.deps.nginx.applyApp(app.name, null);
-      this.routed.set(app.name, { domains: '', servers: [] });
+      this.routed.set(app.name, { domains: '', servers: [], site: null });
+      this.deps.onRouted?.(app.name);
       return;
     }
     const web = (await listAppServices(docker, app.name)).filter((s) => s.release === release.deploymentId && s.process === 'web');
@@ -110,8 +126,10 @@ export class UpstreamWatcher {
     }
     if (unchanged(servers)) return;
     const port = Number(servers[0]!.slice(servers[0]!.lastIndexOf(':') + 1));
-    await this.deps.nginx.applyApp(app.name, { domains: app.domains, upstreamPort: port, upstreamServers: servers });
-    this.routed.set(app.name, { domains, servers });
+    const site: AppSite = { domains: [...app.domains], upstreamPort: port, upstreamServers: servers };
+    await this.deps.nginx.applyApp(app.name, site);
+    this.routed.set(app.name, { domains, servers, site });
+    this.deps.onRouted?.(app.name);
     this.deps.logger.info({ app: app.name, servers, before: before?.servers ?? null }, 'cluster app upstream updated');
   }
 
