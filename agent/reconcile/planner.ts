@@ -88,22 +88,12 @@ export function plan(
   const specApps = new Map(desired.apps.map((a) => [a.name, a]));
   const releaseOf = new Map(releases.map((r) => [r.app, r]));
   const nginxOf = new Map(observed.nginxApps.map((n) => [n.app, n.content]));
-  const containersOf = new Map<string, BerthContainer[]>();
-  for (const c of observed.containers) {
-    const list = containersOf.get(c.app) ?? [];
-    list.push(c);
-    containersOf.set(c.app, list);
-  }
-
+  const containersOf = groupByApp(observed.containers);
   const certsOf = observed.certs;
   const appFiles = new Set(observed.appFiles ?? []);
+  // Only apps listed for purge: any other app's volumes are never acted on, whatever else is true.
   const purge = new Set(desired.purgeVolumes ?? []);
-  const volumesOf = new Map<string, BerthVolume[]>();
-  for (const v of observed.volumes ?? []) {
-    // Only apps listed for purge: any other app's volumes are never acted on, whatever else is true.
-    if (!purge.has(v.app)) continue;
-    volumesOf.set(v.app, [...(volumesOf.get(v.app) ?? []), v]);
-  }
+  const volumesOf = groupByApp((observed.volumes ?? []).filter((v) => purge.has(v.app)));
   const servicesOf = groupByApp(observed.services);
   const networksOf = groupByApp(observed.networks);
   const apps = [
@@ -180,9 +170,13 @@ function planRemoved(app: string, left: Leftovers): Action[] {
   return actions;
 }
 
-function groupByApp(objects: readonly SwarmObject[] | undefined): Map<string, SwarmObject[]> {
-  const out = new Map<string, SwarmObject[]>();
-  for (const o of objects ?? []) out.set(o.app, [...(out.get(o.app) ?? []), o]);
+function groupByApp<T extends { app: string }>(items: readonly T[] | undefined): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items ?? []) {
+    const list = out.get(item.app);
+    if (list) list.push(item);
+    else out.set(item.app, [item]);
+  }
   return out;
 }
 
