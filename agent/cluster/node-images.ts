@@ -15,6 +15,7 @@ import type { Logger } from '../../shared/logger.js';
 import type { ServerSpec } from '../../shared/spec.js';
 import { dockerMessageOf, dockerStatusOf } from '../docker/errors.js';
 import { LABEL } from '../docker/labels.js';
+import { PeriodicPass } from './periodic-pass.js';
 import { keptImages } from '../releases/retention.js';
 import type { AgentStore } from '../store/index.js';
 
@@ -60,35 +61,17 @@ export function unusedRegistryImages(
   return out;
 }
 
-export class NodeImagePruner {
-  private timer: NodeJS.Timeout | null = null;
-  private pass: Promise<void> | null = null;
-  private closed = false;
+export class NodeImagePruner extends PeriodicPass {
   /** Image id → when it was first seen unused (it goes once it still is an interval later). */
   private readonly unusedSince = new Map<string, number>();
 
-  constructor(private readonly deps: NodeImagesDeps) {}
-
-  start(): void {
-    if (this.timer || this.closed) return;
-    this.timer = setInterval(() => void this.tick(), this.deps.intervalMs);
-    this.timer.unref?.();
+  constructor(private readonly deps: NodeImagesDeps) {
+    super(deps.intervalMs);
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.pass;
-  }
-
-  /** One check unless one is running. Never throws. */
-  tick(): Promise<void> {
-    if (this.closed || this.pass) return this.pass ?? Promise.resolve();
-    this.pass = this.check()
-      .catch((err: unknown) => this.deps.logger.warn({ err: dockerMessageOf(err) }, 'could not prune the cluster images of this node'))
-      .finally(() => (this.pass = null));
-    return this.pass;
+  /** One check; never throws. */
+  protected runPass(): Promise<void> {
+    return this.check().catch((err: unknown) => this.deps.logger.warn({ err: dockerMessageOf(err) }, 'could not prune the cluster images of this node'));
   }
 
   private async check(): Promise<void> {

@@ -13,6 +13,7 @@ import type { NginxApplier } from '../../deploy/deploy-run.js';
 import type { AppSite } from '../../nginx/index.js';
 import type { AgentStore } from '../../store/index.js';
 import { listAppServices, listNodes, listServiceTasks } from './services.js';
+import { PeriodicPass } from '../periodic-pass.js';
 import { probeEndpoint } from './task-health.js';
 import { planUpstreams, serversOf, type TaskEndpoint } from './upstream-plan.js';
 
@@ -31,19 +32,12 @@ export interface UpstreamWatcherDeps {
 
 const PROBE_TIMEOUT_MS = 1500;
 
-export class UpstreamWatcher {
-  private timer: NodeJS.Timeout | null = null;
-  private pass: Promise<void> | null = null;
-  private closed = false;
+export class UpstreamWatcher extends PeriodicPass {
   /** What each app's server block was last rendered with: its domains and servers (in order), and the site (null: none). */
   private readonly routed = new Map<string, { domains: string; servers: string[]; site: AppSite | null }>();
 
-  constructor(private readonly deps: UpstreamWatcherDeps) {}
-
-  start(): void {
-    if (this.timer || this.closed) return;
-    this.timer = setInterval(() => this.tick(), this.deps.intervalMs ?? 2000);
-    this.timer.unref?.();
+  constructor(private readonly deps: UpstreamWatcherDeps) {
+    super(deps.intervalMs ?? 2000);
   }
 
   /**
@@ -54,21 +48,8 @@ export class UpstreamWatcher {
     return new Map([...this.routed].map(([app, r]) => [app, r.site]));
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.pass;
-  }
 
-  /** One pass unless one is running (passes never overlap). */
-  tick(): Promise<void> {
-    if (this.closed || this.pass) return this.pass ?? Promise.resolve();
-    this.pass = this.runPass().finally(() => (this.pass = null));
-    return this.pass;
-  }
-
-  private async runPass(): Promise<void> {
+  protected async runPass(): Promise<void> {
     const spec = this.deps.desired();
     const cluster = spec?.cluster;
     if (!spec || !cluster || cluster.role !== 'manager') return;
