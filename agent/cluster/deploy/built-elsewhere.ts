@@ -13,7 +13,10 @@ import { followEngine, registryAuth } from './registry-push.js';
 import { ClusterDeployError } from './service-spec.js';
 
 /** What the continuation deploys: the builder's image and config, with this order's env. */
-export function prepareBuilt(run: DeployRun, built: BuiltElsewhere): Prepared {
+export function prepareBuilt(run: DeployRun, built: BuiltElsewhere, registry: ClusterRegistrySpec): Prepared {
+  // Pulled and run with the registry's credentials: only this app's repository in this cluster's registry.
+  const expected = `${registry.address}/berth/${run.app}@sha256:`;
+  if (!built.image.startsWith(expected)) throw new ClusterDeployError(`the build on ${built.builder} reported ${built.image}, not an image of ${expected.slice(0, -8)}`);
   const config = snapshotConfig(built.config);
   if (!config) throw new ClusterDeployError(`the build on ${built.builder} reported no usable app config`);
   run.stream.system(`built on ${built.builder}: ${built.image} (commit ${built.commit.slice(0, 12)}); nothing is fetched or built on this manager`);

@@ -107,7 +107,7 @@ async function prepare(run: DeployRun, registry: ClusterRegistrySpec, network: (
   const { order, deps } = run;
   if (order.rollbackOf) return prepareRollback(run, order.rollbackOf, order.rescale === true);
   if (order.built) {
-    const prepared = prepareBuilt(run, order.built);
+    const prepared = prepareBuilt(run, order.built, registry);
     if (prepared.config.release) {
       const pull = (signal: AbortSignal) => ensureImage(deps.docker, { image: prepared.image!, registry, log: (l) => run.stream.system(l), signal });
       await releasePhase(run, { image: prepared.image!, config: prepared.config, commit: prepared.commit, network: await network(run.signal), before: pull });
